@@ -1,0 +1,34 @@
+//! Cloacina's domain: the rules and types every other crate builds on, and the port traits
+//! through which the rest of the system reaches storage, time, randomness and hashing.
+//!
+//! This crate is pure: no database, HTTP, CLI or async runtime. CI checks that with
+//! `cargo tree -p cloacina-domain -e normal`.
+//!
+//! # Layout
+//! - [`key`]: the API key format (`clk_` + public id + secret + checksum), parsing, digests.
+//! - [`secret`]: [`Secret`], a string that never prints.
+//! - [`role`]: [`Role`] and the closed [`Permission`] catalogue.
+//! - [`principal`]: who a verified key is ([`Principal`], [`Authority`]).
+//! - [`authz`]: the authorisation decisions: route permissions and key minting/revoking.
+//! - [`tenant`]: [`TenantName`].
+//! - [`bootstrap`]: the rule that decides whether start-up creates a god key.
+//! - [`record`]: stored key rows ([`KeyRecord`]) and what creating one needs.
+//! - [`ports`]: the port traits (key store, tenant directory, clock, key generator, hasher).
+
+pub mod authz;
+pub mod bootstrap;
+pub mod key;
+pub mod ports;
+pub mod principal;
+pub mod record;
+pub mod role;
+pub mod secret;
+pub mod tenant;
+
+pub use authz::Denied;
+pub use key::{ApiKeyId, KeyDigest, KeyFormatError, MintedKey, PresentedKey};
+pub use principal::{Authority, Principal};
+pub use record::{KeyName, KeyRecord, NewKey, StoredSecret};
+pub use role::{Permission, PermissionScope, Role};
+pub use secret::Secret;
+pub use tenant::TenantName;

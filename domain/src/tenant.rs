@@ -1,0 +1,146 @@
+//! Tenant names.
+
+use std::fmt;
+
+/// The tenant every deployment has, on SQLite the only one.
+pub const PUBLIC_TENANT: &str = "public";
+
+/// A validated tenant name: `^[a-z][a-z0-9_-]{0,47}$`.
+///
+/// [`TenantName::parse`] accepts `public` (it names the built-in tenant);
+/// [`TenantName::parse_new`] is for names a create may take, and refuses it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantName(String);
+
+/// Why a string is not a tenant name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantNameError {
+    #[error("tenant name is empty")]
+    Empty,
+    #[error("tenant name is longer than 48 characters")]
+    TooLong,
+    #[error("tenant name must start with a lowercase letter")]
+    BadStart,
+    #[error("tenant name may hold only lowercase letters, digits, '_' and '-'")]
+    BadCharacter,
+    #[error("tenant name 'public' is reserved")]
+    Reserved,
+}
+
+impl TenantName {
+    /// The maximum length in bytes (all characters are ASCII).
+    pub const MAX_LEN: usize = 48;
+
+    /// Parses a name that refers to an existing or built-in tenant.
+    ///
+    /// # Errors
+    /// A [`TenantNameError`] naming the first rule the input breaks.
+    pub fn parse(input: &str) -> Result<Self, TenantNameError> {
+        let mut chars = input.chars();
+        let first = chars.next().ok_or(TenantNameError::Empty)?;
+        if input.len() > Self::MAX_LEN {
+            return Err(TenantNameError::TooLong);
+        }
+        if !first.is_ascii_lowercase() {
+            return Err(TenantNameError::BadStart);
+        }
+        if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+            return Err(TenantNameError::BadCharacter);
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// Parses a name for a tenant to be created: as [`TenantName::parse`], but not `public`.
+    ///
+    /// # Errors
+    /// As [`TenantName::parse`], plus [`TenantNameError::Reserved`].
+    pub fn parse_new(input: &str) -> Result<Self, TenantNameError> {
+        let name = Self::parse(input)?;
+        if name.is_public() {
+            return Err(TenantNameError::Reserved);
+        }
+        Ok(name)
+    }
+
+    /// The built-in tenant.
+    pub fn public() -> Self {
+        Self(PUBLIC_TENANT.to_owned())
+    }
+
+    /// Whether this is the built-in tenant.
+    pub fn is_public(&self) -> bool {
+        self.0 == PUBLIC_TENANT
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TenantName({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ordinary_names_are_accepted() {
+        for ok in ["acme", "globex-prod", "a", "t_1", &format!("a{}", "b".repeat(47))] {
+            assert!(TenantName::parse_new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn public_refers_to_the_built_in_tenant_but_cannot_be_created() {
+        assert!(TenantName::parse("public").unwrap().is_public());
+        assert_eq!(TenantName::parse_new("public"), Err(TenantNameError::Reserved));
+    }
+
+    #[test]
+    fn injection_payloads_are_refused() {
+        let long = "a".repeat(49);
+        let cases: [(&str, TenantNameError); 8] = [
+            ("", TenantNameError::Empty),
+            ("Acme", TenantNameError::BadStart),
+            ("1acme", TenantNameError::BadStart),
+            ("acme\"; drop schema public; --", TenantNameError::BadCharacter),
+            ("acme'", TenantNameError::BadCharacter),
+            ("acmé", TenantNameError::BadCharacter),
+            ("acme\0", TenantNameError::BadCharacter),
+            (&long, TenantNameError::TooLong),
+        ];
+        for (input, err) in cases {
+            assert_eq!(TenantName::parse(input), Err(err), "{input:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_accepted_name_matches_the_grammar(s in "\\PC{0,60}") {
+            if let Ok(name) = TenantName::parse(&s) {
+                let b = name.as_str().as_bytes();
+                prop_assert!(!b.is_empty() && b.len() <= 48);
+                prop_assert!(b[0].is_ascii_lowercase());
+                prop_assert!(b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-'));
+            }
+        }
+
+        #[test]
+        fn every_name_of_the_grammar_is_accepted(s in "[a-z][a-z0-9_-]{0,47}") {
+            let name = TenantName::parse(&s).unwrap();
+            prop_assert_eq!(name.as_str(), s.as_str());
+        }
+    }
+}

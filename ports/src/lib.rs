@@ -1,0 +1,54 @@
+//! Cloacina's use cases: the services that drive the domain through its port traits.
+//! They hold `Arc<dyn Port>`s (see `docs/architecture.md` for why) and know nothing of HTTP,
+//! SQL or the command line.
+//!
+//! # Layout
+//! - [`deps`]: [`Deps`], the bundle of ports every service is built from.
+//! - [`metrics`]: the [`Metrics`] port that telemetry implements.
+//! - [`authenticate`]: [`Authenticator`], bearer token → principal, with the verified-key cache.
+//! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
+//! - [`bootstrap`]: the first god key at start-up.
+
+pub mod authenticate;
+pub mod bootstrap;
+pub mod create_key;
+pub mod deps;
+pub mod list_keys;
+pub mod metrics;
+pub mod revoke_key;
+
+pub use authenticate::{AuthError, Authenticator};
+pub use bootstrap::{BootstrapOutcome, bootstrap};
+pub use create_key::{CreateKey, CreateKeyError, CreatedKey};
+pub use deps::Deps;
+pub use list_keys::{KeyScope, ListKeysError};
+pub use metrics::{AuthOutcome, Metrics, NoMetrics};
+pub use revoke_key::RevokeKeyError;
+
+use std::sync::Arc;
+
+/// Key management: create, list, revoke. Each use case lives in its own file.
+#[derive(Clone)]
+pub struct Keys {
+    deps: Deps,
+    auth: Arc<Authenticator>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys")
+    }
+}
+
+impl Keys {
+    /// Builds the service. `auth` is told about every change so its cache never serves a
+    /// revoked key.
+    pub fn new(deps: Deps, auth: Arc<Authenticator>) -> Self {
+        Self { deps, auth }
+    }
+}
+
+#[cfg(test)]
+mod keys_tests;
+#[cfg(test)]
+mod bootstrap_tests;

@@ -1,0 +1,57 @@
+//! The metrics port. The telemetry adapter implements it with opentelemetry-prometheus.
+
+/// How an authentication attempt ended: a closed set, so the metric's cardinality is bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Success,
+    Missing,
+    Malformed,
+    BadChecksum,
+    Unknown,
+    Revoked,
+    Expired,
+    RateLimited,
+    Error,
+}
+
+impl AuthOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthOutcome::Success => "success",
+            AuthOutcome::Missing => "missing",
+            AuthOutcome::Malformed => "malformed",
+            AuthOutcome::BadChecksum => "bad_checksum",
+            AuthOutcome::Unknown => "unknown",
+            AuthOutcome::Revoked => "revoked",
+            AuthOutcome::Expired => "expired",
+            AuthOutcome::RateLimited => "rate_limited",
+            AuthOutcome::Error => "error",
+        }
+    }
+}
+
+/// What the server counts. Implementations MUST be cheap: these run on every request.
+pub trait Metrics: Send + Sync {
+    /// One HTTP request, by method, route template (never the raw path) and status.
+    fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64);
+    /// One authentication attempt.
+    fn auth_outcome(&self, outcome: AuthOutcome);
+    /// One lookup in the verified-key cache.
+    fn auth_cache(&self, hit: bool);
+    /// The Prometheus text exposition of everything counted so far.
+    fn render(&self) -> String;
+}
+
+/// Counts nothing: for tests and tools that have no metrics endpoint.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn http_request(&self, _: &str, _: &str, _: u16, _: f64) {}
+    fn auth_outcome(&self, _: AuthOutcome) {}
+    fn auth_cache(&self, _: bool) {}
+    fn render(&self) -> String {
+        String::new()
+    }
+}
