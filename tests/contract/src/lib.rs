@@ -1,1 +1,57 @@
-//! placeholder
+//! The storage contract: one suite every storage adapter runs, so a behaviour one backend has
+//! and another lacks shows up as a failing test (quality.md, layer 3).
+//!
+//! An adapter instantiates it in a test module with an async expression that yields a fresh,
+//! migrated, empty store:
+//! ```ignore
+//! cloacina_contract::storage_contract!(async { Arc::new(fresh_store().await) });
+//! ```
+//! The store type must implement every storage port.
+//!
+//! # Layout
+//! - [`keys`]: the `KeyStore` contract.
+//! - [`tenants`]: the `TenantDirectory` and `DatabaseHealth` contract.
+
+pub mod keys;
+pub mod tenants;
+
+use std::sync::Arc;
+
+use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory};
+
+/// Everything a storage adapter provides.
+pub trait Storage: KeyStore + TenantDirectory + DatabaseHealth + 'static {}
+impl<T: KeyStore + TenantDirectory + DatabaseHealth + 'static> Storage for T {}
+
+/// A fresh store for one test.
+pub type Store = Arc<dyn Storage>;
+
+/// Generates one `#[tokio::test]` per contract case.
+#[macro_export]
+macro_rules! storage_contract {
+    ($make:expr) => {
+        $crate::storage_contract!(@cases $make;
+            keys::an_inserted_key_reads_back_with_every_field,
+            keys::a_duplicate_id_conflicts_and_changes_nothing,
+            keys::an_unknown_id_is_not_found,
+            keys::listing_is_by_tenant_oldest_first_and_includes_revoked_keys,
+            keys::revoking_flags_the_key_once,
+            keys::the_last_active_god_key_cannot_be_revoked,
+            keys::expired_god_keys_do_not_count_as_active,
+            keys::the_first_god_key_is_inserted_once_even_under_a_race,
+            keys::only_active_supplied_keys_are_listed_for_argon2,
+            keys::last_used_never_moves_backwards,
+            tenants::public_always_exists_and_unknown_tenants_do_not,
+            tenants::a_migrated_database_is_healthy
+        );
+    };
+    (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: $crate::Store = $make.await;
+                $crate::$module::$case(store).await;
+            }
+        )*
+    };
+}

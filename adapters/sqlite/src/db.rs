@@ -1,0 +1,150 @@
+//! Opening the database and running work on it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cloacina_domain::ports::StoreError;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteLocation {
+    /// A file, created (mode 0600) if missing.
+    File(PathBuf),
+    /// A private in-memory database (`sqlite::memory:`), gone when the process ends.
+    Memory,
+}
+
+/// The database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("cannot open SQLite database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+}
+
+const READERS: usize = 4;
+
+/// A handle to the embedded database. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteDb {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDb").field("readers", &self.inner.readers.len()).finish()
+    }
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) the database.
+    ///
+    /// # Errors
+    /// [`OpenError`] if the file or its folder cannot be created or opened.
+    pub fn open(location: &SqliteLocation) -> Result<Self, OpenError> {
+        let (writer, readers) = match location {
+            SqliteLocation::Memory => (open_conn(":memory:", true)?, Vec::new()),
+            SqliteLocation::File(path) => {
+                create_private_file(path)?;
+                let name = path.to_string_lossy();
+                let writer = open_conn(&name, false)?;
+                let readers = (0..READERS).map(|_| open_conn(&name, false).map(Mutex::new)).collect::<Result<_, _>>()?;
+                (writer, readers)
+            }
+        };
+        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }) })
+    }
+
+    /// Runs `f` on the writer connection, on a blocking thread. Writers queue here, in the
+    /// process, one at a time.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        run_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(|_| StoreError::Unexpected("writer lock poisoned".into()))?;
+            f(&mut conn).map_err(translate)
+        })
+        .await
+    }
+
+    /// Runs `f` on a reader connection (the writer, for an in-memory database).
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        run_blocking(move || {
+            let lock = if inner.readers.is_empty() {
+                &inner.writer
+            } else {
+                &inner.readers[inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len()]
+            };
+            let conn = lock.lock().map_err(|_| StoreError::Unexpected("reader lock poisoned".into()))?;
+            f(&conn).map_err(translate)
+        })
+        .await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Unexpected(format!("database task failed: {e}")))?
+}
+
+fn open_conn(name: &str, memory: bool) -> Result<Connection, OpenError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(name, flags).map_err(|source| OpenError::Open { path: name.into(), source })?;
+    let pragmas = if memory {
+        "PRAGMA foreign_keys = ON;"
+    } else {
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+    };
+    conn.execute_batch(pragmas).map_err(|source| OpenError::Open { path: name.into(), source })?;
+    Ok(conn)
+}
+
+/// Creates the database file with mode 0600 (and its folder with 0700) if missing, so it is
+/// never readable by others, not even for an instant.
+fn create_private_file(path: &Path) -> Result<(), OpenError> {
+    let err = |source| OpenError::Create { path: path.to_owned(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(err)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop).map_err(err)
+}
+
+/// Database errors by SQLite result code, never by message text.
+pub(crate) fn translate(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Unexpected(e.to_string()),
+        },
+        _ => StoreError::Unexpected(e.to_string()),
+    }
+}

@@ -1,0 +1,65 @@
+//! Embedded migrations (`migrations/sqlite/`), applied in order, each in its own transaction.
+
+use cloacina_domain::ports::StoreError;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::SqliteDb;
+
+/// Every migration: (version, name, SQL). Append only.
+pub const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "api_keys", include_str!("../../../migrations/sqlite/0001_api_keys.sql"))];
+
+/// The version this binary expects.
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+const LEDGER: &str = "CREATE TABLE IF NOT EXISTS _cloacina_migrations (
+    version INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+
+pub(crate) fn current_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    let exists: Option<i64> = conn
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_cloacina_migrations'", [], |r| r.get(0))
+        .optional()?;
+    if exists.is_none() {
+        return Ok(0);
+    }
+    conn.query_row("SELECT coalesce(max(version), 0) FROM _cloacina_migrations", [], |r| r.get(0))
+}
+
+impl SqliteDb {
+    /// Applies every pending migration; returns how many ran. A failing migration rolls back
+    /// whole and stops the run.
+    ///
+    /// # Errors
+    /// The store error of the failing step.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        self.write(|conn| {
+            conn.execute_batch(LEDGER)?;
+            let current = current_version(conn)?;
+            let mut applied = 0;
+            for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    "INSERT INTO _cloacina_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                    rusqlite::params![version, name],
+                )?;
+                tx.commit()?;
+                tracing::info!(version, name, "applied SQLite migration");
+                applied += 1;
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    /// How many migrations this binary has that the database lacks.
+    ///
+    /// # Errors
+    /// The store error if the database cannot be read.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let current = self.read(|conn| current_version(conn)).await?;
+        Ok(MIGRATIONS.iter().filter(|m| m.0 > current).count())
+    }
+}
