@@ -197,25 +197,17 @@ impl PresentedKey {
 /// `None` if `token` is not shaped like a minted key; otherwise the checked id.
 fn minted_shape(token: &str) -> Option<Result<ApiKeyId, KeyFormatError>> {
     let body = token.strip_prefix(KEY_PREFIX)?;
-    if token.len() != MINTED_KEY_LEN
-        || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if token.len() != MINTED_KEY_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return None;
     }
     let (signed, checksum) = token.split_at(MINTED_KEY_LEN - CHECKSUM_CHARS);
     let expected = crc32fast::hash(signed.as_bytes()).to_be_bytes();
-    let checksum_ok = URL_SAFE_NO_PAD
-        .decode(checksum)
-        .is_ok_and(|c| c.as_slice() == expected.as_slice());
+    let checksum_ok = URL_SAFE_NO_PAD.decode(checksum).is_ok_and(|c| c.as_slice() == expected.as_slice());
     if !checksum_ok {
         return Some(Err(KeyFormatError::BadChecksum));
     }
     let id_text = &body[..ID_CHARS];
-    let id = URL_SAFE_NO_PAD
-        .decode(id_text)
-        .ok()
-        .and_then(|b| Uuid::from_slice(&b).ok())
-        .map(ApiKeyId);
+    let id = URL_SAFE_NO_PAD.decode(id_text).ok().and_then(|b| Uuid::from_slice(&b).ok()).map(ApiKeyId);
     Some(id.ok_or(KeyFormatError::BadChecksum))
 }
 
@@ -260,7 +252,8 @@ mod tests {
 
     #[test]
     fn short_or_non_ascii_tokens_are_malformed() {
-        for bad in ["", "short", "clk_", "has space in it here", "ключ-ключ-ключ-ключ", &"x".repeat(257)] {
+        for bad in ["", "short", "clk_", "has space in it here", "ключ-ключ-ключ-ключ", &"x".repeat(257)]
+        {
             assert_eq!(PresentedKey::parse(bad).unwrap_err(), KeyFormatError::Malformed, "{bad:?}");
         }
     }

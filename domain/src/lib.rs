@@ -5,15 +5,15 @@
 //! `cargo tree -p cloacina-domain -e normal`.
 //!
 //! # Layout
-//! - [`key`]: the API key format (`clk_` + public id + secret + checksum), parsing, digests.
-//! - [`secret`]: [`Secret`], a string that never prints.
-//! - [`role`]: [`Role`] and the closed [`Permission`] catalogue.
-//! - [`principal`]: who a verified key is ([`Principal`], [`Authority`]).
-//! - [`authz`]: the authorisation decisions: route permissions and key minting/revoking.
-//! - [`tenant`]: [`TenantName`].
-//! - [`bootstrap`]: the rule that decides whether start-up creates a god key.
-//! - [`record`]: stored key rows ([`KeyRecord`]) and what creating one needs.
-//! - [`ports`]: the port traits (key store, tenant directory, clock, key generator, hasher).
+//! - [`key`] — the API key format (`clk_` + public id + secret + checksum), parsing, digests.
+//! - [`secret`] — [`Secret`], a string that never prints.
+//! - [`role`] — [`Role`] and the closed [`Permission`] catalogue.
+//! - [`principal`] — who a verified key is ([`Principal`], [`Authority`]).
+//! - [`authz`] — the authorisation decisions: route permissions and key minting/revoking.
+//! - [`tenant`] — [`TenantName`].
+//! - [`bootstrap`] — the rule that decides whether start-up creates a god key.
+//! - [`record`] — stored key rows ([`KeyRecord`]) and what creating one needs.
+//! - [`ports`] — the port traits (key store, tenant directory, clock, key generator, hasher).
 
 pub mod authz;
 pub mod bootstrap;

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cloacina_domain::key::KeyFormatError;
 use cloacina_domain::ports::{Clock, KeyStore, SecretHasher, StoreError};
 use cloacina_domain::{ApiKeyId, KeyDigest, PresentedKey, Principal, Secret, StoredSecret};
-use cloacina_domain::key::KeyFormatError;
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
@@ -138,10 +138,12 @@ impl Authenticator {
         })?;
         let now = self.clock.now();
         let known = match presented {
-            PresentedKey::Minted { id, digest } => match self.cached(&self.minted, &id, now, self.load_minted(id, now)).await? {
-                Entry::Minted { digest: stored, known, .. } if stored == digest => known,
-                _ => return Err(AuthError::Unknown),
-            },
+            PresentedKey::Minted { id, digest } => {
+                match self.cached(&self.minted, &id, now, self.load_minted(id, now)).await? {
+                    Entry::Minted { digest: stored, known, .. } if stored == digest => known,
+                    _ => return Err(AuthError::Unknown),
+                }
+            }
             PresentedKey::Supplied(secret) => {
                 let fingerprint: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
                 match self.cached(&self.supplied, &fingerprint, now, self.load_supplied(&secret, now)).await? {

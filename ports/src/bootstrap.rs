@@ -33,7 +33,10 @@ pub enum BootstrapError {
 ///
 /// # Errors
 /// [`BootstrapError`] if the store or the hasher fails.
-pub async fn bootstrap(deps: &Deps, supplied: Option<SuppliedBootstrapKey>) -> Result<BootstrapOutcome, BootstrapError> {
+pub async fn bootstrap(
+    deps: &Deps,
+    supplied: Option<SuppliedBootstrapKey>,
+) -> Result<BootstrapOutcome, BootstrapError> {
     let now = deps.clock.now();
     let active = deps.keys.count_active_god_keys(now).await?;
     let decision = decide(active, supplied.is_some());
@@ -66,4 +69,3 @@ pub async fn bootstrap(deps: &Deps, supplied: Option<SuppliedBootstrapKey>) -> R
         Ok(BootstrapOutcome::Skipped { supplied_ignored: supplied.is_some() })
     }
 }
-

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use cloacina_domain::authz::authorize_mint;
 use cloacina_domain::ports::StoreError;
-use cloacina_domain::{Authority, Denied, KeyName, KeyRecord, MintedKey, NewKey, Principal, Secret, StoredSecret, TenantName};
+use cloacina_domain::{
+    Authority, Denied, KeyName, KeyRecord, MintedKey, NewKey, Principal, Secret, StoredSecret, TenantName,
+};
 
 use crate::Keys;
 

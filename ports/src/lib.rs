@@ -3,11 +3,11 @@
 //! SQL or the command line.
 //!
 //! # Layout
-//! - [`deps`]: [`Deps`], the bundle of ports every service is built from.
-//! - [`metrics`]: the [`Metrics`] port that telemetry implements.
-//! - [`authenticate`]: [`Authenticator`], bearer token → principal, with the verified-key cache.
+//! - [`deps`] — [`Deps`], the bundle of ports every service is built from.
+//! - [`metrics`] — the [`Metrics`] port that telemetry implements.
+//! - [`authenticate`] — [`Authenticator`], bearer token → principal, with the verified-key cache.
 //! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
-//! - [`bootstrap`]: the first god key at start-up.
+//! - [`bootstrap`] — the first god key at start-up.
 
 pub mod authenticate;
 pub mod bootstrap;
@@ -49,6 +49,6 @@ impl Keys {
 }
 
 #[cfg(test)]
-mod keys_tests;
-#[cfg(test)]
 mod bootstrap_tests;
+#[cfg(test)]
+mod keys_tests;

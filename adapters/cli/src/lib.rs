@@ -1,1 +1,35 @@
-//! placeholder
+//! The `cloacinactl` command line: its grammar, the config file with its profiles, and the
+//! commands that talk to a server over HTTP. `serve` is parsed here and run by the app crate,
+//! which alone sees the server's adapters.
+//!
+//! # Layout
+//! - [`args`] — the clap grammar ([`Cli`], [`Command`], [`ServeArgs`]).
+//! - [`home`] — where `~/.cloacina` is (`--home`, `CLOACINA_HOME`).
+//! - [`config`] — `config.toml`: reading, atomic 0600 writes, profiles.
+//! - [`client`] — the HTTP client, key references (`env:`, `file:`), tenant resolution.
+//! - [`output`] — `-o table|json|yaml|id`.
+//! - [`exit`] — [`CliError`] and the exit codes 0–5.
+//! - [`commands`] — one file per noun.
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod exit;
+pub mod home;
+pub mod output;
+
+pub use args::{Cli, Command, ServeArgs};
+pub use exit::{CliError, ExitStatus};
+
+/// Runs a client command (anything but `serve`), printing results to stdout and one error
+/// line to stderr.
+pub async fn run(cli: Cli) -> ExitStatus {
+    match commands::dispatch(cli).await {
+        Ok(()) => ExitStatus::Ok,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.status()
+        }
+    }
+}

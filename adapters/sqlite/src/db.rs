@@ -57,7 +57,8 @@ impl SqliteDb {
                 create_private_file(path)?;
                 let name = path.to_string_lossy();
                 let writer = open_conn(&name, false)?;
-                let readers = (0..READERS).map(|_| open_conn(&name, false).map(Mutex::new)).collect::<Result<_, _>>()?;
+                let readers =
+                    (0..READERS).map(|_| open_conn(&name, false).map(Mutex::new)).collect::<Result<_, _>>()?;
                 (writer, readers)
             }
         };
@@ -107,7 +108,8 @@ async fn run_blocking<T: Send + 'static>(
 
 fn open_conn(name: &str, memory: bool) -> Result<Connection, OpenError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(name, flags).map_err(|source| OpenError::Open { path: name.into(), source })?;
+    let conn =
+        Connection::open_with_flags(name, flags).map_err(|source| OpenError::Open { path: name.into(), source })?;
     let pragmas = if memory {
         "PRAGMA foreign_keys = ON;"
     } else {
@@ -140,9 +142,10 @@ pub(crate) fn translate(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure => {
-                StoreError::Unavailable(e.to_string())
-            }
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Unexpected(e.to_string()),
         },
         _ => StoreError::Unexpected(e.to_string()),

@@ -94,12 +94,12 @@ fn insert_row(conn: &Connection, key: &NewKey) -> rusqlite::Result<()> {
 }
 
 fn find_row(conn: &Connection, id: ApiKeyId) -> rusqlite::Result<Option<KeyRecord>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"), [id.to_string()], row_to_record)
-        .optional()
+    conn.query_row(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"), [id.to_string()], row_to_record).optional()
 }
 
 fn count_god(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<u64> {
-    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM api_keys WHERE {ACTIVE_GOD}"), [ts(now)], |r| r.get(0))?;
+    let n: i64 =
+        conn.query_row(&format!("SELECT count(*) FROM api_keys WHERE {ACTIVE_GOD}"), [ts(now)], |r| r.get(0))?;
     Ok(n.unsigned_abs())
 }
 
@@ -138,11 +138,10 @@ impl KeyStore for SqliteDb {
                 ),
             };
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = match arg {
+            match arg {
                 None => stmt.query_map([], row_to_record)?.collect(),
                 Some(t) => stmt.query_map([t], row_to_record)?.collect(),
-            };
-            rows
+            }
         })
         .await
     }
@@ -172,7 +171,10 @@ impl KeyStore for SqliteDb {
             if record.authority.is_god() && record.is_active(at) && count_god(&tx, at)? <= 1 {
                 return Ok(RevokeOutcome::LastGodKey);
             }
-            tx.execute("UPDATE api_keys SET revoked = 1, revoked_at = ?2 WHERE id = ?1", params![id.to_string(), ts(at)])?;
+            tx.execute(
+                "UPDATE api_keys SET revoked = 1, revoked_at = ?2 WHERE id = ?1",
+                params![id.to_string(), ts(at)],
+            )?;
             tx.commit()?;
             Ok(RevokeOutcome::Revoked(record))
         })

@@ -6,10 +6,10 @@
 //! writer. All database work runs on tokio's blocking threads.
 //!
 //! # Layout
-//! - [`db`]: [`SqliteDb`], opening, pragmas, the connection set, error translation.
-//! - [`migrate`]: the embedded migrations and their ledger.
-//! - [`keys`]: [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
-//! - [`tenants`]: the tenant directory (`public` only) and the health check.
+//! - [`db`] — [`SqliteDb`], opening, pragmas, the connection set, error translation.
+//! - [`migrate`] — the embedded migrations and their ledger.
+//! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
+//! - [`tenants`] — the tenant directory (`public` only) and the health check.
 
 pub mod db;
 pub mod keys;

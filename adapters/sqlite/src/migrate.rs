@@ -19,7 +19,9 @@ const LEDGER: &str = "CREATE TABLE IF NOT EXISTS _cloacina_migrations (
 
 pub(crate) fn current_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
     let exists: Option<i64> = conn
-        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_cloacina_migrations'", [], |r| r.get(0))
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_cloacina_migrations'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     if exists.is_none() {
         return Ok(0);
@@ -59,7 +61,7 @@ impl SqliteDb {
     /// # Errors
     /// The store error if the database cannot be read.
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        let current = self.read(|conn| current_version(conn)).await?;
+        let current = self.read(current_version).await?;
         Ok(MIGRATIONS.iter().filter(|m| m.0 > current).count())
     }
 }

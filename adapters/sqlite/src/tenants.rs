@@ -19,9 +19,12 @@ impl TenantDirectory for SqliteDb {
 impl DatabaseHealth for SqliteDb {
     /// One read, which also tells whether the schema is current.
     async fn ping(&self) -> Result<(), StoreError> {
-        let version = self.read(|conn| current_version(conn)).await?;
+        let version = self.read(current_version).await?;
         if version < latest() {
-            return Err(StoreError::Unavailable(format!("database schema at version {version}, binary expects {}", latest())));
+            return Err(StoreError::Unavailable(format!(
+                "database schema at version {version}, binary expects {}",
+                latest()
+            )));
         }
         Ok(())
     }

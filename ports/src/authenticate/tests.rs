@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use cloacina_domain::ports::{MockClock, MockKeyGenerator, MockKeyStore, MockSecretHasher, MockTenantDirectory, RevokeOutcome};
+use cloacina_domain::ports::{
+    MockClock, MockKeyGenerator, MockKeyStore, MockSecretHasher, MockTenantDirectory, RevokeOutcome,
+};
 use cloacina_domain::{ApiKeyId, Authority, KeyName, KeyRecord, MintedKey, Role, StoredSecret, TenantName};
 use uuid::Uuid;
 

@@ -3,14 +3,17 @@
 //!
 //! An adapter instantiates it in a test module with an async expression that yields a fresh,
 //! migrated, empty store:
-//! ```ignore
+//! ```text
 //! cloacina_contract::storage_contract!(async { Arc::new(fresh_store().await) });
 //! ```
 //! The store type must implement every storage port.
 //!
 //! # Layout
-//! - [`keys`]: the `KeyStore` contract.
-//! - [`tenants`]: the `TenantDirectory` and `DatabaseHealth` contract.
+//! - [`keys`] — the `KeyStore` contract.
+//! - [`tenants`] — the `TenantDirectory` and `DatabaseHealth` contract.
+
+// This crate is test code compiled as a library: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 pub mod keys;
 pub mod tenants;

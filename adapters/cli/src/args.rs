@@ -1,0 +1,213 @@
+//! The grammar: `cloacinactl [globals] <noun> <verb>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Cloacina: a multi-tenant workflow control plane. One binary is the API server
+/// (`serve`) and the client of its API.
+#[derive(Debug, Parser)]
+#[command(name = "cloacinactl", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes. Each falls back to its environment variable.
+#[derive(Args, Clone, Default)]
+pub struct Globals {
+    /// Server URL [default: the profile's, else http://localhost:8080]
+    #[arg(long, global = true, env = "CLOACINA_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// API key: the key itself, `env:VAR` or `file:PATH`
+    #[arg(long, global = true, env = "CLOACINA_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Tenant [default: the profile's, else the key's own, else `public`]
+    #[arg(long, global = true, env = "CLOACINA_TENANT", value_name = "NAME")]
+    pub tenant: Option<String>,
+    /// Profile from config.toml [default: `default_profile`]
+    #[arg(long, global = true, env = "CLOACINA_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// Same as `-o json`
+    #[arg(long, global = true, conflicts_with = "output")]
+    pub json: bool,
+    /// More detail: debug logs for `serve`, request traces for client commands
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
+    /// Cloacina's folder [default: ~/.cloacina]
+    #[arg(long, global = true, env = "CLOACINA_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+}
+
+impl Globals {
+    /// The output format asked for.
+    pub fn format(&self) -> OutputFormat {
+        if self.json { OutputFormat::Json } else { self.output.unwrap_or(OutputFormat::Table) }
+    }
+}
+
+impl std::fmt::Debug for Globals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Globals")
+            .field("server", &self.server)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("tenant", &self.tenant)
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `-o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+    Id,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server
+    Serve(ServeArgs),
+    /// The API server
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Read and change ~/.cloacina/config.toml
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Create, list and revoke API keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Run the API server (same as `serve`)
+    Start(ServeArgs),
+}
+
+/// `serve` and `server start`.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Database: postgres://…, sqlite:///abs/path.db, sqlite://relative.db or sqlite::memory:
+    /// [default: DATABASE_URL, else `database_url` in config.toml, else ~/.cloacina/cloacina.db]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Address to listen on
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub bind: SocketAddr,
+    /// The first admin key, used only while no admin key exists (16+ characters)
+    #[arg(long, env = "CLOACINA_BOOTSTRAP_KEY", hide_env_values = true, value_name = "KEY")]
+    pub bootstrap_key: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub shutdown_timeout: u64,
+    /// Seconds a request may run before it is answered 503
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub request_timeout: u64,
+    /// Failed authentications allowed per client address per minute (0: unlimited)
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    pub auth_failures_per_minute: u32,
+    /// Seconds a verified key stays cached (revocation on this server is immediate regardless)
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub auth_cache_ttl: u64,
+    /// Behind a trusted reverse proxy: take the client address from X-Forwarded-For
+    #[arg(long)]
+    pub behind_proxy: bool,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs").field("bind", &self.bind).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print one setting (database_url, default_profile)
+    Get {
+        key: String,
+        /// Print a database URL's password instead of masking it
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Change one setting (database_url, default_profile)
+    Set { key: String, value: String },
+    /// Print every setting, secrets masked
+    List,
+    /// Named connection profiles
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create or update a profile from --server, --api-key (prefer env:VAR or file:PATH) and --tenant
+    Set { name: String },
+    /// List profiles, secrets masked
+    List,
+    /// Make a profile the default
+    Use { name: String },
+    /// Delete a profile
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key: `--admin` for an admin (god) key, else a key of the tenant with a role
+    Create {
+        name: String,
+        /// An admin key: every tenant, tenant and admin-key management
+        #[arg(long, conflicts_with = "role")]
+        admin: bool,
+        /// The tenant key's role: read, write or admin [default: read]
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z)
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+    },
+    /// List keys: every key for an admin key (or of --tenant when given), else the tenant's
+    List,
+    /// Revoke a key by id
+    Revoke { id: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tenant_and_role_may_follow_the_verb() {
+        let cli =
+            Cli::try_parse_from(["cloacinactl", "key", "create", "acme-ci", "--role", "write", "--tenant", "acme"])
+                .unwrap();
+        assert_eq!(cli.globals.tenant.as_deref(), Some("acme"));
+        assert!(matches!(cli.command, Command::Key(KeyCommand::Create { role: Some(ref r), .. }) if r == "write"));
+    }
+
+    #[test]
+    fn serve_binds_all_interfaces_on_8080_by_default() {
+        let cli = Cli::try_parse_from(["cloacinactl", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!(args.bind.to_string(), "0.0.0.0:8080");
+    }
+}

@@ -1,0 +1,32 @@
+//! The client commands, one file per noun.
+//!
+//! # Layout
+//! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
+//! - [`key`] — `key create|list|revoke`.
+
+pub mod config;
+pub mod key;
+
+use clap::CommandFactory;
+
+use crate::args::{Cli, Command};
+use crate::client::Context;
+use crate::exit::CliError;
+
+/// Runs one client command.
+///
+/// # Errors
+/// The command's [`CliError`].
+pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(_) | Command::Server(_) => {
+            Err(CliError::Usage("`serve` is run by the cloacinactl binary itself".into()))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cloacinactl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
+        Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,
+    }
+}

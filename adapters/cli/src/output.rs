@@ -1,0 +1,90 @@
+//! Printing answers: a table for people, JSON or YAML for programs, bare ids for scripts.
+
+use serde_json::Value;
+
+use crate::args::OutputFormat;
+use crate::exit::CliError;
+
+/// Rows with a header, printed in aligned columns.
+#[derive(Debug, Default)]
+pub struct Table {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(headers: &[&'static str]) -> Self {
+        Self { headers: headers.to_vec(), rows: Vec::new() }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The table as text, columns padded to their widest cell.
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            padded.join("  ").trim_end().to_owned()
+        };
+        let mut out = vec![line(self.headers.clone())];
+        out.extend(self.rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+        out.join("\n")
+    }
+}
+
+/// Prints `value` in `format`; `table` and `ids` are its table and id forms.
+///
+/// # Errors
+/// [`CliError::Local`] if YAML encoding fails.
+pub fn emit(
+    format: OutputFormat,
+    value: &Value,
+    table: impl FnOnce() -> String,
+    ids: impl FnOnce() -> Vec<String>,
+) -> Result<(), CliError> {
+    match format {
+        OutputFormat::Table => println!("{}", table()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        OutputFormat::Yaml => {
+            let text =
+                serde_yaml_ng::to_string(value).map_err(|e| CliError::Local(format!("cannot print YAML: {e}")))?;
+            print!("{text}");
+        }
+        OutputFormat::Id => {
+            for id in ids() {
+                println!("{id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A string field of a JSON object, or "-".
+pub fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "-".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_aligned_to_the_widest_cell() {
+        let mut t = Table::new(&["ID", "NAME"]);
+        t.row(vec!["1".into(), "ci-deploy".into()]);
+        t.row(vec!["22".into(), "x".into()]);
+        assert_eq!(t.render(), "ID  NAME\n1   ci-deploy\n22  x");
+    }
+}

@@ -1,0 +1,38 @@
+//! Probes and metrics: public, no key.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// `GET /health`: the process is alive. Touches no database.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: 200 when the database answers and its schema is current; 503 otherwise and
+/// from the moment shutdown begins.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let unready = |code: &str, error: &str| {
+        let body = json!({ "status": "unavailable", "error": error, "code": code });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
+    if state.is_shutting_down() {
+        return unready("shutting_down", "the server is shutting down");
+    }
+    match state.health.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(cause = %e, "readiness check failed");
+            unready("database_unavailable", "the database is unavailable or not migrated")
+        }
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+}

@@ -1,0 +1,17 @@
+//! The endpoint handlers, one file per group.
+//!
+//! # Layout
+//! - [`health`] — `/health`, `/ready`, `/metrics`.
+//! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
+//! - [`whoami`] — who the presented key is.
+
+pub mod health;
+pub mod keys;
+pub mod whoami;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Times on the wire: RFC 3339 in UTC with an explicit offset, `2026-04-02T12:00:00+00:00`.
+pub(crate) fn wire_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, false)
+}

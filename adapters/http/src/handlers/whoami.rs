@@ -1,0 +1,33 @@
+//! `GET /v1/auth/whoami`.
+
+use axum::Json;
+use serde::Serialize;
+
+use super::wire_time;
+use crate::auth::Caller;
+
+/// Who the presented key is. Never the key itself.
+#[derive(Debug, Serialize)]
+pub struct WhoAmI {
+    pub key_id: String,
+    pub name: String,
+    pub is_admin: bool,
+    /// The key's tenant; `null` for an admin (god) key.
+    pub tenant_id: Option<String>,
+    /// `admin` for a god key, else the key's role.
+    pub permissions: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// Answers with the caller's identity.
+pub async fn whoami(Caller(p): Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        key_id: p.key_id.to_string(),
+        name: p.key_name,
+        is_admin: p.authority.is_god(),
+        tenant_id: p.authority.tenant().map(|t| t.as_str().to_owned()),
+        permissions: p.authority.permissions_label(),
+        expires_at: p.expires_at.map(wire_time),
+    })
+}

@@ -1,0 +1,112 @@
+//! The route table and the router built from it.
+//!
+//! [`ROUTES`] is the one place a route is declared: its method, its path template, the
+//! [`Access`] it needs and its handler. The router is built from the table, so a route
+//! cannot exist without a declared permission, and the isolation matrix is generated from it.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{MethodFilter, MethodRouter};
+use cloacina_domain::Permission;
+
+use crate::auth::{Guard, guard};
+use crate::error::ApiError;
+use crate::handlers::{health, keys, whoami};
+use crate::observe;
+use crate::state::AppState;
+
+/// What a route requires of the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No key: probes and metrics.
+    Public,
+    /// A valid key holding this permission (on the `{tenant}` in the path, if the
+    /// permission is tenant-scoped).
+    Key(Permission),
+}
+
+/// One route.
+#[derive(Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    /// The axum path template, e.g. `/v1/tenants/{tenant}/keys/{id}`.
+    pub path: &'static str,
+    pub access: Access,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+}
+
+impl std::fmt::Debug for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({:?})", self.method, self.path, self.access)
+    }
+}
+
+/// Turns a handler into the function the table stores.
+macro_rules! handler {
+    ($h:path) => {{
+        fn route(filter: MethodFilter) -> MethodRouter<AppState> {
+            axum::routing::on(filter, $h)
+        }
+        route
+    }};
+}
+
+const fn spec(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec { method, path, access, handler }
+}
+
+use Access::{Key, Public};
+use Permission as P;
+
+/// Every route the server answers.
+pub static ROUTES: &[RouteSpec] = &[
+    spec(Method::GET, "/health", Public, handler!(health::health)),
+    spec(Method::GET, "/ready", Public, handler!(health::ready)),
+    spec(Method::GET, "/metrics", Public, handler!(health::metrics)),
+    spec(Method::GET, "/v1/auth/whoami", Key(P::WhoAmI), handler!(whoami::whoami)),
+    // Deployment-wide keys; `/auth/keys` is the older spelling seed 001 uses.
+    spec(Method::POST, "/v1/auth/keys", Key(P::GodKeyManage), handler!(keys::create_any)),
+    spec(Method::GET, "/v1/auth/keys", Key(P::GodKeyManage), handler!(keys::list_all)),
+    spec(Method::DELETE, "/v1/auth/keys/{id}", Key(P::GodKeyManage), handler!(keys::revoke_any)),
+    spec(Method::POST, "/auth/keys", Key(P::GodKeyManage), handler!(keys::create_any)),
+    spec(Method::GET, "/auth/keys", Key(P::GodKeyManage), handler!(keys::list_all)),
+    spec(Method::DELETE, "/auth/keys/{id}", Key(P::GodKeyManage), handler!(keys::revoke_any)),
+    // One tenant's keys.
+    spec(Method::POST, "/v1/tenants/{tenant}/keys", Key(P::KeyCreate), handler!(keys::create_in_tenant)),
+    spec(Method::GET, "/v1/tenants/{tenant}/keys", Key(P::KeyList), handler!(keys::list_tenant)),
+    spec(Method::DELETE, "/v1/tenants/{tenant}/keys/{id}", Key(P::KeyRevoke), handler!(keys::revoke_in_tenant)),
+];
+
+/// Builds the router: every route of [`ROUTES`] behind its guard, the JSON error envelope for
+/// unknown routes and wrong methods, and the observability layers.
+///
+/// # Panics
+/// If [`ROUTES`] holds a method axum cannot route; a unit test builds the router.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for spec in ROUTES {
+        #[allow(clippy::expect_used)]
+        let filter = MethodFilter::try_from(spec.method.clone()).expect("route table method");
+        let route = (spec.handler)(filter).route_layer(from_fn_with_state(Guard::new(state.clone(), spec), guard));
+        router = router.route(spec.path, route);
+    }
+    let limit = state.config.json_body_limit;
+    let router =
+        router.fallback(not_found).method_not_allowed_fallback(method_not_allowed).layer(DefaultBodyLimit::max(limit));
+    observe::wrap(router, &state).with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}

@@ -1,0 +1,78 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cloacina_domain::ports::DatabaseHealth;
+use cloacina_ports::{Authenticator, Keys, Metrics};
+
+use crate::auth::AuthThrottle;
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// A request still running after this answers 503 `timeout`.
+    pub request_timeout: Duration,
+    /// The largest JSON body accepted (413 above it).
+    pub json_body_limit: usize,
+    /// Failed authentications allowed per client address per minute before 429 (0: no limit).
+    pub auth_failures_per_minute: u32,
+    /// Behind a trusted reverse proxy: the client address is the last `X-Forwarded-For` hop.
+    pub behind_proxy: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            json_body_limit: 64 * 1024,
+            auth_failures_per_minute: 60,
+            behind_proxy: false,
+        }
+    }
+}
+
+/// Shared state of the router. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Authenticator>,
+    pub keys: Keys,
+    pub health: Arc<dyn DatabaseHealth>,
+    pub metrics: Arc<dyn Metrics>,
+    pub config: HttpConfig,
+    /// Failed-authentication throttle; the server prunes it on a timer.
+    pub throttle: Arc<AuthThrottle>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        auth: Arc<Authenticator>,
+        keys: Keys,
+        health: Arc<dyn DatabaseHealth>,
+        metrics: Arc<dyn Metrics>,
+        config: HttpConfig,
+    ) -> Self {
+        let throttle = Arc::new(AuthThrottle::new(config.auth_failures_per_minute));
+        Self { auth, keys, health, metrics, config, throttle, shutting_down: Arc::default() }
+    }
+
+    /// From now on `/ready` answers 503, so load balancers stop sending traffic while
+    /// in-flight requests drain.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,52 @@
+//! The composition root: parses the command line, and either runs the server (building every
+//! adapter and wiring them into the use cases) or hands a client command to the CLI adapter.
+//!
+//! # Layout
+//! - [`database`] — database URLs (`sqlite://…`, `sqlite::memory:`, `postgres://…`).
+//! - [`serve`] — the server's start-up, run and graceful shutdown.
+
+pub mod database;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cloacina_cli::args::ServerCommand;
+use cloacina_cli::{Cli, Command, ExitStatus};
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 1.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { ExitStatus::User as u8 } else { 0 });
+        }
+    };
+    let serve_args = match &cli.command {
+        Command::Serve(args) | Command::Server(ServerCommand::Start(args)) => Some(args.clone()),
+        _ => None,
+    };
+    let runtime = match serve_args {
+        Some(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        None => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(ExitStatus::Server as u8);
+        }
+    };
+    match serve_args {
+        Some(args) => match runtime.block_on(serve::run(cli.globals, args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(ExitStatus::User as u8)
+            }
+        },
+        None => runtime.block_on(cloacina_cli::run(cli)).into(),
+    }
+}

@@ -1,0 +1,194 @@
+//! `cloacinactl serve`: start-up, the running server, graceful shutdown.
+//!
+//! Start-up order: home folder, logs, database (URL precedence: `--database-url` >
+//! `DATABASE_URL` > `database_url` in config.toml > `~/.cloacina/cloacina.db`), migrations,
+//! bootstrap key, then the listener and the banner. On SIGINT or SIGTERM `/ready` turns 503,
+//! the listener closes, in-flight requests get `--shutdown-timeout` seconds to finish, and
+//! queued key-usage times are written before exit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use cloacina_cli::args::{Globals, ServeArgs};
+use cloacina_cli::config::ConfigFile;
+use cloacina_cli::home::{Home, write_private_file};
+use cloacina_domain::Secret;
+use cloacina_domain::bootstrap::SuppliedBootstrapKey;
+use cloacina_http::{AppState, HttpConfig, router};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, bootstrap};
+use cloacina_sqlite::{SqliteDb, SqliteLocation};
+use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
+use cloacina_telemetry::{PrometheusMetrics, init_logging};
+use tokio::sync::watch;
+
+use crate::database::{self, DatabaseUrl};
+
+/// The endpoint list printed under the banner.
+const ENDPOINTS: &str = "\
+GET /health -- liveness check
+GET /ready -- readiness check
+GET /metrics -- Prometheus metrics
+POST /auth/keys -- create API key (auth required)
+GET /auth/keys -- list API keys (auth required)
+DEL /auth/keys/:id -- revoke key (auth required)
+GET /v1/auth/whoami -- the calling key (auth required)
+POST|GET /v1/tenants/:tenant/keys, DEL /v1/tenants/:tenant/keys/:id -- tenant keys (auth required)";
+
+/// How many verified keys the cache holds.
+const AUTH_CACHE_CAPACITY: usize = 100_000;
+
+/// Runs the server until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Any start-up failure (bad settings, database, port in use), with what to do about it.
+pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
+    let home = Home::resolve(globals.home.as_deref()).map_err(anyhow::Error::msg)?;
+    home.ensure().map_err(anyhow::Error::msg)?;
+    let _log_guard = init_logging(Some(&home.logs_dir()), globals.verbose)?;
+    let supplied = args
+        .bootstrap_key
+        .as_ref()
+        .map(|k| SuppliedBootstrapKey::parse(Secret::new(k.as_str())))
+        .transpose()
+        .context("--bootstrap-key / CLOACINA_BOOTSTRAP_KEY")?;
+
+    let db = open_database(&home, args.database_url.as_deref()).await?;
+    let applied = db.migrate().await.context("applying migrations")?;
+    tracing::info!(applied, "database schema is current");
+
+    let metrics: Arc<dyn Metrics> = Arc::new(PrometheusMetrics::new()?);
+    let deps = Deps {
+        keys: Arc::new(db.clone()),
+        tenants: Arc::new(db.clone()),
+        clock: Arc::new(SystemClock),
+        keygen: Arc::new(OsKeyGenerator),
+        hasher: Arc::new(Argon2Hasher::new()),
+        metrics: metrics.clone(),
+    };
+    run_bootstrap(&deps, &home, supplied).await?;
+
+    let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(args.auth_cache_ttl), AUTH_CACHE_CAPACITY));
+    let keys = Keys::new(deps.clone(), auth.clone());
+    let config = HttpConfig {
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        auth_failures_per_minute: args.auth_failures_per_minute,
+        behind_proxy: args.behind_proxy,
+        ..HttpConfig::default()
+    };
+    let state = AppState::new(auth.clone(), keys, Arc::new(db.clone()), metrics, config);
+
+    let listener =
+        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
+    let local = listener.local_addr()?;
+    println!("API server is running on http://{local}\n{ENDPOINTS}");
+    tracing::info!(address = %local, "API server listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let background = tokio::spawn(background_work(state.clone(), stop_rx.clone()));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let mut drain_rx = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = drain_rx.wait_for(|stop| *stop).await;
+    });
+    let drain = Duration::from_secs(args.shutdown_timeout);
+    let signal_state = state.clone();
+    let signals = tokio::spawn(async move {
+        let name = shutdown_signal().await;
+        tracing::info!(signal = name, drain_seconds = drain.as_secs(), "shutting down: draining in-flight requests");
+        signal_state.begin_shutdown();
+        let _ = stop_tx.send(true);
+    });
+    let mut deadline_rx = stop_rx.clone();
+    tokio::select! {
+        result = server => result.context("serving HTTP")?,
+        () = async move {
+            let _ = deadline_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(drain).await;
+        } => tracing::warn!("drain deadline passed with requests still in flight; exiting"),
+    }
+    signals.abort();
+    let _ = background.await;
+    if let Err(e) = auth.flush_last_used().await {
+        tracing::warn!(error = %e, "could not record last key use at shutdown");
+    }
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn open_database(home: &Home, flag_or_env: Option<&str>) -> anyhow::Result<SqliteDb> {
+    let from_config = match flag_or_env {
+        Some(_) => None,
+        None => ConfigFile::load(&home.config_file()).map_err(anyhow::Error::msg)?.settings.database_url,
+    };
+    let location = match flag_or_env.map(str::to_owned).or(from_config) {
+        None => SqliteLocation::File(home.database_file()),
+        Some(url) => match database::parse(&url).map_err(anyhow::Error::msg)? {
+            DatabaseUrl::Sqlite(location) => location,
+            DatabaseUrl::Postgres => bail!(
+                "PostgreSQL is not available in this build; use a sqlite:// URL or omit --database-url for the \
+                 embedded database"
+            ),
+        },
+    };
+    tracing::info!(database = ?location, "opening SQLite database");
+    SqliteDb::open(&location).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn run_bootstrap(deps: &Deps, home: &Home, supplied: Option<SuppliedBootstrapKey>) -> anyhow::Result<()> {
+    match bootstrap(deps, supplied).await.context("creating the bootstrap admin key")? {
+        BootstrapOutcome::Created { key_id, plaintext, supplied } => {
+            let path = home.bootstrap_key_file();
+            write_private_file(&path, format!("{}\n", plaintext.expose()).as_bytes()).map_err(anyhow::Error::msg)?;
+            tracing::info!(%key_id, supplied, file = %path.display(), "bootstrap admin key created and written (mode 0600)");
+        }
+        BootstrapOutcome::Skipped { supplied_ignored: true } => {
+            tracing::warn!("an admin key already exists: the supplied bootstrap key was ignored");
+        }
+        BootstrapOutcome::Skipped { supplied_ignored: false } => {
+            tracing::info!("an admin key already exists: bootstrap skipped");
+        }
+    }
+    Ok(())
+}
+
+/// Off the request path: writes queued `last_used_at` times and prunes the auth throttle.
+async fn background_work(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = state.auth.flush_last_used().await {
+                    tracing::warn!(error = %e, "could not record last key use");
+                }
+                state.throttle.prune();
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+        "SIGTERM"
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<&'static str>();
+    tokio::select! {
+        name = ctrl_c => name,
+        name = term => name,
+    }
+}
