@@ -1,0 +1,443 @@
+//! The router driven in process against a real in-memory SQLite store: status codes, the
+//! error envelope, and every route's permission for every kind of key (quality.md layers 4
+//! and 6, the HTTP half of the isolation matrix).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use chrono::Utc;
+use cloacina_domain::ports::{KeyGenerator, KeyStore};
+use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
+use cloacina_http::{AppState, HttpConfig, ROUTES, router};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, bootstrap};
+use cloacina_sqlite::{SqliteDb, SqliteLocation};
+use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct App {
+    state: AppState,
+    db: SqliteDb,
+    god: String,
+}
+
+async fn app_with(config: HttpConfig) -> App {
+    let db = SqliteDb::open(&SqliteLocation::Memory).unwrap();
+    db.migrate().await.unwrap();
+    let deps = Deps {
+        keys: Arc::new(db.clone()),
+        tenants: Arc::new(db.clone()),
+        clock: Arc::new(SystemClock),
+        keygen: Arc::new(OsKeyGenerator),
+        hasher: Arc::new(Argon2Hasher::new()),
+        metrics: Arc::new(NoMetrics),
+    };
+    let BootstrapOutcome::Created { plaintext, .. } = bootstrap(&deps, None).await.unwrap() else {
+        panic!("empty database must bootstrap")
+    };
+    let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(30), 1000));
+    let keys = Keys::new(deps.clone(), auth.clone());
+    let state = AppState::new(auth, keys, Arc::new(db.clone()), Arc::new(NoMetrics), config);
+    App { state, db, god: plaintext.expose().to_owned() }
+}
+
+async fn app() -> App {
+    app_with(HttpConfig::default()).await
+}
+
+impl App {
+    fn router(&self, peer: &str) -> Router {
+        router(self.state.clone()).layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        self.send_from("192.0.2.10:5000", method, path, key, body.map(|b| b.to_string())).await
+    }
+
+    async fn send_from(
+        &self,
+        peer: &str,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        let req = match body {
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b)),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.router(peer).oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json, headers)
+    }
+
+    /// A key inserted straight into the store, so tests can hold keys of tenants SQLite lacks.
+    async fn key(&self, authority: Authority) -> String {
+        let minted = MintedKey::new(fresh_id(), rand_bytes());
+        let new = NewKey {
+            id: minted.id(),
+            name: KeyName::parse("test").unwrap(),
+            authority,
+            secret: StoredSecret::Sha256(minted.digest()),
+            created_at: Utc::now(),
+            created_by: None,
+            expires_at: None,
+        };
+        self.db.insert(&new).await.unwrap();
+        minted.plaintext().expose().to_owned()
+    }
+}
+
+fn fresh_id() -> ApiKeyId {
+    OsKeyGenerator.key_id()
+}
+
+fn rand_bytes() -> [u8; 32] {
+    OsKeyGenerator.secret()
+}
+
+fn tenant(name: &str, role: Role) -> Authority {
+    Authority::Tenant { tenant: TenantName::parse(name).unwrap(), role }
+}
+
+fn assert_envelope(body: &Value, code: &str) {
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_the_envelope() {
+    let app = app().await;
+    let (status, body, _) = app.send(Method::GET, "/v2/nothing", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_envelope(&body, "not_found");
+    let (status, body, _) = app.send(Method::PUT, "/health", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_envelope(&body, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn malformed_json_and_missing_or_wrong_fields_name_the_fault() {
+    let app = app().await;
+    let god = Some(app.god.as_str());
+    let (status, body, _) =
+        app.send_from("192.0.2.1:1", Method::POST, "/v1/auth/keys", god, Some("{\"name\":".into())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_envelope(&body, "invalid_json");
+    let (status, body, _) = app.send(Method::POST, "/v1/auth/keys", god, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "name", "{body}");
+    let (status, body, _) =
+        app.send(Method::POST, "/v1/auth/keys", god, Some(json!({"name": "x", "role": "root"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "role", "{body}");
+    let (status, body, _) = app.send(Method::POST, "/v1/auth/keys", god, Some(json!({"name": ""}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "name", "{body}");
+    let (status, body, _) = app
+        .send(Method::POST, "/v1/auth/keys", god, Some(json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "expires_at", "{body}");
+    let (status, body, _) = app.send(Method::DELETE, "/v1/auth/keys/not-a-uuid", god, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "id", "{body}");
+    let (status, body, _) = app.send(Method::GET, "/v1/tenants/Bad%20Name/keys", god, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "tenant", "{body}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_json_limit_is_413() {
+    let app = app_with(HttpConfig { json_body_limit: 1024, ..HttpConfig::default() }).await;
+    let name = "x".repeat(1024);
+    let (status, body, _) =
+        app.send(Method::POST, "/v1/auth/keys", Some(&app.god), Some(json!({ "name": name }))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_envelope(&body, "payload_too_large");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_an_inbound_one_is_kept() {
+    let app = app().await;
+    let (_, _, headers) = app.send(Method::GET, "/health", None, None).await;
+    assert!(headers.get("x-request-id").is_some());
+    let req = Request::get("/nope").header("x-request-id", "trace-abc-123").body(Body::empty()).unwrap();
+    let res = app.router("192.0.2.1:1").oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-abc-123");
+    let req = Request::get("/health").header("x-request-id", "a".repeat(500)).body(Body::empty()).unwrap();
+    let res = app.router("192.0.2.1:1").oneshot(req).await.unwrap();
+    assert_ne!(res.headers()["x-request-id"].len(), 500, "an absurd inbound id is replaced");
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_key_is_401_with_www_authenticate() {
+    let app = app().await;
+    for key in [None, Some("clk_short"), Some("not-a-key-but-long-enough")] {
+        let (status, body, headers) = app.send(Method::GET, "/v1/auth/whoami", key, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{key:?}");
+        assert!(headers.get(header::WWW_AUTHENTICATE).is_some());
+        assert!(body["code"].as_str().unwrap().ends_with("api_key"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn probes_answer_and_ready_turns_503_at_shutdown() {
+    let app = app().await;
+    let (status, body, _) = app.send(Method::GET, "/health", None, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body, _) = app.send(Method::GET, "/ready", None, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ready"})));
+    app.state.begin_shutdown();
+    let (status, body, _) = app.send(Method::GET, "/ready", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_envelope(&body, "shutting_down");
+    let (status, _, _) = app.send(Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_create_without_a_tenant_makes_an_admin_key_and_with_one_a_read_key() {
+    let app = app().await;
+    let god = Some(app.god.as_str());
+    let (status, body, _) = app.send(Method::POST, "/auth/keys", god, Some(json!({"name": "ci-deploy"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["permissions"], "admin");
+    assert_eq!(body["is_admin"], true);
+    for field in ["id", "name", "key", "permissions", "created_at"] {
+        assert!(body.get(field).is_some(), "{field} missing from {body}");
+    }
+    assert!(body["key"].as_str().unwrap().starts_with("clk_"));
+    let (status, body, _) =
+        app.send(Method::POST, "/v1/auth/keys", god, Some(json!({"name": "reader", "tenant": "public"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!((body["permissions"].clone(), body["is_admin"].clone()), (json!("read"), json!(false)));
+    assert_eq!(body["tenant_id"], "public");
+    let (status, body, _) = app.send(Method::POST, "/v1/tenants/public/keys", god, Some(json!({"name": "r2"}))).await;
+    assert_eq!((status, body["permissions"].clone()), (StatusCode::CREATED, json!("read")));
+    let (status, body, _) = app.send(Method::POST, "/v1/tenants/acme/keys", god, Some(json!({"name": "r3"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_envelope(&body, "tenant_not_found");
+}
+
+#[tokio::test]
+async fn no_key_mints_above_its_rights_and_is_admin_cannot_be_smuggled() {
+    let app = app().await;
+    let admin = app.key(tenant("public", Role::Admin)).await;
+    let writer = app.key(tenant("public", Role::Write)).await;
+    let sneaky = json!({"name": "x", "is_admin": true});
+    let (status, body, _) = app.send(Method::POST, "/v1/tenants/public/keys", Some(&admin), Some(sneaky)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "is_admin");
+    let (status, _, _) = app.send(Method::POST, "/v1/auth/keys", Some(&admin), Some(json!({"name": "god"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) =
+        app.send(Method::POST, "/v1/tenants/public/keys", Some(&writer), Some(json!({"name": "w"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let body = json!({"name": "other", "tenant": "acme"});
+    let (status, _, _) = app.send(Method::POST, "/v1/tenants/public/keys", Some(&admin), Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body, _) = app
+        .send(Method::POST, "/v1/tenants/public/keys", Some(&admin), Some(json!({"name": "a2", "role": "admin"})))
+        .await;
+    assert_eq!((status, body["permissions"].clone()), (StatusCode::CREATED, json!("admin")));
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_on_the_next_request_and_the_last_admin_key_stays() {
+    let app = app().await;
+    let god = Some(app.god.as_str());
+    let (_, created, _) = app.send(Method::POST, "/v1/auth/keys", god, Some(json!({"name": "second"}))).await;
+    let second = created["key"].as_str().unwrap().to_owned();
+    let (status, _, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&second), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = created["id"].as_str().unwrap();
+    let (status, body, _) = app.send(Method::DELETE, &format!("/auth/keys/{id}"), god, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "revoked", "id": id})));
+    let (status, body, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&second), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, _) = app.send(Method::DELETE, &format!("/auth/keys/{id}"), god, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, me, _) = app.send(Method::GET, "/v1/auth/whoami", god, None).await;
+    let (status, body, _) =
+        app.send(Method::DELETE, &format!("/v1/auth/keys/{}", me["key_id"].as_str().unwrap()), god, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_envelope(&body, "last_admin_key");
+}
+
+#[tokio::test]
+async fn listings_never_show_a_hash_or_a_plaintext() {
+    let app = app().await;
+    let god = Some(app.god.as_str());
+    app.send(Method::POST, "/v1/auth/keys", god, Some(json!({"name": "ci", "tenant": "public"}))).await;
+    let (status, body, _) = app.send(Method::GET, "/v1/auth/keys", god, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.to_string();
+    assert_eq!(body["keys"].as_array().unwrap().len(), 2);
+    assert!(!text.contains("clk_") && !text.contains("hash") && !text.contains(&app.god[10..30]), "{text}");
+}
+
+#[tokio::test]
+async fn repeated_failures_from_one_address_get_429_with_retry_after_and_others_are_unaffected() {
+    let app = app_with(HttpConfig { auth_failures_per_minute: 5, ..HttpConfig::default() }).await;
+    let bad = MintedKey::new(fresh_id(), [1; 32]).plaintext().expose().to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let (status, _, headers) =
+            app.send_from("198.51.100.7:1", Method::GET, "/v1/auth/whoami", Some(&bad), None).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(headers.get(header::RETRY_AFTER).is_some());
+        }
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    // Blocked addresses are refused before their key is looked at, even a valid one.
+    let (status, _, _) = app.send_from("198.51.100.7:1", Method::GET, "/v1/auth/whoami", Some(&app.god), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, _) = app.send_from("198.51.100.8:1", Method::GET, "/v1/auth/whoami", Some(&app.god), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app.send_from("198.51.100.7:1", Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK, "public routes are never throttled");
+}
+
+/// The kinds of caller the matrix tries on every route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    None,
+    Malformed,
+    BadChecksum,
+    Unknown,
+    Revoked,
+    Expired,
+    Read,
+    Write,
+    TenantAdmin,
+    OtherTenantAdmin,
+    God,
+}
+
+#[tokio::test]
+async fn isolation_matrix_every_route_for_every_kind_of_key() {
+    use cloacina_domain::PermissionScope;
+    use cloacina_http::Access;
+
+    let app = app_with(HttpConfig { auth_failures_per_minute: 0, ..HttpConfig::default() }).await;
+    let read = app.key(tenant("public", Role::Read)).await;
+    let write = app.key(tenant("public", Role::Write)).await;
+    let admin = app.key(tenant("public", Role::Admin)).await;
+    let other = app.key(tenant("acme", Role::Admin)).await;
+    let revoked = app.key(tenant("public", Role::Admin)).await;
+    let (_, listed, _) = app.send(Method::GET, "/v1/tenants/public/keys", Some(&admin), None).await;
+    let revoked_id = listed["keys"].as_array().unwrap().iter().rev().find(|k| k["revoked"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, _) = app.send(Method::DELETE, &format!("/v1/auth/keys/{revoked_id}"), Some(&app.god), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let expired = {
+        let minted = MintedKey::new(fresh_id(), rand_bytes());
+        app.db
+            .insert(&NewKey {
+                id: minted.id(),
+                name: KeyName::parse("expired").unwrap(),
+                authority: tenant("public", Role::Admin),
+                secret: StoredSecret::Sha256(minted.digest()),
+                created_at: Utc::now() - chrono::Duration::days(2),
+                created_by: None,
+                expires_at: Some(Utc::now() - chrono::Duration::days(1)),
+            })
+            .await
+            .unwrap();
+        minted.plaintext().expose().to_owned()
+    };
+    let mut bad_checksum = read.clone();
+    let last = bad_checksum.pop().unwrap();
+    bad_checksum.push(if last == 'A' { 'B' } else { 'A' });
+    let unknown = MintedKey::new(fresh_id(), [7; 32]).plaintext().expose().to_owned();
+
+    let callers: Vec<(Caller, Option<String>)> = vec![
+        (Caller::None, None),
+        (Caller::Malformed, Some("clk_!!".into())),
+        (Caller::BadChecksum, Some(bad_checksum)),
+        (Caller::Unknown, Some(unknown)),
+        (Caller::Revoked, Some(revoked)),
+        (Caller::Expired, Some(expired)),
+        (Caller::Read, Some(read)),
+        (Caller::Write, Some(write)),
+        (Caller::TenantAdmin, Some(admin)),
+        (Caller::OtherTenantAdmin, Some(other)),
+        (Caller::God, Some(app.god.clone())),
+    ];
+    let mut cells = 0;
+    for route in ROUTES {
+        let path =
+            route.path.replace("{tenant}", "public").replace("{id}", &ApiKeyId::from_uuid(uuid_nil()).to_string());
+        let body = (route.method == Method::POST).then(|| json!({"name": "matrix"}));
+        for (caller, key) in &callers {
+            let (status, resp, _) = app.send(route.method.clone(), &path, key.as_deref(), body.clone()).await;
+            let allowed = match route.access {
+                Access::Public => true,
+                Access::Key(p) => match caller {
+                    Caller::None
+                    | Caller::Malformed
+                    | Caller::BadChecksum
+                    | Caller::Unknown
+                    | Caller::Revoked
+                    | Caller::Expired => {
+                        assert_eq!(status, StatusCode::UNAUTHORIZED, "{route:?} {caller:?}: {resp}");
+                        cells += 1;
+                        continue;
+                    }
+                    Caller::God => true,
+                    Caller::OtherTenantAdmin => matches!(p.scope(), PermissionScope::AnyKey),
+                    Caller::Read | Caller::Write | Caller::TenantAdmin => {
+                        let role = match caller {
+                            Caller::Read => Role::Read,
+                            Caller::Write => Role::Write,
+                            _ => Role::Admin,
+                        };
+                        match p.scope() {
+                            PermissionScope::AnyKey => true,
+                            PermissionScope::GodOnly => false,
+                            PermissionScope::Tenant(needed) => role >= needed,
+                        }
+                    }
+                },
+            };
+            if allowed {
+                assert!(![401, 403].contains(&status.as_u16()), "{route:?} {caller:?} should pass: {status} {resp}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{route:?} {caller:?}: {resp}");
+                assert_envelope(&resp, "forbidden");
+            }
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, ROUTES.len() * callers.len());
+}
+
+fn uuid_nil() -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x1234)
+}
