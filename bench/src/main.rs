@@ -1,1 +1,86 @@
-fn main() {}
+//! Cloacina's benchmarks (quality.md). Run on demand, never in CI:
+//!
+//! ```text
+//! cargo run --release -p cloacina-bench -- [b1] [b2] [b6] [b8] [--seconds N] [--runs N]
+//! ```
+//!
+//! The bench builds the release `cloacinactl`, starts it on a free port in a throwaway home,
+//! and drives it from this process. Ratios are taken against references measured in the same
+//! invocation (a bare axum JSON route this bench serves from a child process of its own), so
+//! drift of a shared machine cancels out. Each result table is printed and appended, with the
+//! machine and the command, to `docs/benchmarks.md`.
+//!
+//! # Layout
+//! - [`load`]: the closed-loop load generator and its statistics.
+//! - [`procs`]: starting `cloacinactl` and the bare ceiling server, reading RSS.
+//! - [`report`]: the machine description and the Markdown output.
+//! - [`cases`]: B1, B2, B6, B8.
+
+mod cases;
+mod load;
+mod procs;
+mod report;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// What a run measures, from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cases: Vec<String>,
+    pub seconds: u64,
+    pub runs: usize,
+    pub connections: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("ceiling") {
+        return procs::serve_ceiling();
+    }
+    let options = parse(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(run(options, args))
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut o = Options { cases: Vec::new(), seconds: 5, runs: 3, connections: 64 };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |name: &str| -> anyhow::Result<u64> {
+            it.next().with_context(|| format!("{name} needs a number"))?.parse().with_context(|| format!("{name} is not a number"))
+        };
+        match a.as_str() {
+            "--seconds" => o.seconds = number("--seconds")?,
+            "--runs" => o.runs = usize::try_from(number("--runs")?)?,
+            "--connections" => o.connections = usize::try_from(number("--connections")?)?,
+            "b1" | "b2" | "b6" | "b8" => o.cases.push(a.clone()),
+            other => bail!("unknown argument {other}: expected b1 b2 b6 b8 --seconds N --runs N --connections N"),
+        }
+    }
+    if o.cases.is_empty() {
+        o.cases = ["b1", "b2", "b6", "b8"].map(String::from).to_vec();
+    }
+    Ok(o)
+}
+
+async fn run(options: Options, args: Vec<String>) -> anyhow::Result<()> {
+    let binary = procs::build_release()?;
+    let mut sections = Vec::new();
+    for case in &options.cases {
+        let section = match case.as_str() {
+            "b1" => cases::b1(&binary, &options).await?,
+            "b2" => cases::b2(&binary, &options).await?,
+            "b6" => cases::b6(&binary, &options).await?,
+            "b8" => cases::b8(&binary, &options).await?,
+            _ => unreachable!("parse accepts only known cases"),
+        };
+        println!("{section}\n");
+        sections.push(section);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let command = format!("cargo run --release -p cloacina-bench -- {}", args.join(" "));
+    report::append(&command, &sections)?;
+    Ok(())
+}

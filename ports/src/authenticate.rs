@@ -198,6 +198,7 @@ impl Authenticator {
     async fn load_supplied(&self, secret: &Secret, now: DateTime<Utc>) -> Result<Entry, AuthError> {
         for record in self.store.active_supplied_keys(now).await? {
             let StoredSecret::Argon2(phc) = &record.secret else { continue };
+            self.metrics.argon2_verification();
             match self.hasher.verify(secret, phc).await {
                 Ok(true) => return Ok(Entry::Supplied { known: known(&record), loaded: now }),
                 Ok(false) => {}

@@ -39,6 +39,8 @@ pub trait Metrics: Send + Sync {
     fn auth_outcome(&self, outcome: AuthOutcome);
     /// One lookup in the verified-key cache.
     fn auth_cache(&self, hit: bool);
+    /// One argon2id verification of an operator-supplied key (the expensive path).
+    fn argon2_verification(&self);
     /// The Prometheus text exposition of everything counted so far.
     fn render(&self) -> String;
 }
@@ -51,6 +53,7 @@ impl Metrics for NoMetrics {
     fn http_request(&self, _: &str, _: &str, _: u16, _: f64) {}
     fn auth_outcome(&self, _: AuthOutcome) {}
     fn auth_cache(&self, _: bool) {}
+    fn argon2_verification(&self) {}
     fn render(&self) -> String {
         String::new()
     }

@@ -2,12 +2,14 @@
 //! folder, driven over HTTP and through its own CLI the way the seed guides do it.
 //!
 //! # Layout
-//! - [`harness`]: starting, stopping and signalling a server; running the CLI.
-//! - [`seed_001`]: "Deploying the API Server", step by step, on the embedded SQLite database.
-//! - [`cli`]: the client commands, profiles, key references and exit codes.
+//! - [`harness`] — starting, stopping and signalling a server; running the CLI.
+//! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
+//! - [`cli`] — the client commands, profiles, key references and exit codes.
+//! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod cli;
 mod harness;
+mod reliability;
 mod seed_001;

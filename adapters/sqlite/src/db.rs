@@ -113,7 +113,8 @@ fn open_conn(name: &str, memory: bool) -> Result<Connection, OpenError> {
     let pragmas = if memory {
         "PRAGMA foreign_keys = ON;"
     } else {
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+        // busy_timeout first: switching to WAL takes a lock another process may hold.
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
     };
     conn.execute_batch(pragmas).map_err(|source| OpenError::Open { path: name.into(), source })?;
     Ok(conn)

@@ -38,10 +38,14 @@ impl SqliteDb {
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         self.write(|conn| {
             conn.execute_batch(LEDGER)?;
-            let current = current_version(conn)?;
             let mut applied = 0;
-            for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            for (version, name, sql) in MIGRATIONS {
+                // The version is read again inside the write lock: another process sharing the
+                // file may have applied this step since we looked.
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                if current_version(&tx)? >= *version {
+                    continue;
+                }
                 tx.execute_batch(sql)?;
                 tx.execute(
                     "INSERT INTO _cloacina_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",

@@ -48,7 +48,10 @@ pub fn init_logging(logs_dir: Option<&Path>, verbose: bool) -> Result<LogGuard, 
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(spec).map_err(|e| LoggingError::Filter(e.to_string()))?,
         _ => EnvFilter::new(format!("{default},hyper=info,h2=info,tower=info")),
     };
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
     let (file_layer, guard) = match logs_dir {
         Some(dir) => {
             let mut builder = std::fs::DirBuilder::new();

@@ -18,6 +18,7 @@ pub struct PrometheusMetrics {
     http_duration: Histogram<f64>,
     auth_attempts: Counter<u64>,
     auth_cache: Counter<u64>,
+    argon2: Counter<u64>,
 }
 
 impl std::fmt::Debug for PrometheusMetrics {
@@ -65,6 +66,10 @@ impl PrometheusMetrics {
                 .u64_counter("cloacina_auth_cache_lookups")
                 .with_description("Verified-key cache lookups by result (hit or miss)")
                 .build(),
+            argon2: meter
+                .u64_counter("cloacina_auth_argon2_verifications")
+                .with_description("argon2id verifications of operator-supplied keys")
+                .build(),
             registry,
             _provider: provider,
         })
@@ -90,6 +95,10 @@ impl Metrics for PrometheusMetrics {
         self.auth_cache.add(1, &[KeyValue::new("result", if hit { "hit" } else { "miss" })]);
     }
 
+    fn argon2_verification(&self) {
+        self.argon2.add(1, &[]);
+    }
+
     fn render(&self) -> String {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -108,6 +117,7 @@ mod tests {
         m.http_request("GET", "/v1/auth/whoami", 200, 0.002);
         m.auth_outcome(AuthOutcome::BadChecksum);
         m.auth_cache(true);
+        m.argon2_verification();
         let text = m.render();
         assert!(
             text.contains(r#"cloacina_http_requests_total{method="GET",route="/v1/auth/whoami",status="200"} 1"#),
@@ -116,5 +126,6 @@ mod tests {
         assert!(text.contains("cloacina_http_request_duration_seconds_bucket"), "{text}");
         assert!(text.contains(r#"cloacina_auth_attempts_total{outcome="bad_checksum"} 1"#), "{text}");
         assert!(text.contains(r#"cloacina_auth_cache_lookups_total{result="hit"} 1"#), "{text}");
+        assert!(text.contains("cloacina_auth_argon2_verifications_total 1"), "{text}");
     }
 }

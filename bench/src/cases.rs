@@ -1,0 +1,225 @@
+//! The benchmark cases. Each returns a Markdown section.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::Options;
+use crate::load::{Auth, Stats, drive, median};
+use crate::procs::{start_ceiling, start_server};
+
+fn secs(o: &Options) -> Duration {
+    Duration::from_secs(o.seconds)
+}
+
+fn row(name: &str, rps: f64, p50: f64, p99: f64, ratio: &str, target: &str) -> String {
+    format!("| {name} | {rps:.0} | {p50:.2} | {p99:.2} | {ratio} | {target} |")
+}
+
+/// The medians of several runs of one target.
+struct Summary {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+}
+
+fn summarise(runs: &[Stats]) -> Summary {
+    Summary {
+        rps: median(runs.iter().map(Stats::rps).collect()),
+        p50: median(runs.iter().map(|s| s.quantile_ms(0.5)).collect()),
+        p99: median(runs.iter().map(|s| s.quantile_ms(0.99)).collect()),
+        errors: runs.iter().map(|s| s.errors).sum(),
+    }
+}
+
+/// B1 (the no-database half): `/health` and `/v1/auth/whoami` with a cached key, against the
+/// bare axum ceiling, run after run in the same invocation.
+pub async fn b1(binary: &Path, o: &Options) -> anyhow::Result<String> {
+    let ceiling = start_ceiling()?;
+    let (server, key) = start_server(binary, None, &[])?;
+    let targets = [
+        ("bare axum route (ceiling)", format!("{}/", ceiling.url), Auth::None),
+        ("GET /health", format!("{}/health", server.url), Auth::None),
+        ("GET /v1/auth/whoami", format!("{}/v1/auth/whoami", server.url), Auth::Key(key.clone())),
+    ];
+    for (_, url, auth) in &targets {
+        drive(url, auth.clone(), o.connections, Duration::from_secs(1), None, 200).await;
+    }
+    let mut results: Vec<Vec<Stats>> = vec![Vec::new(); targets.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for _ in 0..o.runs {
+        let mut this_run = Vec::new();
+        for (i, (_, url, auth)) in targets.iter().enumerate() {
+            let s = drive(url, auth.clone(), o.connections, secs(o), None, 200).await;
+            this_run.push(s.rps());
+            results[i].push(s);
+        }
+        for (i, rps) in this_run.iter().enumerate() {
+            ratios[i].push(rps / this_run[0]);
+        }
+    }
+    let mut out = vec![
+        format!(
+            "### B1 — authenticated reads without database work ({} connections, {} × {} s, medians)",
+            o.connections, o.runs, o.seconds
+        ),
+        String::new(),
+        "| target | req/s | p50 ms | p99 ms | ratio to ceiling | goal |".into(),
+        "|---|---|---|---|---|---|".into(),
+    ];
+    let mut errors = 0;
+    for (i, (name, _, _)) in targets.iter().enumerate() {
+        let s = summarise(&results[i]);
+        errors += s.errors;
+        let ratio = median(ratios[i].clone());
+        let goal = if i == 0 { "—" } else { "≥ 0.9" };
+        out.push(row(name, s.rps, s.p50, s.p99, &format!("{ratio:.2}"), goal));
+    }
+    out.push(String::new());
+    out.push(format!("Errors (non-200 answers or transport failures): {errors}."));
+    Ok(out.join("\n"))
+}
+
+async fn argon2_runs(url: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("cloacina_auth_argon2_verifications_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+/// B2: the legitimate read while another client floods well-formed keys that exist nowhere.
+/// The flood comes from 127.0.0.2, the legitimate client from 127.0.0.1.
+pub async fn b2(binary: &Path, o: &Options) -> anyhow::Result<String> {
+    let legit_from: IpAddr = "127.0.0.1".parse()?;
+    let flood_from: IpAddr = "127.0.0.2".parse()?;
+    let mut out = vec![
+        format!(
+            "### B2 — legitimate reads under a flood of unknown well-formed keys ({} legit + {} flood connections, {} × {} s, medians)",
+            o.connections,
+            o.connections / 2,
+            o.runs,
+            o.seconds
+        ),
+        String::new(),
+        "The legitimate read is `GET /v1/auth/whoami` with a cached key (the workflows route of quality.md's B1/B2 arrives with the workflow engine); every flood request carries a fresh, checksum-valid key whose id exists nowhere.".into(),
+        String::new(),
+        "| throttle | legit req/s alone | legit req/s with flood | ratio | flood req/s | flood answers | argon2 runs | goal |".into(),
+        "|---|---|---|---|---|---|---|---|".into(),
+    ];
+    for (label, extra) in [
+        ("off (`--auth-failures-per-minute 0`)", vec!["--auth-failures-per-minute", "0"]),
+        ("default (60/min/address)", vec![]),
+    ] {
+        let (server, key) = start_server(binary, None, &extra)?;
+        let url = format!("{}/v1/auth/whoami", server.url);
+        drive(&url, Auth::Key(key.clone()), o.connections, Duration::from_secs(1), Some(legit_from), 200).await;
+        let before = argon2_runs(&server.url).await?;
+        let (mut alone, mut with, mut ratios, mut flood_rps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut flood_statuses = (0u64, 0u64);
+        for _ in 0..o.runs {
+            let a = drive(&url, Auth::Key(key.clone()), o.connections, secs(o), Some(legit_from), 200).await;
+            let flood_url = url.clone();
+            let (c, d) = (o.connections / 2, secs(o));
+            let flood_401 =
+                tokio::spawn(async move { drive(&flood_url, Auth::Forged, c, d, Some(flood_from), 401).await });
+            let w = drive(&url, Auth::Key(key.clone()), o.connections, secs(o), Some(legit_from), 200).await;
+            let f = flood_401.await?;
+            flood_statuses.0 += f.requests;
+            flood_statuses.1 += f.errors;
+            flood_rps.push((f.requests + f.errors) as f64 / f.seconds);
+            ratios.push(w.rps() / a.rps());
+            alone.push(a.rps());
+            with.push(w.rps());
+        }
+        let argon = argon2_runs(&server.url).await? - before;
+        out.push(format!(
+            "| {label} | {:.0} | {:.0} | {:.2} | {:.0} | {} × 401, {} other (429 when throttled) | {argon} | ≥ 0.8, 0 argon2 |",
+            median(alone),
+            median(with),
+            median(ratios),
+            median(flood_rps),
+            flood_statuses.0,
+            flood_statuses.1
+        ));
+    }
+    Ok(out.join("\n"))
+}
+
+/// B6: process start to `/ready` on SQLite, on an empty database and on an existing one.
+pub async fn b6(binary: &Path, o: &Options) -> anyhow::Result<String> {
+    let client = reqwest::Client::new();
+    let starts = 10.max(o.runs);
+    let mut fresh = Vec::new();
+    let mut again = Vec::new();
+    for _ in 0..starts {
+        let (server, _) = start_server(binary, None, &[])?;
+        fresh.push(wait_ready(&client, &server.url, server.started).await?);
+        // Restart on the same home: migrations applied, bootstrap skipped.
+        let home = server.into_home().context("the server's home")?;
+        let (server, _) = start_server(binary, Some(home), &[])?;
+        again.push(wait_ready(&client, &server.url, server.started).await?);
+    }
+    let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+    Ok([
+        format!("### B6 — start-up to `/ready` on SQLite ({starts} starts each, release build)"),
+        String::new(),
+        "| database | median ms | max ms | goal |".into(),
+        "|---|---|---|---|".into(),
+        format!(
+            "| empty (migrations + bootstrap key) | {:.1} | {:.1} | ≤ 100 ms |",
+            median(fresh.clone()),
+            max(&fresh)
+        ),
+        format!("| existing (restart) | {:.1} | {:.1} | ≤ 100 ms |", median(again.clone()), max(&again)),
+    ]
+    .join("\n"))
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str, started: Instant) -> anyhow::Result<f64> {
+    loop {
+        if let Ok(r) = client.get(format!("{url}/ready")).send().await
+            && r.status().as_u16() == 200
+        {
+            return Ok(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("server never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// B8: resident memory idle and under B1's whoami load.
+pub async fn b8(binary: &Path, o: &Options) -> anyhow::Result<String> {
+    let (server, key) = start_server(binary, None, &[])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = server.rss_mib();
+    let url = format!("{}/v1/auth/whoami", server.url);
+    let load = tokio::spawn({
+        let (c, d) = (o.connections, secs(o));
+        async move { drive(&url, Auth::Key(key), c, d, None, 200).await }
+    });
+    let mut peak = idle;
+    while !load.is_finished() {
+        peak = peak.max(server.rss_mib());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = load.await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_mib();
+    Ok([
+        format!("### B8 — server memory (RSS), SQLite, {} connections of whoami for {} s", o.connections, o.seconds),
+        String::new(),
+        "| state | RSS MiB | goal |".into(),
+        "|---|---|---|".into(),
+        format!("| idle, 2 s after start | {idle:.1} | < 60 MB |"),
+        format!("| peak under load ({:.0} req/s) | {peak:.1} | < 200 MB |", stats.rps()),
+        format!("| 1 s after the load | {after:.1} | — |"),
+    ]
+    .join("\n"))
+}
