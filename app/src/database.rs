@@ -51,6 +51,27 @@ mod tests {
         assert_eq!(parse("postgres://u:p@h/db"), Ok(DatabaseUrl::Postgres));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(s in "\\PC{0,80}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn a_refused_url_never_echoes_its_password(scheme in "[a-z]{1,10}", password in "[A-Za-z0-9]{8,20}") {
+            proptest::prop_assume!(!scheme.starts_with("postgres") && scheme != "sqlite");
+            let err = parse(&format!("{scheme}://user:{password}@db.example.com/db")).unwrap_err();
+            proptest::prop_assert!(!err.contains(&password));
+        }
+
+        #[test]
+        fn every_sqlite_file_url_names_its_path(path in "/?[a-z0-9_./-]{1,40}") {
+            proptest::prop_assume!(path != "/");
+            let parsed = parse(&format!("sqlite://{path}"));
+            proptest::prop_assert_eq!(parsed, Ok(DatabaseUrl::Sqlite(SqliteLocation::File(path.into()))));
+        }
+    }
+
     #[test]
     fn other_urls_are_refused_without_echoing_them() {
         let err = parse("mysql://user:hunter2@h/db").unwrap_err();

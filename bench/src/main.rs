@@ -49,7 +49,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut number = |name: &str| -> anyhow::Result<u64> {
-            it.next().with_context(|| format!("{name} needs a number"))?.parse().with_context(|| format!("{name} is not a number"))
+            it.next()
+                .with_context(|| format!("{name} needs a number"))?
+                .parse()
+                .with_context(|| format!("{name} is not a number"))
         };
         match a.as_str() {
             "--seconds" => o.seconds = number("--seconds")?,

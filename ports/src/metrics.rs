@@ -33,8 +33,9 @@ impl AuthOutcome {
 
 /// What the server counts. Implementations MUST be cheap: these run on every request.
 pub trait Metrics: Send + Sync {
-    /// One HTTP request, by method, route template (never the raw path) and status.
-    fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64);
+    /// One HTTP request, by method, route template (never the raw path) and status. The
+    /// labels are `'static` so that counting allocates nothing.
+    fn http_request(&self, method: &'static str, route: &'static str, status: u16, seconds: f64);
     /// One authentication attempt.
     fn auth_outcome(&self, outcome: AuthOutcome);
     /// One lookup in the verified-key cache.
@@ -50,7 +51,7 @@ pub trait Metrics: Send + Sync {
 pub struct NoMetrics;
 
 impl Metrics for NoMetrics {
-    fn http_request(&self, _: &str, _: &str, _: u16, _: f64) {}
+    fn http_request(&self, _: &'static str, _: &'static str, _: u16, _: f64) {}
     fn auth_outcome(&self, _: AuthOutcome) {}
     fn auth_cache(&self, _: bool) {}
     fn argon2_verification(&self) {}

@@ -30,11 +30,13 @@ use crate::state::AppState;
 pub struct Guard {
     app: AppState,
     spec: &'static RouteSpec,
+    /// Whether the path holds `{tenant}`, decided once rather than per request.
+    tenant_scoped: bool,
 }
 
 impl Guard {
     pub(crate) fn new(app: AppState, spec: &'static RouteSpec) -> Self {
-        Self { app, spec }
+        Self { app, spec, tenant_scoped: spec.path.contains("{tenant}") }
     }
 }
 
@@ -73,9 +75,13 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             return ApiError::unauthorized("invalid_api_key", e.to_string()).into_response();
         }
     };
-    let target = match tenant_param(&mut req).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
+    let target = if g.tenant_scoped {
+        match tenant_param(&mut req).await {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
     };
     if let Err(denied) = authorize(&principal, permission, target.as_ref()) {
         return ApiError::forbidden(&denied).into_response();

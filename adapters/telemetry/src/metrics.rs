@@ -77,10 +77,10 @@ impl PrometheusMetrics {
 }
 
 impl Metrics for PrometheusMetrics {
-    fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn http_request(&self, method: &'static str, route: &'static str, status: u16, seconds: f64) {
         let labels = [
-            KeyValue::new("method", method.to_owned()),
-            KeyValue::new("route", route.to_owned()),
+            KeyValue::new("method", method),
+            KeyValue::new("route", route),
             KeyValue::new("status", i64::from(status)),
         ];
         self.http_requests.add(1, &labels);
