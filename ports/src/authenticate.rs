@@ -59,7 +59,7 @@ impl AuthError {
 /// A verified key as the cache holds it.
 #[derive(Debug)]
 struct Known {
-    principal: Principal,
+    principal: Arc<Principal>,
     revoked: bool,
     /// Unix seconds of the last use queued for `last_used_at`.
     last_noted: AtomicI64,
@@ -122,7 +122,7 @@ impl Authenticator {
     /// # Errors
     /// An [`AuthError`] saying why the token is refused; [`AuthError::Store`] when the
     /// database could not be asked.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let result = self.verify(token).await;
         self.metrics.auth_outcome(match &result {
             Ok(_) => AuthOutcome::Success,
@@ -131,7 +131,7 @@ impl Authenticator {
         result
     }
 
-    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let presented = PresentedKey::parse(token).map_err(|e| match e {
             KeyFormatError::Malformed => AuthError::Malformed,
             KeyFormatError::BadChecksum => AuthError::BadChecksum,
@@ -261,7 +261,11 @@ impl Authenticator {
 }
 
 fn known(record: &cloacina_domain::KeyRecord) -> Arc<Known> {
-    Arc::new(Known { principal: record.principal(), revoked: record.revoked, last_noted: AtomicI64::new(i64::MIN / 2) })
+    Arc::new(Known {
+        principal: Arc::new(record.principal()),
+        revoked: record.revoked,
+        last_noted: AtomicI64::new(i64::MIN / 2),
+    })
 }
 
 #[cfg(test)]

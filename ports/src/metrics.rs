@@ -15,6 +15,24 @@ pub enum AuthOutcome {
 }
 
 impl AuthOutcome {
+    /// Every outcome, in a fixed order (`index` follows it).
+    pub const ALL: [AuthOutcome; 9] = [
+        AuthOutcome::Success,
+        AuthOutcome::Missing,
+        AuthOutcome::Malformed,
+        AuthOutcome::BadChecksum,
+        AuthOutcome::Unknown,
+        AuthOutcome::Revoked,
+        AuthOutcome::Expired,
+        AuthOutcome::RateLimited,
+        AuthOutcome::Error,
+    ];
+
+    /// The position in [`AuthOutcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,5 +75,17 @@ impl Metrics for NoMetrics {
     fn argon2_verification(&self) {}
     fn render(&self) -> String {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_sits_at_its_own_index() {
+        for (i, outcome) in AuthOutcome::ALL.iter().enumerate() {
+            assert_eq!(outcome.index(), i, "{outcome:?}");
+        }
     }
 }

@@ -180,6 +180,19 @@ async fn a_body_over_the_json_limit_is_413() {
 }
 
 #[tokio::test]
+async fn a_chunked_body_without_a_length_is_cut_off_at_the_limit() {
+    let app = app_with(HttpConfig { json_body_limit: 1024, ..HttpConfig::default() }).await;
+    let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 1024])));
+    let req = Request::post("/v1/auth/keys")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.god))
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+    let res = app.router("192.0.2.1:1").oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_and_an_inbound_one_is_kept() {
     let app = app().await;
     let (_, _, headers) = app.send(Method::GET, "/health", None, None).await;

@@ -1,8 +1,15 @@
 //! Prometheus metrics through opentelemetry.
+//!
+//! Authentication counters sit on every keyed request, so they are plain atomics read by
+//! observable instruments at scrape time: the hot path pays one relaxed add. HTTP requests,
+//! whose label sets are open-ended (route × method × status), go through the SDK's counters.
 
 use cloacina_ports::{AuthOutcome, Metrics};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, MeterProvider};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, ObservableCounter};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Registry, TextEncoder};
 
@@ -16,9 +23,17 @@ pub struct PrometheusMetrics {
     _provider: SdkMeterProvider,
     http_requests: Counter<u64>,
     http_duration: Histogram<f64>,
-    auth_attempts: Counter<u64>,
-    auth_cache: Counter<u64>,
-    argon2: Counter<u64>,
+    auth: Arc<AuthCounts>,
+    _observers: Vec<ObservableCounter<u64>>,
+}
+
+/// What the authentication path counts.
+#[derive(Default)]
+struct AuthCounts {
+    outcomes: [AtomicU64; AuthOutcome::ALL.len()],
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    argon2: AtomicU64,
 }
 
 impl std::fmt::Debug for PrometheusMetrics {
@@ -47,6 +62,7 @@ impl PrometheusMetrics {
             .map_err(|e| MetricsError(e.to_string()))?;
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         let meter = provider.meter("cloacina");
+        let auth = Arc::new(AuthCounts::default());
         Ok(Self {
             http_requests: meter
                 .u64_counter("cloacina_http_requests")
@@ -58,22 +74,49 @@ impl PrometheusMetrics {
                 .with_unit("s")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
-            auth_attempts: meter
-                .u64_counter("cloacina_auth_attempts")
-                .with_description("Authentication attempts by outcome")
-                .build(),
-            auth_cache: meter
-                .u64_counter("cloacina_auth_cache_lookups")
-                .with_description("Verified-key cache lookups by result (hit or miss)")
-                .build(),
-            argon2: meter
-                .u64_counter("cloacina_auth_argon2_verifications")
-                .with_description("argon2id verifications of operator-supplied keys")
-                .build(),
+            _observers: auth_observers(&meter, &auth),
+            auth,
             registry,
             _provider: provider,
         })
     }
+}
+
+/// Observable counters over [`AuthCounts`]; series appear once their count is non-zero.
+fn auth_observers(meter: &Meter, counts: &Arc<AuthCounts>) -> Vec<ObservableCounter<u64>> {
+    let c = counts.clone();
+    let attempts = meter
+        .u64_observable_counter("cloacina_auth_attempts")
+        .with_description("Authentication attempts by outcome")
+        .with_callback(move |o| {
+            for outcome in AuthOutcome::ALL {
+                let n = c.outcomes[outcome.index()].load(Ordering::Relaxed);
+                if n > 0 {
+                    o.observe(n, &[KeyValue::new("outcome", outcome.as_str())]);
+                }
+            }
+        })
+        .build();
+    let c = counts.clone();
+    let cache = meter
+        .u64_observable_counter("cloacina_auth_cache_lookups")
+        .with_description("Verified-key cache lookups by result (hit or miss)")
+        .with_callback(move |o| {
+            for (result, n) in [("hit", &c.cache_hits), ("miss", &c.cache_misses)] {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    o.observe(n, &[KeyValue::new("result", result)]);
+                }
+            }
+        })
+        .build();
+    let c = counts.clone();
+    let argon2 = meter
+        .u64_observable_counter("cloacina_auth_argon2_verifications")
+        .with_description("argon2id verifications of operator-supplied keys")
+        .with_callback(move |o| o.observe(c.argon2.load(Ordering::Relaxed), &[]))
+        .build();
+    vec![attempts, cache, argon2]
 }
 
 impl Metrics for PrometheusMetrics {
@@ -88,15 +131,16 @@ impl Metrics for PrometheusMetrics {
     }
 
     fn auth_outcome(&self, outcome: AuthOutcome) {
-        self.auth_attempts.add(1, &[KeyValue::new("outcome", outcome.as_str())]);
+        self.auth.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     fn auth_cache(&self, hit: bool) {
-        self.auth_cache.add(1, &[KeyValue::new("result", if hit { "hit" } else { "miss" })]);
+        let counter = if hit { &self.auth.cache_hits } else { &self.auth.cache_misses };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn argon2_verification(&self) {
-        self.argon2.add(1, &[]);
+        self.auth.argon2.fetch_add(1, Ordering::Relaxed);
     }
 
     fn render(&self) -> String {

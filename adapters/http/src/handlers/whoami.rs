@@ -24,7 +24,7 @@ pub struct WhoAmI {
 pub async fn whoami(Caller(p): Caller) -> Json<WhoAmI> {
     Json(WhoAmI {
         key_id: p.key_id.to_string(),
-        name: p.key_name,
+        name: p.key_name.clone(),
         is_admin: p.authority.is_god(),
         tenant_id: p.authority.tenant().map(|t| t.as_str().to_owned()),
         permissions: p.authority.permissions_label(),
