@@ -50,11 +50,15 @@ pub async fn b1(binary: &Path, o: &Options) -> anyhow::Result<String> {
     }
     let mut results: Vec<Vec<Stats>> = vec![Vec::new(); targets.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
-    for _ in 0..o.runs {
-        let mut this_run = Vec::new();
-        for (i, (_, url, auth)) in targets.iter().enumerate() {
+    // Short rounds, each visiting every target in a rotated order, so a slow spell of the
+    // shared machine lands on all targets alike; ratios are taken within a round.
+    for round in 0..o.runs {
+        let mut this_run = vec![0.0; targets.len()];
+        for k in 0..targets.len() {
+            let i = (round + k) % targets.len();
+            let (_, url, auth) = &targets[i];
             let s = drive(url, auth.clone(), o.connections, secs(o), None, 200).await;
-            this_run.push(s.rps());
+            this_run[i] = s.rps();
             results[i].push(s);
         }
         for (i, rps) in this_run.iter().enumerate() {

@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { cases: Vec::new(), seconds: 5, runs: 3, connections: 64 };
+    let mut o = Options { cases: Vec::new(), seconds: 2, runs: 9, connections: 64 };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut number = |name: &str| -> anyhow::Result<u64> {

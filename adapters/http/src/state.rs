@@ -33,22 +33,34 @@ impl Default for HttpConfig {
     }
 }
 
-/// Shared state of the router. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// Shared state of the router: one `Arc`, because axum clones the state into every
+/// middleware of every request, and one reference count is far cheaper than a dozen.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares; its fields are reached through `Deref`.
+pub struct Shared {
     pub auth: Arc<Authenticator>,
     pub keys: Keys,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
     /// Failed-authentication throttle; the server prunes it on a timer.
-    pub throttle: Arc<AuthThrottle>,
-    shutting_down: Arc<AtomicBool>,
+    pub throttle: AuthThrottle,
+    shutting_down: AtomicBool,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Shared").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -61,8 +73,8 @@ impl AppState {
         metrics: Arc<dyn Metrics>,
         config: HttpConfig,
     ) -> Self {
-        let throttle = Arc::new(AuthThrottle::new(config.auth_failures_per_minute));
-        Self { auth, keys, health, metrics, config, throttle, shutting_down: Arc::default() }
+        let throttle = AuthThrottle::new(config.auth_failures_per_minute);
+        Self(Arc::new(Shared { auth, keys, health, metrics, config, throttle, shutting_down: AtomicBool::new(false) }))
     }
 
     /// From now on `/ready` answers 503, so load balancers stop sending traffic while
