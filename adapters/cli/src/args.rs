@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Cloacina: a multi-tenant workflow control plane. One binary is the API server
 /// (`serve`) and the client of its API.
 #[derive(Debug, Parser)]
-#[command(name = "cloacinactl", version, about, propagate_version = true)]
+#[command(name = "cloacinactl", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub globals: Globals,
@@ -18,6 +18,7 @@ pub struct Cli {
 
 /// Options every command takes. Each falls back to its environment variable.
 #[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct Globals {
     /// Server URL [default: the profile's, else http://localhost:8080]
     #[arg(long, global = true, env = "CLOACINA_SERVER", value_name = "URL")]
@@ -37,7 +38,7 @@ pub struct Globals {
     /// Same as `-o json`
     #[arg(long, global = true, conflicts_with = "output")]
     pub json: bool,
-    /// More detail: debug logs for `serve`, request traces for client commands
+    /// Debug-level logs (`serve`)
     #[arg(short = 'v', long, global = true)]
     pub verbose: bool,
     /// Cloacina's folder [default: ~/.cloacina]
