@@ -33,6 +33,7 @@ GET /metrics -- Prometheus metrics
 POST /auth/keys -- create API key (auth required)
 GET /auth/keys -- list API keys (auth required)
 DEL /auth/keys/:id -- revoke key (auth required)
+GET /openapi.json -- OpenAPI document
 GET /v1/auth/whoami -- the calling key (auth required)
 POST|GET /v1/tenants/:tenant/keys, DEL /v1/tenants/:tenant/keys/:id -- tenant keys (auth required)";
 

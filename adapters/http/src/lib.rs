@@ -12,11 +12,13 @@
 //! - [`auth`] — bearer authentication, the per-address failure throttle, route permissions.
 //! - [`observe`] — request timeout, request ids, HTTP metrics.
 //! - [`handlers`] — one file per endpoint group.
+//! - [`openapi`] — the OpenAPI document at `/openapi.json`.
 
 pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod observe;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 

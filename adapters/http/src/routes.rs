@@ -14,8 +14,8 @@ use cloacina_domain::Permission;
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
 use crate::handlers::{health, keys, whoami};
-use crate::observe;
 use crate::state::AppState;
+use crate::{observe, openapi};
 
 /// What a route requires of the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +70,7 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::GET, "/health", Public, handler!(health::health)),
     spec(Method::GET, "/ready", Public, handler!(health::ready)),
     spec(Method::GET, "/metrics", Public, handler!(health::metrics)),
+    spec(Method::GET, "/openapi.json", Public, handler!(openapi::openapi_json)),
     spec(Method::GET, "/v1/auth/whoami", Key(P::WhoAmI), handler!(whoami::whoami)),
     // Deployment-wide keys; `/auth/keys` is the older spelling seed 001 uses.
     spec(Method::POST, "/v1/auth/keys", Key(P::GodKeyManage), handler!(keys::create_any)),

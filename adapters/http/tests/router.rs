@@ -205,6 +205,30 @@ async fn every_response_carries_a_request_id_and_an_inbound_one_is_kept() {
     assert_ne!(res.headers()["x-request-id"].len(), 500, "an absurd inbound id is replaced");
 }
 
+async fn panics() {
+    panic!("boom with a secret inside");
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_and_a_panic_becomes_the_envelope() {
+    let app = app_with(HttpConfig { request_timeout: Duration::from_millis(50), ..HttpConfig::default() }).await;
+    let routes = Router::new()
+        .route("/slow", axum::routing::get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }))
+        .route("/panic", axum::routing::get(panics));
+    let wrapped = cloacina_http::observe::wrap(routes, &app.state).with_state(app.state.clone());
+    for (path, status, code) in [
+        ("/slow", StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        ("/panic", StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    ] {
+        let res = wrapped.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        assert!(res.headers().get("x-request-id").is_some(), "{path}");
+        let body: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_envelope(&body, code);
+        assert!(!body.to_string().contains("secret"));
+    }
+}
+
 #[tokio::test]
 async fn a_missing_or_bad_key_is_401_with_www_authenticate() {
     let app = app().await;
@@ -453,4 +477,26 @@ async fn isolation_matrix_every_route_for_every_kind_of_key() {
 
 fn uuid_nil() -> uuid::Uuid {
     uuid::Uuid::from_u128(0x1234)
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_exactly_the_routes_the_server_answers() {
+    let app = app().await;
+    let (status, doc, _) = app.send(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    let mut operation_ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.push((method.to_uppercase(), path.clone()));
+            assert!(operation_ids.insert(op["operationId"].to_string()), "duplicate operationId at {method} {path}");
+        }
+    }
+    let mut served: Vec<(String, String)> = ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_owned())).collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(doc["components"]["schemas"]["CreateKeyBody"]["properties"]["name"].is_object(), "{doc}");
 }

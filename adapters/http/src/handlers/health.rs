@@ -6,15 +6,19 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::openapi::StatusBody;
 use crate::state::AppState;
 
 /// `GET /health`: the process is alive. Touches no database.
+#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, body = StatusBody)))]
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// `GET /ready`: 200 when the database answers and its schema is current; 503 otherwise and
 /// from the moment shutdown begins.
+#[utoipa::path(get, path = "/ready", tag = "probes",
+    responses((status = 200, body = StatusBody), (status = 503, description = "Database unavailable or shutting down")))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let unready = |code: &str, error: &str| {
         let body = json!({ "status": "unavailable", "error": error, "code": code });
@@ -33,6 +37,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: the Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
 use crate::error::{ApiError, JsonBody};
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
 /// The body of a create. Unknown fields are refused, so `is_admin` cannot be smuggled in.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyBody {
     pub name: String,
@@ -31,11 +32,12 @@ pub struct CreateKeyBody {
 }
 
 /// A key as listings show it: never a hash, never the plaintext.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: String,
     pub name: String,
     /// `admin` for a god key, else the key's role.
+    #[schema(value_type = String, example = "read")]
     pub permissions: &'static str,
     pub tenant_id: Option<String>,
     pub is_admin: bool,
@@ -70,11 +72,13 @@ impl From<&KeyRecord> for KeyView {
 }
 
 /// A create's answer: the key's fields and, this once, its plaintext.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedView {
     pub id: String,
     pub name: String,
+    /// The key itself: shown in this answer only.
     pub key: String,
+    #[schema(value_type = String, example = "admin")]
     pub permissions: &'static str,
     pub tenant_id: Option<String>,
     pub is_admin: bool,
@@ -84,14 +88,15 @@ pub struct CreatedView {
 }
 
 /// A listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
 /// A revocation's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Revoked {
+    #[schema(value_type = String, example = "revoked")]
     pub status: &'static str,
     pub id: String,
 }
@@ -129,6 +134,10 @@ async fn create(
 
 /// `POST /v1/auth/keys`: without `tenant`, an admin (god) key; with one, a key of that tenant
 /// (role `read` unless given).
+#[utoipa::path(post, path = "/v1/auth/keys", tag = "keys", request_body = CreateKeyBody,
+    responses((status = 201, body = CreatedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn create_any(
     State(state): State<AppState>,
     caller: Caller,
@@ -154,6 +163,11 @@ pub async fn create_any(
 }
 
 /// `POST /v1/tenants/{tenant}/keys`: a key of that tenant, role `read` unless given.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "keys", request_body = CreateKeyBody,
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 201, body = CreatedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn create_in_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,11 +192,19 @@ async fn list(state: &AppState, caller: &Caller, scope: KeyScope) -> Result<Json
 }
 
 /// `GET /v1/auth/keys`: every key of the deployment.
+#[utoipa::path(get, path = "/v1/auth/keys", tag = "keys",
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list_all(State(state): State<AppState>, caller: Caller) -> Result<Json<KeyList>, ApiError> {
     list(&state, &caller, KeyScope::All).await
 }
 
 /// `GET /v1/tenants/{tenant}/keys`: that tenant's keys.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/keys", tag = "keys",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -208,6 +230,11 @@ async fn revoke(state: &AppState, caller: &Caller, scope: KeyScope, id: &str) ->
 }
 
 /// `DELETE /v1/auth/keys/{id}`: revoke any key.
+#[utoipa::path(delete, path = "/v1/auth/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Key id (UUID)")),
+    responses((status = 200, body = Revoked), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn revoke_any(
     State(state): State<AppState>,
     caller: Caller,
@@ -217,6 +244,11 @@ pub async fn revoke_any(
 }
 
 /// `DELETE /v1/tenants/{tenant}/keys/{id}`: revoke one of that tenant's keys.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/keys/{id}", tag = "keys",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Key id (UUID)")),
+    responses((status = 200, body = Revoked), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn revoke_in_tenant(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,0 +1,90 @@
+//! The OpenAPI document, served at `GET /openapi.json`.
+//!
+//! Each handler carries its `#[utoipa::path]`; this file gathers them. A test checks that the
+//! document and [`ROUTES`](crate::ROUTES) name the same routes, so neither drifts.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::handlers::{health, keys, whoami};
+
+/// The error envelope every failure answers (documentation of `ApiError`'s wire form).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// What went wrong, for programs: `invalid_field`, `forbidden`, `rate_limited`, …
+    pub code: String,
+    /// The request field at fault, when there is one.
+    pub field: Option<String>,
+}
+
+/// `{"status": "ok"}` and `{"status": "ready"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusBody {
+    pub status: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cloacina", description = "Multi-tenant workflow control plane"),
+    paths(
+        health::health,
+        health::ready,
+        health::metrics,
+        openapi_json,
+        whoami::whoami,
+        keys::create_any,
+        keys::list_all,
+        keys::revoke_any,
+        keys::create_in_tenant,
+        keys::list_tenant,
+        keys::revoke_in_tenant,
+    ),
+    modifiers(&BearerKeys, &LegacyKeyPaths)
+)]
+struct ApiDoc;
+
+/// API keys travel as `Authorization: Bearer clk_…`.
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("clk_ API key".into());
+        doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// `/auth/keys…` serve the same operations as `/v1/auth/keys…` (seed 001 uses them); the
+/// copies get operation ids of their own, as OpenAPI requires.
+struct LegacyKeyPaths;
+
+impl Modify for LegacyKeyPaths {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (v1, legacy) in [("/v1/auth/keys", "/auth/keys"), ("/v1/auth/keys/{id}", "/auth/keys/{id}")] {
+            let Some(mut item) = doc.paths.paths.get(v1).cloned() else { continue };
+            for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+                op.operation_id = op.operation_id.take().map(|id| format!("{id}_unversioned"));
+            }
+            doc.paths.paths.insert(legacy.to_owned(), item);
+        }
+    }
+}
+
+/// The document as JSON text, built once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(get, path = "/openapi.json", tag = "probes", responses((status = 200, description = "This document")))]
+pub async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+}
