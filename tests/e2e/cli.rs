@@ -189,3 +189,33 @@ fn usage_errors_exit_1_and_help_exits_0() {
     let out = cli(home.path(), &["completions", "bash"], &[]);
     assert!(out.status.success() && stdout(&out).contains("cloacinactl"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiring_keys_stop_working_on_time_and_last_use_survives_a_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = Server::start(h, &[], &[]);
+    let admin = bootstrap_key(h);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", admin.as_str())];
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let out = cli(h, &["key", "create", "short-lived", "--role", "read", "--expires-at", &soon], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let short = stdout(&out);
+    assert_eq!(server.get("/v1/auth/whoami", Some(&short)).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    let (status, body) = server.get("/v1/auth/whoami", Some(&short)).await;
+    assert_eq!(status, 401, "an expired key is refused although its verdict was cached: {body}");
+    let out = cli(h, &["key", "create", "past", "--expires-at", "2001-01-01T00:00:00Z"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("expires_at"), "{}", stderr(&out));
+
+    // last_used_at is written off the request path, and at the latest on shutdown.
+    server.stop();
+    let server = Server::start(h, &[], &[]);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", admin.as_str())];
+    let out = cli(h, &["key", "list", "-o", "json"], &env);
+    let keys = json(&out)["keys"].as_array().unwrap().clone();
+    let used = |name: &str| keys.iter().find(|k| k["name"] == name).unwrap().get("last_used_at").is_some();
+    assert!(used("bootstrap-admin") && used("short-lived"), "{keys:?}");
+    server.stop();
+}
