@@ -196,3 +196,23 @@ pub fn mode(path: &Path) -> u32 {
 pub fn bootstrap_key(home_root: &Path) -> String {
     std::fs::read_to_string(home_root.join(".cloacina/bootstrap-key")).unwrap().trim().to_owned()
 }
+
+/// Runs a shell script the way an operator types it: `HOME` is `home_root`, `cloacinactl` is
+/// on `PATH`, and `$URL` is the server's address. Fails naming the tool when one is missing.
+pub fn shell(home_root: &Path, script: &str, env: &[(&str, &str)]) -> Output {
+    for tool in ["curl", "jq", "sqlite3"].into_iter().filter(|t| script.contains(t)) {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).status().is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "`{tool}` is needed by the seed guides' commands: install it (Debian: apt-get install -y {tool})"
+        );
+    }
+    let bin_dir = Path::new(binary()).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut sh = Command::new("sh");
+    for var in SCRUBBED {
+        sh.env_remove(var);
+    }
+    sh.env("HOME", home_root).env("PATH", path).envs(env.iter().copied()).args(["-c", script]);
+    sh.output().unwrap()
+}

@@ -6,6 +6,7 @@
 //! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
+//! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -13,3 +14,4 @@ mod cli;
 mod harness;
 mod reliability;
 mod seed_001;
+mod seed_verbatim;
