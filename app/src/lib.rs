@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //! - [`database`] — database URLs (`sqlite://…`, `sqlite::memory:`, `postgres://…`).
+//! - [`production`] — the `CLOACINA_ENV=production` check of insecure settings.
 //! - [`serve`] — the server's start-up, run and graceful shutdown.
 
 pub mod database;
+pub mod production;
 pub mod serve;
 
 use std::process::ExitCode;

@@ -24,6 +24,7 @@ use cloacina_telemetry::{PrometheusMetrics, init_logging};
 use tokio::sync::watch;
 
 use crate::database::{self, DatabaseUrl};
+use crate::production;
 
 /// The endpoint list printed under the banner.
 const ENDPOINTS: &str = "\
@@ -55,7 +56,18 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         .transpose()
         .context("--bootstrap-key / CLOACINA_BOOTSTRAP_KEY")?;
 
-    let db = open_database(&home, args.database_url.as_deref()).await?;
+    let database = resolve_database(&home, args.database_url.as_deref())?;
+    if std::env::var(production::ENV).is_ok_and(|v| v == production::PRODUCTION) {
+        let problems = production::problems(&args, &database);
+        if !problems.is_empty() {
+            bail!(
+                "{}=production refuses to start on insecure settings:\n  - {}",
+                production::ENV,
+                problems.join("\n  - ")
+            );
+        }
+    }
+    let db = open_database(&database)?;
     let applied = db.migrate().await.context("applying migrations")?;
     tracing::info!(applied, "database schema is current");
 
@@ -118,23 +130,30 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_database(home: &Home, flag_or_env: Option<&str>) -> anyhow::Result<SqliteDb> {
-    let from_config = match flag_or_env {
-        Some(_) => None,
+/// The database the server will use: `--database-url` or `DATABASE_URL` (clap resolves the
+/// two), else `database_url` in config.toml, else the embedded file in the home folder.
+fn resolve_database(home: &Home, flag_or_env: Option<&str>) -> anyhow::Result<DatabaseUrl> {
+    let url = match flag_or_env {
+        Some(url) => Some(url.to_owned()),
         None => ConfigFile::load(&home.config_file()).map_err(anyhow::Error::msg)?.settings.database_url,
     };
-    let location = match flag_or_env.map(str::to_owned).or(from_config) {
-        None => SqliteLocation::File(home.database_file()),
-        Some(url) => match database::parse(&url).map_err(anyhow::Error::msg)? {
-            DatabaseUrl::Sqlite(location) => location,
-            DatabaseUrl::Postgres => bail!(
-                "PostgreSQL is not available in this build; use a sqlite:// URL or omit --database-url for the \
-                 embedded database"
-            ),
-        },
-    };
-    tracing::info!(database = ?location, "opening SQLite database");
-    SqliteDb::open(&location).map_err(|e| anyhow::anyhow!("{e}"))
+    match url {
+        None => Ok(DatabaseUrl::Sqlite(SqliteLocation::File(home.database_file()))),
+        Some(url) => database::parse(&url).map_err(anyhow::Error::msg),
+    }
+}
+
+fn open_database(database: &DatabaseUrl) -> anyhow::Result<SqliteDb> {
+    match database {
+        DatabaseUrl::Sqlite(location) => {
+            tracing::info!(database = ?location, "opening SQLite database");
+            SqliteDb::open(location).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        DatabaseUrl::Postgres => bail!(
+            "PostgreSQL is not available in this build; use a sqlite:// URL or omit --database-url for the \
+             embedded database"
+        ),
+    }
 }
 
 async fn run_bootstrap(deps: &Deps, home: &Home, supplied: Option<SuppliedBootstrapKey>) -> anyhow::Result<()> {

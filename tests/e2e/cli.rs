@@ -219,3 +219,25 @@ async fn expiring_keys_stop_working_on_time_and_last_use_survives_a_restart() {
     assert!(used("bootstrap-admin") && used("short-lived"), "{keys:?}");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_exits_5_and_prints_the_envelope_message() {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": "the database is unavailable", "code": "database_unavailable"})),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        cli(&h, &["key", "list", "--tenant", "public", "--server", &url, "--api-key", "clk_whatever_key_text"], &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "error: the database is unavailable (HTTP 503, database_unavailable)");
+}

@@ -70,3 +70,27 @@ async fn a_canary_key_appears_in_no_log_metric_or_error_body() {
         }
     }
 }
+
+/// `CLOACINA_ENV=production` refuses every insecure setting, naming each, and starts on a
+/// sound one.
+#[tokio::test(flavor = "multi_thread")]
+async fn insecure_production_settings_do_not_boot() {
+    let home = tempfile::tempdir().unwrap();
+    let prod = [("CLOACINA_ENV", "production")];
+    for (args, named) in [
+        (&["serve"][..], "--bind 0.0.0.0:8080"),
+        (&["serve", "--bind", "127.0.0.1:0", "--auth-failures-per-minute", "0"][..], "rate limit"),
+        (&["serve", "--bind", "127.0.0.1:0", "--database-url", "sqlite::memory:"][..], "sqlite::memory:"),
+    ] {
+        let out = crate::harness::cli(home.path(), args, &prod);
+        assert_eq!(out.status.code(), Some(1), "{args:?} booted");
+        let err = crate::harness::stderr(&out);
+        assert!(err.contains("refuses to start") && err.contains(named), "{args:?}: {err}");
+    }
+    let server = Server::start(home.path(), &[], &prod);
+    assert_eq!(server.get("/ready", None).await.0, 200);
+    server.stop();
+    let server = Server::start(home.path(), &["--behind-proxy"], &prod);
+    assert_eq!(server.get("/ready", None).await.0, 200);
+    server.stop();
+}

@@ -1,0 +1,65 @@
+//! The production check: with `CLOACINA_ENV=production` the server refuses to start on
+//! settings that are fine on a laptop and dangerous on a network, and names every one.
+
+use std::net::SocketAddr;
+
+use cloacina_cli::ServeArgs;
+
+use crate::database::DatabaseUrl;
+use cloacina_sqlite::SqliteLocation;
+
+/// The environment variable that turns the check on, and the value that does.
+pub const ENV: &str = "CLOACINA_ENV";
+pub const PRODUCTION: &str = "production";
+
+/// Every insecure setting in `args` (with the database the server would use), one sentence each.
+pub fn problems(args: &ServeArgs, database: &DatabaseUrl) -> Vec<String> {
+    let mut found = Vec::new();
+    if !is_loopback(args.bind) && !args.behind_proxy {
+        found.push(format!(
+            "--bind {} listens beyond this host without TLS: bind 127.0.0.1 behind a TLS proxy and pass --behind-proxy",
+            args.bind
+        ));
+    }
+    if args.auth_failures_per_minute == 0 {
+        found.push("--auth-failures-per-minute 0 turns off the failed-authentication rate limit".to_owned());
+    }
+    if *database == DatabaseUrl::Sqlite(SqliteLocation::Memory) {
+        found.push("sqlite::memory: keeps nothing across a restart, API keys included".to_owned());
+    }
+    found
+}
+
+fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use cloacina_cli::{Cli, Command};
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["cloacinactl", "serve"], args].concat()).unwrap();
+        let Command::Serve(a) = cli.command else { panic!("serve") };
+        a
+    }
+
+    fn file() -> DatabaseUrl {
+        DatabaseUrl::Sqlite(SqliteLocation::File("/var/lib/cloacina.db".into()))
+    }
+
+    #[test]
+    fn the_documented_production_start_passes() {
+        assert!(problems(&serve(&["--bind", "127.0.0.1:8080"]), &file()).is_empty());
+        assert!(problems(&serve(&["--bind", "0.0.0.0:8080", "--behind-proxy"]), &file()).is_empty());
+    }
+
+    #[test]
+    fn each_insecure_setting_is_named() {
+        let p = problems(&serve(&["--auth-failures-per-minute", "0"]), &DatabaseUrl::Sqlite(SqliteLocation::Memory));
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("0.0.0.0:8080") && p[1].contains("rate limit") && p[2].contains("sqlite::memory:"));
+    }
+}
