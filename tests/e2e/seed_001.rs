@@ -221,6 +221,11 @@ async fn server_start_is_the_same_command_and_verbose_logs_debug() {
     let err = server.stderr();
     assert!(err.contains("DEBUG"), "{err}");
     server.stop();
+    let quiet = Server::start(home.path(), &[], &[("RUST_LOG", "warn")]);
+    quiet.get("/health", None).await;
+    let err = quiet.stderr();
+    assert!(!err.contains("INFO") && !err.contains("DEBUG"), "RUST_LOG=warn is honoured: {err}");
+    quiet.stop();
     let out = cli(home.path(), &["--help"], &[]);
     assert!(out.status.success() && stdout(&out).contains("serve"));
 }
