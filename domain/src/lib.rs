@@ -10,7 +10,7 @@
 //! - [`role`] — [`Role`] and the closed [`Permission`] catalogue.
 //! - [`principal`] — who a verified key is ([`Principal`], [`Authority`]).
 //! - [`authz`] — the authorisation decisions: route permissions and key minting/revoking.
-//! - [`tenant`] — [`TenantName`].
+//! - [`tenant`] — [`TenantName`], registry rows ([`TenantRecord`]) and [`NewTenant`].
 //! - [`bootstrap`] — the rule that decides whether start-up creates a god key.
 //! - [`record`] — stored key rows ([`KeyRecord`]) and what creating one needs.
 //! - [`ports`] — the port traits (key store, tenant directory, clock, key generator, hasher).
@@ -31,4 +31,4 @@ pub use principal::{Authority, Principal};
 pub use record::{KeyName, KeyRecord, NewKey, StoredSecret};
 pub use role::{Permission, PermissionScope, Role};
 pub use secret::Secret;
-pub use tenant::TenantName;
+pub use tenant::{NewTenant, TenantDescription, TenantName, TenantRecord};

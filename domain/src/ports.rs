@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::key::ApiKeyId;
 use crate::record::{KeyRecord, NewKey};
 use crate::secret::Secret;
-use crate::tenant::TenantName;
+use crate::tenant::{NewTenant, TenantName, TenantRecord};
 
 /// A storage failure, as the use cases see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +20,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken (the constraint is named).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// This backend cannot do it (multi-tenancy on SQLite). The text is for the client.
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else. The text is for logs, never for clients.
     #[error("unexpected storage error: {0}")]
     Unexpected(String),
@@ -84,6 +87,51 @@ pub trait KeyStore: Send + Sync {
 pub trait TenantDirectory: Send + Sync {
     /// MUST return `true` for `public` always, and for every tenant created and not deleted.
     async fn exists(&self, tenant: &TenantName) -> Result<bool, StoreError>;
+}
+
+/// What deleting a tenant did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantDeleted {
+    /// Gone: its keys revoked (this many were active), its schema and role dropped.
+    Deleted { revoked_keys: u64 },
+    /// No tenant has this name.
+    NotFound,
+}
+
+/// The tenant registry and the database objects behind each tenant.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates the registry row, the schema, the database role (with `new.db_password`), its
+    /// grants and the tenant migrations: all of it, or (on any failure) none of it.
+    ///
+    /// MUST return [`StoreError::Conflict`] if the name is taken, and
+    /// [`StoreError::Unsupported`] on a single-tenant backend.
+    async fn create_tenant(&self, new: &NewTenant) -> Result<TenantRecord, StoreError>;
+
+    /// Every tenant, `public` first, then by name.
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+
+    /// One tenant. MUST return `None` if there is none.
+    async fn get_tenant(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError>;
+
+    /// In one transaction: revokes the tenant's active keys (at `at`), drops its schema and
+    /// role, deletes its row, and tells every replica to forget what it cached of it.
+    ///
+    /// MUST return [`StoreError::Unsupported`] on a single-tenant backend; callers never pass
+    /// `public`.
+    async fn delete_tenant(&self, name: &TenantName, at: DateTime<Utc>) -> Result<TenantDeleted, StoreError>;
+}
+
+/// What another replica (or this one) changed that caches must forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One key was revoked.
+    Key(ApiKeyId),
+    /// A tenant was created or deleted (its keys were revoked with it).
+    Tenant(TenantName),
+    /// The feed was interrupted: anything may have changed.
+    Everything,
 }
 
 /// Whether the database answers and its schema is current.

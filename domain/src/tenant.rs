@@ -1,6 +1,10 @@
-//! Tenant names.
+//! Tenants: their names, their registry rows, and what creating one needs.
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::secret::Secret;
 
 /// The tenant every deployment has, on SQLite the only one.
 pub const PUBLIC_TENANT: &str = "public";
@@ -90,6 +94,69 @@ impl fmt::Debug for TenantName {
     }
 }
 
+/// A tenant's free-text description: at most 256 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantDescription(String);
+
+/// Why a description is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantDescriptionError {
+    #[error("description must be at most 256 characters")]
+    TooLong,
+    #[error("description must not contain control characters")]
+    ControlCharacter,
+}
+
+impl TenantDescription {
+    /// Checks a description.
+    ///
+    /// # Errors
+    /// A [`TenantDescriptionError`] naming the broken rule.
+    pub fn parse(input: &str) -> Result<Self, TenantDescriptionError> {
+        if input.chars().count() > 256 {
+            return Err(TenantDescriptionError::TooLong);
+        }
+        if input.chars().any(char::is_control) {
+            return Err(TenantDescriptionError::ControlCharacter);
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One row of the tenant registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub name: TenantName,
+    /// The database schema holding the tenant's data (`main` on SQLite).
+    pub schema: String,
+    /// The database role its transactions run as (none on SQLite).
+    pub db_role: Option<String>,
+    pub description: Option<TenantDescription>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TenantRecord {
+    /// Whether this is the built-in tenant, which always exists and cannot be deleted.
+    pub fn is_builtin(&self) -> bool {
+        self.name.is_public()
+    }
+}
+
+/// What creating a tenant needs. The schema and role names are the adapter's to generate.
+#[derive(Clone, Debug)]
+pub struct NewTenant {
+    pub name: TenantName,
+    pub description: Option<TenantDescription>,
+    /// The password of the tenant's database role: random, set once, never returned.
+    pub db_password: Secret,
+    pub created_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +191,13 @@ mod tests {
         for (input, err) in cases {
             assert_eq!(TenantName::parse(input), Err(err), "{input:?}");
         }
+    }
+
+    #[test]
+    fn descriptions_are_bounded_and_printable() {
+        assert!(TenantDescription::parse("Acme Corp, EU region").is_ok());
+        assert_eq!(TenantDescription::parse(&"x".repeat(257)), Err(TenantDescriptionError::TooLong));
+        assert_eq!(TenantDescription::parse("a\u{0}b"), Err(TenantDescriptionError::ControlCharacter));
     }
 
     proptest! {

@@ -67,6 +67,9 @@ impl ApiError {
                 tracing::warn!(%cause, "unexpected conflict");
                 Self::new(StatusCode::CONFLICT, "conflict", "the request conflicts with existing data")
             }
+            StoreError::Unsupported(message) => {
+                Self::new(StatusCode::BAD_REQUEST, "unsupported_by_backend", message.clone())
+            }
             StoreError::Unexpected(cause) => Self::internal(cause),
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - [`keys`] — the `KeyStore` contract.
-//! - [`tenants`] — the `TenantDirectory` and `DatabaseHealth` contract.
+//! - [`tenants`] — the `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
 
 // This crate is test code compiled as a library: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -20,11 +20,11 @@ pub mod tenants;
 
 use std::sync::Arc;
 
-use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory};
+use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory, TenantStore};
 
 /// Everything a storage adapter provides.
-pub trait Storage: KeyStore + TenantDirectory + DatabaseHealth + 'static {}
-impl<T: KeyStore + TenantDirectory + DatabaseHealth + 'static> Storage for T {}
+pub trait Storage: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static {}
+impl<T: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static> Storage for T {}
 
 /// A fresh store for one test.
 pub type Store = Arc<dyn Storage>;
@@ -45,7 +45,9 @@ macro_rules! storage_contract {
             keys::only_active_supplied_keys_are_listed_for_argon2,
             keys::last_used_never_moves_backwards,
             tenants::public_always_exists_and_unknown_tenants_do_not,
-            tenants::a_migrated_database_is_healthy
+            tenants::a_migrated_database_is_healthy,
+            tenants::a_tenant_is_created_listed_and_found_once,
+            tenants::deleting_a_tenant_revokes_its_keys_and_frees_its_name
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

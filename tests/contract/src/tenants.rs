@@ -1,14 +1,114 @@
-//! The `TenantDirectory` and `DatabaseHealth` contract.
+//! The `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
+//!
+//! SQLite is single-tenant by design (product.md §4): there, creating and deleting answer
+//! [`StoreError::Unsupported`] and everything else behaves as with one tenant, `public`.
 
-use cloacina_domain::TenantName;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cloacina_domain::ports::{StoreError, TenantDeleted};
+use cloacina_domain::{
+    ApiKeyId, Authority, KeyDigest, KeyName, NewKey, NewTenant, Role, Secret, StoredSecret, TenantDescription,
+    TenantName,
+};
+use uuid::Uuid;
 
 use crate::Store;
 
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0).single().unwrap_or_default()
+}
+
+fn name(n: &str) -> TenantName {
+    TenantName::parse(n).unwrap()
+}
+
+fn new_tenant(n: &str) -> NewTenant {
+    NewTenant {
+        name: name(n),
+        description: Some(TenantDescription::parse("Acme, EU").unwrap()),
+        db_password: Secret::new(format!("pw_{n}_Zx9-abcdefghijklmnop")),
+        created_at: t0(),
+    }
+}
+
+fn tenant_key(n: u8, tenant: &str) -> NewKey {
+    NewKey {
+        id: ApiKeyId::from_uuid(Uuid::from_bytes([n; 16])),
+        name: KeyName::parse(&format!("key-{n}")).unwrap(),
+        authority: Authority::Tenant { tenant: name(tenant), role: Role::Write },
+        secret: StoredSecret::Sha256(KeyDigest::from_bytes([n; 32])),
+        created_at: t0(),
+        created_by: None,
+        expires_at: None,
+    }
+}
+
+/// Whether the backend is multi-tenant; on a single-tenant one, checks the refusals.
+async fn multi_tenant(store: &Store) -> bool {
+    match store.create_tenant(&new_tenant("probe")).await {
+        Ok(_) => {
+            let deleted = store.delete_tenant(&name("probe"), t0()).await;
+            assert!(matches!(deleted, Ok(TenantDeleted::Deleted { .. })), "{deleted:?}");
+            true
+        }
+        Err(StoreError::Unsupported(message)) => {
+            assert!(message.contains("PostgreSQL"), "the refusal says what is needed: {message}");
+            assert!(matches!(store.delete_tenant(&name("probe"), t0()).await, Err(StoreError::Unsupported(_))));
+            false
+        }
+        Err(e) => panic!("create failed: {e}"),
+    }
+}
+
 pub async fn public_always_exists_and_unknown_tenants_do_not(store: Store) {
     assert!(store.exists(&TenantName::public()).await.unwrap());
-    assert!(!store.exists(&TenantName::parse("never-created").unwrap()).await.unwrap());
+    assert!(!store.exists(&name("never-created")).await.unwrap());
+    let listed = store.list_tenants().await.unwrap();
+    assert_eq!(listed[0].name, TenantName::public());
+    assert!(listed[0].is_builtin());
+    assert_eq!(store.get_tenant(&TenantName::public()).await.unwrap().unwrap().name, TenantName::public());
+    assert_eq!(store.get_tenant(&name("never-created")).await.unwrap(), None);
 }
 
 pub async fn a_migrated_database_is_healthy(store: Store) {
     store.ping().await.unwrap();
+}
+
+pub async fn a_tenant_is_created_listed_and_found_once(store: Store) {
+    if !multi_tenant(&store).await {
+        return;
+    }
+    let created = store.create_tenant(&new_tenant("acme")).await.unwrap();
+    assert_eq!(created.name, name("acme"));
+    assert_eq!(created.created_at, t0());
+    assert_eq!(created.description.as_ref().map(TenantDescription::as_str), Some("Acme, EU"));
+    assert!(created.db_role.as_deref().is_some_and(|r| r.ends_with("_acme")));
+    assert!(created.schema.contains("acme"));
+    assert!(matches!(store.create_tenant(&new_tenant("acme")).await, Err(StoreError::Conflict(_))));
+    store.create_tenant(&new_tenant("globex")).await.unwrap();
+    let names: Vec<_> = store.list_tenants().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["public", "acme", "globex"]);
+    assert!(store.exists(&name("acme")).await.unwrap());
+    assert_eq!(store.get_tenant(&name("acme")).await.unwrap(), Some(created));
+}
+
+pub async fn deleting_a_tenant_revokes_its_keys_and_frees_its_name(store: Store) {
+    if !multi_tenant(&store).await {
+        return;
+    }
+    store.create_tenant(&new_tenant("acme")).await.unwrap();
+    store.create_tenant(&new_tenant("globex")).await.unwrap();
+    store.insert(&tenant_key(1, "acme")).await.unwrap();
+    store.insert(&tenant_key(2, "acme")).await.unwrap();
+    store.insert(&tenant_key(3, "globex")).await.unwrap();
+    store.revoke(ApiKeyId::from_uuid(Uuid::from_bytes([2; 16])), t0()).await.unwrap();
+    let at = t0() + Duration::hours(1);
+    assert_eq!(store.delete_tenant(&name("acme"), at).await.unwrap(), TenantDeleted::Deleted { revoked_keys: 1 });
+    assert!(!store.exists(&name("acme")).await.unwrap());
+    assert_eq!(store.get_tenant(&name("acme")).await.unwrap(), None);
+    let first = store.find(ApiKeyId::from_uuid(Uuid::from_bytes([1; 16]))).await.unwrap().unwrap();
+    assert!(first.revoked && first.revoked_at == Some(at), "its keys are revoked, never deleted");
+    assert!(!store.find(ApiKeyId::from_uuid(Uuid::from_bytes([3; 16]))).await.unwrap().unwrap().revoked);
+    assert_eq!(store.delete_tenant(&name("acme"), at).await.unwrap(), TenantDeleted::NotFound);
+    store.create_tenant(&new_tenant("acme")).await.unwrap();
+    assert!(store.exists(&name("acme")).await.unwrap(), "the name can be taken again at once");
 }

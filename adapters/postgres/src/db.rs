@@ -1,0 +1,197 @@
+//! Connecting, the pool, and translating database errors.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloacina_domain::ports::StoreError;
+use cloacina_domain::{Secret, TenantName};
+use quick_cache::sync::Cache;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// Pool and session settings, from `serve`'s flags.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// The most connections the server holds, whatever the number of tenants.
+    pub max_connections: u32,
+    /// Every statement is cancelled after this (0: no limit).
+    pub statement_timeout: Duration,
+    /// How long to wait for a connection, new or pooled.
+    pub connect_timeout: Duration,
+    /// Connections are closed after this age, so the per-connection catalog cache that grows
+    /// with every tenant a connection touches stays bounded.
+    pub max_lifetime: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            max_lifetime: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
+    Connect { target: String, cause: String },
+}
+
+/// Where a tenant's data lives and which role reaches it.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantPlace {
+    pub schema: String,
+    pub role: String,
+    loaded: Instant,
+}
+
+/// How long a cached tenant place is trusted without a notification.
+const PLACE_TTL: Duration = Duration::from_secs(30);
+
+/// A handle to the PostgreSQL backend. Cheap to clone.
+#[derive(Clone)]
+pub struct PgDb {
+    pub(crate) pool: PgPool,
+    pub(crate) options: PgConnectOptions,
+    /// Tenant name → schema and role, for tenant-scoped transactions; forgotten on every
+    /// tenant notification.
+    pub(crate) places: Arc<Cache<TenantName, TenantPlace>>,
+}
+
+impl std::fmt::Debug for PgDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDb").field("target", &target(&self.options)).finish_non_exhaustive()
+    }
+}
+
+/// `host:port/database`: where we connect, without the user or password.
+pub(crate) fn target(o: &PgConnectOptions) -> String {
+    format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or("(default)"))
+}
+
+impl PgDb {
+    /// Opens a pool and checks that the server answers.
+    ///
+    /// # Errors
+    /// [`ConnectError`], naming host, port and database but never the password.
+    pub async fn connect(url: &Secret, settings: &PgSettings) -> Result<Self, ConnectError> {
+        let mut options =
+            PgConnectOptions::from_str(url.expose()).map_err(|e| ConnectError::Url(redact(&e.to_string(), url)))?;
+        let timeout_ms = settings.statement_timeout.as_millis().to_string();
+        options = options.application_name("cloacina").options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(2))
+            .min_connections(0)
+            .acquire_timeout(settings.connect_timeout)
+            .max_lifetime(Some(settings.max_lifetime))
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| ConnectError::Connect { target: target(&options), cause: redact(&e.to_string(), url) })?;
+        Ok(Self { pool, options, places: Arc::new(Cache::new(10_000)) })
+    }
+
+    /// The pool, for the adapter's own tests and tools.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// How many connections the pool holds now (busy and idle).
+    pub fn connections(&self) -> u32 {
+        self.pool.size()
+    }
+
+    pub(crate) fn cached_place(&self, tenant: &TenantName) -> Option<TenantPlace> {
+        self.places.get(tenant).filter(|p| p.loaded.elapsed() < PLACE_TTL)
+    }
+
+    pub(crate) fn remember_place(&self, tenant: TenantName, schema: String, role: String) -> TenantPlace {
+        let place = TenantPlace { schema, role, loaded: Instant::now() };
+        self.places.insert(tenant, place.clone());
+        place
+    }
+
+    /// Forgets what is cached about tenants (another replica created or deleted one).
+    pub fn forget_tenants(&self) {
+        self.places.clear();
+    }
+}
+
+/// Removes the URL's password from a message, should a driver ever echo it.
+fn redact(message: &str, url: &Secret) -> String {
+    match PgConnectOptions::from_str(url.expose()).ok().and_then(|_| password_of(url.expose())) {
+        Some(pw) if !pw.is_empty() => message.replace(&pw, "[redacted]"),
+        _ => message.to_owned(),
+    }
+}
+
+fn password_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split('@').next().filter(|_| rest.contains('@'))?;
+    userinfo.split_once(':').map(|(_, pw)| pw.to_owned())
+}
+
+/// Database errors by SQLSTATE, never by message text.
+pub(crate) fn translate(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let text = format!("SQLSTATE {code}: {}", db.message());
+            match code.as_str() {
+                c if c.starts_with("23") => StoreError::Conflict(text),
+                c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => StoreError::Unavailable(text),
+                "57014" => StoreError::Unavailable(format!("statement timeout or cancel: {text}")),
+                _ => StoreError::Unexpected(text),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Unexpected(e.to_string()),
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// A quoted SQL identifier. Our identifiers are generated from validated names, so they
+/// never hold a quote; doubling any that did keeps this correct regardless.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_removed_from_messages() {
+        let url = Secret::new("postgres://u:hunter2secret@db.example.com/x");
+        assert_eq!(redact("failed for hunter2secret", &url), "failed for [redacted]");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(ident("tenant_acme-x"), "\"tenant_acme-x\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}

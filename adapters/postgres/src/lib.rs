@@ -1,0 +1,37 @@
+//! The PostgreSQL backend: the production store, shared by any number of replicas.
+//!
+//! Deployment-wide tables (`api_keys`, `tenants`) live in the `public` schema; each tenant
+//! has a schema and a database role of its own, and every tenant-scoped transaction runs as
+//! that role, so PostgreSQL itself refuses any statement that reaches into another tenant.
+//! One pool serves every tenant; connections are recycled after a maximum lifetime.
+//!
+//! # Layout
+//! - [`db`] — [`PgDb`], connecting, pool settings, error translation by SQLSTATE.
+//! - [`migrate`] — embedded control and tenant migrations under an advisory lock.
+//! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
+//! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
+//! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
+
+pub mod db;
+pub mod keys;
+pub mod listen;
+pub mod migrate;
+pub mod tenants;
+
+#[cfg(test)]
+mod probe;
+
+pub use db::{ConnectError, PgDb, PgSettings};
+pub use listen::OnInvalidation;
+pub use migrate::{MigrationReport, Pending};
+
+#[cfg(test)]
+mod contract {
+    cloacina_contract::storage_contract!(async {
+        let db = cloacina_testpg::TestPg::shared().database().await;
+        let pg =
+            crate::PgDb::connect(&cloacina_domain::Secret::new(db.url), &crate::PgSettings::default()).await.unwrap();
+        pg.migrate().await.unwrap();
+        std::sync::Arc::new(pg)
+    });
+}

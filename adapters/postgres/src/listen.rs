@@ -1,0 +1,141 @@
+//! Cache invalidation across replicas: PostgreSQL `LISTEN`/`NOTIFY`.
+//!
+//! Changes that caches must see (a revoked key, a created or deleted tenant) send a
+//! notification in the same transaction as the change, so it is delivered exactly when the
+//! change commits. Every server listens on one dedicated connection, started before the
+//! server takes requests. When that connection drops, the server is told to forget
+//! everything (notifications may have been missed) and listens again; once listening again
+//! it is told once more, as something may have changed while it was reconnecting. The
+//! caches' TTL is the backstop for a connection that hangs without dropping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloacina_domain::ports::Invalidation;
+use cloacina_domain::{ApiKeyId, TenantName};
+use sqlx::PgConnection;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+
+use crate::PgDb;
+
+/// The notification channel.
+pub const CHANNEL: &str = "cloacina_invalidate";
+
+/// What a notification is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Topic {
+    Key(ApiKeyId),
+    Tenant(TenantName),
+}
+
+impl Topic {
+    fn payload(&self) -> String {
+        match self {
+            Topic::Key(id) => format!("key:{id}"),
+            Topic::Tenant(t) => format!("tenant:{t}"),
+        }
+    }
+}
+
+/// Sends a notification as part of the caller's transaction.
+pub(crate) async fn notify(conn: &mut PgConnection, topic: &Topic) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(topic.payload()).execute(conn).await.map(drop)
+}
+
+/// Reads a payload; anything unrecognised means "forget everything", the safe answer.
+fn parse(payload: &str) -> Invalidation {
+    let parsed = match payload.split_once(':') {
+        Some(("key", id)) => id.parse().ok().map(Invalidation::Key),
+        Some(("tenant", t)) => TenantName::parse(t).ok().map(Invalidation::Tenant),
+        _ => None,
+    };
+    parsed.unwrap_or(Invalidation::Everything)
+}
+
+/// A handler for invalidations.
+pub type OnInvalidation = Arc<dyn Fn(Invalidation) + Send + Sync>;
+
+impl PgDb {
+    /// Starts listening; returns once the first `LISTEN` is in place (so nothing committed
+    /// after this returns can be missed), with the task that keeps listening until `stop`.
+    /// Tenant invalidations also clear this handle's own tenant cache.
+    ///
+    /// # Errors
+    /// The connection error if the first `LISTEN` fails.
+    pub async fn listen(
+        &self,
+        on: OnInvalidation,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>, sqlx::Error> {
+        let mut listener = self.listener().await?;
+        let db = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    received = listener.try_recv() => match received {
+                        Ok(Some(n)) => db.deliver(&on, parse(n.payload())),
+                        Ok(None) | Err(_) => {
+                            tracing::warn!("lost the invalidation listener's connection; forgetting cached keys and listening again");
+                            db.deliver(&on, Invalidation::Everything);
+                            listener = match db.relisten(&mut stop).await {
+                                Some(l) => l,
+                                None => return,
+                            };
+                            db.deliver(&on, Invalidation::Everything);
+                            tracing::info!("invalidation listener is back");
+                        }
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        }))
+    }
+
+    fn deliver(&self, on: &OnInvalidation, what: Invalidation) {
+        if !matches!(what, Invalidation::Key(_)) {
+            self.forget_tenants();
+        }
+        on(what);
+    }
+
+    async fn listener(&self) -> Result<PgListener, sqlx::Error> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        // A dropped connection surfaces from try_recv (Ok(None)); we reconnect ourselves so
+        // we know when listening resumed.
+        listener.ignore_pool_close_event(false);
+        listener.listen(CHANNEL).await?;
+        Ok(listener)
+    }
+
+    /// Listens again, retrying with backoff until it works or the server stops.
+    async fn relisten(&self, stop: &mut watch::Receiver<bool>) -> Option<PgListener> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.listener().await {
+                Ok(l) => return Some(l),
+                Err(e) => tracing::debug!(error = %e, "invalidation listener not back yet"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return None,
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_unknown_ones_mean_everything() {
+        let id: ApiKeyId = "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap();
+        assert_eq!(parse(&Topic::Key(id).payload()), Invalidation::Key(id));
+        let t = TenantName::parse("acme").unwrap();
+        assert_eq!(parse(&Topic::Tenant(t.clone()).payload()), Invalidation::Tenant(t));
+        assert_eq!(parse("key:nonsense"), Invalidation::Everything);
+        assert_eq!(parse("what"), Invalidation::Everything);
+    }
+}
