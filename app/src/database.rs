@@ -2,13 +2,34 @@
 
 use std::path::PathBuf;
 
+use cloacina_domain::Secret;
 use cloacina_sqlite::SqliteLocation;
 
-/// A parsed database URL.
+/// A parsed database URL. A PostgreSQL URL may hold a password, so it stays a [`Secret`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(SqliteLocation),
-    Postgres,
+    Postgres(Secret),
+}
+
+impl DatabaseUrl {
+    /// For a PostgreSQL URL: the host, and whether the URL turns TLS off (`sslmode=disable`).
+    pub fn postgres_host_and_tls_off(&self) -> Option<(String, bool)> {
+        let DatabaseUrl::Postgres(url) = self else { return None };
+        let rest = url.expose().split_once("://")?.1;
+        let (authority, query) = match rest.split_once('/') {
+            Some((a, path)) => (a, path.split_once('?').map_or("", |(_, q)| q)),
+            None => (rest.split('?').next().unwrap_or(rest), rest.split_once('?').map_or("", |(_, q)| q)),
+        };
+        let host_port = authority.rsplit('@').next().unwrap_or(authority);
+        let host = if let Some(v6) = host_port.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("").to_owned()
+        } else {
+            host_port.split(':').next().unwrap_or("").to_owned()
+        };
+        let tls_off = query.split('&').any(|kv| kv.eq_ignore_ascii_case("sslmode=disable"));
+        Some((host, tls_off))
+    }
 }
 
 /// Parses `sqlite:///abs/path.db`, `sqlite://relative.db`, `sqlite::memory:`,
@@ -28,7 +49,7 @@ pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
         return Ok(DatabaseUrl::Sqlite(SqliteLocation::File(PathBuf::from(path))));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(DatabaseUrl::Postgres);
+        return Ok(DatabaseUrl::Postgres(Secret::new(url)));
     }
     Err("unsupported database URL: expected postgres://…, postgresql://…, sqlite:///abs/path.db, \
          sqlite://relative.db or sqlite::memory:"
@@ -47,8 +68,8 @@ mod tests {
             Ok(DatabaseUrl::Sqlite(SqliteLocation::File("/var/lib/c.db".into())))
         );
         assert_eq!(parse("sqlite://rel/c.db"), Ok(DatabaseUrl::Sqlite(SqliteLocation::File("rel/c.db".into()))));
-        assert_eq!(parse("postgresql://u:p@h/db"), Ok(DatabaseUrl::Postgres));
-        assert_eq!(parse("postgres://u:p@h/db"), Ok(DatabaseUrl::Postgres));
+        assert_eq!(parse("postgresql://u:p@h/db"), Ok(DatabaseUrl::Postgres(Secret::new("postgresql://u:p@h/db"))));
+        assert!(matches!(parse("postgres://u:p@h/db"), Ok(DatabaseUrl::Postgres(_))));
     }
 
     proptest::proptest! {
@@ -70,6 +91,15 @@ mod tests {
             let parsed = parse(&format!("sqlite://{path}"));
             proptest::prop_assert_eq!(parsed, Ok(DatabaseUrl::Sqlite(SqliteLocation::File(path.into()))));
         }
+    }
+
+    #[test]
+    fn the_host_and_a_disabled_tls_are_read_from_a_postgres_url() {
+        let host = |u: &str| parse(u).unwrap().postgres_host_and_tls_off();
+        assert_eq!(host("postgres://u:p@db.example.com:5432/c?sslmode=disable"), Some(("db.example.com".into(), true)));
+        assert_eq!(host("postgresql://localhost/c"), Some(("localhost".into(), false)));
+        assert_eq!(host("postgres://u:p@[::1]:5432/c?sslmode=require"), Some(("::1".into(), false)));
+        assert_eq!(host("sqlite::memory:"), None);
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! adapter and wiring them into the use cases) or hands a client command to the CLI adapter.
 //!
 //! # Layout
+//! - [`backend`] — the open database (SQLite or PostgreSQL) as port trait objects.
+//! - [`migrate`] — `cloacinactl migrate`.
 //! - [`database`] — database URLs (`sqlite://…`, `sqlite::memory:`, `postgres://…`).
 //! - [`production`] — the `CLOACINA_ENV=production` check of insecure settings.
 //! - [`serve`] — the server's start-up, run and graceful shutdown.
 
+pub mod backend;
 pub mod database;
+pub mod migrate;
 pub mod production;
 pub mod serve;
 
@@ -26,6 +30,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { ExitStatus::User as u8 } else { 0 });
         }
     };
+    if let Command::Migrate(args) = &cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+        return match runtime.map_err(anyhow::Error::from).and_then(|r| r.block_on(migrate::run(&cli.globals, args))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(ExitStatus::User as u8)
+            }
+        };
+    }
     let serve_args = match &cli.command {
         Command::Serve(args) | Command::Server(ServerCommand::Start(args)) => Some(args.clone()),
         _ => None,

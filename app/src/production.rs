@@ -24,6 +24,15 @@ pub fn problems(args: &ServeArgs, database: &DatabaseUrl) -> Vec<String> {
     if args.auth_failures_per_minute == 0 {
         found.push("--auth-failures-per-minute 0 turns off the failed-authentication rate limit".to_owned());
     }
+    if let Some((host, true)) = database.postgres_host_and_tls_off()
+        && !["localhost", "127.0.0.1", "::1"].contains(&host.as_str())
+        && !host.starts_with('/')
+    {
+        found.push(format!(
+            "the database URL sets sslmode=disable for {host}, a remote host: credentials and data would cross \
+             the network in clear; use sslmode=require or verify-full"
+        ));
+    }
     if *database == DatabaseUrl::Sqlite(SqliteLocation::Memory) {
         found.push("sqlite::memory: keeps nothing across a restart, API keys included".to_owned());
     }
@@ -61,5 +70,15 @@ mod tests {
         let p = problems(&serve(&["--auth-failures-per-minute", "0"]), &DatabaseUrl::Sqlite(SqliteLocation::Memory));
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].contains("0.0.0.0:8080") && p[1].contains("rate limit") && p[2].contains("sqlite::memory:"));
+    }
+
+    #[test]
+    fn cleartext_to_a_remote_database_is_named_and_to_a_local_one_is_not() {
+        let remote = crate::database::parse("postgres://c:secretpw@db.example.com/c?sslmode=disable").unwrap();
+        let p = problems(&serve(&["--bind", "127.0.0.1:8080"]), &remote);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("db.example.com") && !p[0].contains("secretpw"));
+        let local = crate::database::parse("postgres://c:pw@localhost/c?sslmode=disable").unwrap();
+        assert!(problems(&serve(&["--bind", "127.0.0.1:8080"]), &local).is_empty());
     }
 }

@@ -1,8 +1,9 @@
 //! `cloacinactl serve`: start-up, the running server, graceful shutdown.
 //!
 //! Start-up order: home folder, logs, database (URL precedence: `--database-url` >
-//! `DATABASE_URL` > `database_url` in config.toml > `~/.cloacina/cloacina.db`), migrations,
-//! bootstrap key, then the listener and the banner. On SIGINT or SIGTERM `/ready` turns 503,
+//! `DATABASE_URL` > `database_url` in config.toml > `~/.cloacina/cloacina.db`), migrations
+//! (or, with `--no-migrate`, a check that none are pending), the cache-invalidation listener
+//! (PostgreSQL), the bootstrap key, then the HTTP listener and the banner. On SIGINT or SIGTERM `/ready` turns 503,
 //! the listener closes, in-flight requests get `--shutdown-timeout` seconds to finish, and
 //! queued key-usage times are written before exit.
 
@@ -16,13 +17,15 @@ use cloacina_cli::config::ConfigFile;
 use cloacina_cli::home::{Home, write_private_file};
 use cloacina_domain::Secret;
 use cloacina_domain::bootstrap::SuppliedBootstrapKey;
+use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, bootstrap};
-use cloacina_sqlite::{SqliteDb, SqliteLocation};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, Tenants, bootstrap};
+use cloacina_sqlite::SqliteLocation;
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
 use cloacina_telemetry::{PrometheusMetrics, init_logging};
 use tokio::sync::watch;
 
+use crate::backend::Backend;
 use crate::database::{self, DatabaseUrl};
 use crate::production;
 
@@ -36,6 +39,7 @@ GET /auth/keys -- list API keys (auth required)
 DEL /auth/keys/:id -- revoke key (auth required)
 GET /openapi.json -- OpenAPI document
 GET /v1/auth/whoami -- the calling key (auth required)
+POST|GET /v1/tenants, GET|DEL /v1/tenants/:tenant -- tenants (admin key; PostgreSQL)
 POST|GET /v1/tenants/:tenant/keys, DEL /v1/tenants/:tenant/keys/:id -- tenant keys (auth required)";
 
 /// How many verified keys the cache holds.
@@ -67,30 +71,59 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let db = open_database(&database)?;
-    let applied = db.migrate().await.context("applying migrations")?;
-    tracing::info!(applied, "database schema is current");
+    let backend = Backend::open(&database, &args.db).await?;
+    if args.no_migrate {
+        let pending = backend.pending().await.context("checking the database schema")?;
+        if !pending.is_empty() {
+            bail!(
+                "--no-migrate: the database schema is behind this binary ({}); run `cloacinactl migrate` first",
+                pending.join(", ")
+            );
+        }
+    } else {
+        let applied = backend.migrate().await?;
+        tracing::info!(
+            control = applied.control,
+            tenant = applied.tenant,
+            tenants = applied.tenants,
+            "database schema is current"
+        );
+    }
 
     let metrics: Arc<dyn Metrics> = Arc::new(PrometheusMetrics::new()?);
     let deps = Deps {
-        keys: Arc::new(db.clone()),
-        tenants: Arc::new(db.clone()),
+        keys: backend.keys(),
+        tenants: backend.tenant_directory(),
         clock: Arc::new(SystemClock),
         keygen: Arc::new(OsKeyGenerator),
         hasher: Arc::new(Argon2Hasher::new()),
         metrics: metrics.clone(),
     };
+    let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(args.auth_cache_ttl), AUTH_CACHE_CAPACITY));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Listen before anything is cached, so no change committed from here on can be missed.
+    let invalidations = match &backend {
+        Backend::Postgres(pg) => {
+            let auth = auth.clone();
+            let on = Arc::new(move |what: Invalidation| match what {
+                Invalidation::Key(id) => auth.forget(id),
+                Invalidation::Tenant(_) | Invalidation::Everything => auth.forget_all(),
+            });
+            Some(pg.listen(on, stop_rx.clone()).await.context("listening for cache invalidations")?)
+        }
+        Backend::Sqlite(_) => None,
+    };
     run_bootstrap(&deps, &home, supplied).await?;
 
-    let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(args.auth_cache_ttl), AUTH_CACHE_CAPACITY));
     let keys = Keys::new(deps.clone(), auth.clone());
+    let tenants = Tenants::new(deps.clone(), backend.tenant_store(), auth.clone());
     let config = HttpConfig {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         auth_failures_per_minute: args.auth_failures_per_minute,
         behind_proxy: args.behind_proxy,
         ..HttpConfig::default()
     };
-    let state = AppState::new(auth.clone(), keys, Arc::new(db.clone()), metrics, config);
+    let state = AppState::new(auth.clone(), keys, tenants, backend.health(), metrics, config);
 
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -98,7 +131,6 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     println!("API server is running on http://{local}\n{ENDPOINTS}");
     tracing::info!(address = %local, "API server listening");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let background = tokio::spawn(background_work(state.clone(), stop_rx.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut drain_rx = stop_rx.clone();
@@ -123,6 +155,9 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     }
     signals.abort();
     let _ = background.await;
+    if let Some(task) = invalidations {
+        task.abort();
+    }
     if let Err(e) = auth.flush_last_used().await {
         tracing::warn!(error = %e, "could not record last key use at shutdown");
     }
@@ -132,7 +167,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
 
 /// The database the server will use: `--database-url` or `DATABASE_URL` (clap resolves the
 /// two), else `database_url` in config.toml, else the embedded file in the home folder.
-fn resolve_database(home: &Home, flag_or_env: Option<&str>) -> anyhow::Result<DatabaseUrl> {
+pub(crate) fn resolve_database(home: &Home, flag_or_env: Option<&str>) -> anyhow::Result<DatabaseUrl> {
     let url = match flag_or_env {
         Some(url) => Some(url.to_owned()),
         None => ConfigFile::load(&home.config_file()).map_err(anyhow::Error::msg)?.settings.database_url,
@@ -140,19 +175,6 @@ fn resolve_database(home: &Home, flag_or_env: Option<&str>) -> anyhow::Result<Da
     match url {
         None => Ok(DatabaseUrl::Sqlite(SqliteLocation::File(home.database_file()))),
         Some(url) => database::parse(&url).map_err(anyhow::Error::msg),
-    }
-}
-
-fn open_database(database: &DatabaseUrl) -> anyhow::Result<SqliteDb> {
-    match database {
-        DatabaseUrl::Sqlite(location) => {
-            tracing::info!(database = ?location, "opening SQLite database");
-            SqliteDb::open(location).map_err(|e| anyhow::anyhow!("{e}"))
-        }
-        DatabaseUrl::Postgres => bail!(
-            "PostgreSQL is not available in this build; use a sqlite:// URL or omit --database-url for the \
-             embedded database"
-        ),
     }
 }
 

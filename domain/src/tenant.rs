@@ -147,6 +147,13 @@ impl TenantRecord {
     }
 }
 
+/// A tenant role's password from 32 random bytes: URL-safe base64, so it can never break
+/// out of the SQL literal DDL needs it in.
+pub fn role_password(random: [u8; 32]) -> Secret {
+    use base64::Engine;
+    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
+}
+
 /// What creating a tenant needs. The schema and role names are the adapter's to generate.
 #[derive(Clone, Debug)]
 pub struct NewTenant {

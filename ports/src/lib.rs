@@ -8,6 +8,7 @@
 //! - [`authenticate`] — [`Authenticator`], bearer token → principal, with the verified-key cache.
 //! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
 //! - [`bootstrap`] — the first god key at start-up.
+//! - [`tenants`] — [`Tenants`]: tenant create, list, inspect, delete.
 
 pub mod authenticate;
 pub mod bootstrap;
@@ -16,6 +17,7 @@ pub mod deps;
 pub mod list_keys;
 pub mod metrics;
 pub mod revoke_key;
+pub mod tenants;
 
 pub use authenticate::{AuthError, Authenticator};
 pub use bootstrap::{BootstrapOutcome, bootstrap};
@@ -24,6 +26,7 @@ pub use deps::Deps;
 pub use list_keys::{KeyScope, ListKeysError};
 pub use metrics::{AuthOutcome, Metrics, NoMetrics};
 pub use revoke_key::RevokeKeyError;
+pub use tenants::{DeletedTenant, TenantError, Tenants};
 
 use std::sync::Arc;
 

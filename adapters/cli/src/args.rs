@@ -80,6 +80,11 @@ pub enum Command {
     /// The API server
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Apply pending database migrations and exit (a pre-deploy step; `serve` also does it)
+    Migrate(MigrateArgs),
+    /// Create, list, inspect and delete tenants (admin keys; PostgreSQL)
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Read and change ~/.cloacina/config.toml
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -127,6 +132,51 @@ pub struct ServeArgs {
     /// Behind a trusted reverse proxy: take the client address from X-Forwarded-For
     #[arg(long)]
     pub behind_proxy: bool,
+    /// Refuse to start if the database schema is behind, instead of migrating it (run
+    /// `cloacinactl migrate` first)
+    #[arg(long)]
+    pub no_migrate: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// PostgreSQL pool and session settings (`serve` and `migrate`).
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "PostgreSQL")]
+pub struct DbArgs {
+    /// Most connections held, whatever the number of tenants
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub db_max_connections: u32,
+    /// Seconds a statement may run before PostgreSQL cancels it (0: no limit)
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub db_statement_timeout: u64,
+    /// Seconds to wait for a database connection
+    #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub db_connect_timeout: u64,
+    /// Seconds after which a pooled connection is replaced, bounding the server-side memory
+    /// each connection accumulates per tenant it touches
+    #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub db_max_lifetime: u64,
+}
+
+/// `migrate`.
+#[derive(Args, Clone)]
+pub struct MigrateArgs {
+    /// Database: postgres://…, sqlite:///abs/path.db, sqlite://relative.db
+    /// [default: DATABASE_URL, else `database_url` in config.toml, else ~/.cloacina/cloacina.db]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Only report what is pending; change nothing (exit 1 if anything is)
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+impl std::fmt::Debug for MigrateArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateArgs").field("check", &self.check).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -163,6 +213,29 @@ pub enum ProfileCommand {
     Use { name: String },
     /// Delete a profile
     Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant: its schema, database role and tables
+    Create {
+        name: String,
+        /// Free text shown in listings
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List tenants
+    List,
+    /// Show one tenant
+    #[command(alias = "inspect")]
+    Get { name: String },
+    /// Delete a tenant: revoke its keys, drop its schema and role
+    Delete {
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{health, keys, whoami};
+use crate::handlers::{health, keys, tenants, whoami};
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -45,6 +45,10 @@ pub struct StatusBody {
         keys::create_in_tenant,
         keys::list_tenant,
         keys::revoke_in_tenant,
+        tenants::create,
+        tenants::list,
+        tenants::get,
+        tenants::delete,
     ),
     modifiers(&BearerKeys, &LegacyKeyPaths)
 )]

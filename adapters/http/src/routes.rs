@@ -13,7 +13,7 @@ use cloacina_domain::Permission;
 
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::handlers::{health, keys, whoami};
+use crate::handlers::{health, keys, tenants, whoami};
 use crate::state::AppState;
 use crate::{observe, openapi};
 
@@ -79,6 +79,11 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::POST, "/auth/keys", Key(P::GodKeyManage), handler!(keys::create_any)),
     spec(Method::GET, "/auth/keys", Key(P::GodKeyManage), handler!(keys::list_all)),
     spec(Method::DELETE, "/auth/keys/{id}", Key(P::GodKeyManage), handler!(keys::revoke_any)),
+    // Tenants.
+    spec(Method::POST, "/v1/tenants", Key(P::TenantCreate), handler!(tenants::create)),
+    spec(Method::GET, "/v1/tenants", Key(P::TenantList), handler!(tenants::list)),
+    spec(Method::GET, "/v1/tenants/{tenant}", Key(P::TenantRead), handler!(tenants::get)),
+    spec(Method::DELETE, "/v1/tenants/{tenant}", Key(P::TenantDelete), handler!(tenants::delete)),
     // One tenant's keys.
     spec(Method::POST, "/v1/tenants/{tenant}/keys", Key(P::KeyCreate), handler!(keys::create_in_tenant)),
     spec(Method::GET, "/v1/tenants/{tenant}/keys", Key(P::KeyList), handler!(keys::list_tenant)),

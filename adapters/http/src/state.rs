@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
-use cloacina_ports::{Authenticator, Keys, Metrics};
+use cloacina_ports::{Authenticator, Keys, Metrics, Tenants};
 
 use crate::auth::AuthThrottle;
 
@@ -42,6 +42,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub auth: Arc<Authenticator>,
     pub keys: Keys,
+    pub tenants: Tenants,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -69,12 +70,22 @@ impl AppState {
     pub fn new(
         auth: Arc<Authenticator>,
         keys: Keys,
+        tenants: Tenants,
         health: Arc<dyn DatabaseHealth>,
         metrics: Arc<dyn Metrics>,
         config: HttpConfig,
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
-        Self(Arc::new(Shared { auth, keys, health, metrics, config, throttle, shutting_down: AtomicBool::new(false) }))
+        Self(Arc::new(Shared {
+            auth,
+            keys,
+            tenants,
+            health,
+            metrics,
+            config,
+            throttle,
+            shutting_down: AtomicBool::new(false),
+        }))
     }
 
     /// From now on `/ready` answers 503, so load balancers stop sending traffic while

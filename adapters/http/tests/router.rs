@@ -1,6 +1,7 @@
-//! The router driven in process against a real in-memory SQLite store: status codes, the
-//! error envelope, and every route's permission for every kind of key (quality.md layers 4
-//! and 6, the HTTP half of the isolation matrix).
+//! The router driven in process against real stores (in-memory SQLite, and PostgreSQL on the
+//! test cluster): status codes, the error envelope, and every route's permission for every
+//! kind of key on both backends (quality.md layers 4 and 6, the HTTP half of the isolation
+//! matrix).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -13,10 +14,11 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
-use cloacina_domain::ports::{KeyGenerator, KeyStore};
+use cloacina_domain::ports::{DatabaseHealth, KeyGenerator, KeyStore, TenantDirectory, TenantStore};
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, ROUTES, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, bootstrap};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, Tenants, bootstrap};
+use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
 use http_body_util::BodyExt;
@@ -25,16 +27,35 @@ use tower::ServiceExt;
 
 struct App {
     state: AppState,
-    db: SqliteDb,
+    db: Arc<dyn KeyStore>,
     god: String,
 }
+
+/// Every storage port of one backend.
+trait Store: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static {}
+impl<T: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static> Store for T {}
 
 async fn app_with(config: HttpConfig) -> App {
     let db = SqliteDb::open(&SqliteLocation::Memory).unwrap();
     db.migrate().await.unwrap();
+    app_on(Arc::new(db), config).await
+}
+
+/// An app on a fresh PostgreSQL database holding tenant `acme` besides `public`.
+async fn app_pg(config: HttpConfig) -> App {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let pg = PgDb::connect(&cloacina_domain::Secret::new(db.url), &PgSettings::default()).await.unwrap();
+    pg.migrate().await.unwrap();
+    let app = app_on(Arc::new(pg), config).await;
+    let (status, body, _) = app.send(Method::POST, "/v1/tenants", Some(&app.god), Some(json!({"name": "acme"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app
+}
+
+async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
     let deps = Deps {
-        keys: Arc::new(db.clone()),
-        tenants: Arc::new(db.clone()),
+        keys: db.clone(),
+        tenants: db.clone(),
         clock: Arc::new(SystemClock),
         keygen: Arc::new(OsKeyGenerator),
         hasher: Arc::new(Argon2Hasher::new()),
@@ -45,7 +66,8 @@ async fn app_with(config: HttpConfig) -> App {
     };
     let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(30), 1000));
     let keys = Keys::new(deps.clone(), auth.clone());
-    let state = AppState::new(auth, keys, Arc::new(db.clone()), Arc::new(NoMetrics), config);
+    let tenants = Tenants::new(deps.clone(), db.clone(), auth.clone());
+    let state = AppState::new(auth, keys, tenants, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
 }
 
@@ -376,11 +398,19 @@ enum Caller {
 }
 
 #[tokio::test]
-async fn isolation_matrix_every_route_for_every_kind_of_key() {
+async fn isolation_matrix_every_route_for_every_kind_of_key_on_sqlite() {
+    isolation_matrix(app_with(HttpConfig { auth_failures_per_minute: 0, ..HttpConfig::default() }).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_matrix_every_route_for_every_kind_of_key_on_postgres() {
+    isolation_matrix(app_pg(HttpConfig { auth_failures_per_minute: 0, ..HttpConfig::default() }).await).await;
+}
+
+async fn isolation_matrix(app: App) {
     use cloacina_domain::PermissionScope;
     use cloacina_http::Access;
 
-    let app = app_with(HttpConfig { auth_failures_per_minute: 0, ..HttpConfig::default() }).await;
     let read = app.key(tenant("public", Role::Read)).await;
     let write = app.key(tenant("public", Role::Write)).await;
     let admin = app.key(tenant("public", Role::Admin)).await;
@@ -499,4 +529,75 @@ async fn the_openapi_document_names_exactly_the_routes_the_server_answers() {
     assert_eq!(documented, served);
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["CreateKeyBody"]["properties"]["name"].is_object(), "{doc}");
+}
+
+#[tokio::test]
+async fn on_sqlite_tenants_list_public_and_creating_or_deleting_says_postgres_is_needed() {
+    let app = app().await;
+    let god = Some(app.god.as_str());
+    let (status, body, _) = app.send(Method::GET, "/v1/tenants", god, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["tenants"][0]["name"], "public", "{body}");
+    assert_eq!(body["tenants"].as_array().unwrap().len(), 1);
+    let (status, body, _) = app.send(Method::POST, "/v1/tenants", god, Some(json!({"name": "acme"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_envelope(&body, "multi_tenancy_unavailable");
+    assert!(body["error"].as_str().unwrap().contains("PostgreSQL"), "{body}");
+    let (status, body, _) = app.send(Method::DELETE, "/v1/tenants/acme", god, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_envelope(&body, "multi_tenancy_unavailable");
+    let (status, body, _) = app.send(Method::DELETE, "/v1/tenants/public", god, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_envelope(&body, "builtin_tenant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_tenant_is_created_shown_and_deleted_and_its_name_is_free_at_once() {
+    let app = app_pg(HttpConfig::default()).await;
+    let god = Some(app.god.as_str());
+    let (status, body, _) =
+        app.send(Method::POST, "/v1/tenants", god, Some(json!({"name": "globex", "description": "Globex Corp"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!((body["name"].clone(), body["schema_name"].clone()), (json!("globex"), json!("tenant_globex")));
+    assert!(body["username"].as_str().unwrap().ends_with("_globex"), "{body}");
+    assert!(!body.to_string().to_lowercase().contains("password"), "never the password: {body}");
+    let (status, body, _) = app.send(Method::POST, "/v1/tenants", god, Some(json!({"name": "globex"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_envelope(&body, "tenant_exists");
+    for (bad, field) in [
+        (json!({"name": "public"}), "name"),
+        (json!({"name": "Globex"}), "name"),
+        (json!({"name": "a\"; DROP SCHEMA public; --"}), "name"),
+        (json!({"name": "x".repeat(49)}), "name"),
+        (json!({"name": "ok", "password": "mine"}), "password"),
+        (json!({"name": "ok", "description": "a\u{0}b"}), "description"),
+    ] {
+        let (status, body, _) = app.send(Method::POST, "/v1/tenants", god, Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["field"], field, "{bad}: {body}");
+    }
+    let (_, body, _) = app.send(Method::GET, "/v1/tenants", god, None).await;
+    let names: Vec<_> = body["tenants"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["public", "acme", "globex"]);
+    let (status, body, _) = app.send(Method::GET, "/v1/tenants/globex", god, None).await;
+    assert_eq!((status, body["description"].clone()), (StatusCode::OK, json!("Globex Corp")));
+
+    let (_, created, _) =
+        app.send(Method::POST, "/v1/tenants/globex/keys", god, Some(json!({"name": "ci", "role": "write"}))).await;
+    let globex_key = created["key"].as_str().unwrap().to_owned();
+    let (status, _, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&globex_key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = app.send(Method::DELETE, "/v1/tenants/globex", god, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"status": "removed", "name": "globex", "schema_name": "tenant_globex", "revoked_keys": 1}));
+    let (status, _, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&globex_key), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "its keys get 401");
+    for path in ["/v1/tenants/globex", "/v1/tenants/globex/keys"] {
+        let (status, body, _) = app.send(Method::GET, path, god, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (status, _, _) = app.send(Method::DELETE, "/v1/tenants/globex", god, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = app.send(Method::POST, "/v1/tenants", god, Some(json!({"name": "globex"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "the name is free again at once");
 }

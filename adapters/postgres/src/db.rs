@@ -43,6 +43,16 @@ pub enum ConnectError {
     Connect { target: String, cause: String },
 }
 
+/// What the server's login role may do (product.md §4 wants CREATEROLE and NOINHERIT, and
+/// neither SUPERUSER nor BYPASSRLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginRole {
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    pub inherit: bool,
+    pub create_role: bool,
+}
+
 /// Where a tenant's data lives and which role reaches it.
 #[derive(Debug, Clone)]
 pub(crate) struct TenantPlace {
@@ -58,7 +68,8 @@ const PLACE_TTL: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct PgDb {
     pub(crate) pool: PgPool,
-    pub(crate) options: PgConnectOptions,
+    /// `host:port/database`, for logs.
+    target: Arc<str>,
     /// Tenant name → schema and role, for tenant-scoped transactions; forgotten on every
     /// tenant notification.
     pub(crate) places: Arc<Cache<TenantName, TenantPlace>>,
@@ -66,7 +77,7 @@ pub struct PgDb {
 
 impl std::fmt::Debug for PgDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgDb").field("target", &target(&self.options)).finish_non_exhaustive()
+        f.debug_struct("PgDb").field("target", &self.target).finish_non_exhaustive()
     }
 }
 
@@ -94,7 +105,7 @@ impl PgDb {
             .connect_with(options.clone())
             .await
             .map_err(|e| ConnectError::Connect { target: target(&options), cause: redact(&e.to_string(), url) })?;
-        Ok(Self { pool, options, places: Arc::new(Cache::new(10_000)) })
+        Ok(Self { pool, target: target(&options).into(), places: Arc::new(Cache::new(10_000)) })
     }
 
     /// The pool, for the adapter's own tests and tools.
@@ -120,6 +131,20 @@ impl PgDb {
         let place = TenantPlace { schema, role, loaded: Instant::now() };
         self.places.insert(tenant, place.clone());
         place
+    }
+
+    /// The attributes of the role the server logs in as.
+    ///
+    /// # Errors
+    /// The store error if the database cannot be read.
+    pub async fn login_role(&self) -> Result<LoginRole, StoreError> {
+        let (superuser, bypass_rls, inherit, create_role) = sqlx::query_as(
+            "SELECT rolsuper, rolbypassrls, rolinherit, rolcreaterole FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(LoginRole { superuser, bypass_rls, inherit, create_role })
     }
 
     /// Forgets what is cached about tenants (another replica created or deleted one).

@@ -21,7 +21,7 @@ pub mod tenants;
 #[cfg(test)]
 mod probe;
 
-pub use db::{ConnectError, PgDb, PgSettings};
+pub use db::{ConnectError, LoginRole, PgDb, PgSettings};
 pub use listen::OnInvalidation;
 pub use migrate::{MigrationReport, Pending};
 

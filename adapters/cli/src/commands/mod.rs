@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
 //! - [`key`] — `key create|list|revoke`.
+//! - [`tenant`] — `tenant create|list|get|delete`.
 
 pub mod config;
 pub mod key;
+pub mod tenant;
 
 use clap::CommandFactory;
 
@@ -19,8 +21,8 @@ use crate::exit::CliError;
 /// The command's [`CliError`].
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Serve(_) | Command::Server(_) => {
-            Err(CliError::Usage("`serve` is run by the cloacinactl binary itself".into()))
+        Command::Serve(_) | Command::Server(_) | Command::Migrate(_) => {
+            Err(CliError::Usage("`serve` and `migrate` are run by the cloacinactl binary itself".into()))
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cloacinactl", &mut std::io::stdout());
@@ -28,5 +30,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
         Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Tenant(cmd) => tenant::run(&Context::load(cli.globals)?, cmd).await,
     }
 }

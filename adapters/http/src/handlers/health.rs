@@ -9,6 +9,9 @@ use serde_json::json;
 use crate::openapi::StatusBody;
 use crate::state::AppState;
 
+/// How long `/ready` waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `GET /health`: the process is alive. Touches no database.
 #[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, body = StatusBody)))]
 pub async fn health() -> Json<serde_json::Value> {
@@ -27,9 +30,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if state.is_shutting_down() {
         return unready("shutting_down", "the server is shutting down");
     }
-    match state.health.ping().await {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
-        Err(e) => {
+    // A probe must answer promptly even while the database hangs.
+    match tokio::time::timeout(READY_TIMEOUT, state.health.ping()).await {
+        Ok(Ok(())) => Json(json!({ "status": "ready" })).into_response(),
+        Err(_) => {
+            tracing::warn!("readiness check timed out");
+            unready("database_unavailable", "the database did not answer in time")
+        }
+        Ok(Err(e)) => {
             tracing::warn!(cause = %e, "readiness check failed");
             unready("database_unavailable", "the database is unavailable or not migrated")
         }

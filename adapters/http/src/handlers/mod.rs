@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`health`] — `/health`, `/ready`, `/metrics`.
 //! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
+//! - [`tenants`] — create, list, inspect and delete tenants.
 //! - [`whoami`] — who the presented key is.
 
 pub mod health;
 pub mod keys;
+pub mod tenants;
 pub mod whoami;
 
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,0 +1,100 @@
+//! `tenant create|list|get|delete`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::args::TenantCommand;
+use crate::client::Context;
+use crate::exit::CliError;
+use crate::output::{Table, emit, text};
+
+/// Runs a `tenant` command.
+///
+/// # Errors
+/// The server's refusal, a transport failure, or a declined confirmation, as [`CliError`].
+pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let format = ctx.globals.format();
+    match cmd {
+        TenantCommand::Create { name, description } => {
+            let mut body = json!({ "name": name });
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            let created = client.call(Method::POST, "/v1/tenants", Some(&body)).await?;
+            emit(
+                format,
+                &created,
+                || {
+                    format!(
+                        "created tenant '{}' (schema {}, database role {})",
+                        text(&created, "name"),
+                        text(&created, "schema_name"),
+                        text(&created, "username")
+                    )
+                },
+                || vec![text(&created, "name")],
+            )
+        }
+        TenantCommand::List => {
+            let listed = client.call(Method::GET, "/v1/tenants", None::<&()>).await?;
+            let tenants = listed.get("tenants").and_then(Value::as_array).cloned().unwrap_or_default();
+            emit(format, &listed, || table(&tenants), || tenants.iter().map(|t| text(t, "name")).collect())
+        }
+        TenantCommand::Get { name } => {
+            let tenant = client.call(Method::GET, &format!("/v1/tenants/{}", segment(&name)?), None::<&()>).await?;
+            emit(format, &tenant, || table(std::slice::from_ref(&tenant)), || vec![text(&tenant, "name")])
+        }
+        TenantCommand::Delete { name, yes } => {
+            let path = format!("/v1/tenants/{}", segment(&name)?);
+            if !yes {
+                confirm(&name)?;
+            }
+            let removed = client.call(Method::DELETE, &path, None::<&()>).await?;
+            emit(
+                format,
+                &removed,
+                || format!("deleted tenant '{name}' ({} active keys revoked)", text(&removed, "revoked_keys")),
+                || vec![name.clone()],
+            )
+        }
+    }
+}
+
+fn table(tenants: &[Value]) -> String {
+    let mut t = Table::new(&["NAME", "SCHEMA", "DB ROLE", "CREATED", "DESCRIPTION"]);
+    for tenant in tenants {
+        t.row(vec![
+            text(tenant, "name"),
+            text(tenant, "schema_name"),
+            text(tenant, "username"),
+            text(tenant, "created_at"),
+            text(tenant, "description"),
+        ]);
+    }
+    t.render()
+}
+
+/// A tenant name as a path segment; anything that would change the path is refused here.
+fn segment(name: &str) -> Result<&str, CliError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(CliError::Usage(format!("'{name}' is not a tenant name: lowercase letters, digits, '-' and '_'")));
+    }
+    Ok(name)
+}
+
+/// Asks the person at the terminal to type the name; without a terminal, `--yes` is needed.
+fn confirm(name: &str) -> Result<(), CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(format!(
+            "deleting tenant '{name}' drops all its data and revokes its keys: pass --yes to confirm"
+        )));
+    }
+    eprint!("Deleting tenant '{name}' drops all its data and revokes its keys. Type its name to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::Local(format!("cannot read answer: {e}")))?;
+    if answer.trim() == name { Ok(()) } else { Err(CliError::Usage("not confirmed: nothing was deleted".into())) }
+}

@@ -1,0 +1,152 @@
+//! Tenant endpoints: `POST|GET /v1/tenants`, `GET|DELETE /v1/tenants/{tenant}` (god keys).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cloacina_domain::{TenantDescription, TenantName, TenantRecord};
+use cloacina_ports::TenantError;
+use serde::{Deserialize, Serialize};
+
+use super::wire_time;
+use crate::auth::{Caller, TargetTenant};
+use crate::error::{ApiError, JsonBody};
+use crate::openapi::ErrorBody;
+use crate::state::AppState;
+
+/// The body of a create. Schema and role names are generated, never taken from here.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantBody {
+    /// `^[a-z][a-z0-9_-]{0,47}$`, not `public`.
+    #[serde(alias = "schema_name")]
+    pub name: String,
+    /// Free text, at most 256 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A tenant. The database role's password is never shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    pub name: String,
+    /// The database schema holding the tenant's data.
+    pub schema_name: String,
+    /// The database role its requests run as (absent on SQLite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `public`, which always exists and cannot be deleted.
+    pub builtin: bool,
+    pub created_at: String,
+}
+
+impl From<&TenantRecord> for TenantView {
+    fn from(t: &TenantRecord) -> Self {
+        Self {
+            name: t.name.to_string(),
+            schema_name: t.schema.clone(),
+            username: t.db_role.clone(),
+            description: t.description.as_ref().map(|d| d.as_str().to_owned()),
+            builtin: t.is_builtin(),
+            created_at: wire_time(t.created_at),
+        }
+    }
+}
+
+/// A listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantView>,
+}
+
+/// A deletion's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantRemoved {
+    #[schema(value_type = String, example = "removed")]
+    pub status: &'static str,
+    pub name: String,
+    pub schema_name: String,
+    /// Active keys of the tenant revoked with it.
+    pub revoked_keys: u64,
+}
+
+fn from_error(e: TenantError) -> ApiError {
+    match e {
+        TenantError::Denied(d) => ApiError::forbidden(&d),
+        TenantError::Exists(t) => {
+            ApiError::new(StatusCode::CONFLICT, "tenant_exists", format!("tenant '{t}' already exists"))
+        }
+        TenantError::NotFound(t) => ApiError::not_found("tenant_not_found", format!("tenant '{t}' does not exist")),
+        e @ TenantError::Builtin => ApiError::new(StatusCode::BAD_REQUEST, "builtin_tenant", e.to_string()),
+        TenantError::Unsupported(m) => ApiError::new(StatusCode::BAD_REQUEST, "multi_tenancy_unavailable", m),
+        TenantError::Store(e) => ApiError::store(&e),
+    }
+}
+
+/// `POST /v1/tenants`: the schema, the database role and its grants, and the tenant
+/// migrations, all or nothing.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenantBody,
+    responses((status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateTenantBody>,
+) -> Result<(StatusCode, Json<TenantView>), ApiError> {
+    let name = TenantName::parse_new(&body.name).map_err(|e| ApiError::invalid_field("name", e.to_string()))?;
+    let description = body
+        .description
+        .as_deref()
+        .map(TenantDescription::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_field("description", e.to_string()))?;
+    let record = state.tenants.create(&caller.0, name, description).await.map_err(from_error)?;
+    Ok((StatusCode::CREATED, Json(TenantView::from(&record))))
+}
+
+/// `GET /v1/tenants`: every tenant, `public` first.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+    responses((status = 200, body = TenantList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TenantList>, ApiError> {
+    let tenants = state.tenants.list(&caller.0).await.map_err(from_error)?;
+    Ok(Json(TenantList { tenants: tenants.iter().map(TenantView::from).collect() }))
+}
+
+/// `GET /v1/tenants/{tenant}`.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+) -> Result<Json<TenantView>, ApiError> {
+    let record = state.tenants.get(&caller.0, &tenant).await.map_err(from_error)?;
+    Ok(Json(TenantView::from(&record)))
+}
+
+/// `DELETE /v1/tenants/{tenant}`: revokes the tenant's keys and drops its schema and role;
+/// every replica forgets it within a second. The name can be created again at once.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = TenantRemoved), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+) -> Result<Json<TenantRemoved>, ApiError> {
+    let deleted = state.tenants.delete(&caller.0, &tenant).await.map_err(from_error)?;
+    Ok(Json(TenantRemoved {
+        status: "removed",
+        name: deleted.record.name.to_string(),
+        schema_name: deleted.record.schema,
+        revoked_keys: deleted.revoked_keys,
+    }))
+}
