@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
-use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory, TenantStore};
+use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory, TenantStore, WorkflowStore};
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
 
@@ -101,6 +101,13 @@ impl Backend {
     }
 
     pub fn tenant_store(&self) -> Arc<dyn TenantStore> {
+        match self {
+            Backend::Sqlite(db) => Arc::new(db.clone()),
+            Backend::Postgres(db) => Arc::new(db.clone()),
+        }
+    }
+
+    pub fn workflow_store(&self) -> Arc<dyn WorkflowStore> {
         match self {
             Backend::Sqlite(db) => Arc::new(db.clone()),
             Backend::Postgres(db) => Arc::new(db.clone()),

@@ -19,7 +19,7 @@ use cloacina_domain::Secret;
 use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, Tenants, bootstrap};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, Tenants, Workflows, bootstrap};
 use cloacina_sqlite::SqliteLocation;
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
 use cloacina_telemetry::{PrometheusMetrics, init_logging};
@@ -39,6 +39,7 @@ GET /auth/keys -- list API keys (auth required)
 DEL /auth/keys/:id -- revoke key (auth required)
 GET /openapi.json -- OpenAPI document
 GET /v1/auth/whoami -- the calling key (auth required)
+GET /v1/tenants/:tenant/workflows -- the tenant's workflows (auth required)
 POST|GET /v1/tenants, GET|DEL /v1/tenants/:tenant -- tenants (admin key; PostgreSQL)
 POST|GET /v1/tenants/:tenant/keys, DEL /v1/tenants/:tenant/keys/:id -- tenant keys (auth required)";
 
@@ -123,7 +124,8 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         behind_proxy: args.behind_proxy,
         ..HttpConfig::default()
     };
-    let state = AppState::new(auth.clone(), keys, tenants, backend.health(), metrics, config);
+    let workflows = Workflows::new(backend.workflow_store());
+    let state = AppState::new(auth.clone(), keys, tenants, workflows, backend.health(), metrics, config);
 
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;

@@ -13,6 +13,7 @@
 //! - [`tenant`] — [`TenantName`], registry rows ([`TenantRecord`]) and [`NewTenant`].
 //! - [`bootstrap`] — the rule that decides whether start-up creates a god key.
 //! - [`record`] — stored key rows ([`KeyRecord`]) and what creating one needs.
+//! - [`workflow`] — [`WorkflowSummary`], a workflow as listings show it.
 //! - [`ports`] — the port traits (key store, tenant directory, clock, key generator, hasher).
 
 pub mod authz;
@@ -24,6 +25,7 @@ pub mod record;
 pub mod role;
 pub mod secret;
 pub mod tenant;
+pub mod workflow;
 
 pub use authz::Denied;
 pub use key::{ApiKeyId, KeyDigest, KeyFormatError, MintedKey, PresentedKey};
@@ -32,3 +34,4 @@ pub use record::{KeyName, KeyRecord, NewKey, StoredSecret};
 pub use role::{Permission, PermissionScope, Role};
 pub use secret::Secret;
 pub use tenant::{NewTenant, TenantDescription, TenantName, TenantRecord};
+pub use workflow::WorkflowSummary;

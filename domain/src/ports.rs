@@ -10,6 +10,7 @@ use crate::key::ApiKeyId;
 use crate::record::{KeyRecord, NewKey};
 use crate::secret::Secret;
 use crate::tenant::{NewTenant, TenantName, TenantRecord};
+use crate::workflow::WorkflowSummary;
 
 /// A storage failure, as the use cases see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +122,15 @@ pub trait TenantStore: Send + Sync {
     /// MUST return [`StoreError::Unsupported`] on a single-tenant backend; callers never pass
     /// `public`.
     async fn delete_tenant(&self, name: &TenantName, at: DateTime<Utc>) -> Result<TenantDeleted, StoreError>;
+}
+
+/// A tenant's workflows. Every method runs in the tenant's own scope (on PostgreSQL, as its
+/// database role in its schema).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// The tenant's workflows by name. MUST return `None` if the tenant does not exist.
+    async fn list_workflows(&self, tenant: &TenantName) -> Result<Option<Vec<WorkflowSummary>>, StoreError>;
 }
 
 /// What another replica (or this one) changed that caches must forget.

@@ -9,6 +9,7 @@
 //! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
 //! - [`bootstrap`] — the first god key at start-up.
 //! - [`tenants`] — [`Tenants`]: tenant create, list, inspect, delete.
+//! - [`workflows`] — [`Workflows`]: a tenant's workflows.
 
 pub mod authenticate;
 pub mod bootstrap;
@@ -18,6 +19,7 @@ pub mod list_keys;
 pub mod metrics;
 pub mod revoke_key;
 pub mod tenants;
+pub mod workflows;
 
 pub use authenticate::{AuthError, Authenticator};
 pub use bootstrap::{BootstrapOutcome, bootstrap};
@@ -27,6 +29,7 @@ pub use list_keys::{KeyScope, ListKeysError};
 pub use metrics::{AuthOutcome, Metrics, NoMetrics};
 pub use revoke_key::RevokeKeyError;
 pub use tenants::{DeletedTenant, TenantError, Tenants};
+pub use workflows::{WorkflowError, Workflows};
 
 use std::sync::Arc;
 

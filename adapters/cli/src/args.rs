@@ -85,6 +85,9 @@ pub enum Command {
     /// Create, list, inspect and delete tenants (admin keys; PostgreSQL)
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// A tenant's workflows
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// Read and change ~/.cloacina/config.toml
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -236,6 +239,12 @@ pub enum TenantCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// List the tenant's workflows
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{health, keys, tenants, whoami};
+use crate::handlers::{health, keys, tenants, whoami, workflows};
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -49,6 +49,7 @@ pub struct StatusBody {
         tenants::list,
         tenants::get,
         tenants::delete,
+        workflows::list,
     ),
     modifiers(&BearerKeys, &LegacyKeyPaths)
 )]

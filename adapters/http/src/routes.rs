@@ -13,7 +13,7 @@ use cloacina_domain::Permission;
 
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::handlers::{health, keys, tenants, whoami};
+use crate::handlers::{health, keys, tenants, whoami, workflows};
 use crate::state::AppState;
 use crate::{observe, openapi};
 
@@ -88,6 +88,8 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::POST, "/v1/tenants/{tenant}/keys", Key(P::KeyCreate), handler!(keys::create_in_tenant)),
     spec(Method::GET, "/v1/tenants/{tenant}/keys", Key(P::KeyList), handler!(keys::list_tenant)),
     spec(Method::DELETE, "/v1/tenants/{tenant}/keys/{id}", Key(P::KeyRevoke), handler!(keys::revoke_in_tenant)),
+    // One tenant's workflows.
+    spec(Method::GET, "/v1/tenants/{tenant}/workflows", Key(P::WorkflowRead), handler!(workflows::list)),
 ];
 
 /// Builds the router: every route of [`ROUTES`] behind its guard, the JSON error envelope for

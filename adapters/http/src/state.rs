@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
-use cloacina_ports::{Authenticator, Keys, Metrics, Tenants};
+use cloacina_ports::{Authenticator, Keys, Metrics, Tenants, Workflows};
 
 use crate::auth::AuthThrottle;
 
@@ -43,6 +43,7 @@ pub struct Shared {
     pub auth: Arc<Authenticator>,
     pub keys: Keys,
     pub tenants: Tenants,
+    pub workflows: Workflows,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -71,6 +72,7 @@ impl AppState {
         auth: Arc<Authenticator>,
         keys: Keys,
         tenants: Tenants,
+        workflows: Workflows,
         health: Arc<dyn DatabaseHealth>,
         metrics: Arc<dyn Metrics>,
         config: HttpConfig,
@@ -80,6 +82,7 @@ impl AppState {
             auth,
             keys,
             tenants,
+            workflows,
             health,
             metrics,
             config,

@@ -14,10 +14,10 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
-use cloacina_domain::ports::{DatabaseHealth, KeyGenerator, KeyStore, TenantDirectory, TenantStore};
+use cloacina_domain::ports::{DatabaseHealth, KeyGenerator, KeyStore, TenantDirectory, TenantStore, WorkflowStore};
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, ROUTES, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, Tenants, bootstrap};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, Tenants, Workflows, bootstrap};
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
@@ -32,8 +32,8 @@ struct App {
 }
 
 /// Every storage port of one backend.
-trait Store: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static {}
-impl<T: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static> Store for T {}
+trait Store: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static {}
+impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static> Store for T {}
 
 async fn app_with(config: HttpConfig) -> App {
     let db = SqliteDb::open(&SqliteLocation::Memory).unwrap();
@@ -67,7 +67,8 @@ async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
     let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(30), 1000));
     let keys = Keys::new(deps.clone(), auth.clone());
     let tenants = Tenants::new(deps.clone(), db.clone(), auth.clone());
-    let state = AppState::new(auth, keys, tenants, db.clone(), Arc::new(NoMetrics), config);
+    let workflows = Workflows::new(db.clone());
+    let state = AppState::new(auth, keys, tenants, workflows, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
 }
 

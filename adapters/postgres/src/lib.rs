@@ -9,6 +9,7 @@
 //! - [`db`] — [`PgDb`], connecting, pool settings, error translation by SQLSTATE.
 //! - [`migrate`] — embedded control and tenant migrations under an advisory lock.
 //! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
+//! - [`workflows`] — a tenant's workflows.
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
 //! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
 
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod listen;
 pub mod migrate;
 pub mod tenants;
+pub mod workflows;
 
 #[cfg(test)]
 mod probe;

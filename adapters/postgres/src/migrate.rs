@@ -23,8 +23,10 @@ pub const CONTROL: &[Migration] =
     &[(1, "control", include_str!("../../../migrations/postgres/control/0001_control.sql"))];
 
 /// Every tenant schema's migrations.
-pub const TENANT: &[Migration] =
-    &[(1, "audit_log", include_str!("../../../migrations/postgres/tenant/0001_audit_log.sql"))];
+pub const TENANT: &[Migration] = &[
+    (1, "audit_log", include_str!("../../../migrations/postgres/tenant/0001_audit_log.sql")),
+    (2, "workflows", include_str!("../../../migrations/postgres/tenant/0002_workflows.sql")),
+];
 
 /// The advisory lock key held while migrating ("cloacina" + 1).
 const MIGRATE_LOCK: i64 = 0x636c_6f61_6369_0001;

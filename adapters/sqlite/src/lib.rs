@@ -9,12 +9,14 @@
 //! - [`db`] — [`SqliteDb`], opening, pragmas, the connection set, error translation.
 //! - [`migrate`] — the embedded migrations and their ledger.
 //! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
+//! - [`workflows`] — a tenant's workflows.
 //! - [`tenants`] — the tenant directory (`public` only) and the health check.
 
 pub mod db;
 pub mod keys;
 pub mod migrate;
 pub mod tenants;
+pub mod workflows;
 
 pub use db::{OpenError, SqliteDb, SqliteLocation};
 

@@ -6,8 +6,10 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::SqliteDb;
 
 /// Every migration: (version, name, SQL). Append only.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "api_keys", include_str!("../../../migrations/sqlite/0001_api_keys.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "api_keys", include_str!("../../../migrations/sqlite/0001_api_keys.sql")),
+    (2, "workflows", include_str!("../../../migrations/sqlite/0002_workflows.sql")),
+];
 
 /// The version this binary expects.
 pub fn latest() -> i64 {

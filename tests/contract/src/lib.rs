@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - [`keys`] — the `KeyStore` contract.
+//! - [`workflows`] — the `WorkflowStore` contract.
 //! - [`tenants`] — the `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
 
 // This crate is test code compiled as a library: a failed unwrap is a failed test.
@@ -17,14 +18,15 @@
 
 pub mod keys;
 pub mod tenants;
+pub mod workflows;
 
 use std::sync::Arc;
 
-use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory, TenantStore};
+use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory, TenantStore, WorkflowStore};
 
 /// Everything a storage adapter provides.
-pub trait Storage: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static {}
-impl<T: KeyStore + TenantDirectory + TenantStore + DatabaseHealth + 'static> Storage for T {}
+pub trait Storage: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static {}
+impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static> Storage for T {}
 
 /// A fresh store for one test.
 pub type Store = Arc<dyn Storage>;
@@ -47,7 +49,8 @@ macro_rules! storage_contract {
             tenants::public_always_exists_and_unknown_tenants_do_not,
             tenants::a_migrated_database_is_healthy,
             tenants::a_tenant_is_created_listed_and_found_once,
-            tenants::deleting_a_tenant_revokes_its_keys_and_frees_its_name
+            tenants::deleting_a_tenant_revokes_its_keys_and_frees_its_name,
+            workflows::a_tenant_without_packages_lists_no_workflows_and_an_unknown_tenant_none
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -4,10 +4,12 @@
 //! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
 //! - [`key`] — `key create|list|revoke`.
 //! - [`tenant`] — `tenant create|list|get|delete`.
+//! - [`workflow`] — `workflow list`.
 
 pub mod config;
 pub mod key;
 pub mod tenant;
+pub mod workflow;
 
 use clap::CommandFactory;
 
@@ -31,5 +33,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
         Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,
         Command::Tenant(cmd) => tenant::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
     }
 }

@@ -4,12 +4,14 @@
 //! - [`health`] — `/health`, `/ready`, `/metrics`.
 //! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
 //! - [`tenants`] — create, list, inspect and delete tenants.
+//! - [`workflows`] — a tenant's workflows.
 //! - [`whoami`] — who the presented key is.
 
 pub mod health;
 pub mod keys;
 pub mod tenants;
 pub mod whoami;
+pub mod workflows;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

@@ -86,7 +86,7 @@ fn from_error(e: TenantError) -> ApiError {
 
 /// `POST /v1/tenants`: the schema, the database role and its grants, and the tenant
 /// migrations, all or nothing.
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenantBody,
+#[utoipa::path(post, path = "/v1/tenants", operation_id = "create_tenant", tag = "tenants", request_body = CreateTenantBody,
     responses((status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -107,7 +107,7 @@ pub async fn create(
 }
 
 /// `GET /v1/tenants`: every tenant, `public` first.
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants",
     responses((status = 200, body = TenantList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TenantList>, ApiError> {
@@ -116,7 +116,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 }
 
 /// `GET /v1/tenants/{tenant}`.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", operation_id = "get_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant name")),
     responses((status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -132,7 +132,7 @@ pub async fn get(
 
 /// `DELETE /v1/tenants/{tenant}`: revokes the tenant's keys and drops its schema and role;
 /// every replica forgets it within a second. The name can be created again at once.
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants",
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", operation_id = "delete_tenant", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant name")),
     responses((status = 200, body = TenantRemoved), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),

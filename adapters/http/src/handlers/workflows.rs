@@ -1,0 +1,71 @@
+//! Workflow endpoints under `/v1/tenants/{tenant}/workflows`.
+
+use axum::Json;
+use axum::extract::State;
+use cloacina_domain::WorkflowSummary;
+use cloacina_ports::WorkflowError;
+use serde::Serialize;
+
+use super::wire_time;
+use crate::auth::{Caller, TargetTenant};
+use crate::error::ApiError;
+use crate::openapi::ErrorBody;
+use crate::state::AppState;
+
+/// A workflow in a listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowView {
+    pub name: String,
+    pub package_name: String,
+    pub version: String,
+    pub description: Option<String>,
+    /// Task ids, in dependency order.
+    pub tasks: Vec<String>,
+    pub paused: bool,
+    pub updated_at: String,
+}
+
+impl From<WorkflowSummary> for WorkflowView {
+    fn from(w: WorkflowSummary) -> Self {
+        Self {
+            name: w.name,
+            package_name: w.package_name,
+            version: w.version,
+            description: w.description,
+            tasks: w.tasks,
+            paused: w.paused,
+            updated_at: wire_time(w.updated_at),
+        }
+    }
+}
+
+/// A listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    pub tenant_id: String,
+    pub workflows: Vec<WorkflowView>,
+}
+
+/// `GET /v1/tenants/{tenant}/workflows`: read in the tenant's own schema, as its role.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/workflows", operation_id = "list_workflows", tag = "workflows",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = WorkflowList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+) -> Result<Json<WorkflowList>, ApiError> {
+    let workflows = state.workflows.list(&caller.0, &tenant).await.map_err(|e| match e {
+        WorkflowError::Denied(d) => ApiError::forbidden(&d),
+        WorkflowError::NoSuchTenant(t) => {
+            ApiError::not_found("tenant_not_found", format!("tenant '{t}' does not exist"))
+        }
+        WorkflowError::Store(e) => ApiError::store(&e),
+    })?;
+    Ok(Json(WorkflowList {
+        tenant_id: tenant.to_string(),
+        workflows: workflows.into_iter().map(WorkflowView::from).collect(),
+    }))
+}
