@@ -200,11 +200,16 @@ pub fn bootstrap_key(home_root: &Path) -> String {
 /// Runs a shell script the way an operator types it: `HOME` is `home_root`, `cloacinactl` is
 /// on `PATH`, and `$URL` is the server's address. Fails naming the tool when one is missing.
 pub fn shell(home_root: &Path, script: &str, env: &[(&str, &str)]) -> Output {
-    for tool in ["curl", "jq", "sqlite3"].into_iter().filter(|t| script.contains(t)) {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).status().is_ok_and(|s| s.success());
+    for tool in ["curl", "jq", "sqlite3", "psql"].into_iter().filter(|t| script.contains(t)) {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         assert!(
             found,
-            "`{tool}` is needed by the seed guides' commands: install it (Debian: apt-get install -y {tool})"
+            "`{tool}` is needed by the seed guides' commands: install it (Debian: apt-get install -y {})",
+            if tool == "psql" { "postgresql-client" } else { tool }
         );
     }
     let bin_dir = Path::new(binary()).parent().unwrap().to_owned();

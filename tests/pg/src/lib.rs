@@ -70,6 +70,15 @@ impl TestPg {
         })
     }
 
+    /// A throwaway cluster of the caller's own (also under `TEST_DATABASE_URL`), for tests
+    /// that stop and start the server. Stopped and removed when dropped.
+    ///
+    /// # Panics
+    /// As [`TestPg::shared`].
+    pub fn private() -> TestPg {
+        Self::throwaway()
+    }
+
     fn external(url: String) -> Self {
         let opts = PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL is not a valid PostgreSQL URL");
         Self { host: opts.get_host().to_owned(), port: opts.get_port(), admin_url: url, cluster: None }
@@ -230,6 +239,19 @@ impl TestPg {
             .status()
             .unwrap();
         assert!(status.success(), "pg_ctl {args:?} failed");
+    }
+}
+
+impl Drop for TestPg {
+    fn drop(&mut self) {
+        if let Some((root, user, bin)) = &self.cluster {
+            let _ = as_user(user.as_deref(), &bin.join("pg_ctl"))
+                .args(["-D", &root.join("data").to_string_lossy(), "stop", "-m", "immediate"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_dir_all(root);
+        }
     }
 }
 
