@@ -118,14 +118,15 @@ impl PgDb {
     async fn migrate_locked(&self, conn: &mut PgConnection) -> Result<MigrationReport, StoreError> {
         let control = apply(conn, CONTROL, "control").await.map_err(translate)?;
         ensure_public_tenant(self, conn).await?;
-        let tenants = self.tenant_places().await?;
-        let count = tenants.len();
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&mut *conn).await.map_err(translate)?;
+        let tenants = self.tenants_behind().await?;
         let tenant = futures::stream::iter(tenants)
             .map(|(name, schema, role)| async move { self.migrate_tenant(&name, &schema, &role).await })
             .buffer_unordered(TENANT_PARALLELISM)
             .try_fold(0, |sum, n| async move { Ok(sum + n) })
             .await?;
-        Ok(MigrationReport { control, tenant, tenants: count })
+        Ok(MigrationReport { control, tenant, tenants: usize::try_from(count).unwrap_or(0) })
     }
 
     /// One tenant's pending migrations, in one transaction run as the tenant's role.
@@ -133,13 +134,15 @@ impl PgDb {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         enter_tenant(&mut tx, schema, role).await.map_err(translate)?;
         let applied = apply(&mut tx, TENANT, name).await.map_err(translate)?;
+        record_tenant_version(&mut tx, name).await.map_err(translate)?;
         tx.commit().await.map_err(translate)?;
         Ok(applied)
     }
 
-    /// Every tenant: (name, schema, role).
-    pub(crate) async fn tenant_places(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        sqlx::query("SELECT name, schema_name, db_role FROM tenants ORDER BY name")
+    /// The tenants whose schema is behind this binary: (name, schema, role).
+    pub(crate) async fn tenants_behind(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        sqlx::query("SELECT name, schema_name, db_role FROM tenants WHERE schema_version < $1 ORDER BY name")
+            .bind(latest(TENANT))
             .fetch_all(&self.pool)
             .await
             .map_err(translate)?
@@ -161,20 +164,14 @@ impl PgDb {
         if control > 0 {
             return Ok(Pending { control, tenants: Vec::new() });
         }
+        let public: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE name = 'public'")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(translate)?;
         drop(conn);
-        let places = self.tenant_places().await?;
-        let mut behind = Vec::new();
-        if !places.iter().any(|t| t.0 == "public") {
-            behind.push("public".to_owned());
-        }
-        for (name, schema, role) in places {
-            let mut tx = self.pool.begin().await.map_err(translate)?;
-            enter_tenant(&mut tx, &schema, &role).await.map_err(translate)?;
-            let version = ledger_version(&mut tx).await.map_err(translate)?;
-            tx.rollback().await.map_err(translate)?;
-            if version < latest(TENANT) {
-                behind.push(name);
-            }
+        let mut behind: Vec<String> = self.tenants_behind().await?.into_iter().map(|t| t.0).collect();
+        if public.is_none() {
+            behind.insert(0, "public".to_owned());
         }
         Ok(Pending { control, tenants: behind })
     }
@@ -186,7 +183,62 @@ impl PgDb {
     }
 }
 
+/// Records, in the caller's transaction, that `tenant`'s schema is current. Leaves the
+/// tenant's role first: the registry is out of the tenant's reach.
+pub(crate) async fn record_tenant_version(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("SET LOCAL ROLE NONE; SET LOCAL search_path TO DEFAULT").execute(&mut *conn).await?;
+    sqlx::query("UPDATE tenants SET schema_version = $2 WHERE name = $1")
+        .bind(tenant)
+        .bind(latest(TENANT))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// The newest control migration this binary knows.
 pub fn latest_control() -> i64 {
     latest(CONTROL)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use cloacina_domain::ports::{TenantStore, WorkflowStore};
+    use cloacina_domain::{NewTenant, Secret, TenantName};
+
+    use crate::{PgDb, PgSettings};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_schema_behind_the_binary_is_found_and_brought_up_to_date() {
+        let test_db = cloacina_testpg::TestPg::shared().database().await;
+        let pg = PgDb::connect(&Secret::new(test_db.url.clone()), &PgSettings::default()).await.unwrap();
+        let first = pg.migrate().await.unwrap();
+        assert_eq!((first.control, first.tenants), (super::CONTROL.len(), 1), "public is created on first start");
+        let acme = TenantName::parse("acme").unwrap();
+        let new = NewTenant {
+            name: acme.clone(),
+            description: None,
+            db_password: Secret::new("x0123456789abcdefghij"),
+            created_at: Utc::now(),
+        };
+        pg.create_tenant(&new).await.unwrap();
+        assert!(pg.pending_migrations().await.unwrap().is_empty());
+        // Roll acme's schema back one step, as an older binary would have left it.
+        let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
+        sqlx::raw_sql(
+            "DROP TABLE tenant_acme.workflows; DELETE FROM tenant_acme._cloacina_migrations WHERE version = 2;
+             UPDATE tenants SET schema_version = 1 WHERE name = 'acme'",
+        )
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let pending = pg.pending_migrations().await.unwrap();
+        assert_eq!(pending.tenants, ["acme"]);
+        let again = pg.migrate().await.unwrap();
+        assert_eq!((again.control, again.tenant, again.tenants), (0, 1, 2));
+        assert!(pg.pending_migrations().await.unwrap().is_empty());
+        assert_eq!(pg.list_workflows(&acme).await.unwrap(), Some(Vec::new()));
+        let twice = pg.migrate().await.unwrap();
+        assert_eq!((twice.control, twice.tenant), (0, 0), "migrating is idempotent");
+    }
 }

@@ -18,7 +18,7 @@ use sqlx::{Acquire, PgConnection, Postgres, Row, Transaction};
 use crate::PgDb;
 use crate::db::{TenantPlace, ident, translate};
 use crate::listen::{Topic, notify};
-use crate::migrate::{TENANT, apply, latest_control};
+use crate::migrate::{TENANT, apply, latest_control, record_tenant_version};
 
 /// The advisory lock key serialising tenant DDL ("cloacina" + 3): creates and deletes are
 /// rare, and catalog updates of concurrent role grants can otherwise collide.
@@ -106,10 +106,7 @@ async fn provision(
     sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await.map_err(translate)?;
     enter_tenant(tx, &schema, &role).await.map_err(translate)?;
     apply(tx, TENANT, name.as_str()).await.map_err(translate)?;
-    sqlx::raw_sql("SET LOCAL ROLE NONE; SET LOCAL search_path TO DEFAULT")
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
+    record_tenant_version(tx, name.as_str()).await.map_err(translate)?;
     record(&row).map_err(translate)
 }
 

@@ -41,5 +41,9 @@ CREATE TABLE tenants (
     db_role     text NOT NULL UNIQUE,
     description text,
     created_at  timestamptz NOT NULL,
-    status      text NOT NULL DEFAULT 'active' CHECK (status IN ('active'))
+    status      text NOT NULL DEFAULT 'active' CHECK (status IN ('active')),
+    -- The newest tenant migration applied in its schema (the schema's own ledger is the
+    -- truth; this copy lets start-up find the schemas that are behind in one query).
+    schema_version bigint NOT NULL DEFAULT 0
 );
+CREATE INDEX tenants_schema_version ON tenants (schema_version);
