@@ -35,23 +35,18 @@ fn summarise(runs: &[Stats]) -> Summary {
     }
 }
 
-/// B1 (the no-database half): `/health` and `/v1/auth/whoami` with a cached key, against the
-/// bare axum ceiling, run after run in the same invocation.
-pub async fn b1(binary: &Path, o: &Options) -> anyhow::Result<String> {
-    let ceiling = start_ceiling()?;
-    let (server, key) = start_server(binary, None, &[])?;
-    let targets = [
-        ("bare axum route (ceiling)", format!("{}/", ceiling.url), Auth::None),
-        ("GET /health", format!("{}/health", server.url), Auth::None),
-        ("GET /v1/auth/whoami", format!("{}/v1/auth/whoami", server.url), Auth::Key(key.clone())),
-    ];
-    for (_, url, auth) in &targets {
+/// One load target: a name, a URL, what each request carries.
+pub type Target = (String, String, Auth);
+
+/// Drives every target `o.runs` times in short rounds, each round visiting every target in a
+/// rotated order, so a slow spell of the shared machine lands on all targets alike; ratios to
+/// the first target (the ceiling) are taken within a round. Returns the Markdown rows.
+pub async fn against_ceiling(targets: &[Target], o: &Options, goals: &[&str]) -> (Vec<String>, u64) {
+    for (_, url, auth) in targets {
         drive(url, auth.clone(), o.connections, Duration::from_secs(1), None, 200).await;
     }
     let mut results: Vec<Vec<Stats>> = vec![Vec::new(); targets.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
-    // Short rounds, each visiting every target in a rotated order, so a slow spell of the
-    // shared machine lands on all targets alike; ratios are taken within a round.
     for round in 0..o.runs {
         let mut this_run = vec![0.0; targets.len()];
         for k in 0..targets.len() {
@@ -65,6 +60,28 @@ pub async fn b1(binary: &Path, o: &Options) -> anyhow::Result<String> {
             ratios[i].push(rps / this_run[0]);
         }
     }
+    let mut rows = Vec::new();
+    let mut errors = 0;
+    for (i, (name, _, _)) in targets.iter().enumerate() {
+        let s = summarise(&results[i]);
+        errors += s.errors;
+        let ratio = median(ratios[i].clone());
+        rows.push(row(name, s.rps, s.p50, s.p99, &format!("{ratio:.2}"), goals.get(i).copied().unwrap_or("—")));
+    }
+    (rows, errors)
+}
+
+/// B1 (the no-database half): `/health` and `/v1/auth/whoami` with a cached key, against the
+/// bare axum ceiling, run after run in the same invocation.
+pub async fn b1(binary: &Path, o: &Options) -> anyhow::Result<String> {
+    let ceiling = start_ceiling()?;
+    let (server, key) = start_server(binary, None, &[])?;
+    let targets = [
+        ("bare axum route (ceiling)".to_owned(), format!("{}/", ceiling.url), Auth::None),
+        ("GET /health".to_owned(), format!("{}/health", server.url), Auth::None),
+        ("GET /v1/auth/whoami".to_owned(), format!("{}/v1/auth/whoami", server.url), Auth::Key(key.clone())),
+    ];
+    let (rows, errors) = against_ceiling(&targets, o, &["—", "≥ 0.9", "≥ 0.9"]).await;
     let mut out = vec![
         format!(
             "### B1 — authenticated reads without database work ({} connections, {} × {} s, medians)",
@@ -74,14 +91,7 @@ pub async fn b1(binary: &Path, o: &Options) -> anyhow::Result<String> {
         "| target | req/s | p50 ms | p99 ms | ratio to ceiling | goal |".into(),
         "|---|---|---|---|---|---|".into(),
     ];
-    let mut errors = 0;
-    for (i, (name, _, _)) in targets.iter().enumerate() {
-        let s = summarise(&results[i]);
-        errors += s.errors;
-        let ratio = median(ratios[i].clone());
-        let goal = if i == 0 { "—" } else { "≥ 0.9" };
-        out.push(row(name, s.rps, s.p50, s.p99, &format!("{ratio:.2}"), goal));
-    }
+    out.extend(rows);
     out.push(String::new());
     out.push(format!("Errors (non-200 answers or transport failures): {errors}."));
     Ok(out.join("\n"))

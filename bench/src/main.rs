@@ -1,7 +1,7 @@
 //! Cloacina's benchmarks (quality.md). Run on demand, never in CI:
 //!
 //! ```text
-//! cargo run --release -p cloacina-bench -- [b1] [b2] [b6] [b8] [--seconds N] [--runs N]
+//! cargo run --release -p cloacina-bench -- [b1] [b2] [b6] [b8] [b1pg] [b4] [--seconds N] [--runs N]
 //! ```
 //!
 //! The bench builds the release `cloacinactl`, starts it on a free port in a throwaway home,
@@ -14,10 +14,12 @@
 //! - [`load`]: the closed-loop load generator and its statistics.
 //! - [`procs`]: starting `cloacinactl` and the bare ceiling server, reading RSS.
 //! - [`report`]: the machine description and the Markdown output.
-//! - [`cases`]: B1, B2, B6, B8.
+//! - [`cases`]: B1, B2, B6, B8 on SQLite.
+//! - [`postgres`]: B1 on PostgreSQL (`b1pg`), B4 with B6 on PostgreSQL (`b4`).
 
 mod cases;
 mod load;
+mod postgres;
 mod procs;
 mod report;
 
@@ -58,12 +60,14 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--seconds" => o.seconds = number("--seconds")?,
             "--runs" => o.runs = usize::try_from(number("--runs")?)?,
             "--connections" => o.connections = usize::try_from(number("--connections")?)?,
-            "b1" | "b2" | "b6" | "b8" => o.cases.push(a.clone()),
-            other => bail!("unknown argument {other}: expected b1 b2 b6 b8 --seconds N --runs N --connections N"),
+            "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" => o.cases.push(a.clone()),
+            other => {
+                bail!("unknown argument {other}: expected b1 b2 b6 b8 b1pg b4 --seconds N --runs N --connections N")
+            }
         }
     }
     if o.cases.is_empty() {
-        o.cases = ["b1", "b2", "b6", "b8"].map(String::from).to_vec();
+        o.cases = ["b1", "b2", "b6", "b8", "b1pg", "b4"].map(String::from).to_vec();
     }
     Ok(o)
 }
@@ -72,15 +76,19 @@ async fn run(options: Options, args: Vec<String>) -> anyhow::Result<()> {
     let binary = procs::build_release()?;
     let mut sections = Vec::new();
     for case in &options.cases {
-        let section = match case.as_str() {
-            "b1" => cases::b1(&binary, &options).await?,
-            "b2" => cases::b2(&binary, &options).await?,
-            "b6" => cases::b6(&binary, &options).await?,
-            "b8" => cases::b8(&binary, &options).await?,
+        let produced = match case.as_str() {
+            "b1" => vec![cases::b1(&binary, &options).await?],
+            "b2" => vec![cases::b2(&binary, &options).await?],
+            "b6" => vec![cases::b6(&binary, &options).await?],
+            "b8" => vec![cases::b8(&binary, &options).await?],
+            "b1pg" => vec![postgres::b1pg(&binary, &options).await?],
+            "b4" => postgres::b4_b6(&binary, &options).await?,
             _ => unreachable!("parse accepts only known cases"),
         };
-        println!("{section}\n");
-        sections.push(section);
+        for section in produced {
+            println!("{section}\n");
+            sections.push(section);
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let command = format!("cargo run --release -p cloacina-bench -- {}", args.join(" "));

@@ -350,3 +350,60 @@ async fn ready_is_503_while_postgres_is_down_and_200_again_when_it_returns() {
     }
     server.stop();
 }
+
+/// `tenant create|list|get|delete` and tenant keys through the CLI, with its exit codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_and_tenant_keys_through_the_cli() {
+    let db = database().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = serve(h, &db.url, &[]);
+    let god = bootstrap_key(h);
+    let as_god = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    let json = |out: &std::process::Output| -> Value {
+        assert!(out.status.success(), "{}", stderr(out));
+        serde_json::from_str(&stdout(out)).unwrap()
+    };
+
+    let created = json(&cli(h, &["tenant", "create", "acme", "--description", "Acme Corp", "-o", "json"], &as_god));
+    assert_eq!((created["name"].clone(), created["schema_name"].clone()), (json!("acme"), json!("tenant_acme")));
+    for (args, code) in [
+        (vec!["tenant", "create", "acme"], 1),
+        (vec!["tenant", "create", "Bad"], 1),
+        (vec!["tenant", "get", "nobody"], 3),
+        (vec!["tenant", "delete", "public", "--yes"], 1),
+    ] {
+        let out = cli(h, &args, &as_god);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "one clear line: {}", stderr(&out));
+    }
+    assert_eq!(json(&cli(h, &["tenant", "get", "acme", "-o", "json"], &as_god))["description"], "Acme Corp");
+    assert_eq!(stdout(&cli(h, &["tenant", "list", "-o", "id"], &as_god)), "public\nacme");
+
+    let admin = stdout(&cli(h, &["key", "create", "acme-admin", "--role", "admin", "--tenant", "acme"], &as_god));
+    let as_admin = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", admin.as_str())];
+    // A tenant admin's key knows its tenant: no --tenant needed.
+    let reader = json(&cli(h, &["key", "create", "acme-reader", "--role", "read", "-o", "json"], &as_admin));
+    assert_eq!(reader["tenant_id"], "acme");
+    let listed = json(&cli(h, &["key", "list", "-o", "json"], &as_admin));
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "{listed}");
+    let out = cli(h, &["key", "revoke", reader["id"].as_str().unwrap()], &as_admin);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in
+        [vec!["key", "create", "x", "--admin"], vec!["tenant", "list"], vec!["key", "list", "--tenant", "public"]]
+    {
+        let out = cli(h, &args, &as_admin);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", stderr(&out));
+    }
+
+    let out = cli(h, &["tenant", "delete", "acme"], &as_god);
+    assert_eq!(out.status.code(), Some(1), "no terminal, no --yes: {}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"));
+    assert_eq!(json(&cli(h, &["tenant", "get", "acme", "-o", "json"], &as_god))["name"], "acme", "nothing was deleted");
+    let removed = json(&cli(h, &["tenant", "delete", "acme", "--yes", "-o", "json"], &as_god));
+    assert_eq!(removed["revoked_keys"], 1, "{removed}");
+    let out = cli(h, &["key", "list"], &as_admin);
+    assert_eq!(out.status.code(), Some(4), "the deleted tenant's key is refused: {}", stderr(&out));
+    assert_eq!(cli(h, &["tenant", "get", "acme"], &as_god).status.code(), Some(3));
+    server.stop();
+}

@@ -61,6 +61,9 @@ pub(crate) struct TenantPlace {
     loaded: Instant,
 }
 
+/// A pooled connection idle longer than this is checked before use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// How long a cached tenant place is trusted without a notification.
 const PLACE_TTL: Duration = Duration::from_secs(30);
 
@@ -102,6 +105,18 @@ impl PgDb {
             .acquire_timeout(settings.connect_timeout)
             .max_lifetime(Some(settings.max_lifetime))
             .idle_timeout(Some(Duration::from_secs(60)))
+            // sqlx pings every connection it hands out unless told otherwise: a round trip per
+            // request. Ping only a connection that sat idle (after an outage every pooled
+            // connection has; under load none has), so stale ones are still weeded out.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(|e| ConnectError::Connect { target: target(&options), cause: redact(&e.to_string(), url) })?;

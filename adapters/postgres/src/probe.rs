@@ -146,3 +146,47 @@ async fn connections_stay_within_the_pool_whatever_the_tenant_count() {
         .unwrap();
     assert!(held <= 3, "{held} connections for 30 tenants with a pool of 3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deleted_through_another_handle_is_gone_not_an_error() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let one = PgDb::connect(&Secret::new(db.url.clone()), &PgSettings::default()).await.unwrap();
+    one.migrate().await.unwrap();
+    let other = PgDb::connect(&Secret::new(db.url), &PgSettings::default()).await.unwrap();
+    one.create_tenant(&tenant("acme")).await.unwrap();
+    let acme = TenantName::parse("acme").unwrap();
+    one.begin_tenant(&acme).await.unwrap().unwrap().rollback().await.unwrap();
+    // `one` now has acme's place cached and hears no notification.
+    other.delete_tenant(&acme, Utc::now()).await.unwrap();
+    assert!(one.begin_tenant(&acme).await.unwrap().is_none());
+    assert!(one.begin_tenant(&acme).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_workflows_read_back_in_its_own_schema_only() {
+    use chrono::TimeZone;
+    use cloacina_domain::ports::WorkflowStore;
+    let pg = fresh().await;
+    pg.create_tenant(&tenant("acme")).await.unwrap();
+    let acme = TenantName::parse("acme").unwrap();
+    let mut tx = pg.begin_tenant(&acme).await.unwrap().unwrap();
+    sqlx::query(
+        "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
+         VALUES ('nightly-etl', 'acme-etl', '1.2.0', 'Nightly ETL', '[\"extract\", \"load\"]', true, $1)",
+    )
+    .bind(Utc.with_ymd_and_hms(2026, 5, 1, 2, 0, 0).unwrap())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let listed = pg.list_workflows(&acme).await.unwrap().unwrap();
+    assert_eq!(listed.len(), 1);
+    let w = &listed[0];
+    assert_eq!((w.name.as_str(), w.package_name.as_str(), w.version.as_str()), ("nightly-etl", "acme-etl", "1.2.0"));
+    assert_eq!(
+        (w.description.as_deref(), w.tasks.clone(), w.paused),
+        (Some("Nightly ETL"), vec!["extract".into(), "load".into()], true)
+    );
+    assert_eq!(w.updated_at, Utc.with_ymd_and_hms(2026, 5, 1, 2, 0, 0).unwrap());
+    assert_eq!(pg.list_workflows(&TenantName::public()).await.unwrap(), Some(Vec::new()), "public sees none of it");
+}

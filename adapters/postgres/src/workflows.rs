@@ -5,34 +5,38 @@ use chrono::{DateTime, Utc};
 use cloacina_domain::ports::{StoreError, WorkflowStore};
 use cloacina_domain::{TenantName, WorkflowSummary};
 
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
 use crate::PgDb;
 use crate::db::translate;
-
-type Row = (String, String, String, Option<String>, sqlx::types::Json<Vec<String>>, bool, DateTime<Utc>);
 
 #[async_trait]
 impl WorkflowStore for PgDb {
     async fn list_workflows(&self, tenant: &TenantName) -> Result<Option<Vec<WorkflowSummary>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT name, package_name, version, description, tasks, paused, updated_at FROM workflows ORDER BY name",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(translate)?;
-        tx.commit().await.map_err(translate)?;
-        Ok(Some(
-            rows.into_iter()
-                .map(|(name, package_name, version, description, tasks, paused, updated_at)| WorkflowSummary {
-                    name,
-                    package_name,
-                    version,
-                    description,
-                    tasks: tasks.0,
-                    paused,
-                    updated_at,
-                })
-                .collect(),
-        ))
+        let Some(rows) = self
+            .tenant_read(
+                tenant,
+                "SELECT name, package_name, version, description, tasks, paused, updated_at FROM workflows ORDER BY name",
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        rows.iter().map(summary).collect::<Result<Vec<_>, _>>().map(Some).map_err(translate)
     }
+}
+
+fn summary(row: &PgRow) -> Result<WorkflowSummary, sqlx::Error> {
+    let tasks: sqlx::types::Json<Vec<String>> = row.try_get(4)?;
+    let updated_at: DateTime<Utc> = row.try_get(6)?;
+    Ok(WorkflowSummary {
+        name: row.try_get(0)?,
+        package_name: row.try_get(1)?,
+        version: row.try_get(2)?,
+        description: row.try_get(3)?,
+        tasks: tasks.0,
+        paused: row.try_get(5)?,
+        updated_at,
+    })
 }
