@@ -1,7 +1,7 @@
 //! Cloacina's benchmarks (quality.md). Run on demand, never in CI:
 //!
 //! ```text
-//! cargo run --release -p cloacina-bench -- [b1] [b2] [b6] [b8] [b1pg] [b4] [--seconds N] [--runs N]
+//! cargo run --release -p cloacina-bench -- [b1] [b2] [b6] [b8] [b1pg] [b4] [--seconds N] [--runs N] [--connections N] [--pool N]
 //! ```
 //!
 //! The bench builds the release `cloacinactl`, starts it on a free port in a throwaway home,
@@ -34,6 +34,8 @@ pub struct Options {
     pub seconds: u64,
     pub runs: usize,
     pub connections: usize,
+    /// `--db-max-connections` of the PostgreSQL cases.
+    pub pool: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,7 +49,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { cases: Vec::new(), seconds: 2, runs: 9, connections: 64 };
+    let mut o = Options { cases: Vec::new(), seconds: 2, runs: 9, connections: 64, pool: 16 };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut number = |name: &str| -> anyhow::Result<u64> {
@@ -60,9 +62,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--seconds" => o.seconds = number("--seconds")?,
             "--runs" => o.runs = usize::try_from(number("--runs")?)?,
             "--connections" => o.connections = usize::try_from(number("--connections")?)?,
+            "--pool" => o.pool = u32::try_from(number("--pool")?)?,
             "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" => o.cases.push(a.clone()),
             other => {
-                bail!("unknown argument {other}: expected b1 b2 b6 b8 b1pg b4 --seconds N --runs N --connections N")
+                bail!("unknown argument {other}: expected b1 b2 b6 b8 b1pg b4 --seconds N --runs N --connections N --pool N")
             }
         }
     }

@@ -17,9 +17,6 @@ use crate::procs::{Running, start_ceiling, start_server};
 
 /// How many tenants B4 and B6 create.
 const TENANTS: usize = 1000;
-/// The pool size the server runs with in these cases.
-const POOL: u32 = 16;
-
 async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> anyhow::Result<Value> {
     let res = client.post(url).bearer_auth(key).json(&body).send().await?;
     let status = res.status();
@@ -28,8 +25,13 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, body: Value) -> an
     Ok(body)
 }
 
-fn serve_pg(binary: &Path, db: &TestDatabase, home: Option<tempfile::TempDir>) -> anyhow::Result<(Running, String)> {
-    let pool = POOL.to_string();
+fn serve_pg(
+    binary: &Path,
+    db: &TestDatabase,
+    home: Option<tempfile::TempDir>,
+    o: &Options,
+) -> anyhow::Result<(Running, String)> {
+    let pool = o.pool.to_string();
     start_server(binary, home, &["--database-url", &db.url, "--db-max-connections", &pool])
 }
 
@@ -39,7 +41,7 @@ pub async fn b1pg(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let pg = TestPg::private();
     let db = pg.database().await;
     let ceiling = start_ceiling()?;
-    let (server, god) = serve_pg(binary, &db, None)?;
+    let (server, god) = serve_pg(binary, &db, None, o)?;
     let client = reqwest::Client::new();
     post(&client, &format!("{}/v1/tenants", server.url), &god, json!({"name": "acme"})).await?;
     let key = post(&client, &format!("{}/v1/tenants/acme/keys", server.url), &god, json!({"name": "reader"})).await?;
@@ -57,8 +59,8 @@ pub async fn b1pg(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let (rows, errors) = against_ceiling(&targets, o, &["—", "≥ 0.9", "≥ 0.9", "≥ 0.10, p99 < 10 ms"]).await;
     let mut out = vec![
         format!(
-            "### B1 on PostgreSQL — authenticated reads ({} connections, pool {POOL}, {} × {} s, medians)",
-            o.connections, o.runs, o.seconds
+            "### B1 on PostgreSQL — authenticated reads ({} connections, pool {}, {} × {} s, medians)",
+            o.connections, o.pool, o.runs, o.seconds
         ),
         String::new(),
         "| target | req/s | p50 ms | p99 ms | ratio to ceiling | goal |".into(),
@@ -128,10 +130,10 @@ pub async fn b4_b6(binary: &Path, o: &Options) -> anyhow::Result<Vec<String>> {
     let pg = TestPg::private();
     let db = pg.database().await;
     let client = reqwest::Client::new();
-    let (server, god) = serve_pg(binary, &db, None)?;
+    let (server, god) = serve_pg(binary, &db, None, o)?;
     let idle_before = idle_rate(&pg, &db.name, Duration::from_secs(10)).await?;
     let empty_starts = restart_times(binary, &db, server, o).await?;
-    let (server, _) = serve_pg(binary, &db, Some(empty_starts.1))?;
+    let (server, _) = serve_pg(binary, &db, Some(empty_starts.1), o)?;
 
     let mut creates = Vec::with_capacity(TENANTS);
     let started = Instant::now();
@@ -156,22 +158,23 @@ pub async fn b4_b6(binary: &Path, o: &Options) -> anyhow::Result<Vec<String>> {
     let full_starts = restart_times(binary, &db, server, o).await?;
 
     let b4 = [
-        format!("### B4 — tenants on PostgreSQL: {TENANTS} created through the API, then one request each, then idle (pool {POOL})"),
+        format!("### B4 — tenants on PostgreSQL: {TENANTS} created through the API, then one request each, then idle (pool {})", o.pool),
         String::new(),
         "| figure | value | goal |".into(),
         "|---|---|---|".into(),
         format!("| create p50 (`POST /v1/tenants`: row, role, grant, schema, tenant migrations) | {:.1} ms | ≤ 50 ms |", median(creates.clone())),
         format!("| create p99 / total | {p99:.1} ms / {:.1} s | — |", create_total.as_secs_f64()),
         format!("| read p50, first request to each tenant (`GET …/workflows` as its role) | {:.2} ms | — |", median(reads)),
-        format!("| connections held after touching every tenant (`pg_stat_activity`) | {} | ≤ pool + 2 = {} |", touched.connections, POOL + 2),
+        format!("| connections held after touching every tenant (`pg_stat_activity`) | {} | ≤ pool + 2 = {} |", touched.connections, o.pool + 2),
         format!("| private memory of those backends (RssAnon) | {:.1} MiB | bounded by pool size × lifetime |", touched.backend_mib),
         format!("| transactions/s while idle: 1 tenant → {TENANTS} tenants | {idle_before:.2} → {idle_after:.2} | independent of tenant count |"),
     ]
     .join("\n");
     let b6 = [
         format!(
-            "### B6 on PostgreSQL — start-up to `/ready` ({} starts each, release build, pool {POOL})",
-            full_starts.0.len()
+            "### B6 on PostgreSQL — start-up to `/ready` ({} starts each, release build, pool {})",
+            full_starts.0.len(),
+            o.pool
         ),
         String::new(),
         "| database | median ms | max ms | goal |".into(),
@@ -199,7 +202,7 @@ async fn restart_times(
     let mut home = server.into_home().context("home")?;
     let mut times = Vec::new();
     for _ in 0..10.max(o.runs) {
-        let (server, _) = serve_pg(binary, db, Some(home))?;
+        let (server, _) = serve_pg(binary, db, Some(home), o)?;
         loop {
             if let Ok(r) = client.get(format!("{}/ready", server.url)).send().await
                 && r.status().as_u16() == 200

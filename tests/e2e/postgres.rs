@@ -407,3 +407,21 @@ async fn tenants_and_tenant_keys_through_the_cli() {
     assert_eq!(cli(h, &["tenant", "get", "acme"], &as_god).status.code(), Some(3));
     server.stop();
 }
+
+/// A server logging in as a superuser starts, but says that isolation then rests on it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_superuser_login_role_is_warned_about() {
+    let pg = TestPg::shared();
+    let name = format!("cl_super_{}", std::process::id());
+    let mut admin = pg.admin().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
+    let (base, _) = pg.admin_url().rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let home = tempfile::tempdir().unwrap();
+    let server = serve(home.path(), &url, &[]);
+    assert_eq!(server.get("/ready", None).await.0, 200);
+    let err = server.stderr();
+    assert!(err.contains("login role is a superuser"), "{err}");
+    assert!(!err.contains("cloacina-test-admin"), "the database password never reaches the logs");
+    server.stop();
+}
