@@ -101,7 +101,8 @@ pub async fn b1(binary: &Path, o: &Options) -> anyhow::Result<String> {
             Auth::Key(reader),
         ),
     ];
-    let (rows, errors) = against_ceiling(&targets, o, &["—", "≥ 0.9", "≥ 0.9", "≥ 0.10 (goal set for PostgreSQL)"]).await;
+    let (rows, errors) =
+        against_ceiling(&targets, o, &["—", "≥ 0.9", "≥ 0.9", "≥ 0.10 (goal set for PostgreSQL)"]).await;
     let mut out = vec![
         format!(
             "### B1 on SQLite — authenticated reads ({} connections, {} × {} s, medians)",

@@ -65,7 +65,9 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--pool" => o.pool = u32::try_from(number("--pool")?)?,
             "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" => o.cases.push(a.clone()),
             other => {
-                bail!("unknown argument {other}: expected b1 b2 b6 b8 b1pg b4 --seconds N --runs N --connections N --pool N")
+                bail!(
+                    "unknown argument {other}: expected b1 b2 b6 b8 b1pg b4 --seconds N --runs N --connections N --pool N"
+                )
             }
         }
     }
