@@ -22,6 +22,8 @@ pub mod workflows;
 
 #[cfg(test)]
 mod probe;
+#[cfg(test)]
+mod tests;
 
 pub use db::{ConnectError, LoginRole, PgDb, PgSettings};
 pub use listen::OnInvalidation;

@@ -1,0 +1,136 @@
+//! The adapter's own behaviours on a real server: pool bounds, tenant transactions, deleted
+//! tenants, statement timeouts, connection errors, all-or-nothing tenant creation.
+
+use chrono::Utc;
+use cloacina_domain::ports::TenantStore;
+use cloacina_domain::{NewTenant, Secret, TenantName};
+
+use crate::db::sqlstate;
+use crate::{PgDb, PgSettings};
+
+pub(crate) async fn fresh() -> PgDb {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let pg = PgDb::connect(&Secret::new(db.url), &PgSettings::default()).await.unwrap();
+    pg.migrate().await.unwrap();
+    pg
+}
+
+pub(crate) fn tenant(name: &str) -> NewTenant {
+    NewTenant {
+        name: TenantName::parse(name).unwrap(),
+        description: None,
+        db_password: Secret::new(format!("Probe-{name}-0123456789abcdef")),
+        created_at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tenant_create_leaves_nothing_behind() {
+    let pg = fresh().await;
+    pg.create_tenant(&tenant("acme")).await.unwrap();
+    // The name is taken: the second create fails after nothing of its own was kept.
+    assert!(pg.create_tenant(&tenant("acme")).await.is_err());
+    // A password we would never generate is refused before any DDL.
+    let mut bad = tenant("globex");
+    bad.db_password = Secret::new("it's");
+    assert!(pg.create_tenant(&bad).await.is_err());
+    let schemas: Vec<String> =
+        sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant_%' ORDER BY 1")
+            .fetch_all(pg.pool())
+            .await
+            .unwrap();
+    assert_eq!(schemas, ["tenant_acme", "tenant_public"]);
+    assert!(pg.get_tenant(&TenantName::parse("globex").unwrap()).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stay_within_the_pool_whatever_the_tenant_count() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let settings = PgSettings { max_connections: 3, ..PgSettings::default() };
+    let pg = PgDb::connect(&Secret::new(db.url.clone()), &settings).await.unwrap();
+    pg.migrate().await.unwrap();
+    for i in 0..30 {
+        pg.create_tenant(&tenant(&format!("t{i}"))).await.unwrap();
+    }
+    let work = (0..30).map(|i| {
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            let mut tx = pg.begin_tenant(&TenantName::parse(&format!("t{i}")).unwrap()).await.unwrap().unwrap();
+            sqlx::query("SELECT count(*) FROM audit_log").execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+        })
+    });
+    futures::future::join_all(work).await.into_iter().for_each(|r| r.unwrap());
+    let mut admin = cloacina_testpg::TestPg::shared().admin().await;
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(held <= 3, "{held} connections for 30 tenants with a pool of 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deleted_through_another_handle_is_gone_not_an_error() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let one = PgDb::connect(&Secret::new(db.url.clone()), &PgSettings::default()).await.unwrap();
+    one.migrate().await.unwrap();
+    let other = PgDb::connect(&Secret::new(db.url), &PgSettings::default()).await.unwrap();
+    one.create_tenant(&tenant("acme")).await.unwrap();
+    let acme = TenantName::parse("acme").unwrap();
+    one.begin_tenant(&acme).await.unwrap().unwrap().rollback().await.unwrap();
+    // `one` now has acme's place cached and hears no notification.
+    other.delete_tenant(&acme, Utc::now()).await.unwrap();
+    assert!(one.begin_tenant(&acme).await.unwrap().is_none());
+    assert!(one.begin_tenant(&acme).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_workflows_read_back_in_its_own_schema_only() {
+    use chrono::TimeZone;
+    use cloacina_domain::ports::WorkflowStore;
+    let pg = fresh().await;
+    pg.create_tenant(&tenant("acme")).await.unwrap();
+    let acme = TenantName::parse("acme").unwrap();
+    let mut tx = pg.begin_tenant(&acme).await.unwrap().unwrap();
+    sqlx::query(
+        "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
+         VALUES ('nightly-etl', 'acme-etl', '1.2.0', 'Nightly ETL', '[\"extract\", \"load\"]', true, $1)",
+    )
+    .bind(Utc.with_ymd_and_hms(2026, 5, 1, 2, 0, 0).unwrap())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let listed = pg.list_workflows(&acme).await.unwrap().unwrap();
+    assert_eq!(listed.len(), 1);
+    let w = &listed[0];
+    assert_eq!((w.name.as_str(), w.package_name.as_str(), w.version.as_str()), ("nightly-etl", "acme-etl", "1.2.0"));
+    assert_eq!(
+        (w.description.as_deref(), w.tasks.clone(), w.paused),
+        (Some("Nightly ETL"), vec!["extract".into(), "load".into()], true)
+    );
+    assert_eq!(w.updated_at, Utc.with_ymd_and_hms(2026, 5, 1, 2, 0, 0).unwrap());
+    assert_eq!(pg.list_workflows(&TenantName::public()).await.unwrap(), Some(Vec::new()), "public sees none of it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_over_the_timeout_is_cancelled_and_reported_unavailable() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let settings = PgSettings { statement_timeout: std::time::Duration::from_millis(200), ..PgSettings::default() };
+    let pg = PgDb::connect(&Secret::new(db.url), &settings).await.unwrap();
+    let err = sqlx::query("SELECT pg_sleep(2)").execute(pg.pool()).await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"), "{err}");
+    assert!(matches!(crate::db::translate(err), cloacina_domain::ports::StoreError::Unavailable(_)));
+    sqlx::query("SELECT pg_sleep(0.05)").execute(pg.pool()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_or_an_absent_server_is_a_clear_error_without_the_password() {
+    let settings = PgSettings { connect_timeout: std::time::Duration::from_secs(1), ..PgSettings::default() };
+    let absent = PgDb::connect(&Secret::new("postgres://u:hunter2pw@127.0.0.1:1/db"), &settings).await.unwrap_err();
+    let text = absent.to_string();
+    assert!(text.contains("127.0.0.1:1/db") && !text.contains("hunter2pw"), "{text}");
+    let bad = PgDb::connect(&Secret::new("postgres://u:hunter2pw@host:notaport/db"), &settings).await.unwrap_err();
+    assert!(!bad.to_string().contains("hunter2pw"), "{bad}");
+}
