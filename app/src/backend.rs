@@ -86,41 +86,18 @@ impl Backend {
         })
     }
 
-    pub fn keys(&self) -> Arc<dyn KeyStore> {
-        match self {
-            Backend::Sqlite(db) => Arc::new(db.clone()),
-            Backend::Postgres(db) => Arc::new(db.clone()),
-        }
-    }
-
-    pub fn tenant_directory(&self) -> Arc<dyn TenantDirectory> {
-        match self {
-            Backend::Sqlite(db) => Arc::new(db.clone()),
-            Backend::Postgres(db) => Arc::new(db.clone()),
-        }
-    }
-
-    pub fn tenant_store(&self) -> Arc<dyn TenantStore> {
-        match self {
-            Backend::Sqlite(db) => Arc::new(db.clone()),
-            Backend::Postgres(db) => Arc::new(db.clone()),
-        }
-    }
-
-    pub fn workflow_store(&self) -> Arc<dyn WorkflowStore> {
-        match self {
-            Backend::Sqlite(db) => Arc::new(db.clone()),
-            Backend::Postgres(db) => Arc::new(db.clone()),
-        }
-    }
-
-    pub fn health(&self) -> Arc<dyn DatabaseHealth> {
+    /// Every storage port of the open database, as one object the services take slices of.
+    pub fn storage(&self) -> Arc<dyn Storage> {
         match self {
             Backend::Sqlite(db) => Arc::new(db.clone()),
             Backend::Postgres(db) => Arc::new(db.clone()),
         }
     }
 }
+
+/// Everything a storage backend provides.
+pub trait Storage: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static {}
+impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static> Storage for T {}
 
 /// Pool settings from the flags.
 pub fn settings(db: &DbArgs) -> PgSettings {

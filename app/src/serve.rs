@@ -19,7 +19,7 @@ use cloacina_domain::Secret;
 use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, Tenants, Workflows, bootstrap};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, PoolStats, Tenants, Workflows, bootstrap};
 use cloacina_sqlite::SqliteLocation;
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
 use cloacina_telemetry::{PrometheusMetrics, init_logging};
@@ -92,9 +92,17 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let metrics: Arc<dyn Metrics> = Arc::new(PrometheusMetrics::new()?);
+    if let Backend::Postgres(pg) = &backend {
+        let pg = pg.clone();
+        metrics.observe_pool(Arc::new(move || {
+            let (open, idle) = pg.connections();
+            PoolStats { in_use: open.saturating_sub(idle), idle, max: pg.max_connections() }
+        }));
+    }
+    let storage = backend.storage();
     let deps = Deps {
-        keys: backend.keys(),
-        tenants: backend.tenant_directory(),
+        keys: storage.clone(),
+        tenants: storage.clone(),
         clock: Arc::new(SystemClock),
         keygen: Arc::new(OsKeyGenerator),
         hasher: Arc::new(Argon2Hasher::new()),
@@ -117,15 +125,15 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     run_bootstrap(&deps, &home, supplied).await?;
 
     let keys = Keys::new(deps.clone(), auth.clone());
-    let tenants = Tenants::new(deps.clone(), backend.tenant_store(), auth.clone());
+    let tenants = Tenants::new(deps.clone(), storage.clone(), auth.clone());
     let config = HttpConfig {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         auth_failures_per_minute: args.auth_failures_per_minute,
         behind_proxy: args.behind_proxy,
         ..HttpConfig::default()
     };
-    let workflows = Workflows::new(backend.workflow_store());
-    let state = AppState::new(auth.clone(), keys, tenants, workflows, backend.health(), metrics, config);
+    let workflows = Workflows::new(storage.clone());
+    let state = AppState::new(auth.clone(), keys, tenants, workflows, storage, metrics, config);
 
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;

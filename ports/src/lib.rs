@@ -26,7 +26,7 @@ pub use bootstrap::{BootstrapOutcome, bootstrap};
 pub use create_key::{CreateKey, CreateKeyError, CreatedKey};
 pub use deps::Deps;
 pub use list_keys::{KeyScope, ListKeysError};
-pub use metrics::{AuthOutcome, Metrics, NoMetrics};
+pub use metrics::{AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats};
 pub use revoke_key::RevokeKeyError;
 pub use tenants::{DeletedTenant, TenantError, Tenants};
 pub use workflows::{WorkflowError, Workflows};

@@ -49,6 +49,20 @@ impl AuthOutcome {
     }
 }
 
+/// A database connection pool at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections checked out by requests or background work.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most the pool will open.
+    pub max: u32,
+}
+
+/// Reads a pool's state; called when metrics are scraped, so it must not block.
+pub type PoolProbe = std::sync::Arc<dyn Fn() -> PoolStats + Send + Sync>;
+
 /// What the server counts. Implementations MUST be cheap: these run on every request.
 pub trait Metrics: Send + Sync {
     /// One HTTP request, by method, route template (never the raw path) and status. The
@@ -60,6 +74,8 @@ pub trait Metrics: Send + Sync {
     fn auth_cache(&self, hit: bool);
     /// One argon2id verification of an operator-supplied key (the expensive path).
     fn argon2_verification(&self);
+    /// From now on, report the database pool that `probe` reads (at scrape time).
+    fn observe_pool(&self, probe: PoolProbe);
     /// The Prometheus text exposition of everything counted so far.
     fn render(&self) -> String;
 }
@@ -73,6 +89,7 @@ impl Metrics for NoMetrics {
     fn auth_outcome(&self, _: AuthOutcome) {}
     fn auth_cache(&self, _: bool) {}
     fn argon2_verification(&self) {}
+    fn observe_pool(&self, _: PoolProbe) {}
     fn render(&self) -> String {
         String::new()
     }

@@ -312,6 +312,9 @@ async fn migrate_is_a_separate_idempotent_step_and_no_migrate_refuses_a_database
     assert!(out.status.success(), "{}", stderr(&out));
     let server = serve(h, &db.url, &["--no-migrate"]);
     assert_eq!(server.get("/ready", None).await.0, 200);
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("cloacina_db_pool_max_connections 4"), "{metrics}");
+    assert!(metrics.contains(r#"cloacina_db_pool_connections{state="idle"}"#), "{metrics}");
     server.stop();
 }
 

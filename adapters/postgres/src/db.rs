@@ -133,9 +133,14 @@ impl PgDb {
         self.pool.close().await;
     }
 
-    /// How many connections the pool holds now (busy and idle).
-    pub fn connections(&self) -> u32 {
-        self.pool.size()
+    /// How many connections the pool holds now: (all, idle).
+    pub fn connections(&self) -> (u32, u32) {
+        (self.pool.size(), u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX))
+    }
+
+    /// The most connections the pool opens.
+    pub fn max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
     }
 
     pub(crate) fn cached_place(&self, tenant: &TenantName) -> Option<TenantPlace> {

@@ -4,12 +4,12 @@
 //! observable instruments at scrape time: the hot path pays one relaxed add. HTTP requests,
 //! whose label sets are open-ended (route × method × status), go through the SDK's counters.
 
-use cloacina_ports::{AuthOutcome, Metrics};
+use cloacina_ports::{AuthOutcome, Metrics, PoolProbe};
 use opentelemetry::KeyValue;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, ObservableCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, ObservableCounter, ObservableGauge};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Registry, TextEncoder};
 
@@ -25,6 +25,9 @@ pub struct PrometheusMetrics {
     http_duration: Histogram<f64>,
     auth: Arc<AuthCounts>,
     _observers: Vec<ObservableCounter<u64>>,
+    /// The database pool, once the server has one (SQLite has none).
+    pool: Arc<RwLock<Option<PoolProbe>>>,
+    _gauges: Vec<ObservableGauge<u64>>,
 }
 
 /// What the authentication path counts.
@@ -63,6 +66,7 @@ impl PrometheusMetrics {
         let provider = SdkMeterProvider::builder().with_reader(exporter).build();
         let meter = provider.meter("cloacina");
         let auth = Arc::new(AuthCounts::default());
+        let pool = Arc::new(RwLock::new(None));
         Ok(Self {
             http_requests: meter
                 .u64_counter("cloacina_http_requests")
@@ -75,6 +79,8 @@ impl PrometheusMetrics {
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
             _observers: auth_observers(&meter, &auth),
+            _gauges: pool_gauges(&meter, &pool),
+            pool,
             auth,
             registry,
             _provider: provider,
@@ -119,6 +125,33 @@ fn auth_observers(meter: &Meter, counts: &Arc<AuthCounts>) -> Vec<ObservableCoun
     vec![attempts, cache, argon2]
 }
 
+/// Gauges over the database pool, read at scrape time.
+fn pool_gauges(meter: &Meter, pool: &Arc<RwLock<Option<PoolProbe>>>) -> Vec<ObservableGauge<u64>> {
+    let read = |pool: &Arc<RwLock<Option<PoolProbe>>>| pool.read().ok().and_then(|p| p.as_ref().map(|probe| probe()));
+    let p = pool.clone();
+    let connections = meter
+        .u64_observable_gauge("cloacina_db_pool_connections")
+        .with_description("Database connections held by this server, by state (in_use or idle)")
+        .with_callback(move |o| {
+            if let Some(stats) = read(&p) {
+                o.observe(u64::from(stats.in_use), &[KeyValue::new("state", "in_use")]);
+                o.observe(u64::from(stats.idle), &[KeyValue::new("state", "idle")]);
+            }
+        })
+        .build();
+    let p = pool.clone();
+    let max = meter
+        .u64_observable_gauge("cloacina_db_pool_max_connections")
+        .with_description("The most database connections this server's pool opens")
+        .with_callback(move |o| {
+            if let Some(stats) = read(&p) {
+                o.observe(u64::from(stats.max), &[]);
+            }
+        })
+        .build();
+    vec![connections, max]
+}
+
 impl Metrics for PrometheusMetrics {
     fn http_request(&self, method: &'static str, route: &'static str, status: u16, seconds: f64) {
         let labels = [
@@ -141,6 +174,12 @@ impl Metrics for PrometheusMetrics {
 
     fn argon2_verification(&self) {
         self.auth.argon2.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn observe_pool(&self, probe: PoolProbe) {
+        if let Ok(mut slot) = self.pool.write() {
+            *slot = Some(probe);
+        }
     }
 
     fn render(&self) -> String {
@@ -171,5 +210,24 @@ mod tests {
         assert!(text.contains(r#"cloacina_auth_attempts_total{outcome="bad_checksum"} 1"#), "{text}");
         assert!(text.contains(r#"cloacina_auth_cache_lookups_total{result="hit"} 1"#), "{text}");
         assert!(text.contains("cloacina_auth_argon2_verifications_total 1"), "{text}");
+        assert!(!text.contains("cloacina_db_pool"), "no pool, no pool series: {text}");
+    }
+
+    #[test]
+    fn the_pool_is_read_when_metrics_are_rendered() {
+        let m = PrometheusMetrics::new().unwrap();
+        let in_use = Arc::new(AtomicU64::new(3));
+        let seen = in_use.clone();
+        m.observe_pool(Arc::new(move || cloacina_ports::PoolStats {
+            in_use: u32::try_from(seen.load(Ordering::Relaxed)).unwrap_or(0),
+            idle: 2,
+            max: 16,
+        }));
+        let text = m.render();
+        assert!(text.contains(r#"cloacina_db_pool_connections{state="in_use"} 3"#), "{text}");
+        assert!(text.contains(r#"cloacina_db_pool_connections{state="idle"} 2"#), "{text}");
+        assert!(text.contains("cloacina_db_pool_max_connections 16"), "{text}");
+        in_use.store(7, Ordering::Relaxed);
+        assert!(m.render().contains(r#"cloacina_db_pool_connections{state="in_use"} 7"#));
     }
 }
