@@ -138,7 +138,7 @@ pub trait WorkflowStore: Send + Sync {
 pub enum Invalidation {
     /// One key was revoked.
     Key(ApiKeyId),
-    /// A tenant was created or deleted (its keys were revoked with it).
+    /// A tenant was deleted (its keys were revoked with it).
     Tenant(TenantName),
     /// The feed was interrupted: anything may have changed.
     Everything,

@@ -1,6 +1,6 @@
 //! Cache invalidation across replicas: PostgreSQL `LISTEN`/`NOTIFY`.
 //!
-//! Changes that caches must see (a revoked key, a created or deleted tenant) send a
+//! Changes that caches must see (a revoked key, a deleted tenant) send a
 //! notification in the same transaction as the change, so it is delivered exactly when the
 //! change commits. Every server listens on one dedicated connection, started before the
 //! server takes requests. When that connection drops, the server is told to forget

@@ -230,9 +230,9 @@ impl TenantStore for PgDb {
         let record =
             provision(&mut tx, &new.name, new.description.as_ref(), Some(&new.db_password), Some(new.created_at))
                 .await?;
-        notify(&mut tx, &Topic::Tenant(new.name.clone())).await.map_err(translate)?;
+        // No notification: no replica can hold anything about a tenant that did not exist
+        // (places and keys are cached only once found).
         tx.commit().await.map_err(translate)?;
-        self.places.remove(&new.name);
         Ok(record)
     }
 

@@ -134,3 +134,34 @@ async fn a_bad_url_or_an_absent_server_is_a_clear_error_without_the_password() {
     let bad = PgDb::connect(&Secret::new("postgres://u:hunter2pw@host:notaport/db"), &settings).await.unwrap_err();
     assert!(!bad.to_string().contains("hunter2pw"), "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_name_make_one_tenant_and_of_many_names_make_them_all() {
+    use cloacina_domain::ports::StoreError;
+    let pg = fresh().await;
+    let same: Vec<_> = (0..6)
+        .map(|_| {
+            let pg = pg.clone();
+            tokio::spawn(async move { pg.create_tenant(&tenant("acme")).await })
+        })
+        .collect();
+    let mut created = 0;
+    for r in futures::future::join_all(same).await {
+        match r.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a racing create failed otherwise: {e}"),
+        }
+    }
+    assert_eq!(created, 1);
+    let many: Vec<_> = (0..8)
+        .map(|i| {
+            let pg = pg.clone();
+            tokio::spawn(async move { pg.create_tenant(&tenant(&format!("t{i}"))).await })
+        })
+        .collect();
+    for r in futures::future::join_all(many).await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(pg.list_tenants().await.unwrap().len(), 10, "public, acme and eight more");
+}
