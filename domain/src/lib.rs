@@ -14,11 +14,13 @@
 //! - [`bootstrap`] — the rule that decides whether start-up creates a god key.
 //! - [`record`] — stored key rows ([`KeyRecord`]) and what creating one needs.
 //! - [`workflow`] — [`WorkflowSummary`], a workflow as listings show it.
+//! - [`package`] — workflow packages: the manifest, names, the task graph.
 //! - [`ports`] — the port traits (key store, tenant directory, clock, key generator, hasher).
 
 pub mod authz;
 pub mod bootstrap;
 pub mod key;
+pub mod package;
 pub mod ports;
 pub mod principal;
 pub mod record;

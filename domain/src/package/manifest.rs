@@ -1,0 +1,420 @@
+//! `package.toml`: its fixed shape (product.md §5), parsed and checked.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::dag::{DagError, order};
+use super::names::{NameError, PackageName, TaskId, WorkflowName};
+
+/// The most workflows a package declares, tasks a workflow has, and triggers it carries.
+pub const MAX_WORKFLOWS: usize = 100;
+pub const MAX_TASKS: usize = 1000;
+pub const MAX_TRIGGERS: usize = 100;
+/// The longest a task may run, and the longest delay before a retry.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The most further attempts a task may have.
+pub const MAX_RETRIES: u32 = 100;
+/// Defaults of a task.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
+/// Environment variable names tasks may not set: the runner's own.
+pub const RESERVED_ENV_PREFIX: &str = "CLOACINA_";
+
+/// A manifest problem: the field at fault, as a path (`workflow[0].task[2].depends_on[0]`),
+/// and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ManifestError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ManifestError {
+    fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self { field: field.into(), message: message.to_string() }
+    }
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub package: PackageInfo,
+    pub workflows: Vec<WorkflowDef>,
+}
+
+/// `[package]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageInfo {
+    pub name: PackageName,
+    pub version: semver::Version,
+    pub description: Option<String>,
+}
+
+/// One `[[workflow]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowDef {
+    pub name: WorkflowName,
+    pub description: Option<String>,
+    /// The tasks in an order where each comes after its dependencies.
+    pub tasks: Vec<TaskDef>,
+    pub triggers: Vec<TriggerDef>,
+}
+
+/// One `[[workflow.task]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDef {
+    pub id: TaskId,
+    /// The argv, run in the package folder.
+    pub command: Vec<String>,
+    pub depends_on: Vec<TaskId>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub env: BTreeMap<String, String>,
+}
+
+/// How a failed task is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Further attempts after the first.
+    pub retries: u32,
+    pub backoff: Backoff,
+    pub delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// How the delay grows between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// The same delay every time.
+    Fixed,
+    /// Doubling from the first delay, capped at the maximum.
+    Exponential,
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `n` (1 for the first retry).
+    pub fn delay_before(&self, n: u32) -> Duration {
+        match self.backoff {
+            Backoff::Fixed => self.delay,
+            Backoff::Exponential => {
+                let factor = 2u32.saturating_pow(n.saturating_sub(1).min(31));
+                self.delay.saturating_mul(factor).min(self.max_delay)
+            }
+        }
+    }
+}
+
+/// One `[[workflow.trigger]]`: a cron schedule in a time zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerDef {
+    pub name: WorkflowName,
+    pub cron: CronExpr,
+    pub timezone: chrono_tz::Tz,
+}
+
+/// A checked cron expression (five fields, or six with seconds first).
+#[derive(Clone)]
+pub struct CronExpr {
+    text: String,
+    parsed: croner::Cron,
+}
+
+impl CronExpr {
+    /// Checks an expression.
+    ///
+    /// # Errors
+    /// The parser's reason, as text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parsed = croner::Cron::from_str(text.trim()).map_err(|e| e.to_string())?;
+        Ok(Self { text: text.trim().to_owned(), parsed })
+    }
+
+    /// The expression as written (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The first time after `after` (exclusive) that matches, in `tz`.
+    pub fn next_after(&self, after: &chrono::DateTime<chrono_tz::Tz>) -> Option<chrono::DateTime<chrono_tz::Tz>> {
+        self.parsed.find_next_occurrence(after, false).ok()
+    }
+}
+
+impl PartialEq for CronExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CronExpr {}
+
+impl fmt::Debug for CronExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronExpr({:?})", self.text)
+    }
+}
+
+// The shape on disk. Unknown fields are errors, so a typo never passes silently.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    package: RawPackage,
+    #[serde(default)]
+    workflow: Vec<RawWorkflow>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackage {
+    name: String,
+    version: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkflow {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    task: Vec<RawTask>,
+    #[serde(default)]
+    trigger: Vec<RawTrigger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    id: String,
+    command: Vec<String>,
+    #[serde(default)]
+    depends_on: Vec<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    backoff: Option<String>,
+    #[serde(default)]
+    retry_delay: Option<String>,
+    #[serde(default)]
+    retry_max_delay: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    name: String,
+    cron: String,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+impl Manifest {
+    /// Parses and checks `package.toml` text.
+    ///
+    /// # Errors
+    /// The first [`ManifestError`], naming the field at fault.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let de =
+            toml_edit::de::Deserializer::parse(text).map_err(|e| ManifestError::new("package.toml", e.message()))?;
+        let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "package.toml".to_owned() } else { path };
+            ManifestError::new(field, e.inner().message())
+        })?;
+        check(raw)
+    }
+}
+
+fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ManifestError> {
+    match value {
+        Some(v) if v.chars().count() > max => {
+            Err(ManifestError::new(field, format!("must be at most {max} characters")))
+        }
+        Some(v) if v.chars().any(|c| c.is_control() && c != '\n') => {
+            Err(ManifestError::new(field, "must not contain control characters"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn name<T>(field: &str, parse: impl Fn(&str) -> Result<T, NameError>, value: &str) -> Result<T, ManifestError> {
+    parse(value).map_err(|e| ManifestError::new(field, format!("'{value}' {e}")))
+}
+
+fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, ManifestError> {
+    let Some(v) = value else { return Ok(default) };
+    let d = humantime::parse_duration(v).map_err(|e| {
+        ManifestError::new(field, format!("'{v}' is not a duration like \"30s\", \"5m\" or \"1h\": {e}"))
+    })?;
+    if d.is_zero() {
+        return Err(ManifestError::new(field, "must be longer than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(ManifestError::new(field, "must be at most 24h"));
+    }
+    Ok(d)
+}
+
+fn check(raw: RawManifest) -> Result<Manifest, ManifestError> {
+    let package = PackageInfo {
+        name: name("package.name", PackageName::parse, &raw.package.name)?,
+        version: semver::Version::parse(&raw.package.version).map_err(|e| {
+            ManifestError::new("package.version", format!("'{}' is not a semantic version: {e}", raw.package.version))
+        })?,
+        description: text("package.description", raw.package.description, 1024)?,
+    };
+    if raw.workflow.is_empty() {
+        return Err(ManifestError::new("workflow", "a package declares at least one [[workflow]]"));
+    }
+    if raw.workflow.len() > MAX_WORKFLOWS {
+        return Err(ManifestError::new("workflow", format!("at most {MAX_WORKFLOWS} workflows")));
+    }
+    let mut seen = HashSet::new();
+    let mut workflows = Vec::with_capacity(raw.workflow.len());
+    for (w, raw_w) in raw.workflow.into_iter().enumerate() {
+        let wf = check_workflow(&format!("workflow[{w}]"), raw_w)?;
+        if !seen.insert(wf.name.clone()) {
+            return Err(ManifestError::new(format!("workflow[{w}].name"), format!("'{}' is declared twice", wf.name)));
+        }
+        workflows.push(wf);
+    }
+    Ok(Manifest { package, workflows })
+}
+
+fn check_workflow(at: &str, raw: RawWorkflow) -> Result<WorkflowDef, ManifestError> {
+    let wf_name = name(&format!("{at}.name"), WorkflowName::parse, &raw.name)?;
+    let description = text(&format!("{at}.description"), raw.description, 1024)?;
+    if raw.task.is_empty() {
+        return Err(ManifestError::new(format!("{at}.task"), "a workflow has at least one [[workflow.task]]"));
+    }
+    if raw.task.len() > MAX_TASKS {
+        return Err(ManifestError::new(format!("{at}.task"), format!("at most {MAX_TASKS} tasks")));
+    }
+    let mut ids = HashSet::new();
+    let mut tasks = Vec::with_capacity(raw.task.len());
+    for (t, raw_t) in raw.task.into_iter().enumerate() {
+        let task = check_task(&format!("{at}.task[{t}]"), raw_t)?;
+        if !ids.insert(task.id.clone()) {
+            return Err(ManifestError::new(format!("{at}.task[{t}].id"), format!("'{}' is declared twice", task.id)));
+        }
+        tasks.push(task);
+    }
+    let graph: Vec<(TaskId, Vec<TaskId>)> = tasks.iter().map(|t| (t.id.clone(), t.depends_on.clone())).collect();
+    let run_order = order(&graph).map_err(|e| match &e {
+        DagError::Unknown { task, dep, .. }
+        | DagError::OnItself { task, dep }
+        | DagError::Repeated { task, dep, .. } => {
+            ManifestError::new(format!("{at}.task[{task}].depends_on[{dep}]"), &e)
+        }
+        DagError::Cycle { task, .. } => ManifestError::new(format!("{at}.task[{task}].depends_on"), &e),
+    })?;
+    let mut slots: Vec<Option<TaskDef>> = tasks.into_iter().map(Some).collect();
+    let tasks = run_order.into_iter().filter_map(|i| slots[i].take()).collect();
+    if raw.trigger.len() > MAX_TRIGGERS {
+        return Err(ManifestError::new(format!("{at}.trigger"), format!("at most {MAX_TRIGGERS} triggers")));
+    }
+    let mut trigger_names = HashSet::new();
+    let mut triggers = Vec::with_capacity(raw.trigger.len());
+    for (g, raw_g) in raw.trigger.into_iter().enumerate() {
+        let f = format!("{at}.trigger[{g}]");
+        let trigger = TriggerDef {
+            name: name(&format!("{f}.name"), WorkflowName::parse, &raw_g.name)?,
+            cron: CronExpr::parse(&raw_g.cron).map_err(|e| {
+                ManifestError::new(format!("{f}.cron"), format!("'{}' is not a cron expression: {e}", raw_g.cron))
+            })?,
+            timezone: match raw_g.timezone.as_deref() {
+                None => chrono_tz::UTC,
+                Some(tz) => tz.parse().map_err(|_| {
+                    ManifestError::new(
+                        format!("{f}.timezone"),
+                        format!("'{tz}' is not an IANA time zone like \"Europe/Paris\""),
+                    )
+                })?,
+            },
+        };
+        if !trigger_names.insert(trigger.name.clone()) {
+            return Err(ManifestError::new(format!("{f}.name"), format!("'{}' is declared twice", trigger.name)));
+        }
+        triggers.push(trigger);
+    }
+    Ok(WorkflowDef { name: wf_name, description, tasks, triggers })
+}
+
+fn check_task(at: &str, raw: RawTask) -> Result<TaskDef, ManifestError> {
+    let id = name(&format!("{at}.id"), TaskId::parse, &raw.id)?;
+    if raw.command.is_empty() || raw.command[0].trim().is_empty() {
+        return Err(ManifestError::new(
+            format!("{at}.command"),
+            "needs a program: an argv list like [\"sh\", \"run.sh\"]",
+        ));
+    }
+    if let Some(i) = raw.command.iter().position(|a| a.contains('\0')) {
+        return Err(ManifestError::new(format!("{at}.command[{i}]"), "must not contain a NUL character"));
+    }
+    let depends_on = raw
+        .depends_on
+        .iter()
+        .enumerate()
+        .map(|(d, dep)| name(&format!("{at}.depends_on[{d}]"), TaskId::parse, dep))
+        .collect::<Result<Vec<_>, _>>()?;
+    let retries = raw.retries.unwrap_or(0);
+    if retries > MAX_RETRIES {
+        return Err(ManifestError::new(format!("{at}.retries"), format!("must be at most {MAX_RETRIES}")));
+    }
+    let backoff = match raw.backoff.as_deref() {
+        None | Some("exponential") => Backoff::Exponential,
+        Some("fixed") => Backoff::Fixed,
+        Some(other) => {
+            return Err(ManifestError::new(
+                format!("{at}.backoff"),
+                format!("'{other}' is neither \"exponential\" nor \"fixed\""),
+            ));
+        }
+    };
+    let delay = duration(&format!("{at}.retry_delay"), raw.retry_delay.as_deref(), DEFAULT_RETRY_DELAY)?;
+    let max_delay =
+        duration(&format!("{at}.retry_max_delay"), raw.retry_max_delay.as_deref(), DEFAULT_RETRY_MAX_DELAY)?;
+    if max_delay < delay {
+        return Err(ManifestError::new(format!("{at}.retry_max_delay"), "must not be shorter than retry_delay"));
+    }
+    for (k, v) in &raw.env {
+        let field = format!("{at}.env.{k}");
+        let valid = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ManifestError::new(field, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+        }
+        if k.starts_with(RESERVED_ENV_PREFIX) {
+            return Err(ManifestError::new(
+                field,
+                format!("names starting with {RESERVED_ENV_PREFIX} are the runner's own"),
+            ));
+        }
+        if v.contains('\0') {
+            return Err(ManifestError::new(field, "must not contain a NUL character"));
+        }
+    }
+    Ok(TaskDef {
+        id,
+        command: raw.command,
+        depends_on,
+        timeout: duration(&format!("{at}.timeout"), raw.timeout.as_deref(), DEFAULT_TIMEOUT)?,
+        retry: RetryPolicy { retries, backoff, delay, max_delay },
+        env: raw.env,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+//! Workflow packages: the manifest (`package.toml`) people write by hand, parsed and checked
+//! (product.md §5). Every error names the field at fault, as a path like
+//! `workflow[0].task[2].depends_on[0]`.
+//!
+//! # Layout
+//! - [`manifest`] — [`Manifest`] and its parts, [`Manifest::parse`].
+//! - [`names`] — the names a manifest declares: packages, workflows, tasks, triggers.
+//! - [`dag`] — dependency checks and the order tasks run in.
+
+pub mod dag;
+pub mod manifest;
+pub mod names;
+
+pub use manifest::{Backoff, Manifest, ManifestError, PackageInfo, RetryPolicy, TaskDef, TriggerDef, WorkflowDef};
+pub use names::{NameError, PackageName, TaskId, WorkflowName};
