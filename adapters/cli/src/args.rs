@@ -85,6 +85,9 @@ pub enum Command {
     /// Create, list, inspect and delete tenants (admin keys; PostgreSQL)
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Make, pack and check workflow packages (offline)
+    #[command(subcommand)]
+    Package(PackageCommand),
     /// A tenant's workflows
     #[command(subcommand)]
     Workflow(WorkflowCommand),
@@ -238,6 +241,32 @@ pub enum TenantCommand {
         /// Do not ask for confirmation
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Scaffold a package folder NAME/ that runs as is: three tasks passing data downstream
+    New {
+        /// The package name: lowercase letters, digits and '-'
+        name: String,
+        /// Where to create the folder [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Build `<name>-<version>.cloacina` from a package folder
+    Pack {
+        /// The folder holding package.toml
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the archive [default: ./<name>-<version>.cloacina]
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Check a package folder or archive without uploading it
+    Validate {
+        /// A folder holding package.toml, or a .cloacina archive
+        path: PathBuf,
     },
 }
 

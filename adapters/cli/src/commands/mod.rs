@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
 //! - [`key`] — `key create|list|revoke`.
+//! - [`package`] — `package new|pack|validate` (offline).
 //! - [`tenant`] — `tenant create|list|get|delete`.
 //! - [`workflow`] — `workflow list`.
 
 pub mod config;
 pub mod key;
+pub mod package;
 pub mod tenant;
 pub mod workflow;
 
@@ -32,6 +34,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
         Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Package(cmd) => package::run(&cli.globals, cmd),
         Command::Tenant(cmd) => tenant::run(&Context::load(cli.globals)?, cmd).await,
         Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
     }
