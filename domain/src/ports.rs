@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::key::ApiKeyId;
+use crate::package::{NewPackage, PackageRecord, PackageStored};
 use crate::record::{KeyRecord, NewKey};
 use crate::secret::Secret;
 use crate::tenant::{NewTenant, TenantName, TenantRecord};
@@ -131,6 +132,21 @@ pub trait TenantStore: Send + Sync {
 pub trait WorkflowStore: Send + Sync {
     /// The tenant's workflows by name. MUST return `None` if the tenant does not exist.
     async fn list_workflows(&self, tenant: &TenantName) -> Result<Option<Vec<WorkflowSummary>>, StoreError>;
+}
+
+/// A tenant's uploaded packages. Every method runs in the tenant's own scope.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PackageStore: Send + Sync {
+    /// Stores an upload and, in the same transaction, puts its workflows in force unless a
+    /// higher version of the same package is (paused flags are kept). MUST return `None` if
+    /// the tenant does not exist; [`PackageStored::Existing`], changing nothing, for bytes
+    /// uploaded before; [`StoreError::Conflict`] for the same name and version with other
+    /// content, or a workflow name another package declares.
+    async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError>;
+
+    /// The tenant's packages, by name then newest version first. `None` if no such tenant.
+    async fn list_packages(&self, tenant: &TenantName) -> Result<Option<Vec<PackageRecord>>, StoreError>;
 }
 
 /// What another replica (or this one) changed that caches must forget.

@@ -10,6 +10,7 @@
 //! - [`migrate`] — embedded control and tenant migrations under an advisory lock.
 //! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
 //! - [`workflows`] — a tenant's workflows.
+//! - [`packages`] — uploaded packages.
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
 //! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
 
@@ -17,6 +18,7 @@ pub mod db;
 pub mod keys;
 pub mod listen;
 pub mod migrate;
+pub mod packages;
 pub mod tenants;
 pub mod workflows;
 

@@ -26,6 +26,7 @@ pub const CONTROL: &[Migration] =
 pub const TENANT: &[Migration] = &[
     (1, "audit_log", include_str!("../../../migrations/postgres/tenant/0001_audit_log.sql")),
     (2, "workflows", include_str!("../../../migrations/postgres/tenant/0002_workflows.sql")),
+    (3, "packages", include_str!("../../../migrations/postgres/tenant/0003_packages.sql")),
 ];
 
 /// The advisory lock key held while migrating ("cloacina" + 1).
@@ -203,7 +204,7 @@ pub fn latest_control() -> i64 {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use cloacina_domain::ports::{TenantStore, WorkflowStore};
+    use cloacina_domain::ports::{PackageStore, TenantStore};
     use cloacina_domain::{NewTenant, Secret, TenantName};
 
     use crate::{PgDb, PgSettings};
@@ -226,8 +227,8 @@ mod tests {
         // Roll acme's schema back one step, as an older binary would have left it.
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "DROP TABLE tenant_acme.workflows; DELETE FROM tenant_acme._cloacina_migrations WHERE version = 2;
-             UPDATE tenants SET schema_version = 1 WHERE name = 'acme'",
+            "DROP TABLE tenant_acme.packages; DELETE FROM tenant_acme._cloacina_migrations WHERE version = 3;
+             UPDATE tenants SET schema_version = 2 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await
@@ -237,7 +238,7 @@ mod tests {
         let again = pg.migrate().await.unwrap();
         assert_eq!((again.control, again.tenant, again.tenants), (0, 1, 2));
         assert!(pg.pending_migrations().await.unwrap().is_empty());
-        assert_eq!(pg.list_workflows(&acme).await.unwrap(), Some(Vec::new()));
+        assert_eq!(pg.list_packages(&acme).await.unwrap(), Some(Vec::new()));
         let twice = pg.migrate().await.unwrap();
         assert_eq!((twice.control, twice.tenant), (0, 0), "migrating is idempotent");
     }

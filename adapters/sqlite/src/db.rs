@@ -80,6 +80,20 @@ impl SqliteDb {
         .await
     }
 
+    /// As [`SqliteDb::write`], for work that reports store errors itself.
+    pub(crate) async fn write_store<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        run_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(|_| StoreError::Unexpected("writer lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+    }
+
     /// Runs `f` on a reader connection (the writer, for an in-memory database).
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where

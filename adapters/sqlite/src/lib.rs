@@ -10,11 +10,13 @@
 //! - [`migrate`] — the embedded migrations and their ledger.
 //! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
 //! - [`workflows`] — a tenant's workflows.
+//! - [`packages`] — uploaded packages.
 //! - [`tenants`] — the tenant directory (`public` only) and the health check.
 
 pub mod db;
 pub mod keys;
 pub mod migrate;
+pub mod packages;
 pub mod tenants;
 pub mod workflows;
 

@@ -5,11 +5,14 @@
 //! # Layout
 //! - [`manifest`] — [`Manifest`] and its parts, [`Manifest::parse`].
 //! - [`names`] — the names a manifest declares: packages, workflows, tasks, triggers.
+//! - [`stored`] — packages as the registry keeps them.
 //! - [`dag`] — dependency checks and the order tasks run in.
 
 pub mod dag;
 pub mod manifest;
 pub mod names;
+pub mod stored;
 
 pub use manifest::{Backoff, Manifest, ManifestError, PackageInfo, RetryPolicy, TaskDef, TriggerDef, WorkflowDef};
 pub use names::{NameError, PackageName, TaskId, WorkflowName};
+pub use stored::{NewPackage, PackageRecord, PackageStored};

@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - [`keys`] — the `KeyStore` contract.
+//! - [`packages`] — the `PackageStore` contract.
 //! - [`workflows`] — the `WorkflowStore` contract.
 //! - [`tenants`] — the `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
 
@@ -17,16 +18,23 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod keys;
+pub mod packages;
 pub mod tenants;
 pub mod workflows;
 
 use std::sync::Arc;
 
-use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory, TenantStore, WorkflowStore};
+use cloacina_domain::ports::{DatabaseHealth, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore};
 
 /// Everything a storage adapter provides.
-pub trait Storage: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static {}
-impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static> Storage for T {}
+pub trait Storage:
+    KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static
+{
+}
+impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static> Storage
+    for T
+{
+}
 
 /// A fresh store for one test.
 pub type Store = Arc<dyn Storage>;
@@ -50,7 +58,10 @@ macro_rules! storage_contract {
             tenants::a_migrated_database_is_healthy,
             tenants::a_tenant_is_created_listed_and_found_once,
             tenants::deleting_a_tenant_revokes_its_keys_and_frees_its_name,
-            workflows::a_tenant_without_packages_lists_no_workflows_and_an_unknown_tenant_none
+            workflows::a_tenant_without_packages_lists_no_workflows_and_an_unknown_tenant_none,
+            packages::an_upload_is_stored_once_and_its_workflows_are_in_force,
+            packages::versions_are_immutable_and_the_newest_is_in_force,
+            packages::a_workflow_name_belongs_to_one_package
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

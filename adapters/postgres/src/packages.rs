@@ -1,0 +1,139 @@
+//! Uploaded packages on PostgreSQL: in the tenant's schema, as the tenant's role.
+
+use async_trait::async_trait;
+use cloacina_domain::package::{NewPackage, PackageName, PackageRecord, PackageStored};
+use cloacina_domain::ports::{PackageStore, StoreError};
+use cloacina_domain::{ApiKeyId, TenantName};
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use uuid::Uuid;
+
+use crate::PgDb;
+use crate::db::translate;
+
+const COLUMNS: &str = "id, name, version, description, content_hash, size_bytes, workflows, uploaded_at, uploaded_by";
+
+fn decode<E: std::error::Error + Send + Sync + 'static>(e: E) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+fn record(row: &PgRow) -> Result<PackageRecord, sqlx::Error> {
+    let name: String = row.try_get(1)?;
+    let version: String = row.try_get(2)?;
+    let workflows: Json<Vec<String>> = row.try_get(6)?;
+    Ok(PackageRecord {
+        id: row.try_get(0)?,
+        name: PackageName::parse(&name).map_err(decode)?,
+        version: semver::Version::parse(&version).map_err(decode)?,
+        description: row.try_get(3)?,
+        content_hash: row.try_get(4)?,
+        size_bytes: row.try_get::<i64, _>(5)?.unsigned_abs(),
+        workflows: workflows.0,
+        uploaded_at: row.try_get(7)?,
+        uploaded_by: row.try_get::<Option<Uuid>, _>(8)?.map(ApiKeyId::from_uuid),
+    })
+}
+
+async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored, StoreError> {
+    let existing = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM packages WHERE content_hash = $1")))
+        .bind(&new.content_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+    if let Some(row) = existing {
+        return record(&row).map(PackageStored::Existing).map_err(translate);
+    }
+    let rec = new.record();
+    // Serialise uploads of one package, so "is this the newest version" stays true to commit.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cloacina-package:' || $1))")
+        .bind(rec.name.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    let versions: Vec<String> = sqlx::query_scalar("SELECT version FROM packages WHERE name = $1")
+        .bind(rec.name.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+    if versions.iter().any(|v| *v == rec.version.to_string()) {
+        return Err(StoreError::Conflict(format!(
+            "package {} {} was uploaded before with other content; versions are immutable: give this one a new version",
+            rec.name, rec.version
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO packages (id, name, version, description, content_hash, size_bytes, manifest, workflows, archive,
+                               uploaded_at, uploaded_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(rec.id)
+    .bind(rec.name.as_str())
+    .bind(rec.version.to_string())
+    .bind(&rec.description)
+    .bind(&rec.content_hash)
+    .bind(i64::try_from(rec.size_bytes).unwrap_or(i64::MAX))
+    .bind(&new.manifest_text)
+    .bind(Json(&rec.workflows))
+    .bind(&new.archive)
+    .bind(rec.uploaded_at)
+    .bind(rec.uploaded_by.map(|k| k.as_uuid()))
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    let newest = versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= rec.version);
+    if newest {
+        for w in new.workflow_summaries() {
+            let owner: Option<String> = sqlx::query_scalar("SELECT package_name FROM workflows WHERE name = $1")
+                .bind(&w.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(translate)?;
+            if let Some(owner) = owner.filter(|o| *o != w.package_name) {
+                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
+            }
+            sqlx::query(
+                "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, false, $6)
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, description = excluded.description,
+                     tasks = excluded.tasks, updated_at = excluded.updated_at",
+            )
+            .bind(&w.name)
+            .bind(&w.package_name)
+            .bind(&w.version)
+            .bind(&w.description)
+            .bind(Json(&w.tasks))
+            .bind(w.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        }
+        // Workflows the new version no longer declares leave with the old one.
+        sqlx::query("DELETE FROM workflows WHERE package_name = $1 AND NOT (name = ANY($2))")
+            .bind(rec.name.as_str())
+            .bind(&rec.workflows)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+    }
+    Ok(PackageStored::Created(rec))
+}
+
+#[async_trait]
+impl PackageStore for PgDb {
+    async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let stored = store(&mut tx, new).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(stored))
+    }
+
+    async fn list_packages(&self, tenant: &TenantName) -> Result<Option<Vec<PackageRecord>>, StoreError> {
+        let Some(rows) = self.tenant_read(tenant, "SELECT id, name, version, description, content_hash, size_bytes, workflows, uploaded_at, uploaded_by FROM packages").await? else {
+            return Ok(None);
+        };
+        let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>().map_err(translate)?;
+        records.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
+        Ok(Some(records))
+    }
+}

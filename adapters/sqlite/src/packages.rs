@@ -1,0 +1,149 @@
+//! Uploaded packages on SQLite (the single tenant, `public`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cloacina_domain::package::{NewPackage, PackageName, PackageRecord, PackageStored};
+use cloacina_domain::ports::{PackageStore, StoreError};
+use cloacina_domain::{ApiKeyId, TenantName};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::SqliteDb;
+use crate::keys::ts;
+
+const COLUMNS: &str = "id, name, version, description, content_hash, size_bytes, workflows, uploaded_at, uploaded_by";
+
+fn conv<E: std::error::Error + Send + Sync + 'static>(col: usize, e: E) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, Type::Text, Box::new(e))
+}
+
+fn record(row: &Row<'_>) -> rusqlite::Result<PackageRecord> {
+    let text = |col: usize| row.get::<_, String>(col);
+    let uploaded: String = text(7)?;
+    Ok(PackageRecord {
+        id: text(0)?.parse().map_err(|e| conv(0, e))?,
+        name: PackageName::parse(&text(1)?).map_err(|e| conv(1, e))?,
+        version: semver::Version::parse(&text(2)?).map_err(|e| conv(2, e))?,
+        description: row.get(3)?,
+        content_hash: text(4)?,
+        size_bytes: row.get::<_, i64>(5)?.unsigned_abs(),
+        workflows: serde_json::from_str(&text(6)?).map_err(|e| conv(6, e))?,
+        uploaded_at: DateTime::parse_from_rfc3339(&uploaded).map(|t| t.with_timezone(&Utc)).map_err(|e| conv(7, e))?,
+        uploaded_by: row
+            .get::<_, Option<String>>(8)?
+            .map(|s| s.parse::<ApiKeyId>().map_err(|e| conv(8, e)))
+            .transpose()?,
+    })
+}
+
+/// Whether `version` is the highest stored version of package `name`.
+fn is_newest(conn: &Connection, name: &str, version: &semver::Version) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare_cached("SELECT version FROM packages WHERE name = ?1")?;
+    let versions = stmt.query_map([name], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= *version))
+}
+
+fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(crate::db::translate)?;
+    let existing = tx
+        .query_row(&format!("SELECT {COLUMNS} FROM packages WHERE content_hash = ?1"), [&new.content_hash], record)
+        .optional()
+        .map_err(crate::db::translate)?;
+    if let Some(found) = existing {
+        return Ok(PackageStored::Existing(found));
+    }
+    let rec = new.record();
+    let taken: Option<String> = tx
+        .query_row(
+            "SELECT content_hash FROM packages WHERE name = ?1 AND version = ?2",
+            params![rec.name.as_str(), rec.version.to_string()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(crate::db::translate)?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "package {} {} was uploaded before with other content; versions are immutable: give this one a new version",
+            rec.name, rec.version
+        )));
+    }
+    tx.execute(
+        "INSERT INTO packages (id, name, version, description, content_hash, size_bytes, manifest, workflows, archive,
+                               uploaded_at, uploaded_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            rec.id.to_string(),
+            rec.name.as_str(),
+            rec.version.to_string(),
+            rec.description,
+            rec.content_hash,
+            i64::try_from(rec.size_bytes).unwrap_or(i64::MAX),
+            new.manifest_text,
+            serde_json::to_string(&rec.workflows).unwrap_or_else(|_| "[]".into()),
+            new.archive,
+            ts(rec.uploaded_at),
+            rec.uploaded_by.map(|k| k.to_string()),
+        ],
+    )
+    .map_err(crate::db::translate)?;
+    if is_newest(&tx, rec.name.as_str(), &rec.version).map_err(crate::db::translate)? {
+        for w in new.workflow_summaries() {
+            let owner: Option<String> = tx
+                .query_row("SELECT package_name FROM workflows WHERE name = ?1", [&w.name], |r| r.get(0))
+                .optional()
+                .map_err(crate::db::translate)?;
+            if let Some(owner) = owner.filter(|o| *o != w.package_name) {
+                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
+            }
+            tx.execute(
+                "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, description = excluded.description,
+                     tasks = excluded.tasks, updated_at = excluded.updated_at",
+                params![
+                    w.name,
+                    w.package_name,
+                    w.version,
+                    w.description,
+                    serde_json::to_string(&w.tasks).unwrap_or_else(|_| "[]".into()),
+                    ts(w.updated_at)
+                ],
+            )
+            .map_err(crate::db::translate)?;
+        }
+        // Workflows the new version no longer declares leave with the old one.
+        let keep = serde_json::to_string(&rec.workflows).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            "DELETE FROM workflows WHERE package_name = ?1 AND name NOT IN (SELECT value FROM json_each(?2))",
+            params![rec.name.as_str(), keep],
+        )
+        .map_err(crate::db::translate)?;
+    }
+    tx.commit().map_err(crate::db::translate)?;
+    Ok(PackageStored::Created(rec))
+}
+
+#[async_trait]
+impl PackageStore for SqliteDb {
+    async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError> {
+        if !tenant.is_public() {
+            return Ok(None);
+        }
+        let new = new.clone();
+        self.write_store(move |conn| store(conn, &new)).await.map(Some)
+    }
+
+    async fn list_packages(&self, tenant: &TenantName) -> Result<Option<Vec<PackageRecord>>, StoreError> {
+        if !tenant.is_public() {
+            return Ok(None);
+        }
+        let mut rows = self
+            .read(|conn| {
+                let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM packages"))?;
+                stmt.query_map([], record)?.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        rows.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
+        Ok(Some(rows))
+    }
+}

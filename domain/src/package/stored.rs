@@ -1,0 +1,81 @@
+//! Packages as a tenant's registry keeps them.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::manifest::Manifest;
+use super::names::PackageName;
+use crate::key::ApiKeyId;
+use crate::workflow::WorkflowSummary;
+
+/// An uploaded package version. The archive itself is kept too, so any replica can unpack it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRecord {
+    pub id: Uuid,
+    pub name: PackageName,
+    pub version: semver::Version,
+    pub description: Option<String>,
+    /// SHA-256 of the archive, hex: the same bytes again are the same package.
+    pub content_hash: String,
+    pub size_bytes: u64,
+    /// The workflows this version declares, by name.
+    pub workflows: Vec<String>,
+    pub uploaded_at: DateTime<Utc>,
+    pub uploaded_by: Option<ApiKeyId>,
+}
+
+/// What storing an upload needs.
+#[derive(Debug, Clone)]
+pub struct NewPackage {
+    pub id: Uuid,
+    pub manifest: Manifest,
+    /// `package.toml` as uploaded.
+    pub manifest_text: String,
+    pub archive: Vec<u8>,
+    pub content_hash: String,
+    pub uploaded_at: DateTime<Utc>,
+    pub uploaded_by: Option<ApiKeyId>,
+}
+
+impl NewPackage {
+    /// The row this upload becomes.
+    pub fn record(&self) -> PackageRecord {
+        PackageRecord {
+            id: self.id,
+            name: self.manifest.package.name.clone(),
+            version: self.manifest.package.version.clone(),
+            description: self.manifest.package.description.clone(),
+            content_hash: self.content_hash.clone(),
+            size_bytes: self.archive.len() as u64,
+            workflows: self.manifest.workflows.iter().map(|w| w.name.to_string()).collect(),
+            uploaded_at: self.uploaded_at,
+            uploaded_by: self.uploaded_by,
+        }
+    }
+
+    /// The workflow rows this version puts in force.
+    pub fn workflow_summaries(&self) -> Vec<WorkflowSummary> {
+        self.manifest
+            .workflows
+            .iter()
+            .map(|w| WorkflowSummary {
+                name: w.name.to_string(),
+                package_name: self.manifest.package.name.to_string(),
+                version: self.manifest.package.version.to_string(),
+                description: w.description.clone(),
+                tasks: w.tasks.iter().map(|t| t.id.to_string()).collect(),
+                paused: false,
+                updated_at: self.uploaded_at,
+            })
+            .collect()
+    }
+}
+
+/// What storing an upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageStored {
+    /// A new version; its workflows are in force unless a newer version of the package is.
+    Created(PackageRecord),
+    /// These exact bytes were uploaded before: nothing changed.
+    Existing(PackageRecord),
+}

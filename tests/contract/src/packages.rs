@@ -1,0 +1,96 @@
+//! The `PackageStore` contract (and what it does to `WorkflowStore`).
+
+use chrono::{TimeZone, Utc};
+use cloacina_domain::TenantName;
+use cloacina_domain::package::{Manifest, NewPackage, PackageStored};
+use cloacina_domain::ports::StoreError;
+use uuid::Uuid;
+
+use crate::Store;
+
+fn manifest(name: &str, version: &str, workflows: &[&str]) -> String {
+    let mut text = format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\n");
+    for w in workflows {
+        text.push_str(&format!(
+            "[[workflow]]\nname = \"{w}\"\n[[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n\
+             [[workflow.task]]\nid = \"b\"\ncommand = [\"true\"]\ndepends_on = [\"a\"]\n"
+        ));
+    }
+    text
+}
+
+fn upload(name: &str, version: &str, workflows: &[&str], content: &str) -> NewPackage {
+    let text = manifest(name, version, workflows);
+    NewPackage {
+        id: Uuid::new_v4(),
+        manifest: Manifest::parse(&text).unwrap(),
+        manifest_text: text,
+        archive: content.as_bytes().to_vec(),
+        content_hash: format!("{:0>64}", content.len().to_string() + content),
+        uploaded_at: Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
+        uploaded_by: None,
+    }
+}
+
+async fn versions_in_force(store: &Store) -> Vec<(String, String, String)> {
+    store
+        .list_workflows(&TenantName::public())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.name, w.package_name, w.version))
+        .collect()
+}
+
+pub async fn an_upload_is_stored_once_and_its_workflows_are_in_force(store: Store) {
+    let public = TenantName::public();
+    let first = upload("acme-etl", "1.0.0", &["nightly"], "bytes-1");
+    let Some(PackageStored::Created(rec)) = store.store_package(&public, &first).await.unwrap() else {
+        panic!("created")
+    };
+    assert_eq!((rec.name.as_str(), rec.version.to_string(), rec.size_bytes), ("acme-etl", "1.0.0".into(), 7));
+    assert_eq!(rec.workflows, ["nightly"]);
+    let again = NewPackage { id: Uuid::new_v4(), ..first.clone() };
+    assert!(
+        matches!(store.store_package(&public, &again).await.unwrap(), Some(PackageStored::Existing(r)) if r.id == first.id)
+    );
+    let listed = store.list_packages(&public).await.unwrap().unwrap();
+    assert_eq!(listed, vec![rec]);
+    let wf = store.list_workflows(&public).await.unwrap().unwrap();
+    assert_eq!(wf.len(), 1);
+    assert_eq!((wf[0].name.as_str(), wf[0].tasks.clone()), ("nightly", vec!["a".to_owned(), "b".to_owned()]));
+    assert_eq!(store.list_packages(&TenantName::parse("nobody").unwrap()).await.unwrap(), None);
+    assert_eq!(store.store_package(&TenantName::parse("nobody").unwrap(), &first).await.unwrap(), None);
+}
+
+pub async fn versions_are_immutable_and_the_newest_is_in_force(store: Store) {
+    let public = TenantName::public();
+    store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly", "hourly"], "v1")).await.unwrap();
+    let clash = upload("acme-etl", "1.0.0", &["nightly"], "other bytes");
+    assert!(matches!(store.store_package(&public, &clash).await, Err(StoreError::Conflict(_))));
+    store.store_package(&public, &upload("acme-etl", "1.1.0", &["nightly"], "v11")).await.unwrap();
+    assert_eq!(
+        versions_in_force(&store).await,
+        vec![("nightly".into(), "acme-etl".into(), "1.1.0".into())],
+        "1.1.0 supersedes 1.0.0 and drops 'hourly'"
+    );
+    store.store_package(&public, &upload("acme-etl", "0.9.0", &["nightly", "old"], "v09")).await.unwrap();
+    assert_eq!(
+        versions_in_force(&store).await,
+        vec![("nightly".into(), "acme-etl".into(), "1.1.0".into())],
+        "an older upload changes nothing in force"
+    );
+    let names: Vec<String> =
+        store.list_packages(&public).await.unwrap().unwrap().iter().map(|p| p.version.to_string()).collect();
+    assert_eq!(names, ["1.1.0", "1.0.0", "0.9.0"]);
+}
+
+pub async fn a_workflow_name_belongs_to_one_package(store: Store) {
+    let public = TenantName::public();
+    store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly"], "a")).await.unwrap();
+    let rival = upload("other-pkg", "1.0.0", &["nightly"], "b");
+    let err = store.store_package(&public, &rival).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(m) if m.contains("acme-etl")), "{err}");
+    assert_eq!(store.list_packages(&public).await.unwrap().unwrap().len(), 1, "the refused upload left nothing");
+}
