@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
-use cloacina_domain::ports::{DatabaseHealth, KeyStore, TenantDirectory, TenantStore, WorkflowStore};
+use cloacina_domain::ports::{DatabaseHealth, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore};
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
 
@@ -96,8 +96,14 @@ impl Backend {
 }
 
 /// Everything a storage backend provides.
-pub trait Storage: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static {}
-impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static> Storage for T {}
+pub trait Storage:
+    KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static
+{
+}
+impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static> Storage
+    for T
+{
+}
 
 /// Pool settings from the flags.
 pub fn settings(db: &DbArgs) -> PgSettings {

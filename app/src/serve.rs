@@ -12,14 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use cloacina_archive::Limits;
 use cloacina_cli::args::{Globals, ServeArgs};
 use cloacina_cli::config::ConfigFile;
 use cloacina_cli::home::{Home, write_private_file};
 use cloacina_domain::Secret;
 use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
-use cloacina_http::{AppState, HttpConfig, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, Metrics, PoolStats, Tenants, Workflows, bootstrap};
+use cloacina_http::{AppState, HttpConfig, Services, router};
+use cloacina_ports::{
+    Authenticator, BootstrapOutcome, Deps, Keys, Metrics, Packages, PoolStats, Tenants, Workflows, bootstrap,
+};
 use cloacina_sqlite::SqliteLocation;
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
 use cloacina_telemetry::{PrometheusMetrics, init_logging};
@@ -40,6 +43,8 @@ DEL /auth/keys/:id -- revoke key (auth required)
 GET /openapi.json -- OpenAPI document
 GET /v1/auth/whoami -- the calling key (auth required)
 GET /v1/tenants/:tenant/workflows -- the tenant's workflows (auth required)
+POST /v1/tenants/:tenant/workflows -- upload a package, multipart field `file` (auth required)
+GET /v1/tenants/:tenant/packages -- the tenant's packages (auth required)
 POST|GET /v1/tenants, GET|DEL /v1/tenants/:tenant -- tenants (admin key; PostgreSQL)
 POST|GET /v1/tenants/:tenant/keys, DEL /v1/tenants/:tenant/keys/:id -- tenant keys (auth required)";
 
@@ -132,8 +137,14 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         behind_proxy: args.behind_proxy,
         ..HttpConfig::default()
     };
-    let workflows = Workflows::new(storage.clone());
-    let state = AppState::new(auth.clone(), keys, tenants, workflows, storage, metrics, config);
+    let services = Services {
+        auth: auth.clone(),
+        keys,
+        tenants,
+        workflows: Workflows::new(storage.clone()),
+        packages: Packages::new(deps.clone(), storage.clone(), Limits::default()),
+    };
+    let state = AppState::new(services, storage, metrics, config);
 
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;

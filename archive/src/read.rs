@@ -60,6 +60,8 @@ pub enum ArchiveError {
 #[derive(Debug, Clone)]
 pub struct Unpacked {
     pub manifest: Manifest,
+    /// `package.toml` as the archive holds it.
+    pub manifest_text: String,
     /// `dest/<name>-<version>`: the folder tasks run in.
     pub root: PathBuf,
     pub files: usize,
@@ -72,9 +74,10 @@ pub struct Unpacked {
 /// The first [`ArchiveError`] found.
 pub fn inspect(archive: impl Read, limits: &Limits) -> Result<Unpacked, ArchiveError> {
     walk(archive, limits, &mut |_, _, data| std::io::copy(data, &mut std::io::sink()).map(drop).map_err(read_error))
-        .map(|(manifest, files, bytes)| Unpacked {
+        .map(|(manifest, manifest_text, files, bytes)| Unpacked {
             root: PathBuf::from(folder_name(&manifest)),
             manifest,
+            manifest_text,
             files,
             bytes,
         })
@@ -105,8 +108,8 @@ pub fn unpack(archive: impl Read, dest: &Path, limits: &Limits) -> Result<Unpack
         }
     });
     match result {
-        Ok((manifest, files, bytes)) => {
-            Ok(Unpacked { root: dest.join(folder_name(&manifest)), manifest, files, bytes })
+        Ok((manifest, manifest_text, files, bytes)) => {
+            Ok(Unpacked { root: dest.join(folder_name(&manifest)), manifest, manifest_text, files, bytes })
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(dest);
@@ -144,7 +147,11 @@ type Sink<'a> = dyn FnMut(&Path, Kind, &mut dyn Read) -> Result<(), ArchiveError
 
 /// Streams the entries through the checks, handing each accepted one to `sink`; returns the
 /// manifest, the file count and the content bytes.
-fn walk(archive: impl Read, limits: &Limits, sink: &mut Sink<'_>) -> Result<(Manifest, usize, u64), ArchiveError> {
+fn walk(
+    archive: impl Read,
+    limits: &Limits,
+    sink: &mut Sink<'_>,
+) -> Result<(Manifest, String, usize, u64), ArchiveError> {
     let mut buffered = BufReader::new(archive);
     let head = buffered.fill_buf().map_err(read_error)?;
     let decoded: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
@@ -239,7 +246,7 @@ fn walk(archive: impl Read, limits: &Limits, sink: &mut Sink<'_>) -> Result<(Man
     if found != expected {
         return Err(ArchiveError::FolderMismatch { found, expected });
     }
-    Ok((manifest, files, bytes))
+    Ok((manifest, text, files, bytes))
 }
 
 /// The entry's path made relative and checked: no root, no drive, no `..`.

@@ -10,6 +10,7 @@
 //! - [`bootstrap`] — the first god key at start-up.
 //! - [`tenants`] — [`Tenants`]: tenant create, list, inspect, delete.
 //! - [`workflows`] — [`Workflows`]: a tenant's workflows.
+//! - [`packages`] — [`Packages`]: uploading and listing packages.
 
 pub mod authenticate;
 pub mod bootstrap;
@@ -17,6 +18,7 @@ pub mod create_key;
 pub mod deps;
 pub mod list_keys;
 pub mod metrics;
+pub mod packages;
 pub mod revoke_key;
 pub mod tenants;
 pub mod workflows;
@@ -27,6 +29,7 @@ pub use create_key::{CreateKey, CreateKeyError, CreatedKey};
 pub use deps::Deps;
 pub use list_keys::{KeyScope, ListKeysError};
 pub use metrics::{AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats};
+pub use packages::{PackageError, Packages};
 pub use revoke_key::RevokeKeyError;
 pub use tenants::{DeletedTenant, TenantError, Tenants};
 pub use workflows::{WorkflowError, Workflows};

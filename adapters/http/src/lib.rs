@@ -24,4 +24,4 @@ pub mod state;
 
 pub use error::ApiError;
 pub use routes::{Access, ROUTES, RouteSpec, router};
-pub use state::{AppState, HttpConfig};
+pub use state::{AppState, HttpConfig, Services};

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{health, keys, tenants, whoami, workflows};
+use crate::handlers::{health, keys, packages, tenants, whoami, workflows};
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -50,6 +50,8 @@ pub struct StatusBody {
         tenants::get,
         tenants::delete,
         workflows::list,
+        packages::upload,
+        packages::list,
     ),
     modifiers(&BearerKeys, &LegacyKeyPaths)
 )]

@@ -13,7 +13,7 @@ use cloacina_domain::Permission;
 
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::handlers::{health, keys, tenants, whoami, workflows};
+use crate::handlers::{health, keys, packages, tenants, whoami, workflows};
 use crate::state::AppState;
 use crate::{observe, openapi};
 
@@ -34,6 +34,8 @@ pub struct RouteSpec {
     /// The axum path template, e.g. `/v1/tenants/{tenant}/keys/{id}`.
     pub path: &'static str,
     pub access: Access,
+    /// Takes a package upload (the upload body limit) rather than a small JSON body.
+    pub upload: bool,
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
 }
 
@@ -59,7 +61,17 @@ const fn spec(
     access: Access,
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
 ) -> RouteSpec {
-    RouteSpec { method, path, access, handler }
+    RouteSpec { method, path, access, upload: false, handler }
+}
+
+/// A route whose body is a package upload.
+const fn upload(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec { method, path, access, upload: true, handler }
 }
 
 use Access::{Key, Public};
@@ -88,8 +100,10 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::POST, "/v1/tenants/{tenant}/keys", Key(P::KeyCreate), handler!(keys::create_in_tenant)),
     spec(Method::GET, "/v1/tenants/{tenant}/keys", Key(P::KeyList), handler!(keys::list_tenant)),
     spec(Method::DELETE, "/v1/tenants/{tenant}/keys/{id}", Key(P::KeyRevoke), handler!(keys::revoke_in_tenant)),
-    // One tenant's workflows.
+    // One tenant's workflows and packages.
     spec(Method::GET, "/v1/tenants/{tenant}/workflows", Key(P::WorkflowRead), handler!(workflows::list)),
+    upload(Method::POST, "/v1/tenants/{tenant}/workflows", Key(P::WorkflowUpload), handler!(packages::upload)),
+    spec(Method::GET, "/v1/tenants/{tenant}/packages", Key(P::WorkflowRead), handler!(packages::list)),
 ];
 
 /// Builds the router: every route of [`ROUTES`] behind its guard, the JSON error envelope for
@@ -102,7 +116,10 @@ pub fn router(state: AppState) -> Router {
     for spec in ROUTES {
         #[allow(clippy::expect_used)]
         let filter = MethodFilter::try_from(spec.method.clone()).expect("route table method");
-        let route = (spec.handler)(filter).route_layer(from_fn_with_state(Guard::new(state.clone(), spec), guard));
+        let mut route = (spec.handler)(filter).route_layer(from_fn_with_state(Guard::new(state.clone(), spec), guard));
+        if spec.upload {
+            route = route.layer(DefaultBodyLimit::max(state.config.upload_body_limit));
+        }
         router = router.route(spec.path, route);
     }
     let limit = state.config.json_body_limit;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
-use cloacina_ports::{Authenticator, Keys, Metrics, Tenants, Workflows};
+use cloacina_ports::{Authenticator, Keys, Metrics, Packages, Tenants, Workflows};
 
 use crate::auth::AuthThrottle;
 
@@ -16,6 +16,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// The largest JSON body accepted (413 above it).
     pub json_body_limit: usize,
+    /// The largest package upload accepted (413 above it).
+    pub upload_body_limit: usize,
     /// Failed authentications allowed per client address per minute before 429 (0: no limit).
     pub auth_failures_per_minute: u32,
     /// Behind a trusted reverse proxy: the client address is the last `X-Forwarded-For` hop.
@@ -27,10 +29,21 @@ impl Default for HttpConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             json_body_limit: 64 * 1024,
+            upload_body_limit: 100 * 1024 * 1024,
             auth_failures_per_minute: 60,
             behind_proxy: false,
         }
     }
+}
+
+/// The use cases the handlers drive.
+#[derive(Debug)]
+pub struct Services {
+    pub auth: Arc<Authenticator>,
+    pub keys: Keys,
+    pub tenants: Tenants,
+    pub workflows: Workflows,
+    pub packages: Packages,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -44,6 +57,7 @@ pub struct Shared {
     pub keys: Keys,
     pub tenants: Tenants,
     pub workflows: Workflows,
+    pub packages: Packages,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -69,20 +83,19 @@ impl std::fmt::Debug for Shared {
 impl AppState {
     /// Assembles the state.
     pub fn new(
-        auth: Arc<Authenticator>,
-        keys: Keys,
-        tenants: Tenants,
-        workflows: Workflows,
+        services: Services,
         health: Arc<dyn DatabaseHealth>,
         metrics: Arc<dyn Metrics>,
         config: HttpConfig,
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
+        let Services { auth, keys, tenants, workflows, packages } = services;
         Self(Arc::new(Shared {
             auth,
             keys,
             tenants,
             workflows,
+            packages,
             health,
             metrics,
             config,

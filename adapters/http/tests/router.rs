@@ -14,10 +14,12 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
-use cloacina_domain::ports::{DatabaseHealth, KeyGenerator, KeyStore, TenantDirectory, TenantStore, WorkflowStore};
+use cloacina_domain::ports::{
+    DatabaseHealth, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore,
+};
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
-use cloacina_http::{AppState, HttpConfig, ROUTES, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, Tenants, Workflows, bootstrap};
+use cloacina_http::{AppState, HttpConfig, ROUTES, Services, router};
+use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, Packages, Tenants, Workflows, bootstrap};
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
@@ -32,8 +34,11 @@ struct App {
 }
 
 /// Every storage port of one backend.
-trait Store: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static {}
-impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + DatabaseHealth + 'static> Store for T {}
+trait Store: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static {}
+impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static> Store
+    for T
+{
+}
 
 async fn app_with(config: HttpConfig) -> App {
     let db = SqliteDb::open(&SqliteLocation::Memory).unwrap();
@@ -67,8 +72,14 @@ async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
     let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(30), 1000));
     let keys = Keys::new(deps.clone(), auth.clone());
     let tenants = Tenants::new(deps.clone(), db.clone(), auth.clone());
-    let workflows = Workflows::new(db.clone());
-    let state = AppState::new(auth, keys, tenants, workflows, db.clone(), Arc::new(NoMetrics), config);
+    let services = Services {
+        auth,
+        keys,
+        tenants,
+        workflows: Workflows::new(db.clone()),
+        packages: Packages::new(deps.clone(), db.clone(), cloacina_archive::Limits::default()),
+    };
+    let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
 }
 
@@ -601,4 +612,106 @@ async fn on_postgres_a_tenant_is_created_shown_and_deleted_and_its_name_is_free_
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = app.send(Method::POST, "/v1/tenants", god, Some(json!({"name": "globex"}))).await;
     assert_eq!(status, StatusCode::CREATED, "the name is free again at once");
+}
+
+/// A package folder packed into `.cloacina` bytes: workflow `pipeline` of package `name`.
+fn package_bytes(name: &str, version: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("package.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"{version}\"\n[[workflow]]\nname = \"pipeline\"\n\
+             [[workflow.task]]\nid = \"hello\"\ncommand = [\"sh\", \"hello.sh\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("hello.sh"), "echo hello\n").unwrap();
+    let mut out = Vec::new();
+    cloacina_archive::pack(dir.path(), &mut out).unwrap();
+    out
+}
+
+fn multipart(field: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "cloacina-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"p.cloacina\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl App {
+    async fn upload(&self, tenant: &str, key: &str, field: &str, bytes: &[u8]) -> (StatusCode, Value) {
+        let (content_type, body) = multipart(field, bytes);
+        let req = Request::post(format!("/v1/tenants/{tenant}/workflows"))
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let res = self.router("192.0.2.10:5000").oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+async fn uploads_are_checked_stored_once_and_listed(app: App, tenant: &str) {
+    let writer = app.key(Authority::Tenant { tenant: TenantName::parse(tenant).unwrap(), role: Role::Write }).await;
+    let reader = app.key(Authority::Tenant { tenant: TenantName::parse(tenant).unwrap(), role: Role::Read }).await;
+    let bytes = package_bytes("demo-etl", "1.0.0");
+    let (status, body) = app.upload(tenant, &writer, "file", &bytes).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["name"].clone(), body["version"].clone(), body["created"].clone()),
+        (json!("demo-etl"), json!("1.0.0"), json!(true))
+    );
+    assert_eq!(body["workflows"], json!(["pipeline"]));
+    assert_eq!(body["content_hash"].as_str().unwrap().len(), 64);
+    let (status, again) = app.upload(tenant, &writer, "file", &bytes).await;
+    assert_eq!(
+        (status, again["created"].clone(), again["package_id"].clone()),
+        (StatusCode::OK, json!(false), body["package_id"].clone())
+    );
+    let (status, body) = app.upload(tenant, &reader, "file", &bytes).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, listed, _) = app.send(Method::GET, &format!("/v1/tenants/{tenant}/workflows"), Some(&reader), None).await;
+    assert_eq!(listed["workflows"][0]["name"], "pipeline", "{listed}");
+    assert_eq!(listed["workflows"][0]["version"], "1.0.0");
+    let (_, packages, _) = app.send(Method::GET, &format!("/v1/tenants/{tenant}/packages"), Some(&reader), None).await;
+    assert_eq!(packages["packages"].as_array().unwrap().len(), 1, "{packages}");
+
+    let (status, body) = app.upload(tenant, &writer, "file", b"not an archive at all").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!((body["code"].clone(), body["field"].clone()), (json!("invalid_package"), json!("file")), "{body}");
+    let (status, body) = app.upload(tenant, &writer, "package", &bytes).await;
+    assert_eq!((status, body["field"].clone()), (StatusCode::BAD_REQUEST, json!("file")), "{body}");
+    let (status, body, _) =
+        app.send(Method::POST, &format!("/v1/tenants/{tenant}/workflows"), Some(&writer), Some(json!({}))).await;
+    assert_eq!((status, body["field"].clone()), (StatusCode::BAD_REQUEST, json!("file")), "{body}");
+    let (status, body) = app.upload(tenant, &writer, "file", &package_bytes("other-pkg", "1.0.0")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "workflow 'pipeline' belongs to demo-etl: {body}");
+    assert_eq!(body["code"], "package_conflict");
+}
+
+#[tokio::test]
+async fn uploads_on_sqlite() {
+    uploads_are_checked_stored_once_and_listed(app().await, "public").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_on_postgres_in_the_tenants_schema() {
+    let app = app_pg(HttpConfig::default()).await;
+    uploads_are_checked_stored_once_and_listed(app, "acme").await;
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_is_413() {
+    let app = app_with(HttpConfig { upload_body_limit: 2048, ..HttpConfig::default() }).await;
+    let writer = app.key(tenant("public", Role::Write)).await;
+    let (status, body) = app.upload("public", &writer, "file", &vec![7u8; 4096]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_envelope(&body, "payload_too_large");
 }

@@ -3,12 +3,14 @@
 //! # Layout
 //! - [`health`] — `/health`, `/ready`, `/metrics`.
 //! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
+//! - [`packages`] — package upload and listing.
 //! - [`tenants`] — create, list, inspect and delete tenants.
 //! - [`workflows`] — a tenant's workflows.
 //! - [`whoami`] — who the presented key is.
 
 pub mod health;
 pub mod keys;
+pub mod packages;
 pub mod tenants;
 pub mod whoami;
 pub mod workflows;

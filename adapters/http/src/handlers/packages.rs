@@ -1,0 +1,147 @@
+//! Package upload (`POST /v1/tenants/{tenant}/workflows`, multipart field `file`) and the
+//! package listing (`GET /v1/tenants/{tenant}/packages`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::http::StatusCode;
+use cloacina_domain::package::{PackageRecord, PackageStored};
+use cloacina_ports::PackageError;
+use serde::Serialize;
+
+use super::wire_time;
+use crate::auth::{Caller, TargetTenant};
+use crate::error::ApiError;
+use crate::openapi::ErrorBody;
+use crate::state::AppState;
+
+/// A stored package version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PackageView {
+    pub package_id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    /// SHA-256 of the archive, hex.
+    pub content_hash: String,
+    pub size_bytes: u64,
+    /// The workflows this version declares.
+    pub workflows: Vec<String>,
+    pub uploaded_at: String,
+    pub uploaded_by: Option<String>,
+}
+
+impl PackageView {
+    fn new(tenant: &str, r: &PackageRecord) -> Self {
+        Self {
+            package_id: r.id.to_string(),
+            tenant_id: tenant.to_owned(),
+            name: r.name.to_string(),
+            version: r.version.to_string(),
+            description: r.description.clone(),
+            content_hash: r.content_hash.clone(),
+            size_bytes: r.size_bytes,
+            workflows: r.workflows.clone(),
+            uploaded_at: wire_time(r.uploaded_at),
+            uploaded_by: r.uploaded_by.map(|k| k.to_string()),
+        }
+    }
+}
+
+/// An upload's answer: the package, and whether this upload created it (201) or the same
+/// bytes were there already (200).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Uploaded {
+    #[serde(flatten)]
+    pub package: PackageView,
+    pub created: bool,
+}
+
+/// A listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PackageList {
+    pub tenant_id: String,
+    pub packages: Vec<PackageView>,
+}
+
+fn from_error(e: PackageError) -> ApiError {
+    match e {
+        PackageError::Denied(d) => ApiError::forbidden(&d),
+        PackageError::NoSuchTenant(t) => {
+            ApiError::not_found("tenant_not_found", format!("tenant '{t}' does not exist"))
+        }
+        PackageError::Invalid(e) => {
+            let mut err = ApiError::invalid_field("file", e.to_string());
+            err.code = "invalid_package";
+            err
+        }
+        PackageError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "package_conflict", m),
+        PackageError::Store(e) => ApiError::store(&e),
+    }
+}
+
+fn multipart_error(e: &MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the package is larger than the upload limit")
+    } else {
+        ApiError::invalid_field("file", format!("the multipart body could not be read: {}", e.body_text()))
+    }
+}
+
+/// `POST /v1/tenants/{tenant}/workflows`: upload a `.cloacina` package (multipart field
+/// `file`, at most 100 MiB). It is checked as hostile input before anything is stored; the
+/// same bytes again change nothing.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/workflows", tag = "workflows", operation_id = "upload_package",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    request_body(content_type = "multipart/form-data", description = "Field `file`: the .cloacina archive"),
+    responses((status = 201, body = Uploaded), (status = 200, body = Uploaded, description = "Uploaded before"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::invalid_field("file", format!("send the package as multipart/form-data with a field 'file': {e}"))
+    })?;
+    let mut archive = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+            bytes.extend_from_slice(&chunk);
+        }
+        archive = Some(bytes);
+    }
+    let archive = archive.ok_or_else(|| ApiError::invalid_field("file", "the multipart field 'file' is missing"))?;
+    let stored = state.packages.upload(&caller.0, &tenant, archive).await.map_err(from_error)?;
+    let (status, record, created) = match &stored {
+        PackageStored::Created(r) => (StatusCode::CREATED, r, true),
+        PackageStored::Existing(r) => (StatusCode::OK, r, false),
+    };
+    Ok((status, Json(Uploaded { package: PackageView::new(tenant.as_str(), record), created })))
+}
+
+/// `GET /v1/tenants/{tenant}/packages`: every uploaded version, by name, newest first.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/packages", tag = "workflows", operation_id = "list_packages",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = PackageList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+) -> Result<Json<PackageList>, ApiError> {
+    let packages = state.packages.list(&caller.0, &tenant).await.map_err(from_error)?;
+    Ok(Json(PackageList {
+        tenant_id: tenant.to_string(),
+        packages: packages.iter().map(|p| PackageView::new(tenant.as_str(), p)).collect(),
+    }))
+}

@@ -1,0 +1,98 @@
+//! Uploading and listing packages (product.md §5).
+
+use std::sync::Arc;
+
+use cloacina_archive::{ArchiveError, Limits, inspect};
+use cloacina_domain::authz::authorize;
+use cloacina_domain::package::{NewPackage, PackageRecord, PackageStored};
+use cloacina_domain::ports::{PackageStore, StoreError};
+use cloacina_domain::{Denied, Permission, Principal, TenantName};
+use sha2::{Digest, Sha256};
+
+use crate::Deps;
+
+/// A tenant's packages.
+#[derive(Clone)]
+pub struct Packages {
+    deps: Deps,
+    store: Arc<dyn PackageStore>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Packages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packages").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// Why an upload or a listing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error("tenant '{0}' does not exist")]
+    NoSuchTenant(TenantName),
+    /// The archive or its manifest is refused; the text says why, naming the field at fault.
+    #[error("{0}")]
+    Invalid(ArchiveError),
+    /// A version uploaded before with other content, or a workflow another package declares.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for PackageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => PackageError::Conflict(m),
+            other => PackageError::Store(other),
+        }
+    }
+}
+
+impl Packages {
+    pub fn new(deps: Deps, store: Arc<dyn PackageStore>, limits: Limits) -> Self {
+        Self { deps, store, limits }
+    }
+
+    /// Checks an uploaded archive (as hostile input, within the limits) and stores it. The
+    /// same bytes again answer [`PackageStored::Existing`] and change nothing.
+    ///
+    /// # Errors
+    /// [`PackageError`]: not allowed, no such tenant, an invalid archive or manifest, a
+    /// conflicting version or workflow name, the store.
+    pub async fn upload(
+        &self,
+        caller: &Principal,
+        tenant: &TenantName,
+        archive: Vec<u8>,
+    ) -> Result<PackageStored, PackageError> {
+        authorize(caller, Permission::WorkflowUpload, Some(tenant))?;
+        let checked = inspect(archive.as_slice(), &self.limits).map_err(PackageError::Invalid)?;
+        let new = NewPackage {
+            id: self.deps.keygen.key_id().as_uuid(),
+            manifest: checked.manifest,
+            manifest_text: checked.manifest_text,
+            content_hash: format!("{:x}", Sha256::digest(&archive)),
+            archive,
+            uploaded_at: self.deps.clock.now(),
+            uploaded_by: Some(caller.key_id),
+        };
+        let stored =
+            self.store.store_package(tenant, &new).await?.ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))?;
+        if let PackageStored::Created(r) = &stored {
+            tracing::info!(%tenant, package = %r.name, version = %r.version, by = %caller.key_id, "package uploaded");
+        }
+        Ok(stored)
+    }
+
+    /// The tenant's packages, every version.
+    ///
+    /// # Errors
+    /// [`PackageError`]: not allowed, no such tenant, the store.
+    pub async fn list(&self, caller: &Principal, tenant: &TenantName) -> Result<Vec<PackageRecord>, PackageError> {
+        authorize(caller, Permission::WorkflowRead, Some(tenant))?;
+        self.store.list_packages(tenant).await?.ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))
+    }
+}
