@@ -5,6 +5,7 @@
 //! - [`harness`] — starting, stopping and signalling a server; running the CLI.
 //! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
+//! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
 //! - [`postgres`] — seed 002 on PostgreSQL, replicas, the bootstrap race, outages, `migrate`.
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
 //! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
@@ -13,6 +14,7 @@
 
 mod cli;
 mod harness;
+mod packages;
 mod postgres;
 mod reliability;
 mod seed_001;

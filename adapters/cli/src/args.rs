@@ -85,7 +85,7 @@ pub enum Command {
     /// Create, list, inspect and delete tenants (admin keys; PostgreSQL)
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Make, pack and check workflow packages (offline)
+    /// Make, pack and check workflow packages; upload and list them
     #[command(subcommand)]
     Package(PackageCommand),
     /// A tenant's workflows
@@ -268,6 +268,13 @@ pub enum PackageCommand {
         /// A folder holding package.toml, or a .cloacina archive
         path: PathBuf,
     },
+    /// Upload a .cloacina archive to the tenant (the same bytes again change nothing)
+    Upload {
+        /// The archive, as `package pack` writes it
+        file: PathBuf,
+    },
+    /// List the tenant's packages, every version
+    List,
 }
 
 #[derive(Debug, Subcommand)]

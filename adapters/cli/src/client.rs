@@ -144,6 +144,18 @@ impl Client {
         Ok(Self { http, server, key })
     }
 
+    /// Uploads `file` as the multipart field `file` and returns the JSON answer.
+    ///
+    /// # Errors
+    /// [`CliError::Local`] if the file cannot be read, else as [`Client::call`].
+    pub async fn upload(&self, path: &str, file: &std::path::Path) -> Result<Value, CliError> {
+        let bytes = std::fs::read(file).map_err(|e| CliError::Local(format!("cannot read {}: {e}", file.display())))?;
+        let name = file.file_name().map_or_else(|| "package.cloacina".into(), |n| n.to_string_lossy().into_owned());
+        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        let request = self.http.post(format!("{}{path}", self.server)).bearer_auth(self.key.expose()).multipart(form);
+        self.send(request).await
+    }
+
     /// Sends one request and returns the JSON answer.
     ///
     /// # Errors
@@ -159,6 +171,10 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
+        self.send(req).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
         let response = req
             .send()
             .await

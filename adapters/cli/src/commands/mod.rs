@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
 //! - [`key`] — `key create|list|revoke`.
-//! - [`package`] — `package new|pack|validate` (offline).
+//! - [`package`] — `package new|pack|validate` (offline), `package upload|list`.
 //! - [`tenant`] — `tenant create|list|get|delete`.
 //! - [`workflow`] — `workflow list`.
 
@@ -34,7 +34,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
         Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,
-        Command::Package(cmd) => package::run(&cli.globals, cmd),
+        Command::Package(cmd) => package::run(cli.globals, cmd).await,
         Command::Tenant(cmd) => tenant::run(&Context::load(cli.globals)?, cmd).await,
         Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
     }

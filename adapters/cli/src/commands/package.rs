@@ -1,4 +1,4 @@
-//! `package new|pack|validate`: making and checking packages, offline.
+//! `package new|pack|validate`: making and checking packages, offline; `package upload|list`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,9 +7,12 @@ use cloacina_archive::{Limits, file_name, inspect, pack};
 use cloacina_domain::package::{Manifest, PackageName};
 use serde_json::{Value, json};
 
+use reqwest::Method;
+
 use crate::args::{Globals, PackageCommand};
+use crate::client::Context;
 use crate::exit::CliError;
-use crate::output::emit;
+use crate::output::{Table, emit, text};
 
 /// The scaffold `package new` writes: (file, contents, executable).
 const TEMPLATE: [(&str, &str, bool); 4] = [
@@ -24,9 +27,57 @@ const TEMPLATE: [(&str, &str, bool); 4] = [
 /// # Errors
 /// [`CliError::Usage`] for a bad name or an invalid package, [`CliError::Local`] for files
 /// that cannot be read or written.
-pub fn run(globals: &Globals, cmd: PackageCommand) -> Result<(), CliError> {
+pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> {
     let format = globals.format();
     match cmd {
+        PackageCommand::Upload { file } => {
+            let ctx = Context::load(globals)?;
+            let client = ctx.client()?;
+            let tenant = ctx.tenant(&client).await?;
+            let uploaded = client.upload(&format!("/v1/tenants/{tenant}/workflows"), &file).await?;
+            emit(
+                format,
+                &uploaded,
+                || {
+                    let what = format!("{} {}", text(&uploaded, "name"), text(&uploaded, "version"));
+                    let workflows: Vec<&str> =
+                        uploaded["workflows"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                    if uploaded["created"] == json!(true) {
+                        format!("uploaded {what} to tenant {tenant}: workflows {}", workflows.join(", "))
+                    } else {
+                        format!("{what} was uploaded to tenant {tenant} before (same content): nothing changed")
+                    }
+                },
+                || vec![text(&uploaded, "package_id")],
+            )
+        }
+        PackageCommand::List => {
+            let ctx = Context::load(globals)?;
+            let client = ctx.client()?;
+            let tenant = ctx.tenant(&client).await?;
+            let listed = client.call(Method::GET, &format!("/v1/tenants/{tenant}/packages"), None::<&()>).await?;
+            let packages = listed["packages"].as_array().cloned().unwrap_or_default();
+            emit(
+                format,
+                &listed,
+                || {
+                    let mut t = Table::new(&["NAME", "VERSION", "WORKFLOWS", "BYTES", "UPLOADED"]);
+                    for p in &packages {
+                        let workflows: Vec<&str> =
+                            p["workflows"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                        t.row(vec![
+                            text(p, "name"),
+                            text(p, "version"),
+                            workflows.join(","),
+                            text(p, "size_bytes"),
+                            text(p, "uploaded_at"),
+                        ]);
+                    }
+                    t.render()
+                },
+                || packages.iter().map(|p| text(p, "package_id")).collect(),
+            )
+        }
         PackageCommand::New { name, dir } => {
             let name = PackageName::parse(&name).map_err(|e| CliError::Usage(format!("package name '{name}' {e}")))?;
             let dir = dir.unwrap_or_else(|| PathBuf::from(name.as_str()));
