@@ -132,6 +132,24 @@ pub trait TenantStore: Send + Sync {
 pub trait WorkflowStore: Send + Sync {
     /// The tenant's workflows by name. MUST return `None` if the tenant does not exist.
     async fn list_workflows(&self, tenant: &TenantName) -> Result<Option<Vec<WorkflowSummary>>, StoreError>;
+
+    /// One workflow. MUST return `None` if the tenant does not exist, `Some(None)` if the
+    /// workflow does not.
+    async fn get_workflow(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+    ) -> Result<Option<Option<WorkflowSummary>>, StoreError>;
+
+    /// Pauses or resumes a workflow (idempotent), returning it as it now is; `None` and
+    /// `Some(None)` as for [`WorkflowStore::get_workflow`].
+    async fn set_paused(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        paused: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Option<WorkflowSummary>>, StoreError>;
 }
 
 /// A tenant's uploaded packages. Every method runs in the tenant's own scope.
@@ -147,6 +165,17 @@ pub trait PackageStore: Send + Sync {
 
     /// The tenant's packages, by name then newest version first. `None` if no such tenant.
     async fn list_packages(&self, tenant: &TenantName) -> Result<Option<Vec<PackageRecord>>, StoreError>;
+
+    /// Deletes one version. If its workflows were in force, the highest remaining version's
+    /// take their place (paused flags kept); with none left they go. Returns the deleted row;
+    /// `None` if no such tenant, `Some(None)` if no such version.
+    async fn delete_package(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        version: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Option<PackageRecord>>, StoreError>;
 }
 
 /// What another replica (or this one) changed that caches must forget.

@@ -1,9 +1,10 @@
 //! Uploaded packages on PostgreSQL: in the tenant's schema, as the tenant's role.
 
 use async_trait::async_trait;
-use cloacina_domain::package::{NewPackage, PackageName, PackageRecord, PackageStored};
+use chrono::{DateTime, Utc};
+use cloacina_domain::package::{Manifest, NewPackage, PackageName, PackageRecord, PackageStored};
 use cloacina_domain::ports::{PackageStore, StoreError};
-use cloacina_domain::{ApiKeyId, TenantName};
+use cloacina_domain::{ApiKeyId, TenantName, WorkflowSummary};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -33,6 +34,101 @@ fn record(row: &PgRow) -> Result<PackageRecord, sqlx::Error> {
         uploaded_at: row.try_get(7)?,
         uploaded_by: row.try_get::<Option<Uuid>, _>(8)?.map(ApiKeyId::from_uuid),
     })
+}
+
+/// Makes `workflows` (one package version's) the ones in force for `package`: upserted,
+/// paused flags kept, the package's other workflows removed. A name another package declares
+/// is a conflict when `strict`, and left alone otherwise.
+async fn put_in_force(
+    tx: &mut PgConnection,
+    package: &str,
+    workflows: &[WorkflowSummary],
+    strict: bool,
+) -> Result<(), StoreError> {
+    let mut kept = Vec::new();
+    for w in workflows {
+        let owner: Option<String> = sqlx::query_scalar("SELECT package_name FROM workflows WHERE name = $1")
+            .bind(&w.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if let Some(owner) = owner.filter(|o| o != package) {
+            if strict {
+                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
+            }
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
+             VALUES ($1, $2, $3, $4, $5, false, $6)
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, description = excluded.description,
+                 tasks = excluded.tasks, updated_at = excluded.updated_at",
+        )
+        .bind(&w.name)
+        .bind(&w.package_name)
+        .bind(&w.version)
+        .bind(&w.description)
+        .bind(Json(&w.tasks))
+        .bind(w.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+        kept.push(w.name.clone());
+    }
+    sqlx::query("DELETE FROM workflows WHERE package_name = $1 AND NOT (name = ANY($2))")
+        .bind(package)
+        .bind(&kept)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
+}
+
+async fn delete(
+    tx: &mut PgConnection,
+    name: &str,
+    version: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<PackageRecord>, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cloacina-package:' || $1))")
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM packages WHERE name = $1 AND version = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(translate)?;
+    let Some(row) = row else { return Ok(None) };
+    let rec = record(&row).map_err(translate)?;
+    let in_force: Option<String> = sqlx::query_scalar("SELECT version FROM workflows WHERE package_name = $1 LIMIT 1")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+    if in_force.as_deref() == Some(rec.version.to_string().as_str()) {
+        let rest: Vec<(String, String)> = sqlx::query_as("SELECT version, manifest FROM packages WHERE name = $1")
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(translate)?;
+        let newest = rest
+            .into_iter()
+            .filter_map(|(v, m)| Some((semver::Version::parse(&v).ok()?, m)))
+            .max_by(|a, b| a.0.cmp(&b.0));
+        let workflows = match newest {
+            Some((_, text)) => Manifest::parse(&text)
+                .map_err(|e| StoreError::Unexpected(format!("stored manifest of {name} no longer parses: {e}")))?
+                .workflow_summaries(at),
+            None => Vec::new(),
+        };
+        put_in_force(tx, name, &workflows, false).await?;
+    }
+    Ok(Some(rec))
 }
 
 async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored, StoreError> {
@@ -83,38 +179,7 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
     .map_err(translate)?;
     let newest = versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= rec.version);
     if newest {
-        for w in new.workflow_summaries() {
-            let owner: Option<String> = sqlx::query_scalar("SELECT package_name FROM workflows WHERE name = $1")
-                .bind(&w.name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(translate)?;
-            if let Some(owner) = owner.filter(|o| *o != w.package_name) {
-                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
-            }
-            sqlx::query(
-                "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, false, $6)
-                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, description = excluded.description,
-                     tasks = excluded.tasks, updated_at = excluded.updated_at",
-            )
-            .bind(&w.name)
-            .bind(&w.package_name)
-            .bind(&w.version)
-            .bind(&w.description)
-            .bind(Json(&w.tasks))
-            .bind(w.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-        }
-        // Workflows the new version no longer declares leave with the old one.
-        sqlx::query("DELETE FROM workflows WHERE package_name = $1 AND NOT (name = ANY($2))")
-            .bind(rec.name.as_str())
-            .bind(&rec.workflows)
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
+        put_in_force(tx, rec.name.as_str(), &new.workflow_summaries(), true).await?;
     }
     Ok(PackageStored::Created(rec))
 }
@@ -135,5 +200,18 @@ impl PackageStore for PgDb {
         let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>().map_err(translate)?;
         records.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
         Ok(Some(records))
+    }
+
+    async fn delete_package(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        version: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Option<PackageRecord>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let deleted = delete(&mut tx, name, version, at).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(deleted))
     }
 }

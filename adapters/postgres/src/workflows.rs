@@ -25,6 +25,46 @@ impl WorkflowStore for PgDb {
         };
         rows.iter().map(summary).collect::<Result<Vec<_>, _>>().map(Some).map_err(translate)
     }
+
+    async fn get_workflow(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let row = sqlx::query(
+            "SELECT name, package_name, version, description, tasks, paused, updated_at FROM workflows WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        row.as_ref().map(summary).transpose().map(Some).map_err(translate)
+    }
+
+    async fn set_paused(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        paused: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let row = sqlx::query(
+            "UPDATE workflows SET paused = $2, updated_at = CASE WHEN paused = $2 THEN updated_at ELSE $3 END
+             WHERE name = $1
+             RETURNING name, package_name, version, description, tasks, paused, updated_at",
+        )
+        .bind(name)
+        .bind(paused)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        row.as_ref().map(summary).transpose().map(Some).map_err(translate)
+    }
 }
 
 fn summary(row: &PgRow) -> Result<WorkflowSummary, sqlx::Error> {

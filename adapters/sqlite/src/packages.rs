@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::package::{NewPackage, PackageName, PackageRecord, PackageStored};
+use cloacina_domain::package::{Manifest, NewPackage, PackageName, PackageRecord, PackageStored};
 use cloacina_domain::ports::{PackageStore, StoreError};
-use cloacina_domain::{ApiKeyId, TenantName};
+use cloacina_domain::{ApiKeyId, TenantName, WorkflowSummary};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -41,6 +41,101 @@ fn is_newest(conn: &Connection, name: &str, version: &semver::Version) -> rusqli
     let mut stmt = conn.prepare_cached("SELECT version FROM packages WHERE name = ?1")?;
     let versions = stmt.query_map([name], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= *version))
+}
+
+/// Makes `workflows` (one package version's) the ones in force for `package`: upserted,
+/// paused flags kept, and the package's other workflows removed. A name another package
+/// declares is a conflict when `strict`, and left alone otherwise.
+fn put_in_force(
+    conn: &Connection,
+    package: &str,
+    workflows: &[WorkflowSummary],
+    strict: bool,
+) -> Result<(), StoreError> {
+    let mut kept = Vec::new();
+    for w in workflows {
+        let owner: Option<String> = conn
+            .query_row("SELECT package_name FROM workflows WHERE name = ?1", [&w.name], |r| r.get(0))
+            .optional()
+            .map_err(crate::db::translate)?;
+        if let Some(owner) = owner.filter(|o| o != package) {
+            if strict {
+                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
+            }
+            continue;
+        }
+        conn.execute(
+            "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, description = excluded.description,
+                 tasks = excluded.tasks, updated_at = excluded.updated_at",
+            params![
+                w.name,
+                w.package_name,
+                w.version,
+                w.description,
+                serde_json::to_string(&w.tasks).unwrap_or_else(|_| "[]".into()),
+                ts(w.updated_at)
+            ],
+        )
+        .map_err(crate::db::translate)?;
+        kept.push(w.name.clone());
+    }
+    let keep = serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "DELETE FROM workflows WHERE package_name = ?1 AND name NOT IN (SELECT value FROM json_each(?2))",
+        params![package, keep],
+    )
+    .map_err(crate::db::translate)?;
+    Ok(())
+}
+
+fn delete(
+    conn: &mut Connection,
+    name: &str,
+    version: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<PackageRecord>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(crate::db::translate)?;
+    let Some(rec) = tx
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM packages WHERE name = ?1 AND version = ?2"),
+            params![name, version],
+            record,
+        )
+        .optional()
+        .map_err(crate::db::translate)?
+    else {
+        return Ok(None);
+    };
+    tx.execute("DELETE FROM packages WHERE id = ?1", [rec.id.to_string()]).map_err(crate::db::translate)?;
+    let in_force: Option<String> = tx
+        .query_row("SELECT version FROM workflows WHERE package_name = ?1 LIMIT 1", [name], |r| r.get(0))
+        .optional()
+        .map_err(crate::db::translate)?;
+    if in_force.as_deref() == Some(&rec.version.to_string()) {
+        let mut stmt = tx
+            .prepare_cached("SELECT version, manifest FROM packages WHERE name = ?1")
+            .map_err(crate::db::translate)?;
+        let rest = stmt
+            .query_map([name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(crate::db::translate)?;
+        drop(stmt);
+        let newest = rest
+            .into_iter()
+            .filter_map(|(v, m)| Some((semver::Version::parse(&v).ok()?, m)))
+            .max_by(|a, b| a.0.cmp(&b.0));
+        let workflows = match newest {
+            Some((_, text)) => Manifest::parse(&text)
+                .map_err(|e| StoreError::Unexpected(format!("stored manifest of {name} no longer parses: {e}")))?
+                .workflow_summaries(at),
+            None => Vec::new(),
+        };
+        put_in_force(&tx, name, &workflows, false)?;
+    }
+    tx.commit().map_err(crate::db::translate)?;
+    Ok(Some(rec))
 }
 
 fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, StoreError> {
@@ -87,37 +182,7 @@ fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, Store
     )
     .map_err(crate::db::translate)?;
     if is_newest(&tx, rec.name.as_str(), &rec.version).map_err(crate::db::translate)? {
-        for w in new.workflow_summaries() {
-            let owner: Option<String> = tx
-                .query_row("SELECT package_name FROM workflows WHERE name = ?1", [&w.name], |r| r.get(0))
-                .optional()
-                .map_err(crate::db::translate)?;
-            if let Some(owner) = owner.filter(|o| *o != w.package_name) {
-                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
-            }
-            tx.execute(
-                "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
-                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, description = excluded.description,
-                     tasks = excluded.tasks, updated_at = excluded.updated_at",
-                params![
-                    w.name,
-                    w.package_name,
-                    w.version,
-                    w.description,
-                    serde_json::to_string(&w.tasks).unwrap_or_else(|_| "[]".into()),
-                    ts(w.updated_at)
-                ],
-            )
-            .map_err(crate::db::translate)?;
-        }
-        // Workflows the new version no longer declares leave with the old one.
-        let keep = serde_json::to_string(&rec.workflows).unwrap_or_else(|_| "[]".into());
-        tx.execute(
-            "DELETE FROM workflows WHERE package_name = ?1 AND name NOT IN (SELECT value FROM json_each(?2))",
-            params![rec.name.as_str(), keep],
-        )
-        .map_err(crate::db::translate)?;
+        put_in_force(&tx, rec.name.as_str(), &new.workflow_summaries(), true)?;
     }
     tx.commit().map_err(crate::db::translate)?;
     Ok(PackageStored::Created(rec))
@@ -145,5 +210,19 @@ impl PackageStore for SqliteDb {
             .await?;
         rows.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
         Ok(Some(rows))
+    }
+
+    async fn delete_package(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        version: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Option<PackageRecord>>, StoreError> {
+        if !tenant.is_public() {
+            return Ok(None);
+        }
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.write_store(move |conn| delete(conn, &name, &version, at)).await.map(Some)
     }
 }

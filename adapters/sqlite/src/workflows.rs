@@ -4,9 +4,35 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::ports::{StoreError, WorkflowStore};
 use cloacina_domain::{TenantName, WorkflowSummary};
+use rusqlite::OptionalExtension;
 use rusqlite::types::Type;
 
 use crate::SqliteDb;
+
+const COLUMNS: &str = "name, package_name, version, description, tasks, paused, updated_at";
+
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowSummary> {
+    let conv = |col, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(col, Type::Text, e)
+    };
+    let tasks: String = r.get(4)?;
+    let updated: String = r.get(6)?;
+    Ok(WorkflowSummary {
+        name: r.get(0)?,
+        package_name: r.get(1)?,
+        version: r.get(2)?,
+        description: r.get(3)?,
+        tasks: serde_json::from_str(&tasks).map_err(|e| conv(4, Box::new(e)))?,
+        paused: r.get(5)?,
+        updated_at: DateTime::parse_from_rfc3339(&updated)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| conv(6, Box::new(e)))?,
+    })
+}
+
+fn find(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<Option<WorkflowSummary>> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM workflows WHERE name = ?1"), [name], summary).optional()
+}
 
 #[async_trait]
 impl WorkflowStore for SqliteDb {
@@ -15,28 +41,41 @@ impl WorkflowStore for SqliteDb {
             return Ok(None);
         }
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT name, package_name, version, description, tasks, paused, updated_at FROM workflows ORDER BY name",
+            let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM workflows ORDER BY name"))?;
+            stmt.query_map([], summary)?.collect::<Result<Vec<_>, _>>().map(Some)
+        })
+        .await
+    }
+
+    async fn get_workflow(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
+        if !tenant.is_public() {
+            return Ok(None);
+        }
+        let name = name.to_owned();
+        self.read(move |conn| find(conn, &name).map(Some)).await
+    }
+
+    async fn set_paused(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        paused: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
+        if !tenant.is_public() {
+            return Ok(None);
+        }
+        let name = name.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE workflows SET paused = ?2, updated_at = ?3 WHERE name = ?1 AND paused <> ?2",
+                rusqlite::params![name, paused, crate::keys::ts(at)],
             )?;
-            let rows = stmt.query_map([], |r| {
-                let conv = |col, e: Box<dyn std::error::Error + Send + Sync>| {
-                    rusqlite::Error::FromSqlConversionFailure(col, Type::Text, e)
-                };
-                let tasks: String = r.get(4)?;
-                let updated: String = r.get(6)?;
-                Ok(WorkflowSummary {
-                    name: r.get(0)?,
-                    package_name: r.get(1)?,
-                    version: r.get(2)?,
-                    description: r.get(3)?,
-                    tasks: serde_json::from_str(&tasks).map_err(|e| conv(4, Box::new(e)))?,
-                    paused: r.get(5)?,
-                    updated_at: DateTime::parse_from_rfc3339(&updated)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|e| conv(6, Box::new(e)))?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>().map(Some)
+            find(conn, &name).map(Some)
         })
         .await
     }

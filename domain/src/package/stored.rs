@@ -55,17 +55,23 @@ impl NewPackage {
 
     /// The workflow rows this version puts in force.
     pub fn workflow_summaries(&self) -> Vec<WorkflowSummary> {
-        self.manifest
-            .workflows
+        self.manifest.workflow_summaries(self.uploaded_at)
+    }
+}
+
+impl Manifest {
+    /// The workflow rows this package version puts in force, stamped `at` (not paused).
+    pub fn workflow_summaries(&self, at: DateTime<Utc>) -> Vec<WorkflowSummary> {
+        self.workflows
             .iter()
             .map(|w| WorkflowSummary {
                 name: w.name.to_string(),
-                package_name: self.manifest.package.name.to_string(),
-                version: self.manifest.package.version.to_string(),
+                package_name: self.package.name.to_string(),
+                version: self.package.version.to_string(),
                 description: w.description.clone(),
                 tasks: w.tasks.iter().map(|t| t.id.to_string()).collect(),
                 paused: false,
-                updated_at: self.uploaded_at,
+                updated_at: at,
             })
             .collect()
     }

@@ -94,3 +94,46 @@ pub async fn a_workflow_name_belongs_to_one_package(store: Store) {
     assert!(matches!(&err, StoreError::Conflict(m) if m.contains("acme-etl")), "{err}");
     assert_eq!(store.list_packages(&public).await.unwrap().unwrap().len(), 1, "the refused upload left nothing");
 }
+
+pub async fn a_workflow_is_found_paused_and_resumed_and_stays_paused_across_versions(store: Store) {
+    let public = TenantName::public();
+    let at = Utc.with_ymd_and_hms(2026, 6, 2, 8, 0, 0).unwrap();
+    assert_eq!(store.get_workflow(&public, "nightly").await.unwrap(), Some(None));
+    assert_eq!(store.set_paused(&public, "nightly", true, at).await.unwrap(), Some(None));
+    store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly"], "v1")).await.unwrap();
+    let paused = store.set_paused(&public, "nightly", true, at).await.unwrap().unwrap().unwrap();
+    assert!(paused.paused);
+    assert_eq!(paused.updated_at, at);
+    store.store_package(&public, &upload("acme-etl", "2.0.0", &["nightly"], "v2")).await.unwrap();
+    let found = store.get_workflow(&public, "nightly").await.unwrap().unwrap().unwrap();
+    assert_eq!((found.version.as_str(), found.paused), ("2.0.0", true), "a new version keeps the pause");
+    let resumed = store.set_paused(&public, "nightly", false, at).await.unwrap().unwrap().unwrap();
+    assert!(!resumed.paused);
+    assert_eq!(store.get_workflow(&TenantName::parse("nobody").unwrap(), "nightly").await.unwrap(), None);
+}
+
+pub async fn deleting_the_version_in_force_falls_back_to_the_newest_left(store: Store) {
+    let public = TenantName::public();
+    let at = Utc.with_ymd_and_hms(2026, 6, 3, 8, 0, 0).unwrap();
+    store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly", "hourly"], "v1")).await.unwrap();
+    store.store_package(&public, &upload("acme-etl", "1.1.0", &["nightly"], "v11")).await.unwrap();
+    store.store_package(&public, &upload("acme-etl", "0.5.0", &["nightly"], "v05")).await.unwrap();
+    store.set_paused(&public, "nightly", true, at).await.unwrap();
+    let gone = store.delete_package(&public, "acme-etl", "0.5.0", at).await.unwrap().unwrap().unwrap();
+    assert_eq!(gone.version.to_string(), "0.5.0");
+    assert_eq!(versions_in_force(&store).await, vec![("nightly".into(), "acme-etl".into(), "1.1.0".into())]);
+    store.delete_package(&public, "acme-etl", "1.1.0", at).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        versions_in_force(&store).await,
+        vec![
+            ("hourly".into(), "acme-etl".into(), "1.0.0".into()),
+            ("nightly".into(), "acme-etl".into(), "1.0.0".into())
+        ],
+        "1.0.0 is in force again, 'hourly' with it"
+    );
+    assert!(store.get_workflow(&public, "nightly").await.unwrap().unwrap().unwrap().paused, "the pause is kept");
+    store.delete_package(&public, "acme-etl", "1.0.0", at).await.unwrap().unwrap().unwrap();
+    assert!(versions_in_force(&store).await.is_empty());
+    assert_eq!(store.delete_package(&public, "acme-etl", "1.0.0", at).await.unwrap(), Some(None));
+    assert!(store.list_packages(&public).await.unwrap().unwrap().is_empty());
+}
