@@ -141,7 +141,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         auth: auth.clone(),
         keys,
         tenants,
-        workflows: Workflows::new(storage.clone()),
+        workflows: Workflows::new(storage.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), storage.clone(), Limits::default()),
     };
     let state = AppState::new(services, storage, metrics, config);

@@ -32,6 +32,8 @@ pub enum PackageError {
     Denied(#[from] Denied),
     #[error("tenant '{0}' does not exist")]
     NoSuchTenant(TenantName),
+    #[error("package {0} {1} does not exist")]
+    NoSuchVersion(String, String),
     /// The archive or its manifest is refused; the text says why, naming the field at fault.
     #[error("{0}")]
     Invalid(ArchiveError),
@@ -85,6 +87,27 @@ impl Packages {
             tracing::info!(%tenant, package = %r.name, version = %r.version, by = %caller.key_id, "package uploaded");
         }
         Ok(stored)
+    }
+
+    /// Deletes one version of a package; if it was in force, the newest remaining version's
+    /// workflows take its place.
+    ///
+    /// # Errors
+    /// [`PackageError`]: not allowed, no such tenant or version, the store.
+    pub async fn delete(
+        &self,
+        caller: &Principal,
+        tenant: &TenantName,
+        name: &str,
+        version: &str,
+    ) -> Result<PackageRecord, PackageError> {
+        authorize(caller, Permission::WorkflowDelete, Some(tenant))?;
+        let deleted = self.store.delete_package(tenant, name, version, self.deps.clock.now()).await?;
+        let rec = deleted
+            .ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))?
+            .ok_or_else(|| PackageError::NoSuchVersion(name.into(), version.into()))?;
+        tracing::info!(%tenant, package = name, version, by = %caller.key_id, "package version deleted");
+        Ok(rec)
     }
 
     /// The tenant's packages, every version.

@@ -52,6 +52,10 @@ pub struct StatusBody {
         workflows::list,
         packages::upload,
         packages::list,
+        packages::delete,
+        workflows::get,
+        workflows::pause,
+        workflows::resume,
     ),
     modifiers(&BearerKeys, &LegacyKeyPaths)
 )]

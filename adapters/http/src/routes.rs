@@ -104,6 +104,25 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::GET, "/v1/tenants/{tenant}/workflows", Key(P::WorkflowRead), handler!(workflows::list)),
     upload(Method::POST, "/v1/tenants/{tenant}/workflows", Key(P::WorkflowUpload), handler!(packages::upload)),
     spec(Method::GET, "/v1/tenants/{tenant}/packages", Key(P::WorkflowRead), handler!(packages::list)),
+    spec(Method::GET, "/v1/tenants/{tenant}/workflows/{name}", Key(P::WorkflowRead), handler!(workflows::get)),
+    spec(
+        Method::POST,
+        "/v1/tenants/{tenant}/workflows/{name}/pause",
+        Key(P::WorkflowPause),
+        handler!(workflows::pause),
+    ),
+    spec(
+        Method::POST,
+        "/v1/tenants/{tenant}/workflows/{name}/resume",
+        Key(P::WorkflowPause),
+        handler!(workflows::resume),
+    ),
+    spec(
+        Method::DELETE,
+        "/v1/tenants/{tenant}/workflows/{name}/{version}",
+        Key(P::WorkflowDelete),
+        handler!(packages::delete),
+    ),
 ];
 
 /// Builds the router: every route of [`ROUTES`] behind its guard, the JSON error envelope for

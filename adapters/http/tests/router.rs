@@ -76,7 +76,7 @@ async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         auth,
         keys,
         tenants,
-        workflows: Workflows::new(db.clone()),
+        workflows: Workflows::new(db.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), db.clone(), cloacina_archive::Limits::default()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
@@ -471,8 +471,12 @@ async fn isolation_matrix(app: App) {
     ];
     let mut cells = 0;
     for route in ROUTES {
-        let path =
-            route.path.replace("{tenant}", "public").replace("{id}", &ApiKeyId::from_uuid(uuid_nil()).to_string());
+        let path = route
+            .path
+            .replace("{tenant}", "public")
+            .replace("{id}", &ApiKeyId::from_uuid(uuid_nil()).to_string())
+            .replace("{name}", "nightly")
+            .replace("{version}", "1.0.0");
         let body = (route.method == Method::POST).then(|| json!({"name": "matrix"}));
         for (caller, key) in &callers {
             let (status, resp, _) = app.send(route.method.clone(), &path, key.as_deref(), body.clone()).await;
@@ -694,6 +698,28 @@ async fn uploads_are_checked_stored_once_and_listed(app: App, tenant: &str) {
     let (status, body) = app.upload(tenant, &writer, "file", &package_bytes("other-pkg", "1.0.0")).await;
     assert_eq!(status, StatusCode::CONFLICT, "workflow 'pipeline' belongs to demo-etl: {body}");
     assert_eq!(body["code"], "package_conflict");
+
+    let base = format!("/v1/tenants/{tenant}/workflows");
+    let (status, body, _) = app.send(Method::GET, &format!("{base}/pipeline"), Some(&reader), None).await;
+    assert_eq!(
+        (status, body["version"].clone(), body["paused"].clone()),
+        (StatusCode::OK, json!("1.0.0"), json!(false))
+    );
+    let (status, body, _) = app.send(Method::GET, &format!("{base}/nope"), Some(&reader), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_envelope(&body, "workflow_not_found");
+    for (verb, paused) in [("pause", true), ("pause", true), ("resume", false)] {
+        let (status, body, _) = app.send(Method::POST, &format!("{base}/pipeline/{verb}"), Some(&writer), None).await;
+        assert_eq!((status, body["paused"].clone()), (StatusCode::OK, json!(paused)), "{verb}: {body}");
+    }
+    let (status, body, _) = app.send(Method::DELETE, &format!("{base}/demo-etl/1.0.0"), Some(&writer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"status": "deleted", "package_name": "demo-etl", "version": "1.0.0"}));
+    let (status, _, _) = app.send(Method::GET, &format!("{base}/pipeline"), Some(&reader), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "its only version gone, the workflow goes");
+    let (status, body, _) = app.send(Method::DELETE, &format!("{base}/demo-etl/1.0.0"), Some(&writer), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_envelope(&body, "package_not_found");
 }
 
 #[tokio::test]

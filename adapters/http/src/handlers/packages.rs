@@ -2,8 +2,8 @@
 //! package listing (`GET /v1/tenants/{tenant}/packages`).
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cloacina_domain::package::{PackageRecord, PackageStored};
 use cloacina_ports::PackageError;
@@ -76,6 +76,7 @@ fn from_error(e: PackageError) -> ApiError {
             err.code = "invalid_package";
             err
         }
+        e @ PackageError::NoSuchVersion(..) => ApiError::not_found("package_not_found", e.to_string()),
         PackageError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "package_conflict", m),
         PackageError::Store(e) => ApiError::store(&e),
     }
@@ -143,5 +144,37 @@ pub async fn list(
     Ok(Json(PackageList {
         tenant_id: tenant.to_string(),
         packages: packages.iter().map(|p| PackageView::new(tenant.as_str(), p)).collect(),
+    }))
+}
+
+/// A deletion's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PackageDeleted {
+    #[schema(value_type = String, example = "deleted")]
+    pub status: &'static str,
+    pub package_name: String,
+    pub version: String,
+}
+
+/// `DELETE /v1/tenants/{tenant}/workflows/{name}/{version}`: delete one version of package
+/// `name`. If it was the version in force, the newest remaining one takes its place (its
+/// workflows with it); with none left, the package's workflows go.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/workflows/{name}/{version}", tag = "workflows", operation_id = "delete_package",
+    params(("tenant" = String, Path, description = "Tenant name"), ("name" = String, Path, description = "Package name"),
+        ("version" = String, Path, description = "Package version")),
+    responses((status = 200, body = PackageDeleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, name, version)): Path<(String, String, String)>,
+) -> Result<Json<PackageDeleted>, ApiError> {
+    let gone = state.packages.delete(&caller.0, &tenant, &name, &version).await.map_err(from_error)?;
+    Ok(Json(PackageDeleted {
+        status: "deleted",
+        package_name: gone.name.to_string(),
+        version: gone.version.to_string(),
     }))
 }
