@@ -37,6 +37,20 @@ fn package_steps(home: &std::path::Path, server: &Server, writer: &str, reader: 
     let out = run(&["-o", "json", "workflow", "list"], reader);
     let listed: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(listed["workflows"][0]["tasks"], serde_json::json!(["extract", "transform", "load"]), "{listed}");
+    let out = run(&["workflow", "inspect", "pipeline"], reader);
+    assert!(stdout(&out).contains("extract → transform → load"), "{}", stdout(&out));
+    let out = run(&["workflow", "pause", "pipeline"], writer);
+    assert_eq!(stdout(&out), "workflow 'pipeline' is paused", "{}", stderr(&out));
+    assert_eq!(run(&["workflow", "pause", "pipeline"], reader).status.code(), Some(4));
+    let out = run(&["workflow", "resume", "pipeline"], writer);
+    assert_eq!(stdout(&out), "workflow 'pipeline' is running");
+    let out = run(&["-o", "id", "package", "inspect", "acme-etl"], reader);
+    assert_eq!(stdout(&out), "0.1.0", "{}", stderr(&out));
+    assert_eq!(run(&["package", "inspect", "nothing-here"], reader).status.code(), Some(3));
+    let out = run(&["package", "delete", "acme-etl", "0.1.0"], writer);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run(&["workflow", "inspect", "pipeline"], reader).status.code(), Some(3), "gone with its package");
+    assert_eq!(run(&["package", "delete", "acme-etl", "0.1.0"], writer).status.code(), Some(3));
     // A broken package is refused locally, naming the field.
     let manifest = work.join("acme-etl/package.toml");
     let text =

@@ -275,12 +275,26 @@ pub enum PackageCommand {
     },
     /// List the tenant's packages, every version
     List,
+    /// Show every uploaded version of one package
+    Inspect { name: String },
+    /// Delete one version of a package; the newest remaining version takes its place
+    Delete {
+        name: String,
+        #[arg(id = "package_version", value_name = "VERSION")]
+        version: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
     /// List the tenant's workflows
     List,
+    /// Show one workflow: its package version, tasks and state
+    Inspect { name: String },
+    /// Pause a workflow: its triggers stop firing and new runs are refused
+    Pause { name: String },
+    /// Resume a paused workflow
+    Resume { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,6 +51,40 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
                 || vec![text(&uploaded, "package_id")],
             )
         }
+        PackageCommand::Inspect { name } => {
+            let ctx = Context::load(globals)?;
+            let client = ctx.client()?;
+            let tenant = ctx.tenant(&client).await?;
+            let listed = client.call(Method::GET, &format!("/v1/tenants/{tenant}/packages"), None::<&()>).await?;
+            let versions: Vec<Value> = listed["packages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["name"].as_str() == Some(name.as_str()))
+                .cloned()
+                .collect();
+            if versions.is_empty() {
+                return Err(CliError::Api {
+                    status: 404,
+                    code: "package_not_found".into(),
+                    message: format!("no package '{name}' in tenant {tenant}"),
+                });
+            }
+            let shown = json!({"tenant_id": tenant.as_str(), "name": name, "versions": versions});
+            emit(format, &shown, || versions_table(&versions), || versions.iter().map(|p| text(p, "version")).collect())
+        }
+        PackageCommand::Delete { name, version } => {
+            let ctx = Context::load(globals)?;
+            let client = ctx.client()?;
+            let tenant = ctx.tenant(&client).await?;
+            let path = format!(
+                "/v1/tenants/{tenant}/workflows/{}/{}",
+                crate::commands::workflow::segment(&name)?,
+                crate::commands::workflow::segment(&version)?
+            );
+            let gone = client.call(Method::DELETE, &path, None::<&()>).await?;
+            emit(format, &gone, || format!("deleted {name} {version} from tenant {tenant}"), || vec![version.clone()])
+        }
         PackageCommand::List => {
             let ctx = Context::load(globals)?;
             let client = ctx.client()?;
@@ -118,6 +152,21 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
             emit(format, &summary, || summary_text(&summary), || vec![manifest.package.name.to_string()])
         }
     }
+}
+
+fn versions_table(packages: &[Value]) -> String {
+    let mut t = Table::new(&["NAME", "VERSION", "WORKFLOWS", "BYTES", "UPLOADED"]);
+    for p in packages {
+        let workflows: Vec<&str> = p["workflows"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        t.row(vec![
+            text(p, "name"),
+            text(p, "version"),
+            workflows.join(","),
+            text(p, "size_bytes"),
+            text(p, "uploaded_at"),
+        ]);
+    }
+    t.render()
 }
 
 fn scaffold(dir: &Path, name: &PackageName) -> Result<(), CliError> {

@@ -1,4 +1,4 @@
-//! `workflow list`.
+//! `workflow list|inspect|pause|resume`.
 
 use reqwest::Method;
 use serde_json::Value;
@@ -16,9 +16,10 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
     let client = ctx.client()?;
     let format = ctx.globals.format();
     let tenant = ctx.tenant(&client).await?;
+    let base = format!("/v1/tenants/{tenant}/workflows");
     match cmd {
         WorkflowCommand::List => {
-            let listed = client.call(Method::GET, &format!("/v1/tenants/{tenant}/workflows"), None::<&()>).await?;
+            let listed = client.call(Method::GET, &base, None::<&()>).await?;
             let workflows = listed.get("workflows").and_then(Value::as_array).cloned().unwrap_or_default();
             emit(
                 format,
@@ -41,5 +42,45 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
                 || workflows.iter().map(|w| text(w, "name")).collect(),
             )
         }
+        WorkflowCommand::Inspect { name } => {
+            let w = client.call(Method::GET, &format!("{base}/{}", segment(&name)?), None::<&()>).await?;
+            emit(format, &w, || detail(&w), || vec![text(&w, "name")])
+        }
+        WorkflowCommand::Pause { name } => set_paused(ctx, &client, &base, &name, "pause").await,
+        WorkflowCommand::Resume { name } => set_paused(ctx, &client, &base, &name, "resume").await,
     }
+}
+
+async fn set_paused(
+    ctx: &Context,
+    client: &crate::client::Client,
+    base: &str,
+    name: &str,
+    verb: &str,
+) -> Result<(), CliError> {
+    let w = client.call(Method::POST, &format!("{base}/{}/{verb}", segment(name)?), None::<&()>).await?;
+    let state = if w["paused"] == Value::Bool(true) { "paused" } else { "running" };
+    emit(ctx.globals.format(), &w, || format!("workflow '{name}' is {state}"), || vec![text(&w, "name")])
+}
+
+/// A name as a path segment; anything that would change the path is refused here.
+pub(crate) fn segment(name: &str) -> Result<&str, CliError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b)) {
+        return Err(CliError::Usage(format!("'{name}' is not a valid name")));
+    }
+    Ok(name)
+}
+
+fn detail(w: &Value) -> String {
+    let tasks: Vec<&str> = w["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    [
+        format!("workflow     {}", text(w, "name")),
+        format!("tenant       {}", text(w, "tenant_id")),
+        format!("package      {} {}", text(w, "package_name"), text(w, "version")),
+        format!("description  {}", text(w, "description")),
+        format!("tasks        {}", tasks.join(" → ")),
+        format!("paused       {}", text(w, "paused")),
+        format!("updated      {}", text(w, "updated_at")),
+    ]
+    .join("\n")
 }
