@@ -11,6 +11,7 @@
 //! - [`principal`] — who a verified key is ([`Principal`], [`Authority`]).
 //! - [`authz`] — the authorisation decisions: route permissions and key minting/revoking.
 //! - [`tenant`] — [`TenantName`], registry rows ([`TenantRecord`]) and [`NewTenant`].
+//! - [`execution`] — executions: task states, what successes and failures change, contexts.
 //! - [`bootstrap`] — the rule that decides whether start-up creates a god key.
 //! - [`record`] — stored key rows ([`KeyRecord`]) and what creating one needs.
 //! - [`workflow`] — [`WorkflowSummary`], a workflow as listings show it.
@@ -19,6 +20,7 @@
 
 pub mod authz;
 pub mod bootstrap;
+pub mod execution;
 pub mod key;
 pub mod package;
 pub mod ports;
