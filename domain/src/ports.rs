@@ -178,6 +178,52 @@ pub trait PackageStore: Send + Sync {
     ) -> Result<Option<Option<PackageRecord>>, StoreError>;
 }
 
+/// One attempt of one task, as the engine hands it to a runner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskJob {
+    /// The unpacked package folder: the working directory.
+    pub workdir: std::path::PathBuf,
+    /// The argv.
+    pub command: Vec<String>,
+    /// The manifest's `env` for the task.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The context the task receives.
+    pub context: serde_json::Map<String, serde_json::Value>,
+    pub timeout: std::time::Duration,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOutcome {
+    /// Exit status 0; the JSON object it wrote to `$CLOACINA_OUTPUT_FILE`, if any.
+    Succeeded { output: Option<serde_json::Map<String, serde_json::Value>> },
+    /// It could not start, exited non-zero, was killed by a signal, or wrote an output that
+    /// is not a JSON object. The text says which.
+    Failed { reason: String },
+    /// Still running at its timeout: its whole process group was killed.
+    TimedOut,
+}
+
+/// What an attempt produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRun {
+    pub outcome: TaskOutcome,
+    /// Captured output, each stream capped; `truncated` says whether anything was cut.
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    pub duration: std::time::Duration,
+}
+
+/// Runs task attempts. Implementations MUST enforce the timeout, MUST NOT pass the server's
+/// own environment to the task, and MUST leave nothing of the attempt running when `run`
+/// returns.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TaskRunner: Send + Sync {
+    async fn run(&self, job: TaskJob) -> TaskRun;
+}
+
 /// What another replica (or this one) changed that caches must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
