@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::package::{Manifest, NewPackage, PackageName, PackageRecord, PackageStored};
+use cloacina_domain::package::{NewPackage, PackageName, PackageRecord, PackageStored, workflows_of_newest};
 use cloacina_domain::ports::{PackageStore, StoreError};
 use cloacina_domain::{ApiKeyId, TenantName, WorkflowSummary};
 use rusqlite::types::Type;
@@ -122,16 +122,8 @@ fn delete(
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
             .map_err(crate::db::translate)?;
         drop(stmt);
-        let newest = rest
-            .into_iter()
-            .filter_map(|(v, m)| Some((semver::Version::parse(&v).ok()?, m)))
-            .max_by(|a, b| a.0.cmp(&b.0));
-        let workflows = match newest {
-            Some((_, text)) => Manifest::parse(&text)
-                .map_err(|e| StoreError::Unexpected(format!("stored manifest of {name} no longer parses: {e}")))?
-                .workflow_summaries(at),
-            None => Vec::new(),
-        };
+        let workflows = workflows_of_newest(rest, at)
+            .map_err(|e| StoreError::Unexpected(format!("stored manifest of {name} no longer parses: {e}")))?;
         put_in_force(&tx, name, &workflows, false)?;
     }
     tx.commit().map_err(crate::db::translate)?;

@@ -85,3 +85,22 @@ pub enum PackageStored {
     /// These exact bytes were uploaded before: nothing changed.
     Existing(PackageRecord),
 }
+
+/// The workflows in force once the version in force is gone: those of the highest remaining
+/// version (by semantic version), given as (version, manifest text) pairs; none if none remain.
+///
+/// # Errors
+/// A stored manifest that no longer parses.
+pub fn workflows_of_newest(
+    remaining: Vec<(String, String)>,
+    at: DateTime<Utc>,
+) -> Result<Vec<WorkflowSummary>, super::ManifestError> {
+    let newest = remaining
+        .into_iter()
+        .filter_map(|(v, m)| Some((semver::Version::parse(&v).ok()?, m)))
+        .max_by(|a, b| a.0.cmp(&b.0));
+    match newest {
+        Some((_, text)) => Ok(Manifest::parse(&text)?.workflow_summaries(at)),
+        None => Ok(Vec::new()),
+    }
+}

@@ -94,21 +94,7 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
             emit(
                 format,
                 &listed,
-                || {
-                    let mut t = Table::new(&["NAME", "VERSION", "WORKFLOWS", "BYTES", "UPLOADED"]);
-                    for p in &packages {
-                        let workflows: Vec<&str> =
-                            p["workflows"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                        t.row(vec![
-                            text(p, "name"),
-                            text(p, "version"),
-                            workflows.join(","),
-                            text(p, "size_bytes"),
-                            text(p, "uploaded_at"),
-                        ]);
-                    }
-                    t.render()
-                },
+                || versions_table(&packages),
                 || packages.iter().map(|p| text(p, "package_id")).collect(),
             )
         }
