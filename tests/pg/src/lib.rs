@@ -227,7 +227,27 @@ impl TestPg {
             root.display()
         );
         let log = root.join("postgres.log");
-        self.pg_ctl(&["-l", &log.to_string_lossy(), "-o", &options, "-w", "-t", "60", "start"]);
+        // The port may be briefly held by a socket of the old server's; try a few times.
+        for attempt in 0..10 {
+            if self.try_pg_ctl(&["-l", &log.to_string_lossy(), "-o", &options, "-w", "-t", "60", "start"]) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300 * (attempt + 1)));
+        }
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+        panic!("the throwaway PostgreSQL did not start again on port {}: {tail:?}", self.port);
+    }
+
+    fn try_pg_ctl(&self, args: &[&str]) -> bool {
+        let (root, user, bin) = self.cluster.as_ref().expect("only a throwaway cluster can be stopped or started");
+        as_user(user.as_deref(), &bin.join("pg_ctl"))
+            .args(["-D", &root.join("data").to_string_lossy()])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     fn pg_ctl(&self, args: &[&str]) {
@@ -324,7 +344,20 @@ fn locate_binaries() -> Option<PathBuf> {
         .find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists())
 }
 
+/// A free loopback port below the kernel's ephemeral range, so no outgoing connection of the
+/// tests can take it while a cluster is stopped and restarted on it.
 fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let span = low.saturating_sub(20000).max(1000);
+    for _ in 0..200 {
+        let port = 20000u16.saturating_add(rand::random::<u16>() % span);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
 }
 
