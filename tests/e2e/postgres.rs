@@ -121,6 +121,41 @@ workflow list"#,
     let out = shell(h, "cloacinactl --profile globex-prod -o json workflow list", &env);
     assert_eq!(serde_json::from_str::<Value>(&stdout(&out)).unwrap()["tenant_id"], "globex", "{}", stderr(&out));
 
+    // Packages are scoped to the tenant they are uploaded under. The two archives of the guide,
+    // made with the CLI in the home folder.
+    run(
+        h,
+        "cd ~ && cloacinactl package new acme-etl && sed -i 's/^version = \"0.1.0\"/version = \"1.2.0\"/' acme-etl/package.toml \
+         && cloacinactl package pack acme-etl && cloacinactl package new globex-billing \
+         && sed -i 's/^version = \"0.1.0\"/version = \"3.0.0\"/' globex-billing/package.toml && cloacinactl package pack globex-billing",
+        &env,
+    );
+    let uploaded = run(
+        h,
+        r#"cd ~
+# Acme's workflows go into Acme's schema
+cloacinactl --profile acme-prod \
+package upload acme-etl-1.2.0.cloacina
+# Globex's workflows are completely separate
+cloacinactl --profile globex-prod \
+package upload globex-billing-3.0.0.cloacina"#,
+        &env,
+    );
+    assert!(uploaded.contains("uploaded acme-etl 1.2.0 to tenant acme"), "{uploaded}");
+    assert!(uploaded.contains("uploaded globex-billing 3.0.0 to tenant globex"), "{uploaded}");
+    let out = shell(
+        h,
+        "cd ~ && cloacinactl --profile acme-prod --tenant globex package upload acme-etl-1.2.0.cloacina",
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(4), "a tenant key uploads only to its own tenant: {}", stderr(&out));
+    for (profile, package) in [("acme-prod", "acme-etl"), ("globex-prod", "globex-billing")] {
+        let listed = run(h, &format!("cloacinactl --profile {profile} -o id package list"), &env);
+        let names = run(h, &format!("cloacinactl --profile {profile} -o json package list"), &env);
+        assert_eq!(listed.lines().count(), 1, "{names}");
+        assert!(names.contains(package), "{names}");
+    }
+
     // Smoke-test isolation.
     for script in [
         "cloacinactl --profile acme-prod --tenant globex workflow list",
