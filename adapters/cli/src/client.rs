@@ -92,6 +92,14 @@ impl Context {
     }
 }
 
+/// A name as a path segment; anything that would change the path is refused here.
+pub fn segment(name: &str) -> Result<&str, CliError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b)) {
+        return Err(CliError::Usage(format!("'{name}' is not a valid name")));
+    }
+    Ok(name)
+}
+
 /// Reads a key reference: `env:VAR`, `file:PATH` (surrounding whitespace trimmed) or the key.
 ///
 /// # Errors

@@ -13,7 +13,13 @@ use uuid::Uuid;
 use crate::PgDb;
 use crate::db::translate;
 
-const COLUMNS: &str = "id, name, version, description, content_hash, size_bytes, workflows, uploaded_at, uploaded_by";
+/// The columns a [`PackageRecord`] is read from, in order.
+macro_rules! columns {
+    () => {
+        "id, name, version, description, content_hash, size_bytes, workflows, uploaded_at, uploaded_by"
+    };
+}
+const COLUMNS: &str = columns!();
 
 fn decode<E: std::error::Error + Send + Sync + 'static>(e: E) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
@@ -186,7 +192,7 @@ impl PackageStore for PgDb {
     }
 
     async fn list_packages(&self, tenant: &TenantName) -> Result<Option<Vec<PackageRecord>>, StoreError> {
-        let Some(rows) = self.tenant_read(tenant, "SELECT id, name, version, description, content_hash, size_bytes, workflows, uploaded_at, uploaded_by FROM packages").await? else {
+        let Some(rows) = self.tenant_read(tenant, concat!("SELECT ", columns!(), " FROM packages")).await? else {
             return Ok(None);
         };
         let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>().map_err(translate)?;

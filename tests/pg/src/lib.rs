@@ -251,14 +251,7 @@ impl TestPg {
     }
 
     fn pg_ctl(&self, args: &[&str]) {
-        let (root, user, bin) = self.cluster.as_ref().expect("only a throwaway cluster can be stopped or started");
-        let status = as_user(user.as_deref(), &bin.join("pg_ctl"))
-            .args(["-D", &root.join("data").to_string_lossy()])
-            .args(args)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "pg_ctl {args:?} failed");
+        assert!(self.try_pg_ctl(args), "pg_ctl {args:?} failed");
     }
 }
 

@@ -79,8 +79,8 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
             let tenant = ctx.tenant(&client).await?;
             let path = format!(
                 "/v1/tenants/{tenant}/workflows/{}/{}",
-                crate::commands::workflow::segment(&name)?,
-                crate::commands::workflow::segment(&version)?
+                crate::client::segment(&name)?,
+                crate::client::segment(&version)?
             );
             let gone = client.call(Method::DELETE, &path, None::<&()>).await?;
             emit(format, &gone, || format!("deleted {name} {version} from tenant {tenant}"), || vec![version.clone()])

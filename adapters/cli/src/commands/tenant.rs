@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::args::TenantCommand;
-use crate::client::Context;
+use crate::client::{Context, segment};
 use crate::exit::CliError;
 use crate::output::{Table, emit, text};
 
@@ -75,14 +75,6 @@ fn table(tenants: &[Value]) -> String {
         ]);
     }
     t.render()
-}
-
-/// A tenant name as a path segment; anything that would change the path is refused here.
-fn segment(name: &str) -> Result<&str, CliError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(CliError::Usage(format!("'{name}' is not a tenant name: lowercase letters, digits, '-' and '_'")));
-    }
-    Ok(name)
 }
 
 /// Asks the person at the terminal to type the name; without a terminal, `--yes` is needed.

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::args::WorkflowCommand;
-use crate::client::Context;
+use crate::client::{Context, segment};
 use crate::exit::CliError;
 use crate::output::{Table, emit, text};
 
@@ -61,14 +61,6 @@ async fn set_paused(
     let w = client.call(Method::POST, &format!("{base}/{}/{verb}", segment(name)?), None::<&()>).await?;
     let state = if w["paused"] == Value::Bool(true) { "paused" } else { "running" };
     emit(ctx.globals.format(), &w, || format!("workflow '{name}' is {state}"), || vec![text(&w, "name")])
-}
-
-/// A name as a path segment; anything that would change the path is refused here.
-pub(crate) fn segment(name: &str) -> Result<&str, CliError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b)) {
-        return Err(CliError::Usage(format!("'{name}' is not a valid name")));
-    }
-    Ok(name)
 }
 
 fn detail(w: &Value) -> String {
