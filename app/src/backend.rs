@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
-use cloacina_domain::ports::{DatabaseHealth, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore};
+use cloacina_domain::ports::{
+    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, WorkflowStore,
+};
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
 
@@ -97,11 +99,27 @@ impl Backend {
 
 /// Everything a storage backend provides.
 pub trait Storage:
-    KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static
+    KeyStore
+    + TenantDirectory
+    + TenantStore
+    + WorkflowStore
+    + PackageStore
+    + ExecutionStore
+    + TaskQueue
+    + DatabaseHealth
+    + 'static
 {
 }
-impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static> Storage
-    for T
+impl<T> Storage for T where
+    T: KeyStore
+        + TenantDirectory
+        + TenantStore
+        + WorkflowStore
+        + PackageStore
+        + ExecutionStore
+        + TaskQueue
+        + DatabaseHealth
+        + 'static
 {
 }
 

@@ -21,8 +21,10 @@ use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Keys, Metrics, Packages, PoolStats, Tenants, Workflows, bootstrap,
+    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, Executions, Keys, Metrics, Packages,
+    PoolStats, Tenants, Workflows, bootstrap,
 };
+use cloacina_runner::{PackageCache, ProcessRunner};
 use cloacina_sqlite::SqliteLocation;
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
 use cloacina_telemetry::{PrometheusMetrics, init_logging};
@@ -45,6 +47,8 @@ GET /v1/auth/whoami -- the calling key (auth required)
 GET /v1/tenants/:tenant/workflows -- the tenant's workflows (auth required)
 POST /v1/tenants/:tenant/workflows -- upload a package, multipart field `file` (auth required)
 GET /v1/tenants/:tenant/packages -- the tenant's packages (auth required)
+POST /v1/tenants/:tenant/workflows/:name/execute -- run a workflow (auth required)
+GET /v1/tenants/:tenant/executions -- the tenant's executions (auth required)
 POST|GET /v1/tenants, GET|DEL /v1/tenants/:tenant -- tenants (admin key; PostgreSQL)
 POST|GET /v1/tenants/:tenant/keys, DEL /v1/tenants/:tenant/keys/:id -- tenant keys (auth required)";
 
@@ -143,8 +147,9 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         tenants,
         workflows: Workflows::new(storage.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), storage.clone(), Limits::default()),
+        executions: Executions::new(deps.clone(), storage.clone(), storage.clone(), storage.clone()),
     };
-    let state = AppState::new(services, storage, metrics, config);
+    let state = AppState::new(services, storage.clone(), metrics, config);
 
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -152,13 +157,34 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     println!("API server is running on http://{local}\n{ENDPOINTS}");
     tracing::info!(address = %local, "API server listening");
 
-    let background = tokio::spawn(background_work(state.clone(), stop_rx.clone()));
+    let background =
+        tokio::spawn(background_work(state.clone(), storage.clone(), args.engine.retention, stop_rx.clone()));
+    let drain = Duration::from_secs(args.shutdown_timeout);
+    let workers = (args.engine.workers > 0).then(|| {
+        let ports = EnginePorts {
+            queue: storage.clone(),
+            runner: Arc::new(ProcessRunner::default()),
+            files: Arc::new(PackageCache::new(home.dir().join("packages"), storage.clone(), Limits::default())),
+            clock: deps.clock.clone(),
+        };
+        let config = EngineConfig {
+            workers: args.engine.workers as usize,
+            lease: Duration::from_secs(args.engine.task_lease),
+            poll: match &backend {
+                Backend::Postgres(_) => Duration::from_secs(30),
+                // Other processes on the same file cannot wake this one.
+                Backend::Sqlite(_) => Duration::from_secs(2),
+            },
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(ports, config, worker_id());
+        tokio::spawn(engine.run(stop_rx.clone(), drain))
+    });
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut drain_rx = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = drain_rx.wait_for(|stop| *stop).await;
     });
-    let drain = Duration::from_secs(args.shutdown_timeout);
     let signal_state = state.clone();
     let signals = tokio::spawn(async move {
         let name = shutdown_signal().await;
@@ -176,6 +202,9 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     }
     signals.abort();
     let _ = background.await;
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
     if let Some(task) = invalidations {
         task.abort();
     }
@@ -216,10 +245,20 @@ async fn run_bootstrap(deps: &Deps, home: &Home, supplied: Option<SuppliedBootst
     Ok(())
 }
 
-/// Off the request path: writes queued `last_used_at` times and prunes the auth throttle.
-async fn background_work(state: AppState, mut stop: watch::Receiver<bool>) {
+/// Off the request path: writes queued `last_used_at` times, prunes the auth throttle, and
+/// (hourly, starting a minute after start-up) deletes executions finished longer than the
+/// retention ago.
+async fn background_work(
+    state: AppState,
+    storage: Arc<dyn crate::backend::Storage>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), Duration::from_secs(3600));
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -228,9 +267,22 @@ async fn background_work(state: AppState, mut stop: watch::Receiver<bool>) {
                 }
                 state.throttle.prune();
             }
+            _ = prune.tick() => {
+                if let Err(e) = state.executions.prune(storage.as_ref(), retention).await {
+                    tracing::warn!(error = %e, "could not prune finished executions");
+                }
+            }
             _ = stop.changed() => return,
         }
     }
+}
+
+/// The owner name on this server's task leases: host, process and a random part, so two
+/// servers never share one.
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty());
+    let random = cloacina_domain::ports::KeyGenerator::key_id(&OsKeyGenerator).to_string();
+    format!("{}-{}-{}", host.as_deref().unwrap_or("cloacina"), std::process::id(), &random[..8])
 }
 
 async fn shutdown_signal() -> &'static str {

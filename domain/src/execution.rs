@@ -2,6 +2,7 @@
 //! failure changes, when an execution is over, and what context each task receives
 //! (product.md §5). Pure rules; the engine stores the state and runs the tasks.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -21,6 +22,20 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    /// Every status.
+    pub const ALL: [ExecutionStatus; 5] = [
+        ExecutionStatus::Pending,
+        ExecutionStatus::Running,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+        ExecutionStatus::Cancelled,
+    ];
+
+    /// The status a wire or stored name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionStatus::Pending => "pending",
@@ -54,6 +69,22 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status.
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Waiting,
+        TaskStatus::Ready,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+        TaskStatus::Cancelled,
+    ];
+
+    /// The status a stored name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Waiting => "waiting",
@@ -76,6 +107,10 @@ impl TaskStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedTask {
     pub id: TaskId,
+    /// The argv, run in the package folder.
+    pub command: Vec<String>,
+    /// The manifest's `env` for the task.
+    pub env: BTreeMap<String, String>,
     /// Positions of the tasks it depends on, all earlier in the plan.
     pub deps: Vec<usize>,
     pub retry: RetryPolicy,
@@ -114,6 +149,8 @@ impl Plan {
             .iter()
             .map(|t| PlannedTask {
                 id: t.id.clone(),
+                command: t.command.clone(),
+                env: t.env.clone(),
                 deps: t.depends_on.iter().filter_map(position).collect(),
                 retry: t.retry,
                 timeout: t.timeout,
@@ -251,6 +288,12 @@ impl Plan {
         context
     }
 }
+
+mod settle;
+mod stored;
+
+pub use settle::{Attempt, Change, EventDraft, Settled};
+pub use stored::*;
 
 #[cfg(test)]
 mod tests;

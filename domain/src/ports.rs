@@ -6,8 +6,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::execution::{
+    AttemptReport, ClaimedTask, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage, ExecutionQuery,
+    ExecutionRecord, NewExecution, Recorded, TaskKey, TaskLog, TaskRecord, Transition,
+};
 use crate::key::ApiKeyId;
-use crate::package::{NewPackage, PackageRecord, PackageStored};
+use crate::package::{NewPackage, PackageRecord, PackageStored, StoredArchive, StoredManifest};
 use crate::record::{KeyRecord, NewKey};
 use crate::secret::Secret;
 use crate::tenant::{NewTenant, TenantName, TenantRecord};
@@ -176,6 +180,171 @@ pub trait PackageStore: Send + Sync {
         version: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Option<PackageRecord>>, StoreError>;
+
+    /// The id and `package.toml` of one version. `None` if no such tenant, `Some(None)` if no
+    /// such version.
+    async fn package_manifest(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Option<StoredManifest>>, StoreError>;
+
+    /// The content hash and archive bytes of one version, by id. `None` if no such tenant,
+    /// `Some(None)` if no such version.
+    async fn package_archive(
+        &self,
+        tenant: &TenantName,
+        id: uuid::Uuid,
+    ) -> Result<Option<Option<StoredArchive>>, StoreError>;
+}
+
+/// A tenant's executions. Every method runs in the tenant's own scope; `None` means no such
+/// tenant and `Some(None)` (where it appears) no such execution.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// In one transaction: unless the idempotency key was used before (then
+    /// [`ExecutionCreated::Existing`] with the first execution) and unless the workflow is
+    /// paused ([`ExecutionCreated::Paused`]) or its package version gone
+    /// ([`ExecutionCreated::Gone`]), stores the execution, its tasks as the plan starts them,
+    /// and an `execution_created` event, and wakes the workers.
+    async fn create_execution(
+        &self,
+        tenant: &TenantName,
+        new: &NewExecution,
+    ) -> Result<Option<ExecutionCreated>, StoreError>;
+
+    /// A page of executions, newest first, and the number matching in all.
+    async fn list_executions(
+        &self,
+        tenant: &TenantName,
+        query: &ExecutionQuery,
+    ) -> Result<Option<ExecutionPage>, StoreError>;
+
+    async fn get_execution(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+    ) -> Result<Option<Option<ExecutionRecord>>, StoreError>;
+
+    /// The execution's tasks in plan order.
+    async fn execution_tasks(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+    ) -> Result<Option<Option<Vec<TaskRecord>>>, StoreError>;
+
+    /// Up to `limit` events with an id above `since`, oldest first.
+    async fn execution_events(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Option<Option<Vec<EventRecord>>>, StoreError>;
+
+    /// The captured output of every attempt of one task, oldest first (empty if it never ran).
+    async fn task_logs(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        task: &str,
+    ) -> Result<Option<Option<Vec<TaskLog>>>, StoreError>;
+
+    /// Cancels every unfinished task of an unfinished execution, atomically.
+    /// [`Transition::Refused`] (unchanged) if it had finished.
+    async fn cancel_execution(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Transition>, StoreError>;
+
+    /// Runs the unsuccessful tasks of a failed or cancelled execution again (domain
+    /// `Plan::settle_retry`), atomically. [`Transition::Refused`] (unchanged) otherwise.
+    async fn retry_execution(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Transition>, StoreError>;
+
+    /// Deletes finished executions (with their tasks, events and logs) that finished before
+    /// `before`; returns how many.
+    async fn prune_executions(&self, tenant: &TenantName, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Tenants with work due, and when the next one's work falls due.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DueWork {
+    /// Tenants with a ready task or an expired lease now.
+    pub tenants: Vec<TenantName>,
+    /// The earliest time another tenant's work falls due, if known.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// The engine's queue: ready tasks, claims with leases, outcomes.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TaskQueue: Send + Sync {
+    /// Which tenants have work due at `now`. MUST be one cheap query whatever the number of
+    /// tenants.
+    async fn due_tenants(&self, now: DateTime<Utc>) -> Result<DueWork, StoreError>;
+
+    /// First makes the tenant's running tasks whose lease expired before `now` ready again
+    /// (at-least-once: the attempt does not count), then claims up to `limit` ready tasks
+    /// due at `now`, oldest first, for `worker` until `now + lease`. Two callers never claim
+    /// the same attempt.
+    async fn claim(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedTask>, StoreError>;
+
+    /// Extends `worker`'s leases on these tasks to `until`; returns the ones it still holds.
+    async fn renew(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        keys: Vec<TaskKey>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<TaskKey>, StoreError>;
+
+    /// Records how an attempt ended, with the domain's rules, in one transaction:
+    /// [`Recorded::Stale`] (nothing changed) if the attempt is no longer `worker`'s.
+    async fn record(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        report: &AttemptReport,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError>;
+
+    /// Gives back attempts `worker` will not finish (shutdown): ready again at `now`, the
+    /// attempt not counted.
+    async fn release(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        keys: Vec<TaskKey>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Returns when work may have become due (a wake-up from any replica), or after `max`.
+    async fn wait_for_work(&self, max: std::time::Duration);
+}
+
+/// Where a package version's files are, unpacked, for its tasks to run in.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PackageFiles: Send + Sync {
+    /// The unpacked folder of package version `package_id` of `tenant`, unpacking it first if
+    /// this server has not yet. The text says what failed.
+    async fn workdir(&self, tenant: &TenantName, package_id: uuid::Uuid) -> Result<std::path::PathBuf, String>;
 }
 
 /// One attempt of one task, as the engine hands it to a runner.

@@ -11,11 +11,15 @@
 //! - [`tenants`] — [`Tenants`]: tenant create, list, inspect, delete.
 //! - [`workflows`] — [`Workflows`]: a tenant's workflows.
 //! - [`packages`] — [`Packages`]: uploading and listing packages.
+//! - [`executions`] — [`Executions`]: execute, follow, cancel and retry executions.
+//! - [`engine`] — [`Engine`]: a server's workers, claiming and running ready tasks.
 
 pub mod authenticate;
 pub mod bootstrap;
 pub mod create_key;
 pub mod deps;
+pub mod engine;
+pub mod executions;
 pub mod list_keys;
 pub mod metrics;
 pub mod packages;
@@ -27,6 +31,8 @@ pub use authenticate::{AuthError, Authenticator};
 pub use bootstrap::{BootstrapOutcome, bootstrap};
 pub use create_key::{CreateKey, CreateKeyError, CreatedKey};
 pub use deps::Deps;
+pub use engine::{Engine, EngineConfig, EnginePorts};
+pub use executions::{Accepted, ExecutionError, Executions};
 pub use list_keys::{KeyScope, ListKeysError};
 pub use metrics::{AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats};
 pub use packages::{PackageError, Packages};

@@ -5,6 +5,8 @@
 //! - [`harness`] — starting, stopping and signalling a server; running the CLI.
 //! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
+//! - [`executions`] — running workflows: the documented flow, retries, timeouts, cancel, retry,
+//!   idempotency, isolation; two replicas and `kill -9` on PostgreSQL.
 //! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
 //! - [`postgres`] — seed 002 on PostgreSQL, replicas, the bootstrap race, outages, `migrate`.
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
@@ -13,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod cli;
+mod executions;
 mod harness;
 mod packages;
 mod postgres;

@@ -91,6 +91,9 @@ pub enum Command {
     /// A tenant's workflows
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Follow, cancel and retry a tenant's executions
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
     /// Read and change ~/.cloacina/config.toml
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -144,6 +147,32 @@ pub struct ServeArgs {
     pub no_migrate: bool,
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// The workers of `serve`.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Workers")]
+pub struct EngineArgs {
+    /// Task attempts this server runs at once (0: API only, no workers)
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub workers: u32,
+    /// Seconds a claimed task is held without a heartbeat; a server that dies loses its
+    /// tasks to others after this
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub task_lease: u64,
+    /// Finished executions are deleted after this long (e.g. 30d, 12h)
+    #[arg(long, default_value = "30d", value_name = "DURATION", value_parser = parse_retention)]
+    pub retention: std::time::Duration,
+}
+
+fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30d, 12h)"))?;
+    if d < std::time::Duration::from_secs(60) {
+        return Err("must be at least 1m".into());
+    }
+    Ok(d)
 }
 
 /// PostgreSQL pool and session settings (`serve` and `migrate`).
@@ -295,6 +324,60 @@ pub enum WorkflowCommand {
     Pause { name: String },
     /// Resume a paused workflow
     Resume { name: String },
+    /// Run a workflow: prints the new execution's id (with --wait, its outcome)
+    Run {
+        name: String,
+        /// The initial context: a JSON object, or @FILE to read one from a file
+        #[arg(long, value_name = "JSON|@FILE")]
+        context: Option<String>,
+        /// Wait for the execution to finish; exit 1 unless it succeeded
+        #[arg(long)]
+        wait: bool,
+        /// Seconds --wait waits at most (0: no limit)
+        #[arg(long, default_value_t = 0, value_name = "SECS", requires = "wait")]
+        wait_timeout: u64,
+        /// A repeat with the same key returns the first execution instead of starting another
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// List executions, newest first
+    List {
+        /// Only this status: pending, running, succeeded, failed, cancelled
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only executions of this workflow
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
+        /// Page size (1 to 500)
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+        /// Executions to skip
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        offset: u64,
+    },
+    /// Show one execution: status, timings, context, error, origin
+    Status { id: String },
+    /// Show an execution's tasks
+    Tasks { id: String },
+    /// Show an execution's events
+    Events {
+        id: String,
+        /// Only events after this event id
+        #[arg(long, default_value_t = 0, value_name = "EVENT_ID")]
+        since: i64,
+    },
+    /// Show a task's captured stdout and stderr, every attempt
+    Logs { id: String, task: String },
+    /// Follow an execution's events until it finishes
+    Watch { id: String },
+    /// Cancel an unfinished execution
+    Cancel { id: String },
+    /// Run a failed or cancelled execution's unsuccessful tasks again
+    Retry { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -182,6 +182,28 @@ impl Client {
         self.send(req).await
     }
 
+    /// As [`Client::call`], with extra request headers.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + Sync)>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.server);
+        let mut req = self.http.request(method, &url).bearer_auth(self.key.expose());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send(req).await
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
         let response = req
             .send()

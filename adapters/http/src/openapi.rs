@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{health, keys, packages, tenants, whoami, workflows};
+use crate::handlers::{executions, health, keys, packages, tenants, whoami, workflows};
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,6 +56,14 @@ pub struct StatusBody {
         workflows::get,
         workflows::pause,
         workflows::resume,
+        executions::execute,
+        executions::list,
+        executions::get,
+        executions::tasks,
+        executions::events,
+        executions::logs,
+        executions::cancel,
+        executions::retry,
     ),
     modifiers(&BearerKeys, &LegacyKeyPaths)
 )]

@@ -13,7 +13,7 @@ use cloacina_domain::Permission;
 
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::handlers::{health, keys, packages, tenants, whoami, workflows};
+use crate::handlers::{executions, health, keys, packages, tenants, whoami, workflows};
 use crate::state::AppState;
 use crate::{observe, openapi};
 
@@ -122,6 +122,40 @@ pub static ROUTES: &[RouteSpec] = &[
         "/v1/tenants/{tenant}/workflows/{name}/{version}",
         Key(P::WorkflowDelete),
         handler!(packages::delete),
+    ),
+    spec(
+        Method::POST,
+        "/v1/tenants/{tenant}/workflows/{name}/execute",
+        Key(P::WorkflowExecute),
+        handler!(executions::execute),
+    ),
+    // One tenant's executions.
+    spec(Method::GET, "/v1/tenants/{tenant}/executions", Key(P::ExecutionRead), handler!(executions::list)),
+    spec(Method::GET, "/v1/tenants/{tenant}/executions/{id}", Key(P::ExecutionRead), handler!(executions::get)),
+    spec(Method::GET, "/v1/tenants/{tenant}/executions/{id}/tasks", Key(P::ExecutionRead), handler!(executions::tasks)),
+    spec(
+        Method::GET,
+        "/v1/tenants/{tenant}/executions/{id}/events",
+        Key(P::ExecutionRead),
+        handler!(executions::events),
+    ),
+    spec(
+        Method::GET,
+        "/v1/tenants/{tenant}/executions/{id}/tasks/{task}/logs",
+        Key(P::ExecutionRead),
+        handler!(executions::logs),
+    ),
+    spec(
+        Method::POST,
+        "/v1/tenants/{tenant}/executions/{id}/cancel",
+        Key(P::ExecutionCancel),
+        handler!(executions::cancel),
+    ),
+    spec(
+        Method::POST,
+        "/v1/tenants/{tenant}/executions/{id}/retry",
+        Key(P::ExecutionRetry),
+        handler!(executions::retry),
     ),
 ];
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
-use cloacina_ports::{Authenticator, Keys, Metrics, Packages, Tenants, Workflows};
+use cloacina_ports::{Authenticator, Executions, Keys, Metrics, Packages, Tenants, Workflows};
 
 use crate::auth::AuthThrottle;
 
@@ -44,6 +44,7 @@ pub struct Services {
     pub tenants: Tenants,
     pub workflows: Workflows,
     pub packages: Packages,
+    pub executions: Executions,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -58,6 +59,7 @@ pub struct Shared {
     pub tenants: Tenants,
     pub workflows: Workflows,
     pub packages: Packages,
+    pub executions: Executions,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -89,13 +91,14 @@ impl AppState {
         config: HttpConfig,
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
-        let Services { auth, keys, tenants, workflows, packages } = services;
+        let Services { auth, keys, tenants, workflows, packages, executions } = services;
         Self(Arc::new(Shared {
             auth,
             keys,
             tenants,
             workflows,
             packages,
+            executions,
             health,
             metrics,
             config,

@@ -15,11 +15,13 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
 use cloacina_domain::ports::{
-    DatabaseHealth, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore,
+    DatabaseHealth, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, ROUTES, Services, router};
-use cloacina_ports::{Authenticator, BootstrapOutcome, Deps, Keys, NoMetrics, Packages, Tenants, Workflows, bootstrap};
+use cloacina_ports::{
+    Authenticator, BootstrapOutcome, Deps, Executions, Keys, NoMetrics, Packages, Tenants, Workflows, bootstrap,
+};
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
@@ -34,9 +36,19 @@ struct App {
 }
 
 /// Every storage port of one backend.
-trait Store: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static {}
-impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static> Store
-    for T
+trait Store:
+    KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + ExecutionStore + DatabaseHealth + 'static
+{
+}
+impl<T> Store for T where
+    T: KeyStore
+        + TenantDirectory
+        + TenantStore
+        + WorkflowStore
+        + PackageStore
+        + ExecutionStore
+        + DatabaseHealth
+        + 'static
 {
 }
 
@@ -78,6 +90,7 @@ async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         tenants,
         workflows: Workflows::new(db.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), db.clone(), cloacina_archive::Limits::default()),
+        executions: Executions::new(deps.clone(), db.clone(), db.clone(), db.clone()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
@@ -476,7 +489,8 @@ async fn isolation_matrix(app: App) {
             .replace("{tenant}", "public")
             .replace("{id}", &ApiKeyId::from_uuid(uuid_nil()).to_string())
             .replace("{name}", "nightly")
-            .replace("{version}", "1.0.0");
+            .replace("{version}", "1.0.0")
+            .replace("{task}", "extract");
         let body = (route.method == Method::POST).then(|| json!({"name": "matrix"}));
         for (caller, key) in &callers {
             let (status, resp, _) = app.send(route.method.clone(), &path, key.as_deref(), body.clone()).await;

@@ -76,6 +76,9 @@ pub struct PgDb {
     /// Tenant name → schema and role, for tenant-scoped transactions; forgotten on every
     /// tenant notification.
     pub(crate) places: Arc<Cache<TenantName, TenantPlace>>,
+    /// Wakes this server's workers: a commit here, or a `cloacina_work` notification from
+    /// any replica, readied tasks.
+    pub(crate) work: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for PgDb {
@@ -120,7 +123,12 @@ impl PgDb {
             .connect_with(options.clone())
             .await
             .map_err(|e| ConnectError::Connect { target: target(&options), cause: redact(&e.to_string(), url) })?;
-        Ok(Self { pool, target: target(&options).into(), places: Arc::new(Cache::new(10_000)) })
+        Ok(Self {
+            pool,
+            target: target(&options).into(),
+            places: Arc::new(Cache::new(10_000)),
+            work: Arc::new(tokio::sync::Notify::new()),
+        })
     }
 
     /// The pool, for the adapter's own tests and tools.

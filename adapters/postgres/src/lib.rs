@@ -11,10 +11,12 @@
 //! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
 //! - [`workflows`] — a tenant's workflows.
 //! - [`packages`] — uploaded packages.
+//! - [`executions`] — executions and the engine's queue (`FOR UPDATE SKIP LOCKED`).
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
 //! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
 
 pub mod db;
+pub mod executions;
 pub mod keys;
 pub mod listen;
 pub mod migrate;

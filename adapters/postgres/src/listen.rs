@@ -1,4 +1,4 @@
-//! Cache invalidation across replicas: PostgreSQL `LISTEN`/`NOTIFY`.
+//! Cache invalidation and worker wake-ups across replicas: PostgreSQL `LISTEN`/`NOTIFY`.
 //!
 //! Changes that caches must see (a revoked key, a deleted tenant) send a
 //! notification in the same transaction as the change, so it is delivered exactly when the
@@ -18,6 +18,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::PgDb;
+use crate::executions::WORK_CHANNEL;
 
 /// The notification channel.
 pub const CHANNEL: &str = "cloacina_invalidate";
@@ -74,6 +75,7 @@ impl PgDb {
             loop {
                 tokio::select! {
                     received = listener.try_recv() => match received {
+                        Ok(Some(n)) if n.channel() == WORK_CHANNEL => db.work.notify_one(),
                         Ok(Some(n)) => db.deliver(&on, parse(n.payload())),
                         Ok(None) | Err(_) => {
                             tracing::warn!("lost the invalidation listener's connection; forgetting cached keys and listening again");
@@ -83,6 +85,8 @@ impl PgDb {
                                 None => return,
                             };
                             db.deliver(&on, Invalidation::Everything);
+                            // Wake-ups may have been missed too.
+                            db.work.notify_one();
                             tracing::info!("invalidation listener is back");
                         }
                     },
@@ -104,7 +108,7 @@ impl PgDb {
         // A dropped connection surfaces from try_recv (Ok(None)); we reconnect ourselves so
         // we know when listening resumed.
         listener.ignore_pool_close_event(false);
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, WORK_CHANNEL]).await?;
         Ok(listener)
     }
 

@@ -19,14 +19,17 @@ use crate::tenants::{ensure_public_tenant, enter_tenant};
 pub type Migration = (i64, &'static str, &'static str);
 
 /// The control schema's migrations.
-pub const CONTROL: &[Migration] =
-    &[(1, "control", include_str!("../../../migrations/postgres/control/0001_control.sql"))];
+pub const CONTROL: &[Migration] = &[
+    (1, "control", include_str!("../../../migrations/postgres/control/0001_control.sql")),
+    (2, "tenant_work", include_str!("../../../migrations/postgres/control/0002_tenant_work.sql")),
+];
 
 /// Every tenant schema's migrations.
 pub const TENANT: &[Migration] = &[
     (1, "audit_log", include_str!("../../../migrations/postgres/tenant/0001_audit_log.sql")),
     (2, "workflows", include_str!("../../../migrations/postgres/tenant/0002_workflows.sql")),
     (3, "packages", include_str!("../../../migrations/postgres/tenant/0003_packages.sql")),
+    (4, "executions", include_str!("../../../migrations/postgres/tenant/0004_executions.sql")),
 ];
 
 /// The advisory lock key held while migrating ("cloacina" + 1).
@@ -227,8 +230,10 @@ mod tests {
         // Roll acme's schema back one step, as an older binary would have left it.
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "DROP TABLE tenant_acme.packages; DELETE FROM tenant_acme._cloacina_migrations WHERE version = 3;
-             UPDATE tenants SET schema_version = 2 WHERE name = 'acme'",
+            "DROP TABLE tenant_acme.task_logs, tenant_acme.execution_events, tenant_acme.execution_tasks,
+                 tenant_acme.executions;
+             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 4;
+             UPDATE tenants SET schema_version = 3 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await

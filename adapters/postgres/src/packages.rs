@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::package::{NewPackage, PackageName, PackageRecord, PackageStored, workflows_of_newest};
+use cloacina_domain::package::{
+    NewPackage, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest,
+};
 use cloacina_domain::ports::{PackageStore, StoreError};
 use cloacina_domain::{ApiKeyId, TenantName, WorkflowSummary};
 use sqlx::postgres::PgRow;
@@ -111,6 +113,18 @@ async fn delete(
     .map_err(translate)?;
     let Some(row) = row else { return Ok(None) };
     let rec = record(&row).map_err(translate)?;
+    let in_use: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions WHERE package_id = $1 AND status IN ('pending', 'running')",
+    )
+    .bind(rec.id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(translate)?;
+    if in_use > 0 {
+        return Err(StoreError::Conflict(format!(
+            "package {name} {version} is in use by {in_use} unfinished execution(s): cancel them or let them finish first"
+        )));
+    }
     let in_force: Option<String> = sqlx::query_scalar("SELECT version FROM workflows WHERE package_name = $1 LIMIT 1")
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -211,5 +225,39 @@ impl PackageStore for PgDb {
         let deleted = delete(&mut tx, name, version, at).await?;
         tx.commit().await.map_err(translate)?;
         Ok(Some(deleted))
+    }
+
+    async fn package_manifest(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Option<StoredManifest>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let found: Option<(Uuid, String)> =
+            sqlx::query_as("SELECT id, manifest FROM packages WHERE name = $1 AND version = $2")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(found.map(|(id, manifest)| StoredManifest { id, manifest })))
+    }
+
+    async fn package_archive(
+        &self,
+        tenant: &TenantName,
+        id: Uuid,
+    ) -> Result<Option<Option<StoredArchive>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let found: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT content_hash, archive FROM packages WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(found.map(|(content_hash, bytes)| StoredArchive { content_hash, bytes })))
     }
 }

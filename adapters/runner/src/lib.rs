@@ -9,7 +9,12 @@
 //! - stdout and stderr are captured up to a cap each; the rest is read and dropped, so a
 //!   chatty task never blocks on a full pipe.
 //! - At the timeout the whole process group is killed, so a task's children die with it; the
-//!   group is killed too whenever the attempt ends, so nothing outlives it.
+//!   group is killed too whenever the attempt ends or is abandoned, so nothing outlives it.
+//! - [`packages`]: package versions unpacked on this server's disk, the folders tasks run in.
+
+pub mod packages;
+
+pub use packages::PackageCache;
 
 use std::process::Stdio;
 use std::time::Instant;
@@ -105,6 +110,9 @@ impl TaskRunner for ProcessRunner {
             Err(e) => return failed(format!("cannot start {program}: {e}"), started),
         };
         let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+        // Should this attempt be abandoned (its lease lost, the server draining), the whole
+        // group dies with it, not only the direct child.
+        let _guard = GroupGuard(group);
         if let Some(mut stdin) = child.stdin.take() {
             // A task that never reads stdin must not block us: write in the background.
             tokio::spawn(async move {
@@ -151,6 +159,17 @@ impl TaskRunner for ProcessRunner {
             stderr: String::from_utf8_lossy(&err).into_owned(),
             truncated: out_cut || err_cut,
             duration: started.elapsed(),
+        }
+    }
+}
+
+/// Kills a process group when dropped.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(pgid, Signal::SIGKILL);
         }
     }
 }

@@ -30,10 +30,12 @@ const READERS: usize = 4;
 /// A handle to the embedded database. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteDb {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
+    /// Wakes this process's workers when a commit readied tasks.
+    pub(crate) work: tokio::sync::Notify,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -62,7 +64,14 @@ impl SqliteDb {
                 (writer, readers)
             }
         };
-        Ok(Self { inner: Arc::new(Inner { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                work: tokio::sync::Notify::new(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
     }
 
     /// Runs `f` on the writer connection, on a blocking thread. Writers queue here, in the

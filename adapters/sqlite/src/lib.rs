@@ -11,9 +11,11 @@
 //! - [`keys`] — [`KeyStore`](cloacina_domain::ports::KeyStore) for `api_keys`.
 //! - [`workflows`] — a tenant's workflows.
 //! - [`packages`] — uploaded packages.
+//! - [`executions`] — executions and the engine's queue.
 //! - [`tenants`] — the tenant directory (`public` only) and the health check.
 
 pub mod db;
+pub mod executions;
 pub mod keys;
 pub mod migrate;
 pub mod packages;

@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "api_keys", include_str!("../../../migrations/sqlite/0001_api_keys.sql")),
     (2, "workflows", include_str!("../../../migrations/sqlite/0002_workflows.sql")),
     (3, "packages", include_str!("../../../migrations/sqlite/0003_packages.sql")),
+    (4, "executions", include_str!("../../../migrations/sqlite/0004_executions.sql")),
 ];
 
 /// The version this binary expects.

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::package::{NewPackage, PackageName, PackageRecord, PackageStored, workflows_of_newest};
+use cloacina_domain::package::{
+    NewPackage, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest,
+};
 use cloacina_domain::ports::{PackageStore, StoreError};
 use cloacina_domain::{ApiKeyId, TenantName, WorkflowSummary};
 use rusqlite::types::Type;
@@ -108,6 +110,18 @@ fn delete(
     else {
         return Ok(None);
     };
+    let in_use: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM executions WHERE package_id = ?1 AND status IN ('pending', 'running')",
+            [rec.id.to_string()],
+            |r| r.get(0),
+        )
+        .map_err(crate::db::translate)?;
+    if in_use > 0 {
+        return Err(StoreError::Conflict(format!(
+            "package {name} {version} is in use by {in_use} unfinished execution(s): cancel them or let them finish first"
+        )));
+    }
     tx.execute("DELETE FROM packages WHERE id = ?1", [rec.id.to_string()]).map_err(crate::db::translate)?;
     let in_force: Option<String> = tx
         .query_row("SELECT version FROM workflows WHERE package_name = ?1 LIMIT 1", [name], |r| r.get(0))
@@ -216,5 +230,49 @@ impl PackageStore for SqliteDb {
         }
         let (name, version) = (name.to_owned(), version.to_owned());
         self.write_store(move |conn| delete(conn, &name, &version, at)).await.map(Some)
+    }
+
+    async fn package_manifest(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Option<StoredManifest>>, StoreError> {
+        if !tenant.is_public() {
+            return Ok(None);
+        }
+        let (name, version) = (name.to_owned(), version.to_owned());
+        let found: Option<(String, String)> = self
+            .read(move |conn| {
+                conn.prepare_cached("SELECT id, manifest FROM packages WHERE name = ?1 AND version = ?2")?
+                    .query_row(params![name, version], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .await?;
+        found
+            .map(|(id, manifest)| {
+                id.parse()
+                    .map(|id| StoredManifest { id, manifest })
+                    .map_err(|e: uuid::Error| StoreError::Unexpected(e.to_string()))
+            })
+            .transpose()
+            .map(Some)
+    }
+
+    async fn package_archive(
+        &self,
+        tenant: &TenantName,
+        id: uuid::Uuid,
+    ) -> Result<Option<Option<StoredArchive>>, StoreError> {
+        if !tenant.is_public() {
+            return Ok(None);
+        }
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT content_hash, archive FROM packages WHERE id = ?1")?
+                .query_row([id.to_string()], |r| Ok(StoredArchive { content_hash: r.get(0)?, bytes: r.get(1)? }))
+                .optional()
+        })
+        .await
+        .map(Some)
     }
 }

@@ -15,4 +15,4 @@ pub mod stored;
 
 pub use manifest::{Backoff, Manifest, ManifestError, PackageInfo, RetryPolicy, TaskDef, TriggerDef, WorkflowDef};
 pub use names::{NameError, PackageName, TaskId, WorkflowName};
-pub use stored::{NewPackage, PackageRecord, PackageStored, workflows_of_newest};
+pub use stored::{NewPackage, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest};

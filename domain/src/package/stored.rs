@@ -77,6 +77,30 @@ impl Manifest {
     }
 }
 
+/// One version's id and `package.toml`, as execute needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub id: Uuid,
+    pub manifest: String,
+}
+
+/// One version's archive, as a worker unpacks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredArchive {
+    /// SHA-256 of the bytes, hex.
+    pub content_hash: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredArchive")
+            .field("content_hash", &self.content_hash)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// What storing an upload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackageStored {

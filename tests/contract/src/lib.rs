@@ -9,6 +9,7 @@
 //! The store type must implement every storage port.
 //!
 //! # Layout
+//! - [`executions`] — the `ExecutionStore` and `TaskQueue` contract.
 //! - [`keys`] — the `KeyStore` contract.
 //! - [`packages`] — the `PackageStore` contract.
 //! - [`workflows`] — the `WorkflowStore` contract.
@@ -17,6 +18,7 @@
 // This crate is test code compiled as a library: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+pub mod executions;
 pub mod keys;
 pub mod packages;
 pub mod tenants;
@@ -24,15 +26,33 @@ pub mod workflows;
 
 use std::sync::Arc;
 
-use cloacina_domain::ports::{DatabaseHealth, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore};
+use cloacina_domain::ports::{
+    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, WorkflowStore,
+};
 
 /// Everything a storage adapter provides.
 pub trait Storage:
-    KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static
+    KeyStore
+    + TenantDirectory
+    + TenantStore
+    + WorkflowStore
+    + PackageStore
+    + ExecutionStore
+    + TaskQueue
+    + DatabaseHealth
+    + 'static
 {
 }
-impl<T: KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + DatabaseHealth + 'static> Storage
-    for T
+impl<T> Storage for T where
+    T: KeyStore
+        + TenantDirectory
+        + TenantStore
+        + WorkflowStore
+        + PackageStore
+        + ExecutionStore
+        + TaskQueue
+        + DatabaseHealth
+        + 'static
 {
 }
 
@@ -63,7 +83,20 @@ macro_rules! storage_contract {
             packages::versions_are_immutable_and_the_newest_is_in_force,
             packages::a_workflow_name_belongs_to_one_package,
             packages::a_workflow_is_found_paused_and_resumed_and_stays_paused_across_versions,
-            packages::deleting_the_version_in_force_falls_back_to_the_newest_left
+            packages::deleting_the_version_in_force_falls_back_to_the_newest_left,
+            executions::an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_the_first,
+            executions::a_paused_workflow_and_a_vanished_package_accept_nothing,
+            executions::a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_the_merged_context,
+            executions::a_failure_is_retried_after_its_delay_then_fails_the_execution_and_skips_what_depends_on_it,
+            executions::an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stale,
+            executions::released_attempts_are_ready_again_at_once,
+            executions::cancel_stops_what_has_not_finished_and_refuses_a_finished_execution,
+            executions::retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded,
+            executions::listing_filters_by_status_and_workflow_and_pages_newest_first_with_a_total,
+            executions::events_page_after_an_id,
+            executions::pruning_deletes_only_executions_finished_before_the_cutoff,
+            executions::a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted,
+            executions::no_work_means_no_tenant_is_due
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -5,9 +5,11 @@
 //! - [`key`] — `key create|list|revoke`.
 //! - [`package`] — `package new|pack|validate` (offline), `package upload|list`.
 //! - [`tenant`] — `tenant create|list|get|delete`.
-//! - [`workflow`] — `workflow list`.
+//! - [`workflow`] — `workflow list|inspect|pause|resume|run`.
+//! - [`execution`] — `execution list|status|tasks|events|logs|watch|cancel|retry`.
 
 pub mod config;
+pub mod execution;
 pub mod key;
 pub mod package;
 pub mod tenant;
@@ -37,5 +39,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Package(cmd) => package::run(cli.globals, cmd).await,
         Command::Tenant(cmd) => tenant::run(&Context::load(cli.globals)?, cmd).await,
         Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Execution(cmd) => execution::run(&Context::load(cli.globals)?, cmd).await,
     }
 }

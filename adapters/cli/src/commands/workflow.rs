@@ -1,9 +1,10 @@
-//! `workflow list|inspect|pause|resume`.
+//! `workflow list|inspect|pause|resume|run`.
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
-use crate::args::WorkflowCommand;
+use super::execution::{finished, follow};
+use crate::args::{OutputFormat, WorkflowCommand};
 use crate::client::{Context, segment};
 use crate::exit::CliError;
 use crate::output::{Table, emit, text};
@@ -48,6 +49,51 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
         }
         WorkflowCommand::Pause { name } => set_paused(ctx, &client, &base, &name, "pause").await,
         WorkflowCommand::Resume { name } => set_paused(ctx, &client, &base, &name, "resume").await,
+        WorkflowCommand::Run { name, context, wait, wait_timeout, idempotency_key } => {
+            let context = match context {
+                Some(c) => read_context(&c)?,
+                None => Value::Object(Map::new()),
+            };
+            let headers: Vec<(&str, &str)> =
+                idempotency_key.as_deref().map(|k| ("Idempotency-Key", k)).into_iter().collect();
+            let path = format!("{base}/{}/execute", segment(&name)?);
+            let accepted =
+                client.call_with_headers(Method::POST, &path, Some(&json!({ "context": context })), &headers).await?;
+            let id = text(&accepted, "execution_id");
+            if !wait {
+                return emit(
+                    format,
+                    &accepted,
+                    || format!("execution {id} of workflow '{name}' accepted ({})", text(&accepted, "status")),
+                    || vec![id.clone()],
+                );
+            }
+            let executions = format!("/v1/tenants/{tenant}/executions");
+            let timeout = (wait_timeout > 0).then(|| std::time::Duration::from_secs(wait_timeout));
+            let print = format == OutputFormat::Table;
+            if print {
+                println!("execution {id} of workflow '{name}' accepted");
+            }
+            let done = follow(&client, &executions, &id, timeout, print).await?;
+            emit(format, &done, || format!("execution {id} {}", text(&done, "status")), || vec![id.clone()])?;
+            finished(&done)
+        }
+    }
+}
+
+/// `--context`: a JSON object, or `@FILE` holding one.
+fn read_context(arg: &str) -> Result<Value, CliError> {
+    let (text, from) = match arg.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| CliError::Local(format!("cannot read {path}: {e}")))?,
+            format!("{path}: "),
+        ),
+        None => (arg.to_owned(), String::new()),
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(CliError::Usage(format!("--context: {from}must be a JSON object"))),
+        Err(e) => Err(CliError::Usage(format!("--context: {from}not JSON: {e}"))),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The endpoint handlers, one file per group.
 //!
 //! # Layout
+//! - [`executions`] — execute a workflow; list, inspect, cancel and retry executions.
 //! - [`health`] — `/health`, `/ready`, `/metrics`.
 //! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
 //! - [`packages`] — package upload and listing.
@@ -8,6 +9,7 @@
 //! - [`workflows`] — a tenant's workflows.
 //! - [`whoami`] — who the presented key is.
 
+pub mod executions;
 pub mod health;
 pub mod keys;
 pub mod packages;

@@ -1,0 +1,261 @@
+//! `execution list|status|tasks|events|logs|watch|cancel|retry`, and the waiting that
+//! `workflow run --wait` shares with `watch`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::args::ExecutionCommand;
+use crate::client::{Client, Context, segment};
+use crate::exit::CliError;
+use crate::output::{Table, emit, text};
+
+/// How often `watch` and `--wait` ask.
+const POLL: Duration = Duration::from_millis(300);
+
+/// Runs an `execution` command in the tenant in force.
+///
+/// # Errors
+/// The server's refusal or a transport failure, as [`CliError`].
+pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let format = ctx.globals.format();
+    let tenant = ctx.tenant(&client).await?;
+    let base = format!("/v1/tenants/{tenant}/executions");
+    match cmd {
+        ExecutionCommand::List { status, workflow, limit, offset } => {
+            let mut query = format!("?limit={limit}&offset={offset}");
+            if let Some(s) = status {
+                query.push_str(&format!("&status={}", segment(&s)?));
+            }
+            if let Some(w) = workflow {
+                query.push_str(&format!("&workflow={}", segment(&w)?));
+            }
+            let page = client.call(Method::GET, &format!("{base}{query}"), None::<&()>).await?;
+            let rows = page["executions"].as_array().cloned().unwrap_or_default();
+            emit(
+                format,
+                &page,
+                || {
+                    let mut t = Table::new(&["ID", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION"]);
+                    for e in &rows {
+                        t.row(vec![
+                            text(e, "execution_id"),
+                            text(e, "workflow_name"),
+                            text(e, "package_version"),
+                            text(e, "status"),
+                            text(e, "created_at"),
+                            duration(e),
+                        ]);
+                    }
+                    format!("{}\n{} of {} shown", t.render(), rows.len(), text(&page, "total"))
+                },
+                || rows.iter().map(|e| text(e, "execution_id")).collect(),
+            )
+        }
+        ExecutionCommand::Status { id } => {
+            let e = client.call(Method::GET, &format!("{base}/{}", segment(&id)?), None::<&()>).await?;
+            emit(format, &e, || detail(&e), || vec![text(&e, "execution_id")])
+        }
+        ExecutionCommand::Tasks { id } => {
+            let listed = client.call(Method::GET, &format!("{base}/{}/tasks", segment(&id)?), None::<&()>).await?;
+            let tasks = listed["tasks"].as_array().cloned().unwrap_or_default();
+            emit(
+                format,
+                &listed,
+                || {
+                    let mut t = Table::new(&["TASK", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "ERROR"]);
+                    for task in &tasks {
+                        t.row(vec![
+                            text(task, "task_id"),
+                            text(task, "status"),
+                            text(task, "attempts"),
+                            text(task, "started_at"),
+                            text(task, "finished_at"),
+                            text(task, "error"),
+                        ]);
+                    }
+                    t.render()
+                },
+                || tasks.iter().map(|t| text(t, "task_id")).collect(),
+            )
+        }
+        ExecutionCommand::Events { id, since } => {
+            let path = format!("{base}/{}/events?since={since}&limit=1000", segment(&id)?);
+            let listed = client.call(Method::GET, &path, None::<&()>).await?;
+            let events = listed["events"].as_array().cloned().unwrap_or_default();
+            emit(
+                format,
+                &listed,
+                || events.iter().map(event_line).collect::<Vec<_>>().join("\n"),
+                || events.iter().map(|e| text(e, "id")).collect(),
+            )
+        }
+        ExecutionCommand::Logs { id, task } => {
+            let path = format!("{base}/{}/tasks/{}/logs", segment(&id)?, segment(&task)?);
+            let logs = client.call(Method::GET, &path, None::<&()>).await?;
+            let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
+            emit(
+                format,
+                &logs,
+                || {
+                    if attempts.is_empty() {
+                        return format!("task '{task}' has not run yet");
+                    }
+                    attempts
+                        .iter()
+                        .map(|a| {
+                            let cut = if a["truncated"] == Value::Bool(true) { " (truncated)" } else { "" };
+                            format!(
+                                "== {task}, attempt {} ({}){cut}\n-- stdout\n{}-- stderr\n{}",
+                                text(a, "attempt"),
+                                text(a, "at"),
+                                with_newline(a["stdout"].as_str().unwrap_or("")),
+                                with_newline(a["stderr"].as_str().unwrap_or("")),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                        .trim_end()
+                        .to_owned()
+                },
+                || attempts.iter().map(|a| text(a, "attempt")).collect(),
+            )
+        }
+        ExecutionCommand::Watch { id } => {
+            let e = follow(&client, &base, segment(&id)?, None, true).await?;
+            finished(&e)
+        }
+        ExecutionCommand::Cancel { id } => {
+            let e = client.call(Method::POST, &format!("{base}/{}/cancel", segment(&id)?), None::<&()>).await?;
+            emit(
+                format,
+                &e,
+                || format!("execution {} is {}", text(&e, "execution_id"), text(&e, "status")),
+                || vec![text(&e, "execution_id")],
+            )
+        }
+        ExecutionCommand::Retry { id } => {
+            let e = client.call(Method::POST, &format!("{base}/{}/retry", segment(&id)?), None::<&()>).await?;
+            emit(
+                format,
+                &e,
+                || format!("execution {} is {} again", text(&e, "execution_id"), text(&e, "status")),
+                || vec![text(&e, "execution_id")],
+            )
+        }
+    }
+}
+
+fn with_newline(s: &str) -> String {
+    if s.is_empty() || s.ends_with('\n') { s.to_owned() } else { format!("{s}\n") }
+}
+
+fn duration(e: &Value) -> String {
+    match e["duration_ms"].as_i64() {
+        Some(ms) if ms >= 1000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) => format!("{ms}ms"),
+        None => "-".into(),
+    }
+}
+
+fn event_line(e: &Value) -> String {
+    let task = e["task"].as_str().map(|t| format!(" {t}")).unwrap_or_default();
+    let detail = match &e["detail"] {
+        Value::Object(m) if !m.is_empty() => format!(" {}", Value::Object(m.clone())),
+        _ => String::new(),
+    };
+    format!("{:>6}  {}  {}{task}{detail}", text(e, "id"), text(e, "at"), text(e, "kind"))
+}
+
+fn detail(e: &Value) -> String {
+    [
+        format!("execution  {}", text(e, "execution_id")),
+        format!("tenant     {}", text(e, "tenant_id")),
+        format!("workflow   {} ({})", text(e, "workflow_name"), text(e, "package_version")),
+        format!("status     {}", text(e, "status")),
+        format!("origin     {}", text(e, "origin")),
+        format!("created    {}", text(e, "created_at")),
+        format!("started    {}", text(e, "started_at")),
+        format!("finished   {}", text(e, "finished_at")),
+        format!("duration   {}", duration(e)),
+        format!("context    {}", e["context"]),
+        format!("error      {}", text(e, "error")),
+    ]
+    .join("\n")
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled")
+}
+
+/// Polls an execution until it finishes, printing each new event when `print` is set;
+/// returns the execution as it ended.
+///
+/// # Errors
+/// The server's refusal, a transport failure, or the timeout passing.
+pub async fn follow(
+    client: &Client,
+    base: &str,
+    id: &str,
+    timeout: Option<Duration>,
+    print: bool,
+) -> Result<Value, CliError> {
+    let started = Instant::now();
+    let mut since = 0i64;
+    loop {
+        if print {
+            loop {
+                let page = client
+                    .call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>)
+                    .await?;
+                let events = page["events"].as_array().cloned().unwrap_or_default();
+                for e in &events {
+                    println!("{}", event_line(e));
+                }
+                since = page["next"].as_i64().unwrap_or(since);
+                if events.len() < 1000 {
+                    break;
+                }
+            }
+        }
+        let e = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
+        if is_terminal(e["status"].as_str().unwrap_or("")) {
+            if print {
+                // Events written with the final status.
+                let page = client
+                    .call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>)
+                    .await?;
+                for ev in page["events"].as_array().into_iter().flatten() {
+                    println!("{}", event_line(ev));
+                }
+            }
+            return Ok(e);
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            return Err(CliError::Local(format!(
+                "execution {id} is still {} after {}s",
+                text(&e, "status"),
+                started.elapsed().as_secs()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Exit 0 if the execution succeeded; otherwise say how it ended and exit 1.
+///
+/// # Errors
+/// [`CliError::Local`] unless it succeeded.
+pub fn finished(e: &Value) -> Result<(), CliError> {
+    match e["status"].as_str() {
+        Some("succeeded") => Ok(()),
+        _ => Err(CliError::Local(format!(
+            "execution {} {}{}",
+            text(e, "execution_id"),
+            text(e, "status"),
+            e["error"].as_str().map(|m| format!(": {m}")).unwrap_or_default()
+        ))),
+    }
+}

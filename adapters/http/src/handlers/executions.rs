@@ -1,0 +1,469 @@
+//! Executions: `POST …/workflows/{name}/execute` and everything under
+//! `/v1/tenants/{tenant}/executions`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cloacina_domain::execution::{
+    EventRecord, ExecutionId, ExecutionQuery, ExecutionRecord, ExecutionStatus, TaskLog, TaskRecord,
+};
+use cloacina_ports::ExecutionError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::wire_time;
+use crate::auth::{Caller, TargetTenant};
+use crate::error::{ApiError, parse_json};
+use crate::openapi::ErrorBody;
+use crate::state::AppState;
+
+/// The most executions one page holds.
+pub const MAX_PAGE: u32 = 500;
+
+fn from_error(e: ExecutionError) -> ApiError {
+    match e {
+        ExecutionError::Denied(d) => ApiError::forbidden(&d),
+        ExecutionError::NoSuchTenant(t) => {
+            ApiError::not_found("tenant_not_found", format!("tenant '{t}' does not exist"))
+        }
+        ExecutionError::NoSuchWorkflow(w) => {
+            ApiError::not_found("workflow_not_found", format!("workflow '{w}' does not exist"))
+        }
+        e @ ExecutionError::NoSuchExecution(_) => ApiError::not_found("execution_not_found", e.to_string()),
+        e @ ExecutionError::NoSuchTask(..) => ApiError::not_found("task_not_found", e.to_string()),
+        e @ ExecutionError::Paused(_) => ApiError::new(StatusCode::CONFLICT, "workflow_paused", e.to_string()),
+        e @ ExecutionError::BadIdempotencyKey => ApiError::invalid_field("Idempotency-Key", e.to_string()),
+        e @ ExecutionError::IdempotencyKeyReused(..) => {
+            ApiError::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string()).with_field("Idempotency-Key")
+        }
+        e @ ExecutionError::WrongState(_) => ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string()),
+        ExecutionError::Store(e) => ApiError::store(&e),
+    }
+}
+
+/// An execution id from the path: anything but a UUID names no execution.
+fn execution_id(raw: &str) -> Result<ExecutionId, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found("execution_not_found", format!("execution {raw} does not exist")))
+}
+
+/// `POST …/execute`'s body. Both the body and `context` may be left out.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteBody {
+    /// The context the workflow's first tasks receive: a JSON object.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: Option<Map<String, Value>>,
+}
+
+/// An accepted execution.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExecuteAnswer {
+    pub execution_id: String,
+    pub workflow_name: String,
+    pub tenant_id: String,
+    pub status: String,
+    pub package_version: String,
+    pub created_at: String,
+}
+
+/// `POST /v1/tenants/{tenant}/workflows/{name}/execute`: 202 with the new execution. With an
+/// `Idempotency-Key` header, a repeat answers the first execution (header
+/// `Idempotent-Replayed: true`). A paused workflow answers 409.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/workflows/{name}/execute", tag = "executions", operation_id = "execute_workflow",
+    params(("tenant" = String, Path, description = "Tenant name"), ("name" = String, Path, description = "Workflow name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key returns the first execution")),
+    request_body(content = ExecuteBody, description = "Optional"),
+    responses((status = 202, body = ExecuteAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn execute(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: ExecuteBody =
+        if body.iter().all(u8::is_ascii_whitespace) { ExecuteBody::default() } else { parse_json(&body)? };
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| from_error(ExecutionError::BadIdempotencyKey))?.to_owned()),
+    };
+    let accepted = state
+        .executions
+        .execute(&caller.0, &tenant, &name, body.context.unwrap_or_default(), key)
+        .await
+        .map_err(from_error)?;
+    let e = &accepted.execution;
+    let answer = ExecuteAnswer {
+        execution_id: e.id.to_string(),
+        workflow_name: e.workflow.clone(),
+        tenant_id: tenant.to_string(),
+        status: e.status.as_str().to_owned(),
+        package_version: e.package_version.clone(),
+        created_at: wire_time(e.created_at),
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(answer)).into_response();
+    if accepted.replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// One execution.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExecutionView {
+    pub execution_id: String,
+    pub tenant_id: String,
+    pub workflow_name: String,
+    pub package_version: String,
+    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// The context it started with.
+    #[schema(value_type = Object)]
+    pub context: Map<String, Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// `api`, or `trigger:<name>`.
+    pub origin: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// From start to finish (or to now, while it runs), in milliseconds.
+    pub duration_ms: Option<i64>,
+    pub created_by: Option<String>,
+}
+
+impl ExecutionView {
+    fn new(tenant: &str, e: ExecutionRecord) -> Self {
+        let duration_ms =
+            e.started_at.map(|s| (e.finished_at.unwrap_or_else(chrono::Utc::now) - s).num_milliseconds().max(0));
+        Self {
+            execution_id: e.id.to_string(),
+            tenant_id: tenant.to_owned(),
+            workflow_name: e.workflow,
+            package_version: e.package_version,
+            status: e.status.as_str().to_owned(),
+            context: e.context,
+            error: e.error,
+            origin: e.origin,
+            idempotency_key: e.idempotency_key,
+            created_at: wire_time(e.created_at),
+            started_at: e.started_at.map(wire_time),
+            finished_at: e.finished_at.map(wire_time),
+            duration_ms,
+            created_by: e.created_by.map(|k| k.to_string()),
+        }
+    }
+}
+
+/// `GET …/executions`' query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only executions in this status.
+    pub status: Option<String>,
+    /// Only executions of this workflow.
+    pub workflow: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// Executions to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// A page of executions, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExecutionList {
+    pub tenant_id: String,
+    pub executions: Vec<ExecutionView>,
+    /// How many match the filters in all.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| {
+        let text = e.body_text();
+        let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", text.clone());
+        match text.split('`').nth(1) {
+            Some(field) => error.with_field(field),
+            None => error,
+        }
+    })
+}
+
+/// `GET /v1/tenants/{tenant}/executions`.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/executions", tag = "executions", operation_id = "list_executions",
+    params(("tenant" = String, Path, description = "Tenant name"), ListQuery),
+    responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ExecutionList>, ApiError> {
+    let q = query(q)?;
+    let status = q
+        .status
+        .map(|s| {
+            ExecutionStatus::parse(&s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "status",
+                    "status must be one of: pending, running, succeeded, failed, cancelled",
+                )
+            })
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", format!("limit must be 1 to {MAX_PAGE}")));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let page = state
+        .executions
+        .list(&caller.0, &tenant, &ExecutionQuery { status, workflow: q.workflow, limit, offset })
+        .await
+        .map_err(from_error)?;
+    Ok(Json(ExecutionList {
+        tenant_id: tenant.to_string(),
+        executions: page.executions.into_iter().map(|e| ExecutionView::new(tenant.as_str(), e)).collect(),
+        total: page.total,
+        limit,
+        offset,
+    }))
+}
+
+/// `GET /v1/tenants/{tenant}/executions/{id}`.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/executions/{id}", tag = "executions", operation_id = "get_execution",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Execution id")),
+    responses((status = 200, body = ExecutionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let e = state.executions.get(&caller.0, &tenant, execution_id(&id)?).await.map_err(from_error)?;
+    Ok(Json(ExecutionView::new(tenant.as_str(), e)))
+}
+
+/// One task of an execution.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskView {
+    pub task_id: String,
+    pub position: usize,
+    /// `waiting`, `ready`, `running`, `succeeded`, `failed`, `skipped` or `cancelled`.
+    pub status: String,
+    pub attempts: u32,
+    pub ready_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The object the task wrote to `$CLOACINA_OUTPUT_FILE`.
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Map<String, Value>>,
+    pub error: Option<String>,
+}
+
+impl From<TaskRecord> for TaskView {
+    fn from(t: TaskRecord) -> Self {
+        Self {
+            task_id: t.task_id,
+            position: t.position,
+            status: t.status.as_str().to_owned(),
+            attempts: t.attempts,
+            ready_at: t.ready_at.map(wire_time),
+            started_at: t.started_at.map(wire_time),
+            finished_at: t.finished_at.map(wire_time),
+            output: t.output,
+            error: t.error,
+        }
+    }
+}
+
+/// An execution's tasks.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskList {
+    pub execution_id: String,
+    pub tasks: Vec<TaskView>,
+}
+
+/// `GET /v1/tenants/{tenant}/executions/{id}/tasks`: in dependency order.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/executions/{id}/tasks", tag = "executions", operation_id = "list_execution_tasks",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Execution id")),
+    responses((status = 200, body = TaskList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn tasks(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<TaskList>, ApiError> {
+    let id = execution_id(&id)?;
+    let tasks = state.executions.tasks(&caller.0, &tenant, id).await.map_err(from_error)?;
+    Ok(Json(TaskList { execution_id: id.to_string(), tasks: tasks.into_iter().map(TaskView::from).collect() }))
+}
+
+/// `GET …/events`' query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events after this event id (default 0: from the start).
+    pub since: Option<i64>,
+    /// Most events returned, 1 to 1,000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// One event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    pub id: i64,
+    pub at: String,
+    /// `execution_created`, `task_started`, `task_succeeded`, `task_retrying`, `task_failed`,
+    /// `task_ready`, `task_skipped`, `task_cancelled`, `task_lease_expired`, `task_released`,
+    /// `execution_succeeded`, `execution_failed`, `execution_cancelled`, `execution_retried`.
+    pub kind: String,
+    pub task: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+impl From<EventRecord> for EventView {
+    fn from(e: EventRecord) -> Self {
+        Self {
+            id: e.id,
+            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+            kind: e.kind,
+            task: e.task,
+            detail: e.detail,
+        }
+    }
+}
+
+/// A page of events, oldest first; `next` is the `since` of the following page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    pub execution_id: String,
+    pub events: Vec<EventView>,
+    pub next: i64,
+}
+
+/// `GET /v1/tenants/{tenant}/executions/{id}/events?since=`.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/executions/{id}/events", tag = "executions", operation_id = "list_execution_events",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Execution id"), EventsQuery),
+    responses((status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, id)): Path<(String, String)>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    let q = query(q)?;
+    let id = execution_id(&id)?;
+    let since = q.since.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "limit must be 1 to 1000"));
+    }
+    let events = state.executions.events(&caller.0, &tenant, id, since, limit).await.map_err(from_error)?;
+    let next = events.last().map_or(since, |e| e.id);
+    Ok(Json(EventList {
+        execution_id: id.to_string(),
+        events: events.into_iter().map(EventView::from).collect(),
+        next,
+    }))
+}
+
+/// One attempt's captured output.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogView {
+    pub attempt: u32,
+    pub stdout: String,
+    pub stderr: String,
+    /// Whether either stream was cut at the server's cap.
+    pub truncated: bool,
+    pub at: String,
+}
+
+impl From<TaskLog> for LogView {
+    fn from(l: TaskLog) -> Self {
+        Self { attempt: l.attempt, stdout: l.stdout, stderr: l.stderr, truncated: l.truncated, at: wire_time(l.at) }
+    }
+}
+
+/// A task's logs, every attempt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogList {
+    pub execution_id: String,
+    pub task_id: String,
+    pub attempts: Vec<LogView>,
+}
+
+/// `GET /v1/tenants/{tenant}/executions/{id}/tasks/{task}/logs`.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/executions/{id}/tasks/{task}/logs", tag = "executions", operation_id = "get_task_logs",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Execution id"),
+        ("task" = String, Path, description = "Task id")),
+    responses((status = 200, body = LogList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, id, task)): Path<(String, String, String)>,
+) -> Result<Json<LogList>, ApiError> {
+    let id = execution_id(&id)?;
+    let logs = state.executions.logs(&caller.0, &tenant, id, &task).await.map_err(from_error)?;
+    Ok(Json(LogList {
+        execution_id: id.to_string(),
+        task_id: task,
+        attempts: logs.into_iter().map(LogView::from).collect(),
+    }))
+}
+
+/// `POST /v1/tenants/{tenant}/executions/{id}/cancel`: 409 if it has finished.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/executions/{id}/cancel", tag = "executions", operation_id = "cancel_execution",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Execution id")),
+    responses((status = 200, body = ExecutionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let e = state.executions.cancel(&caller.0, &tenant, execution_id(&id)?).await.map_err(from_error)?;
+    Ok(Json(ExecutionView::new(tenant.as_str(), e)))
+}
+
+/// `POST /v1/tenants/{tenant}/executions/{id}/retry`: runs a failed or cancelled execution's
+/// unsuccessful tasks again (202); 409 otherwise.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/executions/{id}/retry", tag = "executions", operation_id = "retry_execution",
+    params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Execution id")),
+    responses((status = 202, body = ExecutionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
+    let e = state.executions.retry(&caller.0, &tenant, execution_id(&id)?).await.map_err(from_error)?;
+    Ok((StatusCode::ACCEPTED, Json(ExecutionView::new(tenant.as_str(), e))))
+}

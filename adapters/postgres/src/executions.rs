@@ -1,0 +1,1014 @@
+//! Executions and the engine's queue on PostgreSQL, in each tenant's schema as its role.
+//!
+//! Claims take ready rows with `FOR UPDATE SKIP LOCKED` through the partial index of ready
+//! rows, so replicas never wait on each other's claims and finished rows never slow one down.
+//! Every transaction that changes an execution locks its `executions` row first and its task
+//! rows after; claims and lease expiry touch task rows only. That order rules out deadlocks.
+//!
+//! `public.tenant_work` says which tenants have work due (docs/engine.md): whatever readies
+//! tasks lowers the tenant's `due_at` and bumps its `seq` at the end of its transaction, as
+//! the login role, and sends `NOTIFY cloacina_work`; a claim writes the exact next due time
+//! only if `seq` is unchanged since it began, so a concurrent wake-up is never lost.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cloacina_domain::execution::{
+    Attempt, AttemptReport, ClaimedTask, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
+    ExecutionQuery, ExecutionRecord, ExecutionStatus, NewExecution, Plan, Progress, Recorded, Settled, TaskKey,
+    TaskLog, TaskRecord, TaskStatus, Transition,
+};
+use cloacina_domain::ports::{DueWork, ExecutionStore, StoreError, TaskQueue};
+use cloacina_domain::{ApiKeyId, TenantName};
+use serde_json::{Map, Value, json};
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::PgDb;
+use crate::db::translate;
+
+/// The channel that wakes workers; the payload is the tenant's name.
+pub const WORK_CHANNEL: &str = "cloacina_work";
+
+macro_rules! execution_columns {
+    () => {
+        "id, workflow, package_id, package_version, status, context, error, origin, idempotency_key, created_at, \
+         started_at, finished_at, created_by"
+    };
+}
+const EXECUTION_COLUMNS: &str = execution_columns!();
+
+fn decode<E: std::error::Error + Send + Sync + 'static>(e: E) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Bad(String);
+
+fn execution(row: &PgRow) -> Result<ExecutionRecord, sqlx::Error> {
+    let status: String = row.try_get(4)?;
+    let context: Json<Map<String, Value>> = row.try_get(5)?;
+    Ok(ExecutionRecord {
+        id: ExecutionId::from_uuid(row.try_get(0)?),
+        workflow: row.try_get(1)?,
+        package_id: row.try_get(2)?,
+        package_version: row.try_get(3)?,
+        status: ExecutionStatus::parse(&status).ok_or_else(|| decode(Bad(format!("unknown status '{status}'"))))?,
+        context: context.0,
+        error: row.try_get(6)?,
+        origin: row.try_get(7)?,
+        idempotency_key: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        started_at: row.try_get(10)?,
+        finished_at: row.try_get(11)?,
+        created_by: row.try_get::<Option<Uuid>, _>(12)?.map(ApiKeyId::from_uuid),
+    })
+}
+
+fn task_status(s: &str) -> Result<TaskStatus, sqlx::Error> {
+    TaskStatus::parse(s).ok_or_else(|| decode(Bad(format!("unknown task status '{s}'"))))
+}
+
+fn task(row: &PgRow) -> Result<TaskRecord, sqlx::Error> {
+    let output: Option<Json<Map<String, Value>>> = row.try_get(7)?;
+    Ok(TaskRecord {
+        position: usize::try_from(row.try_get::<i32, _>(0)?).map_err(decode)?,
+        task_id: row.try_get(1)?,
+        status: task_status(&row.try_get::<String, _>(2)?)?,
+        attempts: u32::try_from(row.try_get::<i32, _>(3)?).map_err(decode)?,
+        ready_at: row.try_get(4)?,
+        started_at: row.try_get(5)?,
+        finished_at: row.try_get(6)?,
+        output: output.map(|o| o.0),
+        error: row.try_get(8)?,
+    })
+}
+
+fn pos(p: usize) -> i32 {
+    i32::try_from(p).unwrap_or(i32::MAX)
+}
+
+fn later(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    at + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn unexpected(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unexpected(e.to_string())
+}
+
+async fn find_execution(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    lock: bool,
+) -> Result<Option<ExecutionRecord>, StoreError> {
+    let sql = if lock {
+        concat!("SELECT ", execution_columns!(), " FROM executions WHERE id = $1 FOR UPDATE")
+    } else {
+        concat!("SELECT ", execution_columns!(), " FROM executions WHERE id = $1")
+    };
+    let row = sqlx::query(sql).bind(id.as_uuid()).fetch_optional(&mut *conn).await.map_err(translate)?;
+    row.as_ref().map(execution).transpose().map_err(translate)
+}
+
+struct Loaded {
+    record: ExecutionRecord,
+    plan: Plan,
+    progress: Progress,
+}
+
+/// Locks the execution's row and reads what the rules need.
+async fn load(tx: &mut PgConnection, id: ExecutionId) -> Result<Option<Loaded>, StoreError> {
+    let Some(record) = find_execution(tx, id, true).await? else { return Ok(None) };
+    let plan: Json<Value> = sqlx::query_scalar("SELECT plan FROM executions WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(translate)?;
+    let plan = Plan::from_json(&plan.0).map_err(unexpected)?;
+    let rows: Vec<(String, i32)> =
+        sqlx::query_as("SELECT status, attempts FROM execution_tasks WHERE execution_id = $1 ORDER BY position")
+            .bind(id.as_uuid())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(translate)?;
+    if rows.len() != plan.tasks.len() {
+        return Err(unexpected(format!(
+            "execution {id} has {} task rows for a plan of {}",
+            rows.len(),
+            plan.tasks.len()
+        )));
+    }
+    let progress = Progress {
+        status: rows.iter().map(|r| task_status(&r.0)).collect::<Result<_, _>>().map_err(translate)?,
+        attempts: rows.iter().map(|r| u32::try_from(r.1).unwrap_or(0)).collect(),
+    };
+    Ok(Some(Loaded { record, plan, progress }))
+}
+
+async fn insert_events(
+    tx: &mut PgConnection,
+    id: ExecutionId,
+    at: DateTime<Utc>,
+    events: &[EventDraft],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let tasks: Vec<Option<&str>> = events.iter().map(|e| e.task.as_deref()).collect();
+    let details: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.detail)).collect();
+    sqlx::query(
+        "INSERT INTO execution_events (execution_id, at, kind, task, detail)
+         SELECT $1, $2, k, t, d FROM unnest($3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(k, t, d, n) ORDER BY n",
+    )
+    .bind(id.as_uuid())
+    .bind(at)
+    .bind(&kinds)
+    .bind(&tasks)
+    .bind(&details)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    Ok(())
+}
+
+/// Writes a step's changes: task rows, the execution's row, the events. Returns the earliest
+/// time a task it readied may be claimed.
+async fn write_settled(
+    tx: &mut PgConnection,
+    loaded: &Loaded,
+    settled: &Settled,
+    attempted: Option<usize>,
+    error: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let id = loaded.record.id.as_uuid();
+    let mut earliest: Option<DateTime<Utc>> = None;
+    for c in &settled.changes {
+        let attempts = i32::try_from(loaded.progress.attempts[c.position]).unwrap_or(i32::MAX);
+        match c.status {
+            TaskStatus::Ready => {
+                let at = match (attempted, settled.retry_after) {
+                    (Some(a), Some(wait)) if a == c.position => later(now, wait),
+                    _ => now,
+                };
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                sqlx::query(
+                    "UPDATE execution_tasks SET status = 'ready', ready_at = $3, attempts = $4, lease_owner = NULL,
+                        lease_until = NULL, finished_at = NULL WHERE execution_id = $1 AND position = $2",
+                )
+                .bind(id)
+                .bind(pos(c.position))
+                .bind(at)
+                .bind(attempts)
+                .execute(&mut *tx)
+                .await
+                .map_err(translate)?;
+            }
+            TaskStatus::Waiting => {
+                sqlx::query(
+                    "UPDATE execution_tasks SET status = 'waiting', ready_at = NULL, attempts = $3, lease_owner = NULL,
+                        lease_until = NULL, started_at = NULL, finished_at = NULL, output = NULL, error = NULL
+                     WHERE execution_id = $1 AND position = $2",
+                )
+                .bind(id)
+                .bind(pos(c.position))
+                .bind(attempts)
+                .execute(&mut *tx)
+                .await
+                .map_err(translate)?;
+            }
+            other => {
+                sqlx::query(
+                    "UPDATE execution_tasks SET status = $3, ready_at = NULL, lease_owner = NULL, lease_until = NULL,
+                        finished_at = $4 WHERE execution_id = $1 AND position = $2",
+                )
+                .bind(id)
+                .bind(pos(c.position))
+                .bind(other.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(translate)?;
+            }
+        }
+    }
+    if settled.status != loaded.record.status || error.is_some() {
+        let finished = settled.status.is_terminal().then_some(now);
+        let started = (settled.status != ExecutionStatus::Pending).then_some(now);
+        sqlx::query(
+            "UPDATE executions SET status = $2, finished_at = $3, started_at = coalesce(started_at, $4),
+                error = coalesce(error, $5) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(settled.status.as_str())
+        .bind(finished)
+        .bind(started)
+        .bind(error)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    }
+    insert_events(tx, loaded.record.id, now, &settled.events).await?;
+    Ok(earliest)
+}
+
+/// The end of a transaction that readied tasks due at `due`: as the login role again, lowers
+/// the tenant's due time, bumps its sequence and wakes the workers. Must come last.
+async fn wake(tx: &mut PgConnection, tenant: &TenantName, due: DateTime<Utc>) -> Result<(), StoreError> {
+    sqlx::raw_sql("SET LOCAL ROLE NONE").execute(&mut *tx).await.map_err(translate)?;
+    sqlx::query(
+        "INSERT INTO public.tenant_work (tenant, due_at) VALUES ($1, $2)
+         ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
+             seq = public.tenant_work.seq + 1",
+    )
+    .bind(tenant.as_str())
+    .bind(due)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(WORK_CHANNEL)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
+}
+
+async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<(ExecutionCreated, bool), StoreError> {
+    if let Some(key) = &new.idempotency_key {
+        let first =
+            sqlx::query(concat!("SELECT ", execution_columns!(), " FROM executions WHERE idempotency_key = $1"))
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(translate)?;
+        if let Some(row) = first {
+            return Ok((ExecutionCreated::Existing(execution(&row).map_err(translate)?), false));
+        }
+    }
+    let paused: Option<bool> = sqlx::query_scalar("SELECT paused FROM workflows WHERE name = $1")
+        .bind(&new.workflow)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+    match paused {
+        None => return Ok((ExecutionCreated::Gone, false)),
+        Some(true) => return Ok((ExecutionCreated::Paused, false)),
+        Some(false) => {}
+    }
+    // Locks the version against a concurrent delete until this commits.
+    let package: Option<i32> = sqlx::query_scalar("SELECT 1 FROM packages WHERE id = $1 FOR SHARE")
+        .bind(new.package_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+    if package.is_none() {
+        return Ok((ExecutionCreated::Gone, false));
+    }
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO executions (id, workflow, package_id, package_version, status, plan, context, origin,
+                                 idempotency_key, created_at, created_by)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING ",
+        execution_columns!()
+    ))
+    .bind(new.id.as_uuid())
+    .bind(&new.workflow)
+    .bind(new.package_id)
+    .bind(&new.package_version)
+    .bind(Json(new.plan.to_json()))
+    .bind(Json(&new.context))
+    .bind(&new.origin)
+    .bind(&new.idempotency_key)
+    .bind(new.created_at)
+    .bind(new.created_by.map(|k| k.as_uuid()))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(translate)?;
+    let Some(row) = inserted else {
+        // A concurrent request with the same key committed first.
+        let row = sqlx::query(concat!("SELECT ", execution_columns!(), " FROM executions WHERE idempotency_key = $1"))
+            .bind(&new.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(translate)?;
+        return Ok((ExecutionCreated::Existing(execution(&row).map_err(translate)?), false));
+    };
+    let record = execution(&row).map_err(translate)?;
+    let start = new.plan.start();
+    let ids: Vec<&str> = new.plan.tasks.iter().map(|t| t.id.as_str()).collect();
+    let statuses: Vec<&str> = start.status.iter().map(|s| s.as_str()).collect();
+    let readied = start.status.contains(&TaskStatus::Ready);
+    sqlx::query(
+        "INSERT INTO execution_tasks (execution_id, position, task_id, status, ready_at)
+         SELECT $1, (n - 1)::int, t, s, CASE WHEN s = 'ready' THEN $2 END
+         FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS x(t, s, n)",
+    )
+    .bind(new.id.as_uuid())
+    .bind(new.created_at)
+    .bind(&ids)
+    .bind(&statuses)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    let created = EventDraft::new(
+        "execution_created",
+        None,
+        json!({"workflow": new.workflow, "package_version": new.package_version, "origin": new.origin}),
+    );
+    insert_events(tx, new.id, new.created_at, &[created]).await?;
+    Ok((ExecutionCreated::Created(record), readied))
+}
+
+impl PgDb {
+    /// Begins a tenant transaction that first reads the tenant's `tenant_work` sequence (as
+    /// the login role). `None` if there is no such tenant.
+    async fn begin_claim(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Option<(Transaction<'static, Postgres>, Option<i64>)>, StoreError> {
+        let Some(place) = self.place(tenant).await? else { return Ok(None) };
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM public.tenant_work WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(translate)?;
+        match crate::tenants::enter_tenant(&mut tx, &place.schema, &place.role).await {
+            Ok(()) => Ok(Some((tx, seq))),
+            Err(e) if matches!(crate::db::sqlstate(&e).as_deref(), Some("22023" | "42704" | "3F000")) => {
+                self.places.remove(tenant);
+                Ok(None)
+            }
+            Err(e) => Err(translate(e)),
+        }
+    }
+}
+
+/// The tenant's next due time: its earliest ready task or running task's lease expiry.
+async fn next_due(tx: &mut PgConnection) -> Result<Option<DateTime<Utc>>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT least((SELECT min(ready_at) FROM execution_tasks WHERE status = 'ready'),
+                      (SELECT min(lease_until) FROM execution_tasks WHERE status = 'running'))",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(translate)
+}
+
+/// A claim's last step, as the login role: the tenant's exact next due time, unless a wake-up
+/// came since the claim began (then its lower time stands).
+async fn settle_due(
+    tx: &mut PgConnection,
+    tenant: &TenantName,
+    seq: Option<i64>,
+    due: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    sqlx::raw_sql("SET LOCAL ROLE NONE").execute(&mut *tx).await.map_err(translate)?;
+    let q = match (seq, due) {
+        (Some(seq), None) => {
+            sqlx::query("DELETE FROM public.tenant_work WHERE tenant = $1 AND seq = $2").bind(tenant.as_str()).bind(seq)
+        }
+        (Some(seq), Some(due)) => {
+            sqlx::query("UPDATE public.tenant_work SET due_at = $3 WHERE tenant = $1 AND seq = $2")
+                .bind(tenant.as_str())
+                .bind(seq)
+                .bind(due)
+        }
+        (None, Some(due)) => sqlx::query(
+            "INSERT INTO public.tenant_work (tenant, due_at) VALUES ($1, $2)
+             ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
+                 seq = public.tenant_work.seq + 1",
+        )
+        .bind(tenant.as_str())
+        .bind(due),
+        (None, None) => return Ok(()),
+    };
+    q.execute(&mut *tx).await.map_err(translate)?;
+    Ok(())
+}
+
+type Object = Map<String, Value>;
+
+/// A claimed task's execution as accepted: its plan, initial context, package version, and
+/// the outputs of its finished tasks by position.
+struct Frozen {
+    plan: Plan,
+    initial: Object,
+    package: Uuid,
+    outputs: Vec<Option<Object>>,
+}
+
+async fn claim(
+    tx: &mut PgConnection,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: usize,
+) -> Result<(Vec<ClaimedTask>, bool), StoreError> {
+    let lost: Vec<(Uuid, String)> = sqlx::query_as(
+        "UPDATE execution_tasks SET status = 'ready', ready_at = $1, attempts = greatest(attempts - 1, 0),
+            lease_owner = NULL, lease_until = NULL
+         WHERE status = 'running' AND lease_until < $1
+         RETURNING execution_id, task_id",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(translate)?;
+    for (id, t) in &lost {
+        insert_events(
+            tx,
+            ExecutionId::from_uuid(*id),
+            now,
+            &[EventDraft::new("task_lease_expired", Some(t.clone()), json!({}))],
+        )
+        .await?;
+    }
+    let rows: Vec<(Uuid, i32, String, i32)> = sqlx::query_as(
+        "WITH picked AS (
+             SELECT execution_id, position FROM execution_tasks
+             WHERE status = 'ready' AND ready_at <= $3 ORDER BY ready_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+         UPDATE execution_tasks t SET status = 'running', attempts = t.attempts + 1, lease_owner = $1,
+             lease_until = $2, started_at = $3, ready_at = NULL
+         FROM picked WHERE t.execution_id = picked.execution_id AND t.position = picked.position
+         RETURNING t.execution_id, t.position, t.task_id, t.attempts",
+    )
+    .bind(worker)
+    .bind(later(now, lease))
+    .bind(now)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(translate)?;
+    if rows.is_empty() {
+        return Ok((Vec::new(), !lost.is_empty()));
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    // Pending executions start running. SKIP LOCKED keeps the lock order (a claim never
+    // waits for an execution row); one skipped is set by its next recorded outcome.
+    sqlx::query(
+        "UPDATE executions SET status = 'running', started_at = coalesce(started_at, $2)
+         WHERE id IN (SELECT id FROM executions WHERE id = ANY($1) AND status = 'pending' FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(&ids)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    let execs = sqlx::query("SELECT id, plan, context, package_id FROM executions WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+    let mut plans: HashMap<Uuid, Frozen> = HashMap::new();
+    for row in &execs {
+        let plan: Json<Value> = row.try_get(1).map_err(translate)?;
+        let plan = Plan::from_json(&plan.0).map_err(unexpected)?;
+        let context: Json<Object> = row.try_get(2).map_err(translate)?;
+        let outputs = vec![None; plan.tasks.len()];
+        plans.insert(
+            row.try_get(0).map_err(translate)?,
+            Frozen { plan, initial: context.0, package: row.try_get(3).map_err(translate)?, outputs },
+        );
+    }
+    let outputs = sqlx::query(
+        "SELECT execution_id, position, output FROM execution_tasks WHERE execution_id = ANY($1) AND output IS NOT NULL",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(translate)?;
+    for row in &outputs {
+        let id: Uuid = row.try_get(0).map_err(translate)?;
+        let p: i32 = row.try_get(1).map_err(translate)?;
+        let out: Json<Object> = row.try_get(2).map_err(translate)?;
+        if let Some(slot) = plans.get_mut(&id).and_then(|e| e.outputs.get_mut(usize::try_from(p).unwrap_or(usize::MAX)))
+        {
+            *slot = Some(out.0);
+        }
+    }
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut kinds = Vec::with_capacity(rows.len());
+    for (id, position, task_id, attempt) in rows {
+        let position = usize::try_from(position).map_err(unexpected)?;
+        let Frozen { plan, initial, package, outputs } =
+            plans.get(&id).ok_or_else(|| unexpected("claimed a task of no execution"))?;
+        let step =
+            plan.tasks.get(position).ok_or_else(|| unexpected(format!("execution {id} has no task at {position}")))?;
+        let attempt = u32::try_from(attempt).map_err(unexpected)?;
+        kinds.push((id, task_id.clone(), attempt));
+        claimed.push(ClaimedTask {
+            key: TaskKey { execution_id: ExecutionId::from_uuid(id), position },
+            attempt,
+            task_id,
+            package_id: *package,
+            command: step.command.clone(),
+            env: step.env.clone(),
+            timeout: step.timeout,
+            context: plan.context_for(position, initial, outputs),
+        });
+    }
+    let event_ids: Vec<Uuid> = kinds.iter().map(|k| k.0).collect();
+    let tasks: Vec<&str> = kinds.iter().map(|k| k.1.as_str()).collect();
+    let details: Vec<Json<Value>> = kinds.iter().map(|k| Json(json!({"attempt": k.2, "worker": worker}))).collect();
+    sqlx::query(
+        "INSERT INTO execution_events (execution_id, at, kind, task, detail)
+         SELECT e, $1, 'task_started', t, d FROM unnest($2::uuid[], $3::text[], $4::jsonb[]) AS x(e, t, d)",
+    )
+    .bind(now)
+    .bind(&event_ids)
+    .bind(&tasks)
+    .bind(&details)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    Ok((claimed, !lost.is_empty()))
+}
+
+async fn record(
+    tx: &mut PgConnection,
+    worker: &str,
+    report: &AttemptReport,
+    now: DateTime<Utc>,
+) -> Result<(Recorded, Option<DateTime<Utc>>), StoreError> {
+    let id = report.key.execution_id;
+    // The execution first (the lock order), then the attempt's row.
+    let Some(mut loaded) = load(tx, id).await? else { return Ok((Recorded::Stale, None)) };
+    let held: Option<(String, i32, Option<String>)> = sqlx::query_as(
+        "SELECT status, attempts, lease_owner FROM execution_tasks WHERE execution_id = $1 AND position = $2",
+    )
+    .bind(id.as_uuid())
+    .bind(pos(report.key.position))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(translate)?;
+    let ours = matches!(&held, Some((s, a, Some(o))) if s == "running" && i64::from(*a) == i64::from(report.attempt) && o == worker);
+    if !ours {
+        return Ok((Recorded::Stale, None));
+    }
+    let mut progress = loaded.progress.clone();
+    let settled = loaded.plan.settle(&mut progress, report.key.position, &report.outcome);
+    let task_name = loaded.plan.tasks.get(report.key.position).map(|t| t.id.to_string()).unwrap_or_default();
+    let (output, error) = match &report.outcome {
+        Attempt::Succeeded => (report.output.clone(), None),
+        Attempt::Failed(reason) => (None, Some(reason.clone())),
+    };
+    sqlx::query("UPDATE execution_tasks SET output = $3, error = $4 WHERE execution_id = $1 AND position = $2")
+        .bind(id.as_uuid())
+        .bind(pos(report.key.position))
+        .bind(output.map(Json))
+        .bind(&error)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    sqlx::query(
+        "INSERT INTO task_logs (execution_id, position, task_id, attempt, stdout, stderr, truncated, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.as_uuid())
+    .bind(pos(report.key.position))
+    .bind(&task_name)
+    .bind(i32::try_from(report.attempt).unwrap_or(i32::MAX))
+    .bind(&report.stdout)
+    .bind(&report.stderr)
+    .bind(report.truncated)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    let failed_for_good =
+        settled.changes.iter().any(|c| c.position == report.key.position && c.status == TaskStatus::Failed);
+    let execution_error = match &report.outcome {
+        Attempt::Failed(reason) if failed_for_good => {
+            Some(format!("task '{task_name}' failed after {} attempt(s): {reason}", report.attempt))
+        }
+        _ => None,
+    };
+    loaded.progress = progress;
+    let due = write_settled(tx, &loaded, &settled, Some(report.key.position), execution_error, now).await?;
+    Ok((Recorded::Done { readied: settled.readied() }, due))
+}
+
+async fn transition(
+    tx: &mut PgConnection,
+    id: ExecutionId,
+    at: DateTime<Utc>,
+    retry: bool,
+) -> Result<(Transition, Option<DateTime<Utc>>), StoreError> {
+    let Some(mut loaded) = load(tx, id).await? else { return Ok((Transition::NotFound, None)) };
+    let allowed = if retry {
+        matches!(loaded.record.status, ExecutionStatus::Failed | ExecutionStatus::Cancelled)
+    } else {
+        !loaded.record.status.is_terminal()
+    };
+    if !allowed {
+        return Ok((Transition::Refused(loaded.record), None));
+    }
+    let mut progress = loaded.progress.clone();
+    let settled =
+        if retry { loaded.plan.settle_retry(&mut progress) } else { loaded.plan.settle_cancel(&mut progress) };
+    loaded.progress = progress;
+    let due = write_settled(tx, &loaded, &settled, None, None, at).await?;
+    if retry {
+        sqlx::query("UPDATE executions SET status = $2, error = NULL, finished_at = NULL WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(settled.status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+    } else {
+        sqlx::query(
+            "UPDATE executions SET status = 'cancelled', finished_at = coalesce(finished_at, $2) WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    }
+    let record = find_execution(tx, id, false).await?.ok_or_else(|| unexpected("lost the execution"))?;
+    Ok((Transition::Done(record), due))
+}
+
+async fn exists(tx: &mut PgConnection, id: ExecutionId) -> Result<bool, StoreError> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM executions WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+    Ok(found.is_some())
+}
+
+#[async_trait]
+impl ExecutionStore for PgDb {
+    async fn create_execution(
+        &self,
+        tenant: &TenantName,
+        new: &NewExecution,
+    ) -> Result<Option<ExecutionCreated>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let (created, readied) = create(&mut tx, new).await?;
+        if readied {
+            wake(&mut tx, tenant, new.created_at).await?;
+        }
+        tx.commit().await.map_err(translate)?;
+        if readied {
+            self.work.notify_one();
+        }
+        Ok(Some(created))
+    }
+
+    async fn list_executions(
+        &self,
+        tenant: &TenantName,
+        query: &ExecutionQuery,
+    ) -> Result<Option<ExecutionPage>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let filter = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow = $2)";
+        let status = query.status.map(ExecutionStatus::as_str);
+        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM executions WHERE {filter}")))
+            .bind(status)
+            .bind(&query.workflow)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(translate)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        )))
+        .bind(status)
+        .bind(&query.workflow)
+        .bind(i64::from(query.limit))
+        .bind(i64::try_from(query.offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        let executions = rows.iter().map(execution).collect::<Result<_, _>>().map_err(translate)?;
+        Ok(Some(ExecutionPage { executions, total: total.unsigned_abs() }))
+    }
+
+    async fn get_execution(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+    ) -> Result<Option<Option<ExecutionRecord>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let found = find_execution(&mut tx, id, false).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(found))
+    }
+
+    async fn execution_tasks(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+    ) -> Result<Option<Option<Vec<TaskRecord>>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        if !exists(&mut tx, id).await? {
+            return Ok(Some(None));
+        }
+        let rows = sqlx::query(
+            "SELECT position, task_id, status, attempts, ready_at, started_at, finished_at, output, error
+             FROM execution_tasks WHERE execution_id = $1 ORDER BY position",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        rows.iter().map(task).collect::<Result<Vec<_>, _>>().map(|t| Some(Some(t))).map_err(translate)
+    }
+
+    async fn execution_events(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Option<Option<Vec<EventRecord>>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        if !exists(&mut tx, id).await? {
+            return Ok(Some(None));
+        }
+        let rows: Vec<(i64, DateTime<Utc>, String, Option<String>, Json<Value>)> = sqlx::query_as(
+            "SELECT id, at, kind, task, detail FROM execution_events WHERE execution_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(id.as_uuid())
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(Some(
+            rows.into_iter()
+                .map(|(eid, at, kind, task, detail)| EventRecord {
+                    id: eid,
+                    execution_id: id,
+                    at,
+                    kind,
+                    task,
+                    detail: detail.0,
+                })
+                .collect(),
+        )))
+    }
+
+    async fn task_logs(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        task_id: &str,
+    ) -> Result<Option<Option<Vec<TaskLog>>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        if !exists(&mut tx, id).await? {
+            return Ok(Some(None));
+        }
+        let rows: Vec<(String, i32, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT task_id, attempt, stdout, stderr, truncated, at FROM task_logs
+             WHERE execution_id = $1 AND task_id = $2 ORDER BY id",
+        )
+        .bind(id.as_uuid())
+        .bind(task_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(Some(
+            rows.into_iter()
+                .map(|(task_id, attempt, stdout, stderr, truncated, at)| TaskLog {
+                    task_id,
+                    attempt: u32::try_from(attempt).unwrap_or(0),
+                    stdout,
+                    stderr,
+                    truncated,
+                    at,
+                })
+                .collect(),
+        )))
+    }
+
+    async fn cancel_execution(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Transition>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let (t, _) = transition(&mut tx, id, at, false).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(t))
+    }
+
+    async fn retry_execution(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Transition>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let (t, due) = transition(&mut tx, id, at, true).await?;
+        if let Some(due) = due {
+            wake(&mut tx, tenant, due).await?;
+        }
+        tx.commit().await.map_err(translate)?;
+        if due.is_some() {
+            self.work.notify_one();
+        }
+        Ok(Some(t))
+    }
+
+    async fn prune_executions(&self, tenant: &TenantName, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(0) };
+        let n = sqlx::query(
+            "DELETE FROM executions WHERE finished_at IS NOT NULL AND finished_at < $1
+               AND status IN ('succeeded', 'failed', 'cancelled')",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?
+        .rows_affected();
+        tx.commit().await.map_err(translate)?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl TaskQueue for PgDb {
+    async fn due_tenants(&self, now: DateTime<Utc>) -> Result<DueWork, StoreError> {
+        let rows: Vec<(String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT tenant, due_at FROM public.tenant_work ORDER BY due_at LIMIT 10000")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(translate)?;
+        let mut due = DueWork::default();
+        for (tenant, at) in rows {
+            if at <= now {
+                if let Ok(t) = TenantName::parse(&tenant) {
+                    due.tenants.push(t);
+                }
+            } else {
+                due.next = Some(due.next.map_or(at, |n: DateTime<Utc>| n.min(at)));
+            }
+        }
+        Ok(due)
+    }
+
+    async fn claim(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        let Some((mut tx, seq)) = self.begin_claim(tenant).await? else { return Ok(Vec::new()) };
+        let (claimed, _) = claim(&mut tx, worker, now, lease, limit).await?;
+        let due = next_due(&mut tx).await?;
+        settle_due(&mut tx, tenant, seq, due).await?;
+        tx.commit().await.map_err(translate)?;
+        Ok(claimed)
+    }
+
+    async fn renew(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        keys: Vec<TaskKey>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<TaskKey>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Vec::new()) };
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.execution_id.as_uuid()).collect();
+        let positions: Vec<i32> = keys.iter().map(|k| pos(k.position)).collect();
+        let held: Vec<(Uuid, i32)> = sqlx::query_as(
+            "UPDATE execution_tasks t SET lease_until = $2
+             FROM unnest($3::uuid[], $4::int[]) AS k(e, p)
+             WHERE t.execution_id = k.e AND t.position = k.p AND t.lease_owner = $1 AND t.status = 'running'
+             RETURNING t.execution_id, t.position",
+        )
+        .bind(worker)
+        .bind(until)
+        .bind(&ids)
+        .bind(&positions)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(held
+            .into_iter()
+            .filter_map(|(e, p)| {
+                Some(TaskKey { execution_id: ExecutionId::from_uuid(e), position: usize::try_from(p).ok()? })
+            })
+            .collect())
+    }
+
+    async fn record(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        report: &AttemptReport,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Recorded::Stale) };
+        let (recorded, due) = record(&mut tx, worker, report, now).await?;
+        if let Some(due) = due {
+            wake(&mut tx, tenant, due).await?;
+        }
+        tx.commit().await.map_err(translate)?;
+        Ok(recorded)
+    }
+
+    async fn release(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        keys: Vec<TaskKey>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(()) };
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.execution_id.as_uuid()).collect();
+        let positions: Vec<i32> = keys.iter().map(|k| pos(k.position)).collect();
+        let released: Vec<(Uuid, String)> = sqlx::query_as(
+            "UPDATE execution_tasks t SET status = 'ready', ready_at = $2, attempts = greatest(t.attempts - 1, 0),
+                lease_owner = NULL, lease_until = NULL
+             FROM unnest($3::uuid[], $4::int[]) AS k(e, p)
+             WHERE t.execution_id = k.e AND t.position = k.p AND t.lease_owner = $1 AND t.status = 'running'
+             RETURNING t.execution_id, t.task_id",
+        )
+        .bind(worker)
+        .bind(now)
+        .bind(&ids)
+        .bind(&positions)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        for (id, t) in &released {
+            insert_events(
+                &mut tx,
+                ExecutionId::from_uuid(*id),
+                now,
+                &[EventDraft::new("task_released", Some(t.clone()), json!({"worker": worker}))],
+            )
+            .await?;
+        }
+        if !released.is_empty() {
+            wake(&mut tx, tenant, now).await?;
+        }
+        tx.commit().await.map_err(translate)?;
+        Ok(())
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.work.notified()).await;
+    }
+}

@@ -1,0 +1,357 @@
+//! The engine: a server's workers, claiming ready tasks from the queue in the database,
+//! running them through the runner port, and recording how they ended (product.md §5,
+//! docs/engine.md).
+//!
+//! One loop claims; each claimed attempt runs in a task of its own, holding one of the
+//! server's `workers` slots. The loop takes the tenants with work due round-robin, claiming
+//! a fair share of the free slots for each, so a tenant with a deep backlog cannot starve
+//! another. It sleeps while nothing is due, until a wake-up (a commit that readied tasks,
+//! on any replica), the earliest known due time, or the slow poll. A heartbeat renews the
+//! leases of running attempts every third of the lease; an attempt whose lease is gone
+//! (expired, or its execution cancelled) is stopped. On shutdown the loop stops claiming,
+//! running attempts get the drain time to finish, and the rest are given back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloacina_domain::TenantName;
+use cloacina_domain::execution::{Attempt, AttemptReport, ClaimedTask, Recorded, TaskKey};
+use cloacina_domain::ports::{Clock, PackageFiles, StoreError, TaskJob, TaskOutcome, TaskQueue, TaskRunner};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::AbortHandle;
+
+/// How a server's workers behave.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The most task attempts this server runs at once.
+    pub workers: usize,
+    /// How long a claim holds a task without a heartbeat.
+    pub lease: Duration,
+    /// The most tasks claimed from one tenant in one query.
+    pub batch: usize,
+    /// The slow poll: how long the loop sleeps at most with nothing due.
+    pub poll: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { workers: 4, lease: Duration::from_secs(30), batch: 32, poll: Duration::from_secs(30) }
+    }
+}
+
+/// The ports the engine drives.
+#[derive(Clone)]
+pub struct EnginePorts {
+    pub queue: Arc<dyn TaskQueue>,
+    pub runner: Arc<dyn TaskRunner>,
+    pub files: Arc<dyn PackageFiles>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EnginePorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnginePorts")
+    }
+}
+
+/// What the engine counts, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct EngineCounts {
+    pub claimed: std::sync::atomic::AtomicU64,
+    pub recorded: std::sync::atomic::AtomicU64,
+    pub stale: std::sync::atomic::AtomicU64,
+    pub stopped: std::sync::atomic::AtomicU64,
+}
+
+struct Running {
+    tenant: TenantName,
+    abort: AbortHandle,
+}
+
+/// A server's workers.
+pub struct Engine {
+    ports: EnginePorts,
+    config: EngineConfig,
+    worker: String,
+    slots: Arc<Semaphore>,
+    running: Mutex<HashMap<TaskKey, Running>>,
+    /// A slot came free or this server readied tasks.
+    local: Notify,
+    pub counts: EngineCounts,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("worker", &self.worker).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn std_until(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Duration {
+    (to - from).to_std().unwrap_or(Duration::ZERO)
+}
+
+fn later(now: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Engine {
+    /// An engine whose leases carry `worker` as their owner (unique per server process).
+    pub fn new(ports: EnginePorts, config: EngineConfig, worker: String) -> Arc<Self> {
+        let slots = Arc::new(Semaphore::new(config.workers.max(1)));
+        Arc::new(Self {
+            ports,
+            config,
+            worker,
+            slots,
+            running: Mutex::new(HashMap::new()),
+            local: Notify::new(),
+            counts: EngineCounts::default(),
+        })
+    }
+
+    /// The owner name on this engine's leases.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// Attempts running now.
+    pub fn running(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Runs until `stop` turns true, then drains for at most `drain` and gives back what is
+    /// still running.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
+        let heartbeat = tokio::spawn(self.clone().heartbeat());
+        let mut cursor = 0usize;
+        tracing::info!(worker = %self.worker, workers = self.config.workers, "workers started");
+        loop {
+            if *stop.borrow() || stop.has_changed().is_err() {
+                break;
+            }
+            if self.slots.available_permits() == 0 {
+                tokio::select! {
+                    () = self.local.notified() => continue,
+                    _ = stop.changed() => continue,
+                }
+            }
+            let now = self.ports.clock.now();
+            let due = match self.ports.queue.due_tenants(now).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the work queue; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            let (claimed, more) = self.claim_round(&due.tenants, &mut cursor).await;
+            if more {
+                continue;
+            }
+            let mut wait = due.next.map_or(self.config.poll, |n| std_until(now, n)).min(self.config.poll);
+            if claimed == 0 && !due.tenants.is_empty() {
+                // Due, yet nothing to claim: another replica holds it, uncommitted. Look again soon.
+                wait = wait.min(Duration::from_millis(50));
+            }
+            tokio::select! {
+                () = self.ports.queue.wait_for_work(wait) => {}
+                () = self.local.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        self.drain(drain).await;
+        heartbeat.abort();
+        tracing::info!(worker = %self.worker, "workers stopped");
+    }
+
+    /// One round over the tenants with work due; returns how many attempts were claimed and
+    /// whether more may be waiting (a claim came back full).
+    async fn claim_round(self: &Arc<Self>, tenants: &[TenantName], cursor: &mut usize) -> (usize, bool) {
+        if tenants.is_empty() {
+            return (0, false);
+        }
+        let n = tenants.len();
+        let start = *cursor % n;
+        *cursor = cursor.wrapping_add(1);
+        let share = (self.slots.available_permits() / n).clamp(1, self.config.batch.max(1));
+        let (mut claimed, mut more) = (0, false);
+        for i in 0..n {
+            let tenant = &tenants[(start + i) % n];
+            let want = share.min(self.slots.available_permits());
+            if want == 0 {
+                return (claimed, true);
+            }
+            let permits = match self.slots.clone().try_acquire_many_owned(u32::try_from(want).unwrap_or(1)) {
+                Ok(p) => p,
+                Err(_) => return (claimed, true),
+            };
+            let now = self.ports.clock.now();
+            match self.ports.queue.claim(tenant, &self.worker, now, self.config.lease, want).await {
+                Ok(tasks) => {
+                    more |= tasks.len() == want;
+                    claimed += tasks.len();
+                    let mut permits = permits;
+                    for task in tasks {
+                        let Some(permit) = permits.split(1) else { break };
+                        self.start(tenant.clone(), task, permit);
+                    }
+                }
+                Err(e) => tracing::warn!(%tenant, error = %e, "cannot claim tasks"),
+            }
+        }
+        (claimed, more)
+    }
+
+    fn start(self: &Arc<Self>, tenant: TenantName, task: ClaimedTask, permit: OwnedSemaphorePermit) {
+        self.counts.claimed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = task.key;
+        let Ok(mut running) = self.running.lock() else { return };
+        let engine = self.clone();
+        let t = tenant.clone();
+        let handle = tokio::spawn(async move {
+            engine.attempt(&t, task).await;
+            if let Ok(mut r) = engine.running.lock() {
+                r.remove(&key);
+            }
+            drop(permit);
+            engine.local.notify_one();
+        });
+        running.insert(key, Running { tenant, abort: handle.abort_handle() });
+    }
+
+    /// Runs one attempt and records its outcome, retrying the record while the database is
+    /// unavailable (until the lease would have run out: then another worker runs it again).
+    async fn attempt(&self, tenant: &TenantName, task: ClaimedTask) {
+        let run = match self.ports.files.workdir(tenant, task.package_id).await {
+            Ok(workdir) => {
+                let job = TaskJob {
+                    workdir,
+                    command: task.command.clone(),
+                    env: task.env.clone(),
+                    context: task.context.clone(),
+                    timeout: task.timeout,
+                };
+                self.ports.runner.run(job).await
+            }
+            Err(reason) => cloacina_domain::ports::TaskRun {
+                outcome: TaskOutcome::Failed { reason: format!("cannot prepare the package: {reason}") },
+                stdout: String::new(),
+                stderr: String::new(),
+                truncated: false,
+                duration: Duration::ZERO,
+            },
+        };
+        let (outcome, output) = match run.outcome {
+            TaskOutcome::Succeeded { output } => (Attempt::Succeeded, output),
+            TaskOutcome::Failed { reason } => (Attempt::Failed(reason), None),
+            TaskOutcome::TimedOut => {
+                (Attempt::Failed(format!("timed out after {}", humantime::format_duration(task.timeout))), None)
+            }
+        };
+        let report = AttemptReport {
+            key: task.key,
+            attempt: task.attempt,
+            outcome,
+            output,
+            stdout: run.stdout,
+            stderr: run.stderr,
+            truncated: run.truncated,
+        };
+        let mut wait = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.ports.queue.record(tenant, &self.worker, &report, self.ports.clock.now()).await {
+                Ok(Recorded::Done { readied }) => {
+                    self.counts.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if readied {
+                        self.local.notify_one();
+                    }
+                    return;
+                }
+                Ok(Recorded::Stale) => {
+                    self.counts.stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(%tenant, execution = %task.key.execution_id, task = %task.task_id,
+                        "attempt no longer held (lease expired or execution cancelled); outcome dropped");
+                    return;
+                }
+                Err(StoreError::Unavailable(e)) if waited < self.config.lease => {
+                    tracing::warn!(%tenant, error = %e, "cannot record a task outcome yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(%tenant, execution = %task.key.execution_id, task = %task.task_id, error = %e,
+                        "cannot record a task outcome; its lease will expire and it will run again");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Renews the leases of running attempts every third of the lease, draining included;
+    /// stops those no longer held. Ends when the engine aborts it.
+    async fn heartbeat(self: Arc<Self>) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            self.renew_all().await;
+        }
+    }
+
+    async fn renew_all(&self) {
+        let by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = {
+            let Ok(running) = self.running.lock() else { return };
+            let mut m: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
+            for (key, r) in running.iter() {
+                m.entry(r.tenant.clone()).or_default().push(*key);
+            }
+            m
+        };
+        for (tenant, keys) in by_tenant {
+            let until = later(self.ports.clock.now(), self.config.lease);
+            match self.ports.queue.renew(&tenant, &self.worker, keys.clone(), until).await {
+                Ok(held) => {
+                    for key in keys.iter().filter(|k| !held.contains(k)) {
+                        if let Some(r) = self.running.lock().ok().and_then(|mut r| r.remove(key)) {
+                            r.abort.abort();
+                            self.counts.stopped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.local.notify_one();
+                            tracing::info!(%tenant, execution = %key.execution_id, position = key.position,
+                                "attempt stopped: its lease is gone (cancelled or expired)");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(%tenant, error = %e, "cannot renew task leases"),
+            }
+        }
+    }
+
+    /// Waits up to `drain` for running attempts, then stops the rest and gives them back.
+    async fn drain(&self, drain: Duration) {
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                () = self.local.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        let left: Vec<(TaskKey, Running)> = self.running.lock().map(|mut r| r.drain().collect()).unwrap_or_default();
+        let mut by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
+        for (key, r) in left {
+            r.abort.abort();
+            by_tenant.entry(r.tenant).or_default().push(key);
+        }
+        for (tenant, keys) in by_tenant {
+            let n = keys.len();
+            match self.ports.queue.release(&tenant, &self.worker, keys, self.ports.clock.now()).await {
+                Ok(()) => tracing::info!(%tenant, attempts = n, "gave back unfinished attempts at shutdown"),
+                Err(e) => tracing::warn!(%tenant, error = %e, "cannot give back attempts; their leases will expire"),
+            }
+        }
+    }
+}

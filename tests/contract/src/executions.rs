@@ -1,0 +1,408 @@
+//! The `ExecutionStore` and `TaskQueue` contract: executions accepted, claimed, recorded,
+//! cancelled, retried, listed and pruned the same way on every backend.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use cloacina_domain::TenantName;
+use cloacina_domain::execution::{
+    Attempt, AttemptReport, ClaimedTask, ExecutionCreated, ExecutionId, ExecutionQuery, ExecutionRecord,
+    ExecutionStatus, NewExecution, Plan, Recorded, TaskStatus, Transition,
+};
+use cloacina_domain::package::{Manifest, NewPackage, PackageStored};
+use cloacina_domain::ports::StoreError;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::Store;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+}
+
+fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+/// Uploads a package whose workflow `pipe` is `a` → `b`, with `retries` for `a` (a fixed
+/// 10 s delay); returns the plan and the package id.
+async fn setup(store: &Store, retries: u32) -> (Plan, Uuid) {
+    let text = format!(
+        "[package]\nname = \"pkg\"\nversion = \"1.0.0\"\n[[workflow]]\nname = \"pipe\"\n\
+         [[workflow.task]]\nid = \"a\"\ncommand = [\"sh\", \"a.sh\"]\nretries = {retries}\nbackoff = \"fixed\"\nretry_delay = \"10s\"\n\
+         [[workflow.task]]\nid = \"b\"\ncommand = [\"sh\", \"b.sh\"]\ndepends_on = [\"a\"]\nenv = {{ K = \"v\" }}\n"
+    );
+    let manifest = Manifest::parse(&text).unwrap();
+    let plan = Plan::of(&manifest.workflows[0]);
+    let new = NewPackage {
+        id: Uuid::new_v4(),
+        manifest,
+        manifest_text: text,
+        archive: b"archive".to_vec(),
+        content_hash: "ab".repeat(32),
+        uploaded_at: t0(),
+        uploaded_by: None,
+    };
+    let Some(PackageStored::Created(rec)) = store.store_package(&TenantName::public(), &new).await.unwrap() else {
+        panic!("stored")
+    };
+    (plan, rec.id)
+}
+
+fn new_execution(plan: &Plan, package: Uuid, at: DateTime<Utc>, key: Option<&str>) -> NewExecution {
+    NewExecution {
+        id: ExecutionId::from_uuid(Uuid::new_v4()),
+        workflow: "pipe".into(),
+        package_id: package,
+        package_version: "1.0.0".into(),
+        plan: plan.clone(),
+        context: json!({"rows": 3}).as_object().cloned().unwrap(),
+        origin: "api".into(),
+        idempotency_key: key.map(str::to_owned),
+        created_at: at,
+        created_by: None,
+    }
+}
+
+async fn create(store: &Store, new: &NewExecution) -> ExecutionRecord {
+    match store.create_execution(&TenantName::public(), new).await.unwrap() {
+        Some(ExecutionCreated::Created(r)) => r,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+async fn claim(store: &Store, worker: &str, at: DateTime<Utc>, limit: usize) -> Vec<ClaimedTask> {
+    store.claim(&TenantName::public(), worker, at, LEASE, limit).await.unwrap()
+}
+
+fn report(task: &ClaimedTask, outcome: Attempt, output: Option<Value>) -> AttemptReport {
+    AttemptReport {
+        key: task.key,
+        attempt: task.attempt,
+        outcome,
+        output: output.and_then(|o| o.as_object().cloned()),
+        stdout: format!("out of {} #{}", task.task_id, task.attempt),
+        stderr: String::new(),
+        truncated: false,
+    }
+}
+
+async fn finish(store: &Store, worker: &str, r: AttemptReport, at: DateTime<Utc>) -> Recorded {
+    store.record(&TenantName::public(), worker, &r, at).await.unwrap()
+}
+
+async fn statuses(store: &Store, id: ExecutionId) -> Vec<TaskStatus> {
+    let tasks = store.execution_tasks(&TenantName::public(), id).await.unwrap().unwrap().unwrap();
+    tasks.iter().map(|t| t.status).collect()
+}
+
+async fn get(store: &Store, id: ExecutionId) -> ExecutionRecord {
+    store.get_execution(&TenantName::public(), id).await.unwrap().unwrap().unwrap()
+}
+
+pub async fn an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_the_first(store: Store) {
+    let (plan, package) = setup(&store, 0).await;
+    let first = new_execution(&plan, package, t0(), Some("nightly-2026-06-01"));
+    let rec = create(&store, &first).await;
+    assert_eq!((rec.status, rec.workflow.as_str(), rec.origin.as_str()), (ExecutionStatus::Pending, "pipe", "api"));
+    assert_eq!(rec.context, first.context);
+    assert_eq!(rec.idempotency_key.as_deref(), Some("nightly-2026-06-01"));
+    assert_eq!(statuses(&store, first.id).await, [TaskStatus::Ready, TaskStatus::Waiting]);
+    let repeat = new_execution(&plan, package, t0() + secs(5), Some("nightly-2026-06-01"));
+    match store.create_execution(&TenantName::public(), &repeat).await.unwrap() {
+        Some(ExecutionCreated::Existing(r)) => assert_eq!(r.id, first.id),
+        other => panic!("expected the first execution: {other:?}"),
+    }
+    assert!(store.get_execution(&TenantName::public(), repeat.id).await.unwrap().unwrap().is_none());
+    let stranger = TenantName::parse("nobody-here").unwrap();
+    assert!(store.create_execution(&stranger, &repeat).await.unwrap().is_none());
+    assert!(store.get_execution(&stranger, first.id).await.unwrap().is_none());
+    let events = store.execution_events(&TenantName::public(), first.id, 0, 100).await.unwrap().unwrap().unwrap();
+    assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["execution_created"]);
+}
+
+pub async fn a_paused_workflow_and_a_vanished_package_accept_nothing(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    store.set_paused(&public, "pipe", true, t0()).await.unwrap();
+    let new = new_execution(&plan, package, t0(), None);
+    assert_eq!(store.create_execution(&public, &new).await.unwrap(), Some(ExecutionCreated::Paused));
+    store.set_paused(&public, "pipe", false, t0()).await.unwrap();
+    let elsewhere = NewExecution { package_id: Uuid::new_v4(), ..new.clone() };
+    assert_eq!(store.create_execution(&public, &elsewhere).await.unwrap(), Some(ExecutionCreated::Gone));
+    let page = store.list_executions(&public, &ExecutionQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(page.unwrap().total, 0);
+}
+
+pub async fn a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_the_merged_context(store: Store) {
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    let (one, two) = tokio::join!(claim(&store, "w1", t0() + secs(1), 10), claim(&store, "w2", t0() + secs(1), 10));
+    assert_eq!(one.len() + two.len(), 1, "one ready task, claimed once: {one:?} {two:?}");
+    let (worker, task) = if one.is_empty() { ("w2", two[0].clone()) } else { ("w1", one[0].clone()) };
+    assert_eq!((task.task_id.as_str(), task.attempt, task.command.clone()), ("a", 1, vec!["sh".into(), "a.sh".into()]));
+    assert_eq!(task.context, new.context);
+    assert_eq!(get(&store, new.id).await.status, ExecutionStatus::Running);
+    assert!(claim(&store, "w3", t0() + secs(2), 10).await.is_empty(), "b waits for a");
+    let out = json!({"doubled": 6});
+    assert_eq!(
+        finish(&store, worker, report(&task, Attempt::Succeeded, Some(out)), t0() + secs(3)).await,
+        Recorded::Done { readied: true }
+    );
+    let next = claim(&store, "w3", t0() + secs(4), 10).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].task_id, "b");
+    assert_eq!(next[0].env.get("K").map(String::as_str), Some("v"));
+    assert_eq!(Value::Object(next[0].context.clone()), json!({"rows": 3, "doubled": 6}));
+    assert_eq!(
+        finish(&store, "w3", report(&next[0], Attempt::Succeeded, None), t0() + secs(5)).await,
+        Recorded::Done { readied: false }
+    );
+    let e = get(&store, new.id).await;
+    assert_eq!(e.status, ExecutionStatus::Succeeded);
+    assert_eq!(e.finished_at, Some(t0() + secs(5)));
+    let tasks = store.execution_tasks(&TenantName::public(), new.id).await.unwrap().unwrap().unwrap();
+    assert_eq!(tasks[0].output.clone().map(Value::Object), Some(json!({"doubled": 6})));
+    let logs = store.task_logs(&TenantName::public(), new.id, "a").await.unwrap().unwrap().unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!((logs[0].attempt, logs[0].stdout.as_str()), (1, "out of a #1"));
+    let kinds: Vec<String> = store
+        .execution_events(&TenantName::public(), new.id, 0, 100)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "execution_created",
+            "task_started",
+            "task_succeeded",
+            "task_ready",
+            "task_started",
+            "task_succeeded",
+            "execution_succeeded"
+        ]
+    );
+    // The same report again changes nothing.
+    assert_eq!(finish(&store, "w3", report(&next[0], Attempt::Succeeded, None), t0() + secs(6)).await, Recorded::Stale);
+}
+
+pub async fn a_failure_is_retried_after_its_delay_then_fails_the_execution_and_skips_what_depends_on_it(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 1).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    let first = claim(&store, "w", t0(), 1).await.remove(0);
+    let failed = report(&first, Attempt::Failed("exited with status 3".into()), None);
+    assert_eq!(store.record(&public, "w", &failed, t0() + secs(1)).await.unwrap(), Recorded::Done { readied: true });
+    assert_eq!(statuses(&store, new.id).await, [TaskStatus::Ready, TaskStatus::Waiting]);
+    assert!(claim(&store, "w", t0() + secs(5), 1).await.is_empty(), "not before the retry delay");
+    let due = store.due_tenants(t0() + secs(5)).await.unwrap();
+    assert!(due.tenants.is_empty(), "{due:?}");
+    assert_eq!(due.next, Some(t0() + secs(11)));
+    assert_eq!(store.due_tenants(t0() + secs(11)).await.unwrap().tenants, [public.clone()]);
+    let second = claim(&store, "w", t0() + secs(11), 1).await.remove(0);
+    assert_eq!(second.attempt, 2);
+    let failed = report(&second, Attempt::Failed("timed out after 1s".into()), None);
+    assert_eq!(store.record(&public, "w", &failed, t0() + secs(12)).await.unwrap(), Recorded::Done { readied: false });
+    assert_eq!(statuses(&store, new.id).await, [TaskStatus::Failed, TaskStatus::Skipped]);
+    let e = get(&store, new.id).await;
+    assert_eq!(e.status, ExecutionStatus::Failed);
+    assert_eq!(e.error.as_deref(), Some("task 'a' failed after 2 attempt(s): timed out after 1s"));
+    let logs = store.task_logs(&public, new.id, "a").await.unwrap().unwrap().unwrap();
+    assert_eq!(logs.iter().map(|l| l.attempt).collect::<Vec<_>>(), [1, 2]);
+    assert!(store.task_logs(&public, new.id, "b").await.unwrap().unwrap().unwrap().is_empty());
+}
+
+pub async fn an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stale(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    let lost = claim(&store, "dead", t0(), 1).await.remove(0);
+    assert_eq!(store.due_tenants(t0() + secs(10)).await.unwrap().next, Some(t0() + secs(30)), "the lease's end");
+    let held = store.renew(&public, "dead", vec![lost.key], t0() + secs(40)).await.unwrap();
+    assert_eq!(held, [lost.key]);
+    assert!(store.renew(&public, "other", vec![lost.key], t0() + secs(90)).await.unwrap().is_empty());
+    assert!(claim(&store, "alive", t0() + secs(35), 1).await.is_empty(), "renewed until 40 s");
+    let again = claim(&store, "alive", t0() + secs(41), 1).await;
+    assert_eq!(again.len(), 1, "the expired lease was taken over");
+    assert_eq!((again[0].key, again[0].attempt), (lost.key, 1), "the lost attempt does not count");
+    let late = report(&lost, Attempt::Succeeded, None);
+    assert_eq!(store.record(&public, "dead", &late, t0() + secs(42)).await.unwrap(), Recorded::Stale);
+    let on_time = report(&again[0], Attempt::Succeeded, None);
+    assert_eq!(
+        store.record(&public, "alive", &on_time, t0() + secs(43)).await.unwrap(),
+        Recorded::Done { readied: true }
+    );
+    let kinds: Vec<String> = store
+        .execution_events(&public, new.id, 0, 100)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"task_lease_expired".to_owned()), "{kinds:?}");
+}
+
+pub async fn released_attempts_are_ready_again_at_once(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    create(&store, &new_execution(&plan, package, t0(), None)).await;
+    let task = claim(&store, "stopping", t0(), 1).await.remove(0);
+    store.release(&public, "stopping", vec![task.key], t0() + secs(1)).await.unwrap();
+    let again = claim(&store, "next", t0() + secs(1), 1).await;
+    assert_eq!((again[0].key, again[0].attempt), (task.key, 1));
+}
+
+pub async fn cancel_stops_what_has_not_finished_and_refuses_a_finished_execution(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    let running = claim(&store, "w", t0(), 1).await.remove(0);
+    let Some(Transition::Done(e)) = store.cancel_execution(&public, new.id, t0() + secs(2)).await.unwrap() else {
+        panic!("cancelled")
+    };
+    assert_eq!((e.status, e.finished_at), (ExecutionStatus::Cancelled, Some(t0() + secs(2))));
+    assert_eq!(statuses(&store, new.id).await, [TaskStatus::Cancelled, TaskStatus::Cancelled]);
+    assert!(store.renew(&public, "w", vec![running.key], t0() + secs(60)).await.unwrap().is_empty(), "lease gone");
+    let late = report(&running, Attempt::Succeeded, None);
+    assert_eq!(store.record(&public, "w", &late, t0() + secs(3)).await.unwrap(), Recorded::Stale);
+    assert!(matches!(
+        store.cancel_execution(&public, new.id, t0() + secs(4)).await.unwrap(),
+        Some(Transition::Refused(e)) if e.status == ExecutionStatus::Cancelled
+    ));
+    let unknown = ExecutionId::from_uuid(Uuid::new_v4());
+    assert_eq!(store.cancel_execution(&public, unknown, t0()).await.unwrap(), Some(Transition::NotFound));
+}
+
+pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    assert!(matches!(
+        store.retry_execution(&public, new.id, t0()).await.unwrap(),
+        Some(Transition::Refused(e)) if e.status == ExecutionStatus::Pending
+    ));
+    let a = claim(&store, "w", t0(), 1).await.remove(0);
+    store.record(&public, "w", &report(&a, Attempt::Succeeded, Some(json!({"x": 1}))), t0() + secs(1)).await.unwrap();
+    let b = claim(&store, "w", t0() + secs(1), 1).await.remove(0);
+    store.record(&public, "w", &report(&b, Attempt::Failed("boom".into()), None), t0() + secs(2)).await.unwrap();
+    assert_eq!(get(&store, new.id).await.status, ExecutionStatus::Failed);
+    let Some(Transition::Done(e)) = store.retry_execution(&public, new.id, t0() + secs(3)).await.unwrap() else {
+        panic!("retried")
+    };
+    assert_eq!((e.status, e.error, e.finished_at), (ExecutionStatus::Running, None, None));
+    assert_eq!(statuses(&store, new.id).await, [TaskStatus::Succeeded, TaskStatus::Ready]);
+    let b2 = claim(&store, "w", t0() + secs(3), 1).await.remove(0);
+    assert_eq!((b2.task_id.as_str(), b2.attempt), ("b", 1));
+    assert_eq!(b2.context.get("x"), Some(&json!(1)), "the kept output still flows downstream");
+    store.record(&public, "w", &report(&b2, Attempt::Succeeded, None), t0() + secs(4)).await.unwrap();
+    assert_eq!(get(&store, new.id).await.status, ExecutionStatus::Succeeded);
+    let logs = store.task_logs(&public, new.id, "b").await.unwrap().unwrap().unwrap();
+    assert_eq!(logs.len(), 2, "both runs' logs are kept");
+}
+
+pub async fn listing_filters_by_status_and_workflow_and_pages_newest_first_with_a_total(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let new = new_execution(&plan, package, t0() + secs(i), None);
+        create(&store, &new).await;
+        ids.push(new.id);
+    }
+    store.cancel_execution(&public, ids[1], t0() + secs(10)).await.unwrap();
+    let q = |status, workflow: Option<&str>, limit, offset| ExecutionQuery {
+        status,
+        workflow: workflow.map(str::to_owned),
+        limit,
+        offset,
+    };
+    let page = store.list_executions(&public, &q(None, None, 2, 0)).await.unwrap().unwrap();
+    assert_eq!(page.total, 5);
+    assert_eq!(page.executions.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[4], ids[3]]);
+    let page = store.list_executions(&public, &q(None, None, 2, 4)).await.unwrap().unwrap();
+    assert_eq!((page.total, page.executions.len()), (5, 1));
+    let cancelled = store.list_executions(&public, &q(Some(ExecutionStatus::Cancelled), None, 10, 0)).await.unwrap();
+    assert_eq!(cancelled.unwrap().executions.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[1]]);
+    let other = store.list_executions(&public, &q(None, Some("other"), 10, 0)).await.unwrap().unwrap();
+    assert_eq!(other.total, 0);
+    let pipe = store.list_executions(&public, &q(Some(ExecutionStatus::Pending), Some("pipe"), 10, 0)).await.unwrap();
+    assert_eq!(pipe.unwrap().total, 4);
+}
+
+pub async fn events_page_after_an_id(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    let a = claim(&store, "w", t0(), 1).await.remove(0);
+    store.record(&public, "w", &report(&a, Attempt::Succeeded, None), t0() + secs(1)).await.unwrap();
+    let all = store.execution_events(&public, new.id, 0, 100).await.unwrap().unwrap().unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let first_two = store.execution_events(&public, new.id, 0, 2).await.unwrap().unwrap().unwrap();
+    assert_eq!(first_two, all[..2]);
+    let rest = store.execution_events(&public, new.id, first_two[1].id, 100).await.unwrap().unwrap().unwrap();
+    assert_eq!(rest, all[2..]);
+    let unknown = ExecutionId::from_uuid(Uuid::new_v4());
+    assert_eq!(store.execution_events(&public, unknown, 0, 10).await.unwrap(), Some(None));
+}
+
+pub async fn pruning_deletes_only_executions_finished_before_the_cutoff(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let old = new_execution(&plan, package, t0(), None);
+    let recent = new_execution(&plan, package, t0(), None);
+    let open = new_execution(&plan, package, t0(), None);
+    for e in [&old, &recent, &open] {
+        create(&store, e).await;
+    }
+    store.cancel_execution(&public, old.id, t0() + secs(10)).await.unwrap();
+    store.cancel_execution(&public, recent.id, t0() + secs(100)).await.unwrap();
+    assert_eq!(store.prune_executions(&public, t0() + secs(50)).await.unwrap(), 1);
+    assert!(store.get_execution(&public, old.id).await.unwrap().unwrap().is_none());
+    assert!(store.execution_tasks(&public, old.id).await.unwrap().unwrap().is_none());
+    assert!(store.get_execution(&public, recent.id).await.unwrap().unwrap().is_some());
+    assert!(store.get_execution(&public, open.id).await.unwrap().unwrap().is_some());
+}
+
+pub async fn a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    let refused = store.delete_package(&public, "pkg", "1.0.0", t0()).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    store.cancel_execution(&public, new.id, t0()).await.unwrap();
+    assert!(store.delete_package(&public, "pkg", "1.0.0", t0()).await.unwrap().unwrap().is_some());
+    assert!(store.get_execution(&public, new.id).await.unwrap().unwrap().is_some(), "history stays");
+}
+
+pub async fn no_work_means_no_tenant_is_due(store: Store) {
+    let due = store.due_tenants(t0()).await.unwrap();
+    assert!(due.tenants.is_empty() && due.next.is_none(), "{due:?}");
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    assert_eq!(store.due_tenants(t0()).await.unwrap().tenants, [TenantName::public()]);
+    let a = claim(&store, "w", t0(), 5).await.remove(0);
+    store.record(&TenantName::public(), "w", &report(&a, Attempt::Succeeded, None), t0()).await.unwrap();
+    let b = claim(&store, "w", t0(), 5).await.remove(0);
+    store.record(&TenantName::public(), "w", &report(&b, Attempt::Succeeded, None), t0()).await.unwrap();
+    assert!(claim(&store, "w", t0(), 5).await.is_empty());
+    let due = store.due_tenants(t0() + secs(1)).await.unwrap();
+    assert!(due.tenants.is_empty() && due.next.is_none(), "all done: {due:?}");
+}

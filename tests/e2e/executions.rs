@@ -1,0 +1,484 @@
+//! Running workflows end to end through the real binary, on SQLite and PostgreSQL: the
+//! documented CLI flow (scaffold, pack, upload, run, read every task's logs), retries and
+//! skips, timeouts, cancel, retry, idempotent execute, roles and tenant isolation; and on
+//! PostgreSQL, two replicas sharing the work and `kill -9` during a run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Server, bootstrap_key, cli, command, stderr, stdout};
+
+/// Runs the CLI in `work` against `server` with `key`.
+fn run_cli(home: &Path, work: &Path, server: &str, key: &str, args: &[&str]) -> std::process::Output {
+    let mut c = command(home);
+    c.current_dir(work).args(args).env("CLOACINA_SERVER", server).env("CLOACINA_API_KEY", key);
+    c.output().unwrap()
+}
+
+/// The steps of docs/packages.md's quick start, with the CLI alone.
+fn documented_flow(home: &Path, server: &Server, writer: &str, reader: &str) {
+    let work = home.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let ok = |key: &str, args: &[&str]| {
+        let out = run_cli(home, &work, &server.url, key, args);
+        assert!(out.status.success(), "{args:?}: {} {}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    ok(writer, &["package", "new", "nightly"]);
+    ok(writer, &["package", "pack", "nightly"]);
+    ok(writer, &["package", "upload", "nightly-0.1.0.cloacina"]);
+    let waited = ok(writer, &["workflow", "run", "pipeline", "--context", r#"{"source": "crm"}"#, "--wait"]);
+    assert!(waited.contains("succeeded"), "{waited}");
+    let id = ok(reader, &["-o", "id", "execution", "list", "--workflow", "pipeline", "--limit", "1"]);
+    assert_eq!(id.len(), 36, "{id}");
+    let status = ok(reader, &["execution", "status", &id]);
+    assert!(status.contains("status     succeeded"), "{status}");
+    let extract = ok(reader, &["execution", "logs", &id, "extract"]);
+    assert!(extract.contains("extracting from"), "{extract}");
+    let transform = ok(reader, &["execution", "logs", &id, "transform"]);
+    assert!(transform.contains("transforming 3 rows"), "{transform}");
+    let load = ok(reader, &["execution", "logs", &id, "load"]);
+    assert!(load.contains(r#""doubled":6"#) && load.contains(r#""source":"demo""#), "data flowed downstream: {load}");
+    let tasks: Value = serde_json::from_str(&ok(reader, &["-o", "json", "execution", "tasks", &id])).unwrap();
+    let done: Vec<&str> = tasks["tasks"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+    assert_eq!(done, ["succeeded"; 3], "{tasks}");
+    let events = ok(reader, &["execution", "events", &id]);
+    assert!(events.contains("execution_succeeded"), "{events}");
+    // A read key may look but not run.
+    let out = run_cli(home, &work, &server.url, reader, &["workflow", "run", "pipeline"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_flow_runs_a_three_task_workflow_on_sqlite() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &[], &[]);
+    let god = bootstrap_key(home.path());
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    let writer = stdout(&cli(home.path(), &["key", "create", "ci", "--role", "write", "--tenant", "public"], &env));
+    let reader = stdout(&cli(home.path(), &["key", "create", "dash", "--role", "read", "--tenant", "public"], &env));
+    documented_flow(home.path(), &server, &writer, &reader);
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_flow_runs_a_three_task_workflow_on_postgres() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &["--database-url", &db.url, "--db-max-connections", "4"], &[]);
+    let god = bootstrap_key(home.path());
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    assert!(cli(home.path(), &["tenant", "create", "acme"], &env).status.success());
+    let writer = stdout(&cli(home.path(), &["key", "create", "ci", "--role", "write", "--tenant", "acme"], &env));
+    let reader = stdout(&cli(home.path(), &["key", "create", "dash", "--role", "read", "--tenant", "acme"], &env));
+    documented_flow(home.path(), &server, &writer, &reader);
+    server.stop();
+}
+
+/// A package folder with these workflows (TOML) and scripts, packed with the CLI.
+fn pack(home: &Path, name: &str, version: &str, workflows: &str, scripts: &[(&str, &str)]) -> PathBuf {
+    let dir = home.join(format!("src-{name}-{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("package.toml"),
+        format!("[package]\nname = \"{name}\"\nversion = \"{version}\"\n{workflows}"),
+    )
+    .unwrap();
+    for (file, body) in scripts {
+        std::fs::write(dir.join(file), body).unwrap();
+    }
+    let file = home.join(format!("{name}-{version}.cloacina"));
+    let out = cli(home, &["package", "pack", dir.to_str().unwrap(), "--file", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    file
+}
+
+async fn upload(server: &Server, tenant: &str, key: &str, file: &Path) -> (u16, Value) {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name("p.cloacina"));
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/tenants/{tenant}/workflows", server.url))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn execute(
+    server: &Server,
+    tenant: &str,
+    key: &str,
+    workflow: &str,
+    body: Value,
+    idem: Option<&str>,
+) -> (u16, Value, bool) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/v1/tenants/{tenant}/workflows/{workflow}/execute", server.url))
+        .bearer_auth(key)
+        .json(&body);
+    if let Some(k) = idem {
+        req = req.header("Idempotency-Key", k);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let replayed = res.headers().get("idempotent-replayed").is_some();
+    (status, res.json().await.unwrap_or(Value::Null), replayed)
+}
+
+/// Polls until the execution has finished; returns it.
+async fn finished(server: &Server, tenant: &str, key: &str, id: &str, within: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, e) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}"), Some(key)).await;
+        assert_eq!(status, 200, "{e}");
+        if ["succeeded", "failed", "cancelled"].contains(&e["status"].as_str().unwrap_or("")) {
+            return e;
+        }
+        assert!(start.elapsed() < within, "execution {id} still {} after {within:?}", e["status"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn tasks(server: &Server, tenant: &str, key: &str, id: &str) -> BTreeMap<String, Value> {
+    let (status, body) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks"), Some(key)).await;
+    assert_eq!(status, 200, "{body}");
+    body["tasks"].as_array().unwrap().iter().map(|t| (t["task_id"].as_str().unwrap().to_owned(), t.clone())).collect()
+}
+
+const BEHAVIOURS: &str = r#"
+[[workflow]]
+name = "flaky"
+[[workflow.task]]
+id = "fail"
+command = ["sh", "fail.sh"]
+retries = 1
+backoff = "fixed"
+retry_delay = "200ms"
+env = { FLAG = "@FLAG@" }
+[[workflow.task]]
+id = "after"
+command = ["sh", "-c", "echo after ran"]
+depends_on = ["fail"]
+
+[[workflow]]
+name = "sleepy"
+[[workflow.task]]
+id = "nap"
+command = ["sh", "nap.sh"]
+timeout = "1s"
+
+[[workflow]]
+name = "slow"
+[[workflow.task]]
+id = "wait"
+command = ["sh", "nap.sh"]
+timeout = "1m"
+[[workflow.task]]
+id = "never"
+command = ["true"]
+depends_on = ["wait"]
+"#;
+
+const FAIL_SH: &str =
+    "echo \"attempt on $(date +%s%N)\"\nif [ ! -f \"$FLAG\" ]; then echo 'no flag yet' >&2; exit 3; fi\necho fixed\n";
+const NAP_SH: &str = "echo $$ > \"$CLOACINA_CONTEXT_FILE.pid\"\nsleep 30\n";
+
+/// The engine's behaviours over HTTP, for a write and a read key of `tenant`; `outsider` is
+/// a key of another tenant (on SQLite, a god key asking about ids that do not exist).
+async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, reader: &str) {
+    let flag = home.join("flag");
+    let workflows = BEHAVIOURS.replace("@FLAG@", flag.to_str().unwrap());
+    let file = pack(home, "behaviours", "1.0.0", &workflows, &[("fail.sh", FAIL_SH), ("nap.sh", NAP_SH)]);
+    let (status, body) = upload(server, tenant, reader, &file).await;
+    assert_eq!(status, 403, "a read key may not upload: {body}");
+    let (status, body) = upload(server, tenant, writer, &file).await;
+    assert_eq!(status, 201, "{body}");
+
+    // A read key may not execute.
+    let (status, body, _) = execute(server, tenant, reader, "flaky", json!({}), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "forbidden");
+
+    // Retried once, then failed; what depends on it is skipped.
+    let (status, accepted, _) = execute(server, tenant, writer, "flaky", json!({"context": {"n": 1}}), None).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!((accepted["workflow_name"].as_str(), accepted["tenant_id"].as_str()), (Some("flaky"), Some(tenant)));
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let e = finished(server, tenant, reader, &id, Duration::from_secs(30)).await;
+    assert_eq!(e["status"], "failed", "{e}");
+    assert_eq!(e["error"], "task 'fail' failed after 2 attempt(s): exited with status 3", "{e}");
+    let t = tasks(server, tenant, reader, &id).await;
+    assert_eq!((t["fail"]["status"].as_str(), t["fail"]["attempts"].as_u64()), (Some("failed"), Some(2)));
+    assert_eq!(t["after"]["status"], "skipped");
+    let (_, logs) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks/fail/logs"), Some(reader)).await;
+    let attempts = logs["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{logs}");
+    assert!(attempts.iter().all(|a| a["stderr"] == "no flag yet\n"), "{logs}");
+    let (status, _) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks/nope/logs"), Some(reader)).await;
+    assert_eq!(status, 404);
+
+    // Retry after fixing the cause: the failed task and the skipped one run again.
+    let (status, body) =
+        server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/retry"), Some(reader), None).await;
+    assert_eq!(status, 403, "a read key may not retry: {body}");
+    std::fs::write(&flag, "fixed").unwrap();
+    let (status, body) =
+        server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/retry"), Some(writer), None).await;
+    assert_eq!(status, 202, "{body}");
+    let e = finished(server, tenant, reader, &id, Duration::from_secs(30)).await;
+    assert_eq!((e["status"].as_str(), &e["error"]), (Some("succeeded"), &Value::Null), "{e}");
+    let (status, body) =
+        server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/retry"), Some(writer), None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("invalid_state")), "{body}");
+
+    // Killed at its timeout.
+    let started = Instant::now();
+    let (_, accepted, _) = execute(server, tenant, writer, "sleepy", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let e = finished(server, tenant, reader, &id, Duration::from_secs(20)).await;
+    assert!(started.elapsed() < Duration::from_secs(20), "the 30 s sleep was cut short");
+    assert_eq!(e["error"], "task 'nap' failed after 1 attempt(s): timed out after 1s", "{e}");
+
+    // Cancelled while running: the attempt is stopped and what follows never runs.
+    let (_, accepted, _) = execute(server, tenant, writer, "slow", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    while tasks(server, tenant, reader, &id).await["wait"]["status"] != "running" {
+        assert!(start.elapsed() < Duration::from_secs(10), "the slow task never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) =
+        server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/cancel"), Some(reader), None).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) =
+        server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/cancel"), Some(writer), None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")), "{body}");
+    let t = tasks(server, tenant, reader, &id).await;
+    assert_eq!((t["wait"]["status"].as_str(), t["never"]["status"].as_str()), (Some("cancelled"), Some("cancelled")));
+    let (status, body) =
+        server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/cancel"), Some(writer), None).await;
+    assert_eq!(status, 409, "{body}");
+
+    // Idempotent execute.
+    let (s1, first, r1) = execute(server, tenant, writer, "flaky", json!({}), Some("deploy-42")).await;
+    let (s2, second, r2) =
+        execute(server, tenant, writer, "flaky", json!({"context": {"other": 1}}), Some("deploy-42")).await;
+    assert_eq!((s1, s2, r1, r2), (202, 202, false, true), "{first} {second}");
+    assert_eq!(first["execution_id"], second["execution_id"]);
+    let (status, body, _) = execute(server, tenant, writer, "sleepy", json!({}), Some("deploy-42")).await;
+    assert_eq!(
+        (status, body["code"].as_str(), body["field"].as_str()),
+        (409, Some("idempotency_key_reused"), Some("Idempotency-Key"))
+    );
+    let (status, body) =
+        server.get(&format!("/v1/tenants/{tenant}/executions?workflow=flaky&limit=100"), Some(reader)).await;
+    assert_eq!((status, body["total"].as_u64()), (200, Some(2)), "the repeat made no second execution: {body}");
+
+    // Bad input names the field; a paused workflow refuses.
+    let (status, body, _) = execute(server, tenant, writer, "flaky", json!({"context": [1]}), None).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("context")), "{body}");
+    let (status, body) = server.get(&format!("/v1/tenants/{tenant}/executions?status=bogus"), Some(reader)).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("status")), "{body}");
+    let (status, _, _) = execute(server, tenant, writer, "missing", json!({}), None).await;
+    assert_eq!(status, 404);
+    server.call(Method::POST, &format!("/v1/tenants/{tenant}/workflows/flaky/pause"), Some(writer), None).await;
+    let (status, body, _) = execute(server, tenant, writer, "flaky", json!({}), None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("workflow_paused")), "{body}");
+    server.call(Method::POST, &format!("/v1/tenants/{tenant}/workflows/flaky/resume"), Some(writer), None).await;
+
+    // Unknown or malformed ids answer 404.
+    for id in ["6f9619ff-8b86-d011-b42d-00c04fc964ff", "not-a-uuid"] {
+        let (status, body) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}"), Some(reader)).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("execution_not_found")), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_timeouts_cancel_retry_and_idempotency_on_sqlite() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &["--task-lease", "3"], &[]);
+    let god = bootstrap_key(home.path());
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    let writer = stdout(&cli(home.path(), &["key", "create", "ci", "--role", "write", "--tenant", "public"], &env));
+    let reader = stdout(&cli(home.path(), &["key", "create", "dash", "--role", "read", "--tenant", "public"], &env));
+    behaviours(home.path(), &server, "public", &writer, &reader).await;
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_timeouts_cancel_retry_idempotency_and_isolation_on_postgres() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let home = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(home.path(), &["--database-url", &db.url, "--db-max-connections", "6", "--task-lease", "3"], &[]);
+    let god = bootstrap_key(home.path());
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    for t in ["acme", "globex"] {
+        assert!(cli(home.path(), &["tenant", "create", t], &env).status.success());
+    }
+    let writer = stdout(&cli(home.path(), &["key", "create", "ci", "--role", "write", "--tenant", "acme"], &env));
+    let reader = stdout(&cli(home.path(), &["key", "create", "dash", "--role", "read", "--tenant", "acme"], &env));
+    let globex = stdout(&cli(home.path(), &["key", "create", "g", "--role", "admin", "--tenant", "globex"], &env));
+    behaviours(home.path(), &server, "acme", &writer, &reader).await;
+
+    // Another tenant's execution ids: 404 in its own tenant's paths, 403 in acme's.
+    let (_, page) = server.get("/v1/tenants/acme/executions?limit=500", Some(&reader)).await;
+    let ids: Vec<String> =
+        page["executions"].as_array().unwrap().iter().map(|e| e["execution_id"].as_str().unwrap().to_owned()).collect();
+    assert!(!ids.is_empty());
+    for id in &ids {
+        for path in [
+            format!("/v1/tenants/globex/executions/{id}"),
+            format!("/v1/tenants/globex/executions/{id}/tasks"),
+            format!("/v1/tenants/globex/executions/{id}/events"),
+        ] {
+            let (status, body) = server.get(&path, Some(&globex)).await;
+            assert_eq!(status, 404, "{path}: {body}");
+        }
+        let (status, _) =
+            server.call(Method::POST, &format!("/v1/tenants/globex/executions/{id}/cancel"), Some(&globex), None).await;
+        assert_eq!(status, 404);
+        let (status, _) = server.get(&format!("/v1/tenants/acme/executions/{id}"), Some(&globex)).await;
+        assert_eq!(status, 403);
+        let (status, _) = server.get(&format!("/v1/tenants/globex/executions/{id}"), Some(&god)).await;
+        assert_eq!(status, 404, "not even a god key finds acme's execution under globex");
+    }
+    let (_, page) = server.get("/v1/tenants/globex/executions", Some(&globex)).await;
+    assert_eq!(page["total"], 0, "{page}");
+    server.stop();
+}
+
+/// A workflow of three tasks, each appending `<n> <task> <pid>` to `log` and taking `nap`.
+fn counted_package(home: &Path, log: &Path, nap: &str) -> PathBuf {
+    let workflows = format!(
+        r#"
+[[workflow]]
+name = "counted"
+[[workflow.task]]
+id = "one"
+command = ["sh", "step.sh", "one"]
+env = {{ LOG = "{log}", NAP = "{nap}" }}
+[[workflow.task]]
+id = "two"
+command = ["sh", "step.sh", "two"]
+depends_on = ["one"]
+env = {{ LOG = "{log}", NAP = "{nap}" }}
+[[workflow.task]]
+id = "three"
+command = ["sh", "step.sh", "three"]
+depends_on = ["two"]
+env = {{ LOG = "{log}", NAP = "{nap}" }}
+"#,
+        log = log.display()
+    );
+    let step = "n=$(sed -n 's/.*\"n\": *\\([0-9]*\\).*/\\1/p' \"$CLOACINA_CONTEXT_FILE\")\nsleep \"$NAP\"\necho \"$n $1 $$\" >> \"$LOG\"\n";
+    pack(home, "counted", "1.0.0", &workflows, &[("step.sh", step)])
+}
+
+/// (execution number, task) → how many times it ran, from the log the tasks append to.
+fn runs(log: &Path) -> BTreeMap<(u64, String), usize> {
+    let mut m = BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(n), Some(task)) = (parts.next().and_then(|n| n.parse().ok()), parts.next()) else { continue };
+        *m.entry((n, task.to_owned())).or_insert(0) += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_the_work_and_never_run_a_task_twice_while_both_live() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let (home_a, home_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flags = ["--database-url", db.url.as_str(), "--db-max-connections", "6", "--workers", "3"];
+    let a = Server::start(home_a.path(), &flags, &[]);
+    let god = bootstrap_key(home_a.path());
+    let b = Server::start(home_b.path(), &flags, &[]);
+    let log = home_a.path().join("runs.log");
+    let file = counted_package(home_a.path(), &log, "0.05");
+    assert_eq!(upload(&a, "public", &god, &file).await.0, 201);
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        let (status, body, _) = execute(via, "public", &god, "counted", json!({"context": {"n": n}}), None).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["execution_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let e = finished(&a, "public", &god, id, Duration::from_secs(60)).await;
+        assert_eq!(e["status"], "succeeded", "{e}");
+    }
+    let counts = runs(&log);
+    assert_eq!(counts.len(), 90, "every task of every execution ran");
+    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "tasks ran twice with both replicas alive: {twice:?}");
+    let mut workers = BTreeSet::new();
+    for id in &ids {
+        let (_, events) = a.get(&format!("/v1/tenants/public/executions/{id}/events"), Some(&god)).await;
+        for e in events["events"].as_array().unwrap() {
+            if e["kind"] == "task_started" {
+                workers.insert(e["detail"]["worker"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(workers.len(), 2, "both replicas ran tasks: {workers:?}");
+    a.stop();
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_points_loses_no_execution() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let home = tempfile::tempdir().unwrap();
+    let flags = ["--database-url", db.url.as_str(), "--db-max-connections", "6", "--workers", "4", "--task-lease", "2"];
+    let mut server = Server::start(home.path(), &flags, &[]);
+    let god = bootstrap_key(home.path());
+    let log = home.path().join("runs.log");
+    let file = counted_package(home.path(), &log, "0.1");
+    assert_eq!(upload(&server, "public", &god, &file).await.0, 201);
+    let total = 60u64;
+    let mut ids = Vec::new();
+    for n in 0..total {
+        let (status, body, _) = execute(&server, "public", &god, "counted", json!({"context": {"n": n}}), None).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["execution_id"].as_str().unwrap().to_owned());
+    }
+    // Kill at pseudo-random points (seeded by the clock, printed for a re-run), restarting each time.
+    let seed = std::time::UNIX_EPOCH.elapsed().unwrap().subsec_nanos();
+    let mut x = u64::from(seed) | 1;
+    let mut kills = 0;
+    for _ in 0..4 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let after = Duration::from_millis(200 + x % 1200);
+        tokio::time::sleep(after).await;
+        server.signal("KILL");
+        let status = server.wait();
+        assert!(!status.success());
+        kills += 1;
+        server = Server::start(home.path(), &flags, &[]);
+    }
+    let mut statuses = BTreeMap::new();
+    for id in &ids {
+        let e = finished(&server, "public", &god, id, Duration::from_secs(120)).await;
+        *statuses.entry(e["status"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    let counts = runs(&log);
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    println!(
+        "kill -9: {kills} kills (seed {seed}), {total} executions: {statuses:?}; {} task runs for {} tasks, {duplicates} duplicated",
+        counts.values().sum::<usize>(),
+        counts.len()
+    );
+    assert_eq!(statuses.get("succeeded"), Some(&(total as usize)), "every execution finished and none was lost");
+    assert_eq!(counts.len(), (total * 3) as usize, "every task ran at least once");
+    server.stop();
+}
