@@ -314,15 +314,16 @@ pub trait TaskQueue: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<Vec<TaskKey>, StoreError>;
 
-    /// Records how an attempt ended, with the domain's rules, in one transaction:
-    /// [`Recorded::Stale`] (nothing changed) if the attempt is no longer `worker`'s.
+    /// Records how attempts ended, with the domain's rules, all in one transaction (reports
+    /// of one execution applied in order); answers one [`Recorded`] per report, in order:
+    /// [`Recorded::Stale`] (nothing changed) for an attempt no longer `worker`'s.
     async fn record(
         &self,
         tenant: &TenantName,
         worker: &str,
-        report: &AttemptReport,
+        reports: Vec<AttemptReport>,
         now: DateTime<Utc>,
-    ) -> Result<Recorded, StoreError>;
+    ) -> Result<Vec<Recorded>, StoreError>;
 
     /// Gives back attempts `worker` will not finish (shutdown): ready again at `now`, the
     /// attempt not counted.

@@ -41,9 +41,12 @@ CREATE TABLE execution_tasks (
 CREATE INDEX execution_tasks_ready ON execution_tasks (ready_at) WHERE status = 'ready';
 CREATE INDEX execution_tasks_leased ON execution_tasks (lease_until) WHERE status = 'running';
 
+-- Events and logs carry no foreign key: a key check would lock the execution's row (KEY
+-- SHARE) on every insert, making claims wait on whoever records an outcome. Pruning deletes
+-- them with their execution.
 CREATE TABLE execution_events (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    execution_id TEXT NOT NULL,
     at           TEXT NOT NULL,
     kind         TEXT NOT NULL,
     task         TEXT,
@@ -53,7 +56,7 @@ CREATE INDEX execution_events_execution ON execution_events (execution_id, id);
 
 CREATE TABLE task_logs (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    execution_id TEXT NOT NULL,
     position     INTEGER NOT NULL,
     task_id      TEXT NOT NULL,
     attempt      INTEGER NOT NULL,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{Attempt, AttemptReport, ClaimedTask, Recorded, TaskKey};
 use cloacina_domain::ports::{Clock, PackageFiles, StoreError, TaskJob, TaskOutcome, TaskQueue, TaskRunner};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 /// How a server's workers behave.
@@ -69,6 +69,16 @@ struct Running {
     abort: AbortHandle,
 }
 
+/// An outcome waiting to be recorded, and where to say how that went.
+struct ToRecord {
+    tenant: TenantName,
+    report: AttemptReport,
+    done: oneshot::Sender<Result<Recorded, StoreError>>,
+}
+
+/// The most outcomes recorded in one transaction.
+const RECORD_BATCH: usize = 64;
+
 /// A server's workers.
 pub struct Engine {
     ports: EnginePorts,
@@ -78,6 +88,10 @@ pub struct Engine {
     running: Mutex<HashMap<TaskKey, Running>>,
     /// A slot came free or this server readied tasks.
     local: Notify,
+    /// Outcomes go to one recorder, which writes all that have queued up in one transaction:
+    /// one at a time when idle, batched under load.
+    outcomes: mpsc::UnboundedSender<ToRecord>,
+    recorder: Mutex<Option<mpsc::UnboundedReceiver<ToRecord>>>,
     pub counts: EngineCounts,
 }
 
@@ -99,6 +113,7 @@ impl Engine {
     /// An engine whose leases carry `worker` as their owner (unique per server process).
     pub fn new(ports: EnginePorts, config: EngineConfig, worker: String) -> Arc<Self> {
         let slots = Arc::new(Semaphore::new(config.workers.max(1)));
+        let (outcomes, recorder) = mpsc::unbounded_channel();
         Arc::new(Self {
             ports,
             config,
@@ -106,6 +121,8 @@ impl Engine {
             slots,
             running: Mutex::new(HashMap::new()),
             local: Notify::new(),
+            outcomes,
+            recorder: Mutex::new(Some(recorder)),
             counts: EngineCounts::default(),
         })
     }
@@ -124,6 +141,8 @@ impl Engine {
     /// still running.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
         let heartbeat = tokio::spawn(self.clone().heartbeat());
+        let recorder =
+            self.recorder.lock().ok().and_then(|mut r| r.take()).map(|rx| tokio::spawn(self.clone().record_loop(rx)));
         let mut cursor = 0usize;
         tracing::info!(worker = %self.worker, workers = self.config.workers, "workers started");
         loop {
@@ -165,6 +184,9 @@ impl Engine {
         }
         self.drain(drain).await;
         heartbeat.abort();
+        if let Some(r) = recorder {
+            r.abort();
+        }
         tracing::info!(worker = %self.worker, "workers stopped");
     }
 
@@ -264,7 +286,13 @@ impl Engine {
         let mut wait = Duration::from_millis(100);
         let mut waited = Duration::ZERO;
         loop {
-            match self.ports.queue.record(tenant, &self.worker, &report, self.ports.clock.now()).await {
+            let (done, result) = oneshot::channel();
+            let queued = ToRecord { tenant: tenant.clone(), report: report.clone(), done };
+            if self.outcomes.send(queued).is_err() {
+                return;
+            }
+            let Ok(recorded) = result.await else { return };
+            match recorded {
                 Ok(Recorded::Done { readied }) => {
                     self.counts.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if readied {
@@ -288,6 +316,45 @@ impl Engine {
                     tracing::error!(%tenant, execution = %task.key.execution_id, task = %task.task_id, error = %e,
                         "cannot record a task outcome; its lease will expire and it will run again");
                     return;
+                }
+            }
+        }
+    }
+
+    /// Records outcomes as they come, all that have queued up (per tenant) in one transaction.
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ToRecord>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < RECORD_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let mut by_tenant: BTreeMap<TenantName, Vec<ToRecord>> = BTreeMap::new();
+            for item in batch {
+                by_tenant.entry(item.tenant.clone()).or_default().push(item);
+            }
+            for (tenant, items) in by_tenant {
+                let reports: Vec<AttemptReport> = items.iter().map(|i| i.report.clone()).collect();
+                let n = reports.len();
+                match self.ports.queue.record(&tenant, &self.worker, reports, self.ports.clock.now()).await {
+                    Ok(recorded) if recorded.len() == n => {
+                        for (item, r) in items.into_iter().zip(recorded) {
+                            let _ = item.done.send(Ok(r));
+                        }
+                    }
+                    Ok(other) => {
+                        let e = StoreError::Unexpected(format!("{} outcomes recorded for {n} reports", other.len()));
+                        for item in items {
+                            let _ = item.done.send(Err(e.clone()));
+                        }
+                    }
+                    Err(e) => {
+                        for item in items {
+                            let _ = item.done.send(Err(e.clone()));
+                        }
+                    }
                 }
             }
         }

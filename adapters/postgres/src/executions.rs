@@ -574,68 +574,274 @@ async fn claim(
     Ok((claimed, !lost.is_empty()))
 }
 
+/// One task row as a batch of outcomes leaves it.
+struct RowWrite {
+    status: TaskStatus,
+    ready_at: Option<DateTime<Utc>>,
+    attempts: i32,
+    finished_at: Option<DateTime<Utc>>,
+    /// The attempted task's output and error, when this row is one.
+    result: Option<(Option<Object>, Option<String>)>,
+}
+
+/// An execution as a batch changes it.
+struct Batched {
+    status_before: ExecutionStatus,
+    plan: Plan,
+    progress: Progress,
+    owners: Vec<Option<String>>,
+    error: Option<String>,
+}
+
+/// Records a batch of outcomes with set-based statements: the executions locked in id order,
+/// the rules applied in memory report by report, then one statement per table. Returns one
+/// [`Recorded`] per report and the earliest time a readied task may be claimed.
 async fn record(
     tx: &mut PgConnection,
     worker: &str,
-    report: &AttemptReport,
+    reports: &[AttemptReport],
     now: DateTime<Utc>,
-) -> Result<(Recorded, Option<DateTime<Utc>>), StoreError> {
-    let id = report.key.execution_id;
-    // The execution first (the lock order), then the attempt's row.
-    let Some(mut loaded) = load(tx, id).await? else { return Ok((Recorded::Stale, None)) };
-    let held: Option<(String, i32, Option<String>)> = sqlx::query_as(
-        "SELECT status, attempts, lease_owner FROM execution_tasks WHERE execution_id = $1 AND position = $2",
+) -> Result<(Vec<Recorded>, Option<DateTime<Utc>>), StoreError> {
+    let mut ids: Vec<Uuid> = reports.iter().map(|r| r.key.execution_id.as_uuid()).collect();
+    ids.sort();
+    ids.dedup();
+    let locked = sqlx::query("SELECT id, status, plan FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+    let mut execs: HashMap<Uuid, Batched> = HashMap::new();
+    for row in &locked {
+        let status: String = row.try_get(1).map_err(translate)?;
+        let plan: Json<Value> = row.try_get(2).map_err(translate)?;
+        let plan = Plan::from_json(&plan.0).map_err(unexpected)?;
+        let n = plan.tasks.len();
+        execs.insert(
+            row.try_get(0).map_err(translate)?,
+            Batched {
+                status_before: ExecutionStatus::parse(&status)
+                    .ok_or_else(|| unexpected(format!("status '{status}'")))?,
+                plan,
+                progress: Progress { status: vec![TaskStatus::Waiting; n], attempts: vec![0; n] },
+                owners: vec![None; n],
+                error: None,
+            },
+        );
+    }
+    let rows: Vec<(Uuid, i32, String, i32, Option<String>)> = sqlx::query_as(
+        "SELECT execution_id, position, status, attempts, lease_owner FROM execution_tasks WHERE execution_id = ANY($1)",
     )
-    .bind(id.as_uuid())
-    .bind(pos(report.key.position))
-    .fetch_optional(&mut *tx)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
     .await
     .map_err(translate)?;
-    let ours = matches!(&held, Some((s, a, Some(o))) if s == "running" && i64::from(*a) == i64::from(report.attempt) && o == worker);
-    if !ours {
-        return Ok((Recorded::Stale, None));
+    for (id, p, status, attempts, owner) in rows {
+        let Some(e) = execs.get_mut(&id) else { continue };
+        let Some(i) = usize::try_from(p).ok().filter(|&i| i < e.progress.status.len()) else {
+            return Err(unexpected(format!("execution {id} has a task row at {p} outside its plan")));
+        };
+        e.progress.status[i] = task_status(&status).map_err(translate)?;
+        e.progress.attempts[i] = u32::try_from(attempts).unwrap_or(0);
+        e.owners[i] = owner;
     }
-    let mut progress = loaded.progress.clone();
-    let settled = loaded.plan.settle(&mut progress, report.key.position, &report.outcome);
-    let task_name = loaded.plan.tasks.get(report.key.position).map(|t| t.id.to_string()).unwrap_or_default();
-    let (output, error) = match &report.outcome {
-        Attempt::Succeeded => (report.output.clone(), None),
-        Attempt::Failed(reason) => (None, Some(reason.clone())),
-    };
-    sqlx::query("UPDATE execution_tasks SET output = $3, error = $4 WHERE execution_id = $1 AND position = $2")
-        .bind(id.as_uuid())
-        .bind(pos(report.key.position))
-        .bind(output.map(Json))
-        .bind(&error)
+    let mut recorded = Vec::with_capacity(reports.len());
+    let mut writes: HashMap<(Uuid, usize), RowWrite> = HashMap::new();
+    let mut logs = Vec::new();
+    let mut events: Vec<(Uuid, EventDraft)> = Vec::new();
+    let mut earliest: Option<DateTime<Utc>> = None;
+    for report in reports {
+        let id = report.key.execution_id.as_uuid();
+        let pos = report.key.position;
+        let Some(e) = execs.get_mut(&id) else {
+            recorded.push(Recorded::Stale);
+            continue;
+        };
+        let ours = e.progress.status.get(pos) == Some(&TaskStatus::Running)
+            && e.progress.attempts.get(pos) == Some(&report.attempt)
+            && e.owners.get(pos).and_then(Option::as_deref) == Some(worker);
+        if !ours {
+            recorded.push(Recorded::Stale);
+            continue;
+        }
+        let settled = e.plan.settle(&mut e.progress, pos, &report.outcome);
+        let task_name = e.plan.tasks[pos].id.to_string();
+        for c in &settled.changes {
+            let ready_at = (c.status == TaskStatus::Ready).then(|| match settled.retry_after {
+                Some(wait) if c.position == pos => later(now, wait),
+                _ => now,
+            });
+            if let Some(at) = ready_at {
+                earliest = Some(earliest.map_or(at, |x| x.min(at)));
+            }
+            let previous = writes.remove(&(id, c.position)).and_then(|w| w.result);
+            writes.insert(
+                (id, c.position),
+                RowWrite {
+                    status: c.status,
+                    ready_at,
+                    attempts: i32::try_from(e.progress.attempts[c.position]).unwrap_or(i32::MAX),
+                    finished_at: c.status.is_terminal().then_some(now),
+                    result: previous,
+                },
+            );
+        }
+        let (output, error) = match &report.outcome {
+            Attempt::Succeeded => (report.output.clone(), None),
+            Attempt::Failed(reason) => (None, Some(reason.clone())),
+        };
+        if let Some(w) = writes.get_mut(&(id, pos)) {
+            w.result = Some((output, error));
+        }
+        let failed_for_good = settled.changes.iter().any(|c| c.position == pos && c.status == TaskStatus::Failed);
+        if let Attempt::Failed(reason) = &report.outcome
+            && failed_for_good
+            && e.error.is_none()
+        {
+            e.error = Some(format!("task '{task_name}' failed after {} attempt(s): {reason}", report.attempt));
+        }
+        e.owners[pos] = None;
+        logs.push((id, pos, task_name, report));
+        recorded.push(Recorded::Done { readied: settled.readied() });
+        events.extend(settled.events.into_iter().map(|ev| (id, ev)));
+    }
+    write_rows(tx, writes).await?;
+    write_logs(tx, &logs, now).await?;
+    if !events.is_empty() {
+        let e_ids: Vec<Uuid> = events.iter().map(|e| e.0).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.1.kind.as_str()).collect();
+        let tasks: Vec<Option<&str>> = events.iter().map(|e| e.1.task.as_deref()).collect();
+        let details: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.1.detail)).collect();
+        sqlx::query(
+            "INSERT INTO execution_events (execution_id, at, kind, task, detail)
+             SELECT e, $1, k, t, d FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[])
+                  WITH ORDINALITY AS x(e, k, t, d, n) ORDER BY n",
+        )
+        .bind(now)
+        .bind(&e_ids)
+        .bind(&kinds)
+        .bind(&tasks)
+        .bind(&details)
         .execute(&mut *tx)
         .await
         .map_err(translate)?;
+    }
+    let mut x_ids = Vec::new();
+    let mut x_status = Vec::new();
+    let mut x_finished = Vec::new();
+    let mut x_error = Vec::new();
+    for (id, e) in &execs {
+        let status = e.plan.status(&e.progress);
+        if status != e.status_before || e.error.is_some() {
+            x_ids.push(*id);
+            x_status.push(status.as_str());
+            x_finished.push(status.is_terminal().then_some(now));
+            x_error.push(e.error.clone());
+        }
+    }
+    if !x_ids.is_empty() {
+        sqlx::query(
+            "UPDATE executions x SET status = u.status, finished_at = u.finished_at,
+                 started_at = coalesce(x.started_at, $5), error = coalesce(x.error, u.error)
+             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]) AS u(id, status, finished_at, error)
+             WHERE x.id = u.id",
+        )
+        .bind(&x_ids)
+        .bind(&x_status)
+        .bind(&x_finished)
+        .bind(&x_error)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    }
+    Ok((recorded, earliest))
+}
+
+/// Writes a batch's task rows in one statement.
+async fn write_rows(tx: &mut PgConnection, writes: HashMap<(Uuid, usize), RowWrite>) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut w_ids = Vec::new();
+    let mut w_pos = Vec::new();
+    let mut w_status = Vec::new();
+    let mut w_ready = Vec::new();
+    let mut w_attempts = Vec::new();
+    let mut w_finished = Vec::new();
+    let mut w_set = Vec::new();
+    let mut w_output: Vec<Option<Json<Object>>> = Vec::new();
+    let mut w_error: Vec<Option<String>> = Vec::new();
+    for ((id, p), w) in writes {
+        w_ids.push(id);
+        w_pos.push(pos(p));
+        w_status.push(w.status.as_str());
+        w_ready.push(w.ready_at);
+        w_attempts.push(w.attempts);
+        w_finished.push(w.finished_at);
+        w_set.push(w.result.is_some());
+        let (o, e) = w.result.unwrap_or((None, None));
+        w_output.push(o.map(Json));
+        w_error.push(e);
+    }
+    sqlx::query(
+        "UPDATE execution_tasks t SET status = u.status, ready_at = u.ready_at, attempts = u.attempts,
+             lease_owner = NULL, lease_until = NULL, finished_at = u.finished_at,
+             output = CASE WHEN u.set_result THEN u.output ELSE t.output END,
+             error = CASE WHEN u.set_result THEN u.error ELSE t.error END
+         FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::timestamptz[],
+                     $7::bool[], $8::jsonb[], $9::text[])
+              AS u(e, p, status, ready_at, attempts, finished_at, set_result, output, error)
+         WHERE t.execution_id = u.e AND t.position = u.p",
+    )
+    .bind(&w_ids)
+    .bind(&w_pos)
+    .bind(&w_status)
+    .bind(&w_ready)
+    .bind(&w_attempts)
+    .bind(&w_finished)
+    .bind(&w_set)
+    .bind(&w_output)
+    .bind(&w_error)
+    .execute(&mut *tx)
+    .await
+    .map_err(translate)?;
+    Ok(())
+}
+
+/// Stores a batch's attempt logs in one statement.
+async fn write_logs(
+    tx: &mut PgConnection,
+    logs: &[(Uuid, usize, String, &AttemptReport)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let l_ids: Vec<Uuid> = logs.iter().map(|l| l.0).collect();
+    let l_pos: Vec<i32> = logs.iter().map(|l| pos(l.1)).collect();
+    let l_task: Vec<&str> = logs.iter().map(|l| l.2.as_str()).collect();
+    let l_attempt: Vec<i32> = logs.iter().map(|l| i32::try_from(l.3.attempt).unwrap_or(i32::MAX)).collect();
+    let l_out: Vec<&str> = logs.iter().map(|l| l.3.stdout.as_str()).collect();
+    let l_err: Vec<&str> = logs.iter().map(|l| l.3.stderr.as_str()).collect();
+    let l_cut: Vec<bool> = logs.iter().map(|l| l.3.truncated).collect();
     sqlx::query(
         "INSERT INTO task_logs (execution_id, position, task_id, attempt, stdout, stderr, truncated, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         SELECT e, p, t, a, o, r, c, $8
+         FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::text[], $6::text[], $7::bool[])
+              WITH ORDINALITY AS x(e, p, t, a, o, r, c, n) ORDER BY n",
     )
-    .bind(id.as_uuid())
-    .bind(pos(report.key.position))
-    .bind(&task_name)
-    .bind(i32::try_from(report.attempt).unwrap_or(i32::MAX))
-    .bind(&report.stdout)
-    .bind(&report.stderr)
-    .bind(report.truncated)
+    .bind(&l_ids)
+    .bind(&l_pos)
+    .bind(&l_task)
+    .bind(&l_attempt)
+    .bind(&l_out)
+    .bind(&l_err)
+    .bind(&l_cut)
     .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(translate)?;
-    let failed_for_good =
-        settled.changes.iter().any(|c| c.position == report.key.position && c.status == TaskStatus::Failed);
-    let execution_error = match &report.outcome {
-        Attempt::Failed(reason) if failed_for_good => {
-            Some(format!("task '{task_name}' failed after {} attempt(s): {reason}", report.attempt))
-        }
-        _ => None,
-    };
-    loaded.progress = progress;
-    let due = write_settled(tx, &loaded, &settled, Some(report.key.position), execution_error, now).await?;
-    Ok((Recorded::Done { readied: settled.readied() }, due))
+    Ok(())
 }
 
 async fn transition(
@@ -869,15 +1075,20 @@ impl ExecutionStore for PgDb {
 
     async fn prune_executions(&self, tenant: &TenantName, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(0) };
-        let n = sqlx::query(
-            "DELETE FROM executions WHERE finished_at IS NOT NULL AND finished_at < $1
-               AND status IN ('succeeded', 'failed', 'cancelled')",
+        let n: i64 = sqlx::query_scalar(
+            "WITH gone AS (
+                 DELETE FROM executions WHERE finished_at IS NOT NULL AND finished_at < $1
+                   AND status IN ('succeeded', 'failed', 'cancelled')
+                 RETURNING id),
+             events AS (DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM gone)),
+             logs AS (DELETE FROM task_logs WHERE execution_id IN (SELECT id FROM gone))
+             SELECT count(*) FROM gone",
         )
         .bind(before)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(translate)?
-        .rows_affected();
+        .map_err(translate)?;
+        let n = n.unsigned_abs();
         tx.commit().await.map_err(translate)?;
         Ok(n)
     }
@@ -956,11 +1167,11 @@ impl TaskQueue for PgDb {
         &self,
         tenant: &TenantName,
         worker: &str,
-        report: &AttemptReport,
+        reports: Vec<AttemptReport>,
         now: DateTime<Utc>,
-    ) -> Result<Recorded, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Recorded::Stale) };
-        let (recorded, due) = record(&mut tx, worker, report, now).await?;
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(vec![Recorded::Stale; reports.len()]) };
+        let (recorded, due) = record(&mut tx, worker, &reports, now).await?;
         if let Some(due) = due {
             wake(&mut tx, tenant, due).await?;
         }

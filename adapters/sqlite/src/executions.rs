@@ -414,13 +414,12 @@ fn reclaim_expired(tx: &Transaction<'_>, now: DateTime<Utc>) -> rusqlite::Result
     Ok(lost.len())
 }
 
-fn record(
-    conn: &mut Connection,
+fn record_one(
+    tx: &Connection,
     worker: &str,
     report: &AttemptReport,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
     let id = report.key.execution_id;
     let pos = i64::try_from(report.key.position).unwrap_or(i64::MAX);
     let held: Option<(String, i64, Option<String>)> = tx
@@ -436,7 +435,7 @@ fn record(
     if !ours {
         return Ok(Recorded::Stale);
     }
-    let Some(mut loaded) = load(&tx, id)? else { return Ok(Recorded::Stale) };
+    let Some(mut loaded) = load(tx, id)? else { return Ok(Recorded::Stale) };
     let mut progress = loaded.progress.clone();
     let settled = loaded.plan.settle(&mut progress, report.key.position, &report.outcome);
     let task_name = loaded.plan.tasks.get(report.key.position).map(|t| t.id.to_string()).unwrap_or_default();
@@ -473,9 +472,21 @@ fn record(
         _ => None,
     };
     loaded.progress = progress;
-    write_settled(&tx, &loaded, &settled, Some(report.key.position), execution_error, now).map_err(translate)?;
-    tx.commit().map_err(translate)?;
+    write_settled(tx, &loaded, &settled, Some(report.key.position), execution_error, now).map_err(translate)?;
     Ok(Recorded::Done { readied: settled.readied() })
+}
+
+/// Records a batch of outcomes in one transaction.
+fn record(
+    conn: &mut Connection,
+    worker: &str,
+    reports: &[AttemptReport],
+    now: DateTime<Utc>,
+) -> Result<Vec<Recorded>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
+    let recorded = reports.iter().map(|r| record_one(&tx, worker, r, now)).collect::<Result<Vec<_>, _>>()?;
+    tx.commit().map_err(translate)?;
+    Ok(recorded)
 }
 
 fn transition(
@@ -707,12 +718,14 @@ impl ExecutionStore for SqliteDb {
             return Ok(0);
         }
         self.write(move |conn| {
-            conn.execute(
-                "DELETE FROM executions WHERE finished_at IS NOT NULL AND finished_at < ?1
-                   AND status IN ('succeeded', 'failed', 'cancelled')",
-                [ts(before)],
-            )
-            .map(|n| n as u64)
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let gone = "SELECT id FROM executions WHERE finished_at IS NOT NULL AND finished_at < ?1
+                          AND status IN ('succeeded', 'failed', 'cancelled')";
+            tx.execute(&format!("DELETE FROM execution_events WHERE execution_id IN ({gone})"), [ts(before)])?;
+            tx.execute(&format!("DELETE FROM task_logs WHERE execution_id IN ({gone})"), [ts(before)])?;
+            let n = tx.execute(&format!("DELETE FROM executions WHERE id IN ({gone})"), [ts(before)])?;
+            tx.commit()?;
+            Ok(n as u64)
         })
         .await
     }
@@ -795,15 +808,15 @@ impl TaskQueue for SqliteDb {
         &self,
         tenant: &TenantName,
         worker: &str,
-        report: &AttemptReport,
+        reports: Vec<AttemptReport>,
         now: DateTime<Utc>,
-    ) -> Result<Recorded, StoreError> {
+    ) -> Result<Vec<Recorded>, StoreError> {
         if !tenant.is_public() {
-            return Ok(Recorded::Stale);
+            return Ok(vec![Recorded::Stale; reports.len()]);
         }
-        let (worker, report) = (worker.to_owned(), report.clone());
-        let recorded = self.write_store(move |conn| record(conn, &worker, &report, now)).await?;
-        if matches!(recorded, Recorded::Done { readied: true }) {
+        let worker = worker.to_owned();
+        let recorded = self.write_store(move |conn| record(conn, &worker, &reports, now)).await?;
+        if recorded.iter().any(|r| matches!(r, Recorded::Done { readied: true })) {
             self.inner.work.notify_one();
         }
         Ok(recorded)

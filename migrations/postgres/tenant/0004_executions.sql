@@ -40,9 +40,12 @@ CREATE TABLE execution_tasks (
 CREATE INDEX execution_tasks_ready ON execution_tasks (ready_at) WHERE status = 'ready';
 CREATE INDEX execution_tasks_leased ON execution_tasks (lease_until) WHERE status = 'running';
 
+-- Events and logs carry no foreign key: a key check would lock the execution's row (KEY
+-- SHARE) on every insert, making claims wait on whoever records an outcome. Pruning deletes
+-- them with their execution.
 CREATE TABLE execution_events (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    execution_id uuid NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    execution_id uuid NOT NULL,
     at           timestamptz NOT NULL,
     kind         text NOT NULL,
     task         text,
@@ -52,7 +55,7 @@ CREATE INDEX execution_events_execution ON execution_events (execution_id, id);
 
 CREATE TABLE task_logs (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    execution_id uuid NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    execution_id uuid NOT NULL,
     position     integer NOT NULL,
     task_id      text NOT NULL,
     attempt      integer NOT NULL,

@@ -89,8 +89,33 @@ fn report(task: &ClaimedTask, outcome: Attempt, output: Option<Value>) -> Attemp
     }
 }
 
+/// One report at a time, through the batch call.
+trait RecordOne {
+    async fn record_one(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        report: &AttemptReport,
+        at: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError>;
+}
+
+impl RecordOne for Store {
+    async fn record_one(
+        &self,
+        tenant: &TenantName,
+        worker: &str,
+        report: &AttemptReport,
+        at: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        let mut v = self.record(tenant, worker, vec![report.clone()], at).await?;
+        assert_eq!(v.len(), 1);
+        Ok(v.remove(0))
+    }
+}
+
 async fn finish(store: &Store, worker: &str, r: AttemptReport, at: DateTime<Utc>) -> Recorded {
-    store.record(&TenantName::public(), worker, &r, at).await.unwrap()
+    store.record_one(&TenantName::public(), worker, &r, at).await.unwrap()
 }
 
 async fn statuses(store: &Store, id: ExecutionId) -> Vec<TaskStatus> {
@@ -201,7 +226,10 @@ pub async fn a_failure_is_retried_after_its_delay_then_fails_the_execution_and_s
     create(&store, &new).await;
     let first = claim(&store, "w", t0(), 1).await.remove(0);
     let failed = report(&first, Attempt::Failed("exited with status 3".into()), None);
-    assert_eq!(store.record(&public, "w", &failed, t0() + secs(1)).await.unwrap(), Recorded::Done { readied: true });
+    assert_eq!(
+        store.record_one(&public, "w", &failed, t0() + secs(1)).await.unwrap(),
+        Recorded::Done { readied: true }
+    );
     assert_eq!(statuses(&store, new.id).await, [TaskStatus::Ready, TaskStatus::Waiting]);
     assert!(claim(&store, "w", t0() + secs(5), 1).await.is_empty(), "not before the retry delay");
     let due = store.due_tenants(t0() + secs(5)).await.unwrap();
@@ -211,7 +239,10 @@ pub async fn a_failure_is_retried_after_its_delay_then_fails_the_execution_and_s
     let second = claim(&store, "w", t0() + secs(11), 1).await.remove(0);
     assert_eq!(second.attempt, 2);
     let failed = report(&second, Attempt::Failed("timed out after 1s".into()), None);
-    assert_eq!(store.record(&public, "w", &failed, t0() + secs(12)).await.unwrap(), Recorded::Done { readied: false });
+    assert_eq!(
+        store.record_one(&public, "w", &failed, t0() + secs(12)).await.unwrap(),
+        Recorded::Done { readied: false }
+    );
     assert_eq!(statuses(&store, new.id).await, [TaskStatus::Failed, TaskStatus::Skipped]);
     let e = get(&store, new.id).await;
     assert_eq!(e.status, ExecutionStatus::Failed);
@@ -236,10 +267,10 @@ pub async fn an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stal
     assert_eq!(again.len(), 1, "the expired lease was taken over");
     assert_eq!((again[0].key, again[0].attempt), (lost.key, 1), "the lost attempt does not count");
     let late = report(&lost, Attempt::Succeeded, None);
-    assert_eq!(store.record(&public, "dead", &late, t0() + secs(42)).await.unwrap(), Recorded::Stale);
+    assert_eq!(store.record_one(&public, "dead", &late, t0() + secs(42)).await.unwrap(), Recorded::Stale);
     let on_time = report(&again[0], Attempt::Succeeded, None);
     assert_eq!(
-        store.record(&public, "alive", &on_time, t0() + secs(43)).await.unwrap(),
+        store.record_one(&public, "alive", &on_time, t0() + secs(43)).await.unwrap(),
         Recorded::Done { readied: true }
     );
     let kinds: Vec<String> = store
@@ -277,7 +308,7 @@ pub async fn cancel_stops_what_has_not_finished_and_refuses_a_finished_execution
     assert_eq!(statuses(&store, new.id).await, [TaskStatus::Cancelled, TaskStatus::Cancelled]);
     assert!(store.renew(&public, "w", vec![running.key], t0() + secs(60)).await.unwrap().is_empty(), "lease gone");
     let late = report(&running, Attempt::Succeeded, None);
-    assert_eq!(store.record(&public, "w", &late, t0() + secs(3)).await.unwrap(), Recorded::Stale);
+    assert_eq!(store.record_one(&public, "w", &late, t0() + secs(3)).await.unwrap(), Recorded::Stale);
     assert!(matches!(
         store.cancel_execution(&public, new.id, t0() + secs(4)).await.unwrap(),
         Some(Transition::Refused(e)) if e.status == ExecutionStatus::Cancelled
@@ -296,9 +327,12 @@ pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(st
         Some(Transition::Refused(e)) if e.status == ExecutionStatus::Pending
     ));
     let a = claim(&store, "w", t0(), 1).await.remove(0);
-    store.record(&public, "w", &report(&a, Attempt::Succeeded, Some(json!({"x": 1}))), t0() + secs(1)).await.unwrap();
+    store
+        .record_one(&public, "w", &report(&a, Attempt::Succeeded, Some(json!({"x": 1}))), t0() + secs(1))
+        .await
+        .unwrap();
     let b = claim(&store, "w", t0() + secs(1), 1).await.remove(0);
-    store.record(&public, "w", &report(&b, Attempt::Failed("boom".into()), None), t0() + secs(2)).await.unwrap();
+    store.record_one(&public, "w", &report(&b, Attempt::Failed("boom".into()), None), t0() + secs(2)).await.unwrap();
     assert_eq!(get(&store, new.id).await.status, ExecutionStatus::Failed);
     let Some(Transition::Done(e)) = store.retry_execution(&public, new.id, t0() + secs(3)).await.unwrap() else {
         panic!("retried")
@@ -308,7 +342,7 @@ pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(st
     let b2 = claim(&store, "w", t0() + secs(3), 1).await.remove(0);
     assert_eq!((b2.task_id.as_str(), b2.attempt), ("b", 1));
     assert_eq!(b2.context.get("x"), Some(&json!(1)), "the kept output still flows downstream");
-    store.record(&public, "w", &report(&b2, Attempt::Succeeded, None), t0() + secs(4)).await.unwrap();
+    store.record_one(&public, "w", &report(&b2, Attempt::Succeeded, None), t0() + secs(4)).await.unwrap();
     assert_eq!(get(&store, new.id).await.status, ExecutionStatus::Succeeded);
     let logs = store.task_logs(&public, new.id, "b").await.unwrap().unwrap().unwrap();
     assert_eq!(logs.len(), 2, "both runs' logs are kept");
@@ -349,7 +383,7 @@ pub async fn events_page_after_an_id(store: Store) {
     let new = new_execution(&plan, package, t0(), None);
     create(&store, &new).await;
     let a = claim(&store, "w", t0(), 1).await.remove(0);
-    store.record(&public, "w", &report(&a, Attempt::Succeeded, None), t0() + secs(1)).await.unwrap();
+    store.record_one(&public, "w", &report(&a, Attempt::Succeeded, None), t0() + secs(1)).await.unwrap();
     let all = store.execution_events(&public, new.id, 0, 100).await.unwrap().unwrap().unwrap();
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
@@ -399,10 +433,37 @@ pub async fn no_work_means_no_tenant_is_due(store: Store) {
     create(&store, &new).await;
     assert_eq!(store.due_tenants(t0()).await.unwrap().tenants, [TenantName::public()]);
     let a = claim(&store, "w", t0(), 5).await.remove(0);
-    store.record(&TenantName::public(), "w", &report(&a, Attempt::Succeeded, None), t0()).await.unwrap();
+    store.record_one(&TenantName::public(), "w", &report(&a, Attempt::Succeeded, None), t0()).await.unwrap();
     let b = claim(&store, "w", t0(), 5).await.remove(0);
-    store.record(&TenantName::public(), "w", &report(&b, Attempt::Succeeded, None), t0()).await.unwrap();
+    store.record_one(&TenantName::public(), "w", &report(&b, Attempt::Succeeded, None), t0()).await.unwrap();
     assert!(claim(&store, "w", t0(), 5).await.is_empty());
     let due = store.due_tenants(t0() + secs(1)).await.unwrap();
     assert!(due.tenants.is_empty() && due.next.is_none(), "all done: {due:?}");
+}
+
+pub async fn a_batch_records_each_outcome_in_order_and_skips_stale_reports(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let (one, two) = (new_execution(&plan, package, t0(), None), new_execution(&plan, package, t0(), None));
+    create(&store, &one).await;
+    create(&store, &two).await;
+    let claimed = claim(&store, "w", t0(), 10).await;
+    assert_eq!(claimed.len(), 2);
+    let first = claimed.iter().find(|c| c.key.execution_id == one.id).unwrap();
+    let second = claimed.iter().find(|c| c.key.execution_id == two.id).unwrap();
+    let batch = vec![
+        report(first, Attempt::Succeeded, Some(json!({"k": 1}))),
+        report(second, Attempt::Failed("boom".into()), None),
+        report(first, Attempt::Succeeded, None),
+    ];
+    let recorded = store.record(&public, "w", batch, t0() + secs(1)).await.unwrap();
+    assert_eq!(recorded, [Recorded::Done { readied: true }, Recorded::Done { readied: false }, Recorded::Stale]);
+    assert_eq!(statuses(&store, one.id).await, [TaskStatus::Succeeded, TaskStatus::Ready]);
+    assert_eq!(statuses(&store, two.id).await, [TaskStatus::Failed, TaskStatus::Skipped]);
+    assert_eq!(get(&store, two.id).await.error.as_deref(), Some("task 'a' failed after 1 attempt(s): boom"));
+    let next = claim(&store, "w", t0() + secs(2), 10).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].context.get("k"), Some(&json!(1)));
+    let empty = store.record(&public, "w", Vec::new(), t0()).await.unwrap();
+    assert!(empty.is_empty());
 }

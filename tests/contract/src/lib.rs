@@ -96,7 +96,8 @@ macro_rules! storage_contract {
             executions::events_page_after_an_id,
             executions::pruning_deletes_only_executions_finished_before_the_cutoff,
             executions::a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted,
-            executions::no_work_means_no_tenant_is_due
+            executions::no_work_means_no_tenant_is_due,
+            executions::a_batch_records_each_outcome_in_order_and_skips_stale_reports
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
