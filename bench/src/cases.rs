@@ -259,3 +259,84 @@ pub async fn b8(binary: &Path, o: &Options) -> anyhow::Result<String> {
     ]
     .join("\n"))
 }
+
+/// Peak resident memory so far (VmHWM) in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A package whose one extra file is `mib` MiB of incompressible bytes, packed by the CLI.
+fn big_package(binary: &Path, dir: &Path, mib: usize) -> anyhow::Result<std::path::PathBuf> {
+    let src = dir.join("big");
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(
+        src.join("package.toml"),
+        "[package]\nname = \"big\"\nversion = \"1.0.0\"\n[[workflow]]\nname = \"big\"\n[[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n",
+    )?;
+    // xorshift bytes: incompressible, so the archive is as large as the data.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut data = Vec::with_capacity(mib << 20);
+    while data.len() < mib << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(src.join("data.bin"), &data)?;
+    let out = dir.join("big-1.0.0.cloacina");
+    let status =
+        std::process::Command::new(binary).args(["package", "pack"]).arg(&src).arg("--file").arg(&out).status()?;
+    anyhow::ensure!(status.success(), "package pack failed");
+    Ok(out)
+}
+
+/// B7: a 50 MiB package uploaded; seconds, and how much the server's peak RSS grew.
+pub async fn b7(binary: &Path, o: &Options) -> anyhow::Result<String> {
+    let work = tempfile::tempdir()?;
+    let file = big_package(binary, work.path(), 50)?;
+    let size_mib = std::fs::metadata(&file)?.len() as f64 / 1024.0 / 1024.0;
+    let bytes = std::fs::read(&file)?;
+    let mut rows = Vec::new();
+    let mut growth = Vec::new();
+    let mut seconds = Vec::new();
+    for _ in 0..o.runs.clamp(1, 5) {
+        let (server, god) = start_server(binary, None, &[])?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = server.rss_mib();
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name("big-1.0.0.cloacina"));
+        let started = Instant::now();
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/tenants/public/workflows", server.url))
+            .bearer_auth(&god)
+            .multipart(form)
+            .send()
+            .await?;
+        let status = res.status();
+        let _ = res.bytes().await?;
+        let took = started.elapsed().as_secs_f64();
+        anyhow::ensure!(status.as_u16() == 201, "upload answered {status}");
+        let peak = peak_rss_mib(server.pid());
+        growth.push(peak - before);
+        seconds.push(took);
+    }
+    let g = median(growth);
+    rows.push(format!(
+        "| {size_mib:.1} MiB package, SQLite | {:.2} s | {g:.1} MiB ({:.2}× the package) | < 2× |",
+        median(seconds),
+        g / size_mib
+    ));
+    let mut out = vec![
+        format!("### B7 — upload of a 50 MiB package (release build, {} runs, medians)", o.runs.clamp(1, 5)),
+        String::new(),
+        "| upload | time | peak RSS growth (VmHWM − RSS before) | goal |".into(),
+        "|---|---|---|---|".into(),
+    ];
+    out.extend(rows);
+    Ok(out.join("\n"))
+}

@@ -85,13 +85,16 @@ fn dag_manifest() -> String {
 
 async fn install(store: &dyn Store, tenant: &TenantName) -> anyhow::Result<(Plan, Uuid)> {
     let text = dag_manifest();
+    let archive = tempfile::NamedTempFile::new()?;
+    std::fs::write(archive.path(), b"bench")?;
     let manifest = Manifest::parse(&text)?;
     let plan = Plan::of(&manifest.workflows[0]);
     let new = NewPackage {
         id: Uuid::new_v4(),
         manifest,
         manifest_text: text,
-        archive: b"bench".to_vec(),
+        archive: archive.path().to_owned(),
+        size_bytes: 5,
         content_hash: format!("{:064x}", rand_u128()),
         uploaded_at: Utc::now(),
         uploaded_by: None,

@@ -1,7 +1,7 @@
 //! Cloacina's benchmarks (quality.md). Run on demand, never in CI:
 //!
 //! ```text
-//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b8] [b9] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N]
+//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N]
 //! ```
 //!
 //! The bench builds the release `cloacinactl`, starts it on a free port in a throwaway home,
@@ -14,7 +14,7 @@
 //! - [`load`]: the closed-loop load generator and its statistics.
 //! - [`procs`]: starting `cloacinactl` and the bare ceiling server, reading RSS.
 //! - [`report`]: the machine description and the Markdown output.
-//! - [`cases`]: B1, B2, B6, B8 on SQLite.
+//! - [`cases`]: B1, B2, B6, B7, B8 on SQLite.
 //! - [`postgres`]: B1 on PostgreSQL (`b1pg`), B4 with B6 on PostgreSQL (`b4`).
 //! - [`engine`]: B3 (engine on PostgreSQL against pgbench), B5 (noisy neighbour), B9 (engine on SQLite).
 
@@ -65,10 +65,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--runs" => o.runs = usize::try_from(number("--runs")?)?,
             "--connections" => o.connections = usize::try_from(number("--connections")?)?,
             "--pool" => o.pool = u32::try_from(number("--pool")?)?,
-            "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" | "b3" | "b5" | "b9" => o.cases.push(a.clone()),
+            "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" | "b3" | "b5" | "b7" | "b9" => o.cases.push(a.clone()),
             other => {
                 bail!(
-                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b8 b9 b1pg --seconds N --runs N --connections N --pool N"
+                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b7 b8 b9 b1pg --seconds N --runs N --connections N --pool N"
                 )
             }
         }
@@ -93,6 +93,7 @@ async fn run(options: Options, args: Vec<String>) -> anyhow::Result<()> {
             "b3" => vec![engine::b3(&options).await?],
             "b5" => vec![engine::b5(&options).await?],
             "b9" => vec![engine::b9(&options).await?],
+            "b7" => vec![cases::b7(&binary, &options).await?],
             _ => unreachable!("parse accepts only known cases"),
         };
         for section in produced {

@@ -1,5 +1,6 @@
 //! Uploading and listing packages (product.md §5).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use cloacina_archive::{ArchiveError, Limits, inspect};
@@ -59,7 +60,9 @@ impl Packages {
     }
 
     /// Checks an uploaded archive (as hostile input, within the limits) and stores it. The
-    /// same bytes again answer [`PackageStored::Existing`] and change nothing.
+    /// archive is a file the caller spooled the upload to (and removes afterwards): it is
+    /// hashed, checked and stored in chunks, never held in memory whole. The same bytes
+    /// again answer [`PackageStored::Existing`] and change nothing.
     ///
     /// # Errors
     /// [`PackageError`]: not allowed, no such tenant, an invalid archive or manifest, a
@@ -68,23 +71,35 @@ impl Packages {
         &self,
         caller: &Principal,
         tenant: &TenantName,
-        archive: Vec<u8>,
+        archive: &Path,
     ) -> Result<PackageStored, PackageError> {
         authorize(caller, Permission::WorkflowUpload, Some(tenant))?;
-        let checked = inspect(archive.as_slice(), &self.limits).map_err(PackageError::Invalid)?;
+        let path = archive.to_owned();
+        let limits = self.limits;
+        let (checked, content_hash, size_bytes) = tokio::task::spawn_blocking(move || {
+            let open = || std::fs::File::open(&path).map(std::io::BufReader::new);
+            let unreadable = |e: std::io::Error| StoreError::Unexpected(format!("cannot read the spooled upload: {e}"));
+            let mut hasher = Sha256::new();
+            let size = std::io::copy(&mut open().map_err(unreadable)?, &mut hasher).map_err(unreadable)?;
+            let checked = inspect(open().map_err(unreadable)?, &limits).map_err(PackageError::Invalid)?;
+            Ok::<_, PackageError>((checked, format!("{:x}", hasher.finalize()), size))
+        })
+        .await
+        .map_err(|e| StoreError::Unexpected(format!("checking the upload failed: {e}")))??;
         let new = NewPackage {
             id: self.deps.keygen.key_id().as_uuid(),
             manifest: checked.manifest,
             manifest_text: checked.manifest_text,
-            content_hash: format!("{:x}", Sha256::digest(&archive)),
-            archive,
+            content_hash,
+            archive: archive.to_owned(),
+            size_bytes,
             uploaded_at: self.deps.clock.now(),
             uploaded_by: Some(caller.key_id),
         };
         let stored =
             self.store.store_package(tenant, &new).await?.ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))?;
         if let PackageStored::Created(r) = &stored {
-            tracing::info!(%tenant, package = %r.name, version = %r.version, by = %caller.key_id, "package uploaded");
+            tracing::info!(%tenant, package = %r.name, version = %r.version, bytes = r.size_bytes, by = %caller.key_id, "package uploaded");
         }
         Ok(stored)
     }

@@ -30,6 +30,7 @@ pub const TENANT: &[Migration] = &[
     (2, "workflows", include_str!("../../../migrations/postgres/tenant/0002_workflows.sql")),
     (3, "packages", include_str!("../../../migrations/postgres/tenant/0003_packages.sql")),
     (4, "executions", include_str!("../../../migrations/postgres/tenant/0004_executions.sql")),
+    (5, "package_chunks", include_str!("../../../migrations/postgres/tenant/0005_package_chunks.sql")),
 ];
 
 /// The advisory lock key held while migrating ("cloacina" + 1).
@@ -230,10 +231,9 @@ mod tests {
         // Roll acme's schema back one step, as an older binary would have left it.
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "DROP TABLE tenant_acme.task_logs, tenant_acme.execution_events, tenant_acme.execution_tasks,
-                 tenant_acme.executions;
-             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 4;
-             UPDATE tenants SET schema_version = 3 WHERE name = 'acme'",
+            "DROP TABLE tenant_acme.package_chunks;
+             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 5;
+             UPDATE tenants SET schema_version = 4 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await

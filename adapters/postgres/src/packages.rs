@@ -143,6 +143,40 @@ async fn delete(
     Ok(Some(rec))
 }
 
+/// The size of the chunks archives are stored in.
+const CHUNK: usize = 1 << 20;
+
+/// Copies the archive file into `package_chunks`, one chunk in memory at a time.
+async fn store_chunks(tx: &mut PgConnection, id: Uuid, path: &std::path::Path) -> Result<(), StoreError> {
+    use tokio::io::AsyncReadExt as _;
+    let unreadable = |e: std::io::Error| StoreError::Unexpected(format!("cannot read the upload: {e}"));
+    let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let mut buf = vec![0u8; CHUNK];
+    for seq in 0i32.. {
+        let mut filled = 0;
+        while filled < CHUNK {
+            match file.read(&mut buf[filled..]).await.map_err(unreadable)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        sqlx::query("INSERT INTO package_chunks (package_id, seq, bytes) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(seq)
+            .bind(&buf[..filled])
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if filled < CHUNK {
+            break;
+        }
+    }
+    Ok(())
+}
+
 async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored, StoreError> {
     let existing = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM packages WHERE content_hash = $1")))
         .bind(&new.content_hash)
@@ -183,12 +217,13 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
     .bind(i64::try_from(rec.size_bytes).unwrap_or(i64::MAX))
     .bind(&new.manifest_text)
     .bind(Json(&rec.workflows))
-    .bind(&new.archive)
+    .bind(Vec::<u8>::new())
     .bind(rec.uploaded_at)
     .bind(rec.uploaded_by.map(|k| k.as_uuid()))
     .execute(&mut *tx)
     .await
     .map_err(translate)?;
+    store_chunks(tx, rec.id, &new.archive).await?;
     let newest = versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= rec.version);
     if newest {
         put_in_force(tx, rec.name.as_str(), &new.workflow_summaries(), true).await?;
@@ -257,7 +292,18 @@ impl PackageStore for PgDb {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(translate)?;
+        let Some((content_hash, mut bytes)) = found else { return Ok(Some(None)) };
+        // Versions uploaded since chunks exist keep their bytes there.
+        let chunks: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM package_chunks WHERE package_id = $1 ORDER BY seq")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        Ok(Some(found.map(|(content_hash, bytes)| StoredArchive { content_hash, bytes })))
+        for c in chunks {
+            bytes.extend_from_slice(&c);
+        }
+        Ok(Some(Some(StoredArchive { content_hash, bytes })))
     }
 }

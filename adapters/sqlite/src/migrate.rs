@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "workflows", include_str!("../../../migrations/sqlite/0002_workflows.sql")),
     (3, "packages", include_str!("../../../migrations/sqlite/0003_packages.sql")),
     (4, "executions", include_str!("../../../migrations/sqlite/0004_executions.sql")),
+    (5, "package_chunks", include_str!("../../../migrations/sqlite/0005_package_chunks.sql")),
 ];
 
 /// The version this binary expects.

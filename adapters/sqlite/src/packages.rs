@@ -144,6 +144,38 @@ fn delete(
     Ok(Some(rec))
 }
 
+/// The size of the chunks archives are stored in.
+const CHUNK: usize = 1 << 20;
+
+/// Copies the archive file into `package_chunks`, one chunk in memory at a time.
+fn store_chunks(tx: &Connection, id: &str, path: &std::path::Path) -> Result<(), StoreError> {
+    use std::io::Read as _;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| StoreError::Unexpected(format!("cannot read the upload: {e}")))?;
+    let mut insert = tx
+        .prepare_cached("INSERT INTO package_chunks (package_id, seq, bytes) VALUES (?1, ?2, ?3)")
+        .map_err(crate::db::translate)?;
+    let mut buf = vec![0u8; CHUNK];
+    for seq in 0i64.. {
+        let mut filled = 0;
+        while filled < CHUNK {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => return Err(StoreError::Unexpected(format!("cannot read the upload: {e}"))),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        insert.execute(params![id, seq, &buf[..filled]]).map_err(crate::db::translate)?;
+        if filled < CHUNK {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(crate::db::translate)?;
     let existing = tx
@@ -181,12 +213,13 @@ fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, Store
             i64::try_from(rec.size_bytes).unwrap_or(i64::MAX),
             new.manifest_text,
             serde_json::to_string(&rec.workflows).unwrap_or_else(|_| "[]".into()),
-            new.archive,
+            Vec::<u8>::new(),
             ts(rec.uploaded_at),
             rec.uploaded_by.map(|k| k.to_string()),
         ],
     )
     .map_err(crate::db::translate)?;
+    store_chunks(&tx, &rec.id.to_string(), &new.archive)?;
     if is_newest(&tx, rec.name.as_str(), &rec.version).map_err(crate::db::translate)? {
         put_in_force(&tx, rec.name.as_str(), &new.workflow_summaries(), true)?;
     }
@@ -268,9 +301,21 @@ impl PackageStore for SqliteDb {
             return Ok(None);
         }
         self.read(move |conn| {
-            conn.prepare_cached("SELECT content_hash, archive FROM packages WHERE id = ?1")?
+            let Some(mut found) = conn
+                .prepare_cached("SELECT content_hash, archive FROM packages WHERE id = ?1")?
                 .query_row([id.to_string()], |r| Ok(StoredArchive { content_hash: r.get(0)?, bytes: r.get(1)? }))
-                .optional()
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            // Versions uploaded since chunks exist keep their bytes there.
+            let mut stmt =
+                conn.prepare_cached("SELECT bytes FROM package_chunks WHERE package_id = ?1 ORDER BY seq")?;
+            let mut rows = stmt.query([id.to_string()])?;
+            while let Some(row) = rows.next()? {
+                found.bytes.extend_from_slice(row.get_ref(0)?.as_blob()?);
+            }
+            Ok(Some(found))
         })
         .await
         .map(Some)

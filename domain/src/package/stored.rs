@@ -31,7 +31,10 @@ pub struct NewPackage {
     pub manifest: Manifest,
     /// `package.toml` as uploaded.
     pub manifest_text: String,
-    pub archive: Vec<u8>,
+    /// The archive as uploaded, in a file the caller keeps until the store returns: stores
+    /// read it in chunks, so an upload never sits in memory whole.
+    pub archive: std::path::PathBuf,
+    pub size_bytes: u64,
     pub content_hash: String,
     pub uploaded_at: DateTime<Utc>,
     pub uploaded_by: Option<ApiKeyId>,
@@ -46,7 +49,7 @@ impl NewPackage {
             version: self.manifest.package.version.clone(),
             description: self.manifest.package.description.clone(),
             content_hash: self.content_hash.clone(),
-            size_bytes: self.archive.len() as u64,
+            size_bytes: self.size_bytes,
             workflows: self.manifest.workflows.iter().map(|w| w.name.to_string()).collect(),
             uploaded_at: self.uploaded_at,
             uploaded_by: self.uploaded_by,

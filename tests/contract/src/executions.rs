@@ -40,7 +40,8 @@ async fn setup(store: &Store, retries: u32) -> (Plan, Uuid) {
         id: Uuid::new_v4(),
         manifest,
         manifest_text: text,
-        archive: b"archive".to_vec(),
+        archive: crate::spool(b"archive"),
+        size_bytes: 7,
         content_hash: "ab".repeat(32),
         uploaded_at: t0(),
         uploaded_by: None,
@@ -235,7 +236,7 @@ pub async fn a_failure_is_retried_after_its_delay_then_fails_the_execution_and_s
     let due = store.due_tenants(t0() + secs(5)).await.unwrap();
     assert!(due.tenants.is_empty(), "{due:?}");
     assert_eq!(due.next, Some(t0() + secs(11)));
-    assert_eq!(store.due_tenants(t0() + secs(11)).await.unwrap().tenants, [public.clone()]);
+    assert_eq!(store.due_tenants(t0() + secs(11)).await.unwrap().tenants, std::slice::from_ref(&public));
     let second = claim(&store, "w", t0() + secs(11), 1).await.remove(0);
     assert_eq!(second.attempt, 2);
     let failed = report(&second, Attempt::Failed("timed out after 1s".into()), None);

@@ -56,6 +56,18 @@ impl<T> Storage for T where
 {
 }
 
+/// Writes `content` to a file for a [`NewPackage`](cloacina_domain::package::NewPackage)'s
+/// archive: stores read uploads from files. The files sit in one folder per test process
+/// under the system's temporary directory.
+pub fn spool(content: &[u8]) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!("cloacina-contract-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string());
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
 /// A fresh store for one test.
 pub type Store = Arc<dyn Storage>;
 
@@ -84,6 +96,7 @@ macro_rules! storage_contract {
             packages::a_workflow_name_belongs_to_one_package,
             packages::a_workflow_is_found_paused_and_resumed_and_stays_paused_across_versions,
             packages::deleting_the_version_in_force_falls_back_to_the_newest_left,
+            packages::an_archive_reads_back_whole_from_its_chunks_and_its_manifest_by_version,
             executions::an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_the_first,
             executions::a_paused_workflow_and_a_vanished_package_accept_nothing,
             executions::a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_the_merged_context,

@@ -25,7 +25,8 @@ fn upload(name: &str, version: &str, workflows: &[&str], content: &str) -> NewPa
         id: Uuid::new_v4(),
         manifest: Manifest::parse(&text).unwrap(),
         manifest_text: text,
-        archive: content.as_bytes().to_vec(),
+        archive: crate::spool(content.as_bytes()),
+        size_bytes: content.len() as u64,
         content_hash: format!("{:0>64}", content.len().to_string() + content),
         uploaded_at: Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
         uploaded_by: None,
@@ -136,4 +137,31 @@ pub async fn deleting_the_version_in_force_falls_back_to_the_newest_left(store: 
     assert!(versions_in_force(&store).await.is_empty());
     assert_eq!(store.delete_package(&public, "acme-etl", "1.0.0", at).await.unwrap(), Some(None));
     assert!(store.list_packages(&public).await.unwrap().unwrap().is_empty());
+}
+
+pub async fn an_archive_reads_back_whole_from_its_chunks_and_its_manifest_by_version(store: Store) {
+    let public = TenantName::public();
+    // Over two chunks' worth, not a whole number of them.
+    let content: Vec<u8> = (0..(5 << 19) + 123).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let text = manifest("big", "1.0.0", &["w"]);
+    let new = NewPackage {
+        id: Uuid::new_v4(),
+        manifest: Manifest::parse(&text).unwrap(),
+        manifest_text: text.clone(),
+        archive: crate::spool(&content),
+        size_bytes: content.len() as u64,
+        content_hash: "cd".repeat(32),
+        uploaded_at: Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
+        uploaded_by: None,
+    };
+    store.store_package(&public, &new).await.unwrap();
+    let back = store.package_archive(&public, new.id).await.unwrap().unwrap().unwrap();
+    assert_eq!(back.content_hash, "cd".repeat(32));
+    assert!(back.bytes == content, "{} bytes back for {}", back.bytes.len(), content.len());
+    assert_eq!(store.package_archive(&public, Uuid::new_v4()).await.unwrap(), Some(None));
+    let m = store.package_manifest(&public, "big", "1.0.0").await.unwrap().unwrap().unwrap();
+    assert_eq!((m.id, m.manifest), (new.id, text));
+    assert_eq!(store.package_manifest(&public, "big", "2.0.0").await.unwrap(), Some(None));
+    let stranger = TenantName::parse("nobody-here").unwrap();
+    assert_eq!(store.package_archive(&stranger, new.id).await.unwrap(), None);
 }

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use cloacina_domain::package::{PackageRecord, PackageStored};
 use cloacina_ports::PackageError;
 use serde::Serialize;
+use tokio::io::AsyncWriteExt as _;
 
 use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
@@ -109,19 +110,26 @@ pub async fn upload(
     let mut multipart = multipart.map_err(|e| {
         ApiError::invalid_field("file", format!("send the package as multipart/form-data with a field 'file': {e}"))
     })?;
+    // The upload is spooled to a private temporary file as it arrives (removed when this
+    // request ends), so a large package never sits in memory whole.
     let mut archive = None;
     while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
             continue;
         }
-        let mut bytes = Vec::new();
+        let spool = tempfile::NamedTempFile::new()
+            .map_err(|e| ApiError::internal(&format!("cannot create a file for the upload: {e}")))?;
+        let mut file = tokio::fs::File::from_std(
+            spool.reopen().map_err(|e| ApiError::internal(&format!("cannot open the upload file: {e}")))?,
+        );
         while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
-            bytes.extend_from_slice(&chunk);
+            file.write_all(&chunk).await.map_err(|e| ApiError::internal(&format!("cannot write the upload: {e}")))?;
         }
-        archive = Some(bytes);
+        file.flush().await.map_err(|e| ApiError::internal(&format!("cannot write the upload: {e}")))?;
+        archive = Some(spool);
     }
     let archive = archive.ok_or_else(|| ApiError::invalid_field("file", "the multipart field 'file' is missing"))?;
-    let stored = state.packages.upload(&caller.0, &tenant, archive).await.map_err(from_error)?;
+    let stored = state.packages.upload(&caller.0, &tenant, archive.path()).await.map_err(from_error)?;
     let (status, record, created) = match &stored {
         PackageStored::Created(r) => (StatusCode::CREATED, r, true),
         PackageStored::Existing(r) => (StatusCode::OK, r, false),

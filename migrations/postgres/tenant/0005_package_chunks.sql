@@ -1,0 +1,11 @@
+-- Archives are stored in 1 MiB chunks, written and read one at a time, so a large upload
+-- never sits in the server's memory whole. packages.archive stays for versions uploaded
+-- before this migration (new rows leave it empty).
+CREATE TABLE package_chunks (
+    package_id uuid NOT NULL REFERENCES packages (id) ON DELETE CASCADE,
+    seq        integer NOT NULL,
+    bytes      bytea NOT NULL,
+    PRIMARY KEY (package_id, seq)
+);
+-- Archives are compressed already: spare PostgreSQL the attempt.
+ALTER TABLE package_chunks ALTER COLUMN bytes SET STORAGE EXTERNAL;
