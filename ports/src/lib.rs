@@ -66,4 +66,6 @@ impl Keys {
 #[cfg(test)]
 mod bootstrap_tests;
 #[cfg(test)]
+mod executions_tests;
+#[cfg(test)]
 mod keys_tests;

@@ -483,3 +483,71 @@ async fn kill_9_at_random_points_loses_no_execution() {
     assert_eq!(counts.len(), (total * 3) as usize, "every task ran at least once");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_only_server_runs_nothing_and_a_worker_server_on_the_same_database_runs_it() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let (home_api, home_worker) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let api = Server::start(
+        home_api.path(),
+        &["--database-url", &db.url, "--db-max-connections", "4", "--workers", "0"],
+        &[],
+    );
+    let god = bootstrap_key(home_api.path());
+    let log = home_api.path().join("runs.log");
+    let file = counted_package(home_api.path(), &log, "0");
+    assert_eq!(upload(&api, "public", &god, &file).await.0, 201);
+    let (_, accepted, _) = execute(&api, "public", &god, "counted", json!({"context": {"n": 7}}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, e) = api.get(&format!("/v1/tenants/public/executions/{id}"), Some(&god)).await;
+    assert_eq!(e["status"], "pending", "an API-only server claims nothing: {e}");
+    let worker = Server::start(
+        home_worker.path(),
+        &["--database-url", &db.url, "--db-max-connections", "4", "--workers", "2"],
+        &[],
+    );
+    let e = finished(&api, "public", &god, &id, Duration::from_secs(30)).await;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(runs(&log).len(), 3);
+    worker.stop();
+    api.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_gives_back_a_running_attempt_and_the_next_server_runs_it_again() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &["--shutdown-timeout", "1"], &[]);
+    let god = bootstrap_key(home.path());
+    let workflows = "[[workflow]]\nname = \"slow\"\n[[workflow.task]]\nid = \"wait\"\ncommand = [\"sh\", \"nap.sh\"]\ntimeout = \"1m\"\n";
+    let file = pack(home.path(), "slow", "1.0.0", workflows, &[("nap.sh", NAP_SH)]);
+    assert_eq!(upload(&server, "public", &god, &file).await.0, 201);
+    let (_, accepted, _) = execute(&server, "public", &god, "slow", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    while tasks(&server, "public", &god, &id).await["wait"]["status"] != "running" {
+        assert!(start.elapsed() < Duration::from_secs(10), "never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopping = Instant::now();
+    server.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(10), "drained within the shutdown timeout, not the task's 30 s");
+    let server = Server::start(home.path(), &[], &[]);
+    let (_, events) = server.get(&format!("/v1/tenants/public/executions/{id}/events"), Some(&god)).await;
+    let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"task_released"), "{kinds:?}");
+    let start = Instant::now();
+    loop {
+        let t = tasks(&server, "public", &god, &id).await;
+        if t["wait"]["status"] == "running" {
+            assert_eq!(t["wait"]["attempts"], 1, "the given-back attempt did not count: {t:?}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the restarted server did not run it: {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) =
+        server.call(Method::POST, &format!("/v1/tenants/public/executions/{id}/cancel"), Some(&god), None).await;
+    assert_eq!(status, 200);
+    server.stop();
+}
