@@ -150,24 +150,26 @@ async fn load(tx: &mut PgConnection, id: ExecutionId) -> Result<Option<Loaded>, 
     Ok(Some(Loaded { record, plan, progress }))
 }
 
+/// Stores events, each of its execution, in the order given, in one statement.
 async fn insert_events(
     tx: &mut PgConnection,
-    id: ExecutionId,
     at: DateTime<Utc>,
-    events: &[EventDraft],
+    events: &[(Uuid, EventDraft)],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let tasks: Vec<Option<&str>> = events.iter().map(|e| e.task.as_deref()).collect();
-    let details: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.detail)).collect();
+    let ids: Vec<Uuid> = events.iter().map(|e| e.0).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.1.kind.as_str()).collect();
+    let tasks: Vec<Option<&str>> = events.iter().map(|e| e.1.task.as_deref()).collect();
+    let details: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.1.detail)).collect();
     sqlx::query(
         "INSERT INTO execution_events (execution_id, at, kind, task, detail)
-         SELECT $1, $2, k, t, d FROM unnest($3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(k, t, d, n) ORDER BY n",
+         SELECT e, $1, k, t, d FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[])
+              WITH ORDINALITY AS x(e, k, t, d, n) ORDER BY n",
     )
-    .bind(id.as_uuid())
     .bind(at)
+    .bind(&ids)
     .bind(&kinds)
     .bind(&tasks)
     .bind(&details)
@@ -177,85 +179,48 @@ async fn insert_events(
     Ok(())
 }
 
-/// Writes a step's changes: task rows, the execution's row, the events. Returns the earliest
-/// time a task it readied may be claimed.
-async fn write_settled(
-    tx: &mut PgConnection,
-    loaded: &Loaded,
-    settled: &Settled,
-    attempted: Option<usize>,
-    error: Option<String>,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let id = loaded.record.id.as_uuid();
-    let mut earliest: Option<DateTime<Utc>> = None;
-    for c in &settled.changes {
-        let attempts = i32::try_from(loaded.progress.attempts[c.position]).unwrap_or(i32::MAX);
-        match c.status {
-            TaskStatus::Ready => {
-                let at = match (attempted, settled.retry_after) {
-                    (Some(a), Some(wait)) if a == c.position => later(now, wait),
-                    _ => now,
-                };
-                earliest = Some(earliest.map_or(at, |e| e.min(at)));
-                sqlx::query(
-                    "UPDATE execution_tasks SET status = 'ready', ready_at = $3, attempts = $4, lease_owner = NULL,
-                        lease_until = NULL, finished_at = NULL WHERE execution_id = $1 AND position = $2",
-                )
-                .bind(id)
-                .bind(pos(c.position))
-                .bind(at)
-                .bind(attempts)
-                .execute(&mut *tx)
-                .await
-                .map_err(translate)?;
+/// Task rows changed by one or more steps, as they will be written, and the first time a
+/// task they readied may be claimed.
+#[derive(Default)]
+struct Staged {
+    writes: HashMap<(Uuid, usize), RowWrite>,
+    earliest: Option<DateTime<Utc>>,
+}
+
+impl Staged {
+    /// Adds what one step of execution `id` changed. `attempted` is the task whose outcome
+    /// this is; `reset` says the changed tasks start over (a retry).
+    fn stage(
+        &mut self,
+        id: Uuid,
+        settled: &Settled,
+        progress: &Progress,
+        attempted: Option<usize>,
+        reset: bool,
+        now: DateTime<Utc>,
+    ) {
+        for c in &settled.changes {
+            let ready_at = (c.status == TaskStatus::Ready).then(|| match (attempted, settled.retry_after) {
+                (Some(a), Some(wait)) if a == c.position => later(now, wait),
+                _ => now,
+            });
+            if let Some(at) = ready_at {
+                self.earliest = Some(self.earliest.map_or(at, |x| x.min(at)));
             }
-            TaskStatus::Waiting => {
-                sqlx::query(
-                    "UPDATE execution_tasks SET status = 'waiting', ready_at = NULL, attempts = $3, lease_owner = NULL,
-                        lease_until = NULL, started_at = NULL, finished_at = NULL, output = NULL, error = NULL
-                     WHERE execution_id = $1 AND position = $2",
-                )
-                .bind(id)
-                .bind(pos(c.position))
-                .bind(attempts)
-                .execute(&mut *tx)
-                .await
-                .map_err(translate)?;
-            }
-            other => {
-                sqlx::query(
-                    "UPDATE execution_tasks SET status = $3, ready_at = NULL, lease_owner = NULL, lease_until = NULL,
-                        finished_at = $4 WHERE execution_id = $1 AND position = $2",
-                )
-                .bind(id)
-                .bind(pos(c.position))
-                .bind(other.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(translate)?;
-            }
+            let result = self.writes.remove(&(id, c.position)).and_then(|w| w.result);
+            self.writes.insert(
+                (id, c.position),
+                RowWrite {
+                    status: c.status,
+                    ready_at,
+                    attempts: i32::try_from(progress.attempts[c.position]).unwrap_or(i32::MAX),
+                    finished_at: c.status.is_terminal().then_some(now),
+                    reset,
+                    result,
+                },
+            );
         }
     }
-    if settled.status != loaded.record.status || error.is_some() {
-        let finished = settled.status.is_terminal().then_some(now);
-        let started = (settled.status != ExecutionStatus::Pending).then_some(now);
-        sqlx::query(
-            "UPDATE executions SET status = $2, finished_at = $3, started_at = coalesce(started_at, $4),
-                error = coalesce(error, $5) WHERE id = $1",
-        )
-        .bind(id)
-        .bind(settled.status.as_str())
-        .bind(finished)
-        .bind(started)
-        .bind(error)
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
-    }
-    insert_events(tx, loaded.record.id, now, &settled.events).await?;
-    Ok(earliest)
 }
 
 /// The end of a transaction that readied tasks due at `due`: as the login role again, lowers
@@ -364,7 +329,7 @@ async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<(ExecutionC
         None,
         json!({"workflow": new.workflow, "package_version": new.package_version, "origin": new.origin}),
     );
-    insert_events(tx, new.id, new.created_at, &[created]).await?;
+    insert_events(tx, new.created_at, &[(new.id.as_uuid(), created)]).await?;
     Ok((ExecutionCreated::Created(record), readied))
 }
 
@@ -464,15 +429,9 @@ async fn claim(
     .fetch_all(&mut *tx)
     .await
     .map_err(translate)?;
-    for (id, t) in &lost {
-        insert_events(
-            tx,
-            ExecutionId::from_uuid(*id),
-            now,
-            &[EventDraft::new("task_lease_expired", Some(t.clone()), json!({}))],
-        )
-        .await?;
-    }
+    let expired: Vec<(Uuid, EventDraft)> =
+        lost.iter().map(|(id, t)| (*id, EventDraft::new("task_lease_expired", Some(t.clone()), json!({})))).collect();
+    insert_events(tx, now, &expired).await?;
     let rows: Vec<(Uuid, i32, String, i32)> = sqlx::query_as(
         "WITH picked AS (
              SELECT execution_id, position FROM execution_tasks
@@ -580,6 +539,8 @@ struct RowWrite {
     ready_at: Option<DateTime<Utc>>,
     attempts: i32,
     finished_at: Option<DateTime<Utc>>,
+    /// The task starts over: its start time, output and error are cleared.
+    reset: bool,
     /// The attempted task's output and error, when this row is one.
     result: Option<(Option<Object>, Option<String>)>,
 }
@@ -645,10 +606,9 @@ async fn record(
         e.owners[i] = owner;
     }
     let mut recorded = Vec::with_capacity(reports.len());
-    let mut writes: HashMap<(Uuid, usize), RowWrite> = HashMap::new();
+    let mut staged = Staged::default();
     let mut logs = Vec::new();
     let mut events: Vec<(Uuid, EventDraft)> = Vec::new();
-    let mut earliest: Option<DateTime<Utc>> = None;
     for report in reports {
         let id = report.key.execution_id.as_uuid();
         let pos = report.key.position;
@@ -665,31 +625,12 @@ async fn record(
         }
         let settled = e.plan.settle(&mut e.progress, pos, &report.outcome);
         let task_name = e.plan.tasks[pos].id.to_string();
-        for c in &settled.changes {
-            let ready_at = (c.status == TaskStatus::Ready).then(|| match settled.retry_after {
-                Some(wait) if c.position == pos => later(now, wait),
-                _ => now,
-            });
-            if let Some(at) = ready_at {
-                earliest = Some(earliest.map_or(at, |x| x.min(at)));
-            }
-            let previous = writes.remove(&(id, c.position)).and_then(|w| w.result);
-            writes.insert(
-                (id, c.position),
-                RowWrite {
-                    status: c.status,
-                    ready_at,
-                    attempts: i32::try_from(e.progress.attempts[c.position]).unwrap_or(i32::MAX),
-                    finished_at: c.status.is_terminal().then_some(now),
-                    result: previous,
-                },
-            );
-        }
+        staged.stage(id, &settled, &e.progress, Some(pos), false, now);
         let (output, error) = match &report.outcome {
             Attempt::Succeeded => (report.output.clone(), None),
             Attempt::Failed(reason) => (None, Some(reason.clone())),
         };
-        if let Some(w) = writes.get_mut(&(id, pos)) {
+        if let Some(w) = staged.writes.get_mut(&(id, pos)) {
             w.result = Some((output, error));
         }
         let failed_for_good = settled.changes.iter().any(|c| c.position == pos && c.status == TaskStatus::Failed);
@@ -704,27 +645,10 @@ async fn record(
         recorded.push(Recorded::Done { readied: settled.readied() });
         events.extend(settled.events.into_iter().map(|ev| (id, ev)));
     }
-    write_rows(tx, writes).await?;
+    let earliest = staged.earliest;
+    write_rows(tx, staged.writes).await?;
     write_logs(tx, &logs, now).await?;
-    if !events.is_empty() {
-        let e_ids: Vec<Uuid> = events.iter().map(|e| e.0).collect();
-        let kinds: Vec<&str> = events.iter().map(|e| e.1.kind.as_str()).collect();
-        let tasks: Vec<Option<&str>> = events.iter().map(|e| e.1.task.as_deref()).collect();
-        let details: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.1.detail)).collect();
-        sqlx::query(
-            "INSERT INTO execution_events (execution_id, at, kind, task, detail)
-             SELECT e, $1, k, t, d FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[])
-                  WITH ORDINALITY AS x(e, k, t, d, n) ORDER BY n",
-        )
-        .bind(now)
-        .bind(&e_ids)
-        .bind(&kinds)
-        .bind(&tasks)
-        .bind(&details)
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
-    }
+    insert_events(tx, now, &events).await?;
     let mut x_ids = Vec::new();
     let mut x_status = Vec::new();
     let mut x_finished = Vec::new();
@@ -768,6 +692,7 @@ async fn write_rows(tx: &mut PgConnection, writes: HashMap<(Uuid, usize), RowWri
     let mut w_ready = Vec::new();
     let mut w_attempts = Vec::new();
     let mut w_finished = Vec::new();
+    let mut w_reset = Vec::new();
     let mut w_set = Vec::new();
     let mut w_output: Vec<Option<Json<Object>>> = Vec::new();
     let mut w_error: Vec<Option<String>> = Vec::new();
@@ -778,6 +703,7 @@ async fn write_rows(tx: &mut PgConnection, writes: HashMap<(Uuid, usize), RowWri
         w_ready.push(w.ready_at);
         w_attempts.push(w.attempts);
         w_finished.push(w.finished_at);
+        w_reset.push(w.reset);
         w_set.push(w.result.is_some());
         let (o, e) = w.result.unwrap_or((None, None));
         w_output.push(o.map(Json));
@@ -786,11 +712,12 @@ async fn write_rows(tx: &mut PgConnection, writes: HashMap<(Uuid, usize), RowWri
     sqlx::query(
         "UPDATE execution_tasks t SET status = u.status, ready_at = u.ready_at, attempts = u.attempts,
              lease_owner = NULL, lease_until = NULL, finished_at = u.finished_at,
-             output = CASE WHEN u.set_result THEN u.output ELSE t.output END,
-             error = CASE WHEN u.set_result THEN u.error ELSE t.error END
+             started_at = CASE WHEN u.reset THEN NULL ELSE t.started_at END,
+             output = CASE WHEN u.reset THEN NULL WHEN u.set_result THEN u.output ELSE t.output END,
+             error = CASE WHEN u.reset THEN NULL WHEN u.set_result THEN u.error ELSE t.error END
          FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::timestamptz[],
-                     $7::bool[], $8::jsonb[], $9::text[])
-              AS u(e, p, status, ready_at, attempts, finished_at, set_result, output, error)
+                     $7::bool[], $8::bool[], $9::jsonb[], $10::text[])
+              AS u(e, p, status, ready_at, attempts, finished_at, reset, set_result, output, error)
          WHERE t.execution_id = u.e AND t.position = u.p",
     )
     .bind(&w_ids)
@@ -799,6 +726,7 @@ async fn write_rows(tx: &mut PgConnection, writes: HashMap<(Uuid, usize), RowWri
     .bind(&w_ready)
     .bind(&w_attempts)
     .bind(&w_finished)
+    .bind(&w_reset)
     .bind(&w_set)
     .bind(&w_output)
     .bind(&w_error)
@@ -859,11 +787,17 @@ async fn transition(
     if !allowed {
         return Ok((Transition::Refused(loaded.record), None));
     }
-    let mut progress = loaded.progress.clone();
-    let settled =
-        if retry { loaded.plan.settle_retry(&mut progress) } else { loaded.plan.settle_cancel(&mut progress) };
-    loaded.progress = progress;
-    let due = write_settled(tx, &loaded, &settled, None, None, at).await?;
+    let settled = if retry {
+        loaded.plan.settle_retry(&mut loaded.progress)
+    } else {
+        loaded.plan.settle_cancel(&mut loaded.progress)
+    };
+    let mut staged = Staged::default();
+    staged.stage(id.as_uuid(), &settled, &loaded.progress, None, retry, at);
+    let due = staged.earliest;
+    write_rows(tx, staged.writes).await?;
+    let events: Vec<(Uuid, EventDraft)> = settled.events.into_iter().map(|e| (id.as_uuid(), e)).collect();
+    insert_events(tx, at, &events).await?;
     if retry {
         sqlx::query("UPDATE executions SET status = $2, error = NULL, finished_at = NULL WHERE id = $1")
             .bind(id.as_uuid())
@@ -1203,15 +1137,11 @@ impl TaskQueue for PgDb {
         .fetch_all(&mut *tx)
         .await
         .map_err(translate)?;
-        for (id, t) in &released {
-            insert_events(
-                &mut tx,
-                ExecutionId::from_uuid(*id),
-                now,
-                &[EventDraft::new("task_released", Some(t.clone()), json!({"worker": worker}))],
-            )
-            .await?;
-        }
+        let given_back: Vec<(Uuid, EventDraft)> = released
+            .iter()
+            .map(|(id, t)| (*id, EventDraft::new("task_released", Some(t.clone()), json!({"worker": worker}))))
+            .collect();
+        insert_events(&mut tx, now, &given_back).await?;
         if !released.is_empty() {
             wake(&mut tx, tenant, now).await?;
         }

@@ -511,6 +511,13 @@ fn transition(
     loaded.progress = progress;
     write_settled(&tx, &loaded, &settled, None, None, at).map_err(translate)?;
     if retry {
+        // The tasks that start over keep nothing of their earlier runs but their logs.
+        tx.execute(
+            "UPDATE execution_tasks SET started_at = NULL, output = NULL, error = NULL
+             WHERE execution_id = ?1 AND status IN ('ready', 'waiting')",
+            [id.to_string()],
+        )
+        .map_err(translate)?;
         tx.execute(
             "UPDATE executions SET status = ?2, error = NULL, finished_at = NULL WHERE id = ?1",
             params![id.to_string(), settled.status.as_str()],

@@ -340,6 +340,9 @@ pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(st
     };
     assert_eq!((e.status, e.error, e.finished_at), (ExecutionStatus::Running, None, None));
     assert_eq!(statuses(&store, new.id).await, [TaskStatus::Succeeded, TaskStatus::Ready]);
+    let tasks = store.execution_tasks(&public, new.id).await.unwrap().unwrap().unwrap();
+    assert_eq!((tasks[1].error.as_deref(), tasks[1].started_at, tasks[1].attempts), (None, None, 0), "b starts over");
+    assert!(tasks[0].output.is_some(), "a keeps its output");
     let b2 = claim(&store, "w", t0() + secs(3), 1).await.remove(0);
     assert_eq!((b2.task_id.as_str(), b2.attempt), ("b", 1));
     assert_eq!(b2.context.get("x"), Some(&json!(1)), "the kept output still flows downstream");
