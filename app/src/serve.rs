@@ -166,6 +166,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
             runner: Arc::new(ProcessRunner::default()),
             files: Arc::new(PackageCache::new(home.dir().join("packages"), storage.clone(), Limits::default())),
             clock: deps.clock.clone(),
+            metrics: deps.metrics.clone(),
         };
         let config = EngineConfig {
             workers: args.engine.workers as usize,

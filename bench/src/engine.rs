@@ -135,6 +135,7 @@ fn engine(store: Arc<dyn Store>, workers: usize, nap: Duration, poll: Duration) 
         runner: Arc::new(NoopRunner { nap }),
         files: Arc::new(NoFiles),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(cloacina_ports::NoMetrics),
     };
     Engine::new(
         ports,

@@ -18,6 +18,8 @@ use std::time::Duration;
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{Attempt, AttemptReport, ClaimedTask, Recorded, TaskKey};
 use cloacina_domain::ports::{Clock, PackageFiles, StoreError, TaskJob, TaskOutcome, TaskQueue, TaskRunner};
+
+use crate::AttemptOutcome;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
@@ -47,6 +49,7 @@ pub struct EnginePorts {
     pub runner: Arc<dyn TaskRunner>,
     pub files: Arc<dyn PackageFiles>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn crate::Metrics>,
 }
 
 impl std::fmt::Debug for EnginePorts {
@@ -145,6 +148,10 @@ impl Engine {
             self.recorder.lock().ok().and_then(|mut r| r.take()).map(|rx| tokio::spawn(self.clone().record_loop(rx)));
         let mut cursor = 0usize;
         tracing::info!(worker = %self.worker, workers = self.config.workers, "workers started");
+        let (slots, all) = (self.slots.clone(), self.config.workers.max(1) as u64);
+        self.ports
+            .metrics
+            .observe_workers(Arc::new(move || (all.saturating_sub(slots.available_permits() as u64), all)));
         loop {
             if *stop.borrow() || stop.has_changed().is_err() {
                 break;
@@ -212,8 +219,10 @@ impl Engine {
                 Err(_) => return (claimed, true),
             };
             let now = self.ports.clock.now();
+            let started = std::time::Instant::now();
             match self.ports.queue.claim(tenant, &self.worker, now, self.config.lease, want).await {
                 Ok(tasks) => {
+                    self.ports.metrics.tasks_claimed(tasks.len() as u64, started.elapsed().as_secs_f64());
                     more |= tasks.len() == want;
                     claimed += tasks.len();
                     let mut permits = permits;
@@ -234,8 +243,10 @@ impl Engine {
         let Ok(mut running) = self.running.lock() else { return };
         let engine = self.clone();
         let t = tenant.clone();
+        let started = std::time::Instant::now();
         let handle = tokio::spawn(async move {
-            engine.attempt(&t, task).await;
+            let outcome = engine.attempt(&t, task).await;
+            engine.ports.metrics.task_attempt(outcome, started.elapsed().as_secs_f64());
             if let Ok(mut r) = engine.running.lock() {
                 r.remove(&key);
             }
@@ -247,7 +258,7 @@ impl Engine {
 
     /// Runs one attempt and records its outcome, retrying the record while the database is
     /// unavailable (until the lease would have run out: then another worker runs it again).
-    async fn attempt(&self, tenant: &TenantName, task: ClaimedTask) {
+    async fn attempt(&self, tenant: &TenantName, task: ClaimedTask) -> AttemptOutcome {
         let run = match self.ports.files.workdir(tenant, task.package_id).await {
             Ok(workdir) => {
                 let job = TaskJob {
@@ -267,6 +278,7 @@ impl Engine {
                 duration: Duration::ZERO,
             },
         };
+        let succeeded = matches!(run.outcome, TaskOutcome::Succeeded { .. });
         let (outcome, output) = match run.outcome {
             TaskOutcome::Succeeded { output } => (Attempt::Succeeded, output),
             TaskOutcome::Failed { reason } => (Attempt::Failed(reason), None),
@@ -289,22 +301,22 @@ impl Engine {
             let (done, result) = oneshot::channel();
             let queued = ToRecord { tenant: tenant.clone(), report: report.clone(), done };
             if self.outcomes.send(queued).is_err() {
-                return;
+                return AttemptOutcome::Stopped;
             }
-            let Ok(recorded) = result.await else { return };
+            let Ok(recorded) = result.await else { return AttemptOutcome::Stopped };
             match recorded {
                 Ok(Recorded::Done { readied }) => {
                     self.counts.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if readied {
                         self.local.notify_one();
                     }
-                    return;
+                    return if succeeded { AttemptOutcome::Succeeded } else { AttemptOutcome::Failed };
                 }
                 Ok(Recorded::Stale) => {
                     self.counts.stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(%tenant, execution = %task.key.execution_id, task = %task.task_id,
                         "attempt no longer held (lease expired or execution cancelled); outcome dropped");
-                    return;
+                    return AttemptOutcome::Stale;
                 }
                 Err(StoreError::Unavailable(e)) if waited < self.config.lease => {
                     tracing::warn!(%tenant, error = %e, "cannot record a task outcome yet; retrying");
@@ -315,7 +327,7 @@ impl Engine {
                 Err(e) => {
                     tracing::error!(%tenant, execution = %task.key.execution_id, task = %task.task_id, error = %e,
                         "cannot record a task outcome; its lease will expire and it will run again");
-                    return;
+                    return AttemptOutcome::Stale;
                 }
             }
         }
@@ -387,6 +399,7 @@ impl Engine {
                         if let Some(r) = self.running.lock().ok().and_then(|mut r| r.remove(key)) {
                             r.abort.abort();
                             self.counts.stopped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
                             self.local.notify_one();
                             tracing::info!(%tenant, execution = %key.execution_id, position = key.position,
                                 "attempt stopped: its lease is gone (cancelled or expired)");
@@ -411,6 +424,7 @@ impl Engine {
         let mut by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
         for (key, r) in left {
             r.abort.abort();
+            self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
             by_tenant.entry(r.tenant).or_default().push(key);
         }
         for (tenant, keys) in by_tenant {

@@ -34,7 +34,7 @@ pub use deps::Deps;
 pub use engine::{Engine, EngineConfig, EnginePorts};
 pub use executions::{Accepted, ExecutionError, Executions};
 pub use list_keys::{KeyScope, ListKeysError};
-pub use metrics::{AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats};
+pub use metrics::{AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, WorkerProbe};
 pub use packages::{PackageError, Packages};
 pub use revoke_key::RevokeKeyError;
 pub use tenants::{DeletedTenant, TenantError, Tenants};

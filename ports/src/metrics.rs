@@ -49,6 +49,30 @@ impl AuthOutcome {
     }
 }
 
+/// How a task attempt ended, as the engine counts it: a closed set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Failed or timed out (it may be retried).
+    Failed,
+    /// Finished, but no longer held by this server: its outcome was dropped.
+    Stale,
+    /// Stopped by this server: its lease was gone, or the server was shutting down.
+    Stopped,
+}
+
+impl AttemptOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Stale => "stale",
+            AttemptOutcome::Stopped => "stopped",
+        }
+    }
+}
+
 /// A database connection pool at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -63,6 +87,9 @@ pub struct PoolStats {
 /// Reads a pool's state; called when metrics are scraped, so it must not block.
 pub type PoolProbe = std::sync::Arc<dyn Fn() -> PoolStats + Send + Sync>;
 
+/// Reads the engine's worker slots, (busy, all), at scrape time; must not block.
+pub type WorkerProbe = std::sync::Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
+
 /// What the server counts. Implementations MUST be cheap: these run on every request.
 pub trait Metrics: Send + Sync {
     /// One HTTP request, by method, route template (never the raw path) and status. The
@@ -76,6 +103,12 @@ pub trait Metrics: Send + Sync {
     fn argon2_verification(&self);
     /// From now on, report the database pool that `probe` reads (at scrape time).
     fn observe_pool(&self, probe: PoolProbe);
+    /// One claim query of the engine: how many attempts it took and how long it ran.
+    fn tasks_claimed(&self, claimed: u64, seconds: f64);
+    /// One task attempt ended, after `seconds` of running.
+    fn task_attempt(&self, outcome: AttemptOutcome, seconds: f64);
+    /// From now on, report the engine's worker slots that `probe` reads: (busy, all).
+    fn observe_workers(&self, probe: WorkerProbe);
     /// The Prometheus text exposition of everything counted so far.
     fn render(&self) -> String;
 }
@@ -90,6 +123,9 @@ impl Metrics for NoMetrics {
     fn auth_cache(&self, _: bool) {}
     fn argon2_verification(&self) {}
     fn observe_pool(&self, _: PoolProbe) {}
+    fn tasks_claimed(&self, _: u64, _: f64) {}
+    fn task_attempt(&self, _: AttemptOutcome, _: f64) {}
+    fn observe_workers(&self, _: WorkerProbe) {}
     fn render(&self) -> String {
         String::new()
     }

@@ -62,6 +62,11 @@ async fn the_documented_flow_runs_a_three_task_workflow_on_sqlite() {
     let writer = stdout(&cli(home.path(), &["key", "create", "ci", "--role", "write", "--tenant", "public"], &env));
     let reader = stdout(&cli(home.path(), &["key", "create", "dash", "--role", "read", "--tenant", "public"], &env));
     documented_flow(home.path(), &server, &writer, &reader);
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    for line in [r#"cloacina_task_attempts_total{outcome="succeeded"} 3"#, r#"cloacina_worker_slots{state="free"} 4"#] {
+        assert!(metrics.contains(line), "{line} missing from /metrics:\n{metrics}");
+    }
+    assert!(metrics.contains("cloacina_tasks_claimed_total 3"), "{metrics}");
     server.stop();
 }
 

@@ -4,7 +4,7 @@
 //! observable instruments at scrape time: the hot path pays one relaxed add. HTTP requests,
 //! whose label sets are open-ended (route × method × status), go through the SDK's counters.
 
-use cloacina_ports::{AuthOutcome, Metrics, PoolProbe};
+use cloacina_ports::{AttemptOutcome, AuthOutcome, Metrics, PoolProbe, WorkerProbe};
 use opentelemetry::KeyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -28,6 +28,12 @@ pub struct PrometheusMetrics {
     /// The database pool, once the server has one (SQLite has none).
     pool: Arc<RwLock<Option<PoolProbe>>>,
     _gauges: Vec<ObservableGauge<u64>>,
+    claimed: Counter<u64>,
+    claim_duration: Histogram<f64>,
+    attempts: Counter<u64>,
+    attempt_duration: Histogram<f64>,
+    /// The engine's worker slots, once the server runs workers.
+    workers: Arc<RwLock<Option<WorkerProbe>>>,
 }
 
 /// What the authentication path counts.
@@ -67,7 +73,43 @@ impl PrometheusMetrics {
         let meter = provider.meter("cloacina");
         let auth = Arc::new(AuthCounts::default());
         let pool = Arc::new(RwLock::new(None));
+        let workers: Arc<RwLock<Option<WorkerProbe>>> = Arc::new(RwLock::new(None));
+        let mut gauges = pool_gauges(&meter, &pool);
+        let w = workers.clone();
+        gauges.push(
+            meter
+                .u64_observable_gauge("cloacina_worker_slots")
+                .with_description("This server's task attempt slots, by state (busy or free)")
+                .with_callback(move |o| {
+                    if let Some((busy, all)) = w.read().ok().and_then(|p| p.as_ref().map(|probe| probe())) {
+                        o.observe(busy, &[KeyValue::new("state", "busy")]);
+                        o.observe(all.saturating_sub(busy), &[KeyValue::new("state", "free")]);
+                    }
+                })
+                .build(),
+        );
         Ok(Self {
+            claimed: meter
+                .u64_counter("cloacina_tasks_claimed")
+                .with_description("Task attempts claimed by this server's workers")
+                .build(),
+            claim_duration: meter
+                .f64_histogram("cloacina_claim_duration")
+                .with_description("How long one claim query of the engine took")
+                .with_unit("s")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            attempts: meter
+                .u64_counter("cloacina_task_attempts")
+                .with_description("Task attempts ended on this server, by outcome")
+                .build(),
+            attempt_duration: meter
+                .f64_histogram("cloacina_task_duration")
+                .with_description("How long task attempts ran, by outcome")
+                .with_unit("s")
+                .with_boundaries(vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0])
+                .build(),
+            workers,
             http_requests: meter
                 .u64_counter("cloacina_http_requests")
                 .with_description("HTTP requests by method, route template and status")
@@ -79,7 +121,7 @@ impl PrometheusMetrics {
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
             _observers: auth_observers(&meter, &auth),
-            _gauges: pool_gauges(&meter, &pool),
+            _gauges: gauges,
             pool,
             auth,
             registry,
@@ -182,6 +224,23 @@ impl Metrics for PrometheusMetrics {
         }
     }
 
+    fn tasks_claimed(&self, claimed: u64, seconds: f64) {
+        self.claimed.add(claimed, &[]);
+        self.claim_duration.record(seconds, &[]);
+    }
+
+    fn task_attempt(&self, outcome: AttemptOutcome, seconds: f64) {
+        let labels = [KeyValue::new("outcome", outcome.as_str())];
+        self.attempts.add(1, &labels);
+        self.attempt_duration.record(seconds, &labels);
+    }
+
+    fn observe_workers(&self, probe: WorkerProbe) {
+        if let Ok(mut slot) = self.workers.write() {
+            *slot = Some(probe);
+        }
+    }
+
     fn render(&self) -> String {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -229,5 +288,23 @@ mod tests {
         assert!(text.contains("cloacina_db_pool_max_connections 16"), "{text}");
         in_use.store(7, Ordering::Relaxed);
         assert!(m.render().contains(r#"cloacina_db_pool_connections{state="in_use"} 7"#));
+    }
+
+    #[test]
+    fn engine_claims_attempts_and_slots_appear_in_the_exposition() {
+        let m = PrometheusMetrics::new().unwrap();
+        assert!(!m.render().contains("cloacina_worker_slots"), "no workers, no slot series");
+        m.tasks_claimed(3, 0.001);
+        m.task_attempt(AttemptOutcome::Succeeded, 0.2);
+        m.task_attempt(AttemptOutcome::Failed, 1.5);
+        m.observe_workers(Arc::new(|| (1, 4)));
+        let text = m.render();
+        assert!(text.contains("cloacina_tasks_claimed_total 3"), "{text}");
+        assert!(text.contains("cloacina_claim_duration_seconds_bucket"), "{text}");
+        assert!(text.contains(r#"cloacina_task_attempts_total{outcome="succeeded"} 1"#), "{text}");
+        assert!(text.contains(r#"cloacina_task_attempts_total{outcome="failed"} 1"#), "{text}");
+        assert!(text.contains(r#"cloacina_task_duration_seconds_bucket{outcome="failed""#), "{text}");
+        assert!(text.contains(r#"cloacina_worker_slots{state="busy"} 1"#), "{text}");
+        assert!(text.contains(r#"cloacina_worker_slots{state="free"} 3"#), "{text}");
     }
 }
