@@ -556,3 +556,27 @@ async fn shutdown_gives_back_a_running_attempt_and_the_next_server_runs_it_again
     assert_eq!(status, 200);
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_runs_new_executions_while_a_running_one_keeps_its_own() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &[], &[]);
+    let god = bootstrap_key(home.path());
+    let workflows = "[[workflow]]\nname = \"w\"\n[[workflow.task]]\nid = \"say\"\ncommand = [\"sh\", \"say.sh\"]\n";
+    let old = pack(home.path(), "ver", "1.0.0", workflows, &[("say.sh", "sleep 1\necho version one\n")]);
+    let new = pack(home.path(), "ver", "1.1.0", workflows, &[("say.sh", "echo version two\n")]);
+    assert_eq!(upload(&server, "public", &god, &old).await.0, 201);
+    let (_, first, _) = execute(&server, "public", &god, "w", json!({}), None).await;
+    let first = first["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(upload(&server, "public", &god, &new).await.0, 201);
+    let (_, second, _) = execute(&server, "public", &god, "w", json!({}), None).await;
+    assert_eq!(second["package_version"], "1.1.0");
+    let second = second["execution_id"].as_str().unwrap().to_owned();
+    for (id, version, said) in [(&first, "1.0.0", "version one\n"), (&second, "1.1.0", "version two\n")] {
+        let e = finished(&server, "public", &god, id, Duration::from_secs(20)).await;
+        assert_eq!((e["status"].as_str(), e["package_version"].as_str()), (Some("succeeded"), Some(version)), "{e}");
+        let (_, logs) = server.get(&format!("/v1/tenants/public/executions/{id}/tasks/say/logs"), Some(&god)).await;
+        assert_eq!(logs["attempts"][0]["stdout"], said, "{logs}");
+    }
+    server.stop();
+}
