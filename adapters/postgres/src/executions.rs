@@ -226,24 +226,29 @@ impl Staged {
 /// The end of a transaction that readied tasks due at `due`: as the login role again, lowers
 /// the tenant's due time, bumps its sequence and wakes the workers. Must come last.
 async fn wake(tx: &mut PgConnection, tenant: &TenantName, due: DateTime<Utc>) -> Result<(), StoreError> {
-    sqlx::raw_sql("SET LOCAL ROLE NONE").execute(&mut *tx).await.map_err(translate)?;
-    sqlx::query(
-        "INSERT INTO public.tenant_work (tenant, due_at) VALUES ($1, $2)
+    // One round trip: the literals are a validated tenant name and a time we format.
+    let t = literal(tenant.as_str());
+    let sql = format!(
+        "SET LOCAL ROLE NONE;
+         INSERT INTO public.tenant_work (tenant, due_at) VALUES ({t}, {due})
          ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
-             seq = public.tenant_work.seq + 1",
-    )
-    .bind(tenant.as_str())
-    .bind(due)
-    .execute(&mut *tx)
-    .await
-    .map_err(translate)?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(WORK_CHANNEL)
-        .bind(tenant.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
+             seq = public.tenant_work.seq + 1;
+         SELECT pg_notify({channel}, {t});",
+        due = time_literal(due),
+        channel = literal(WORK_CHANNEL),
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(translate)?;
     Ok(())
+}
+
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A `timestamptz` literal.
+fn time_literal(at: DateTime<Utc>) -> String {
+    format!("'{}'::timestamptz", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
 async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<(ExecutionCreated, bool), StoreError> {
@@ -340,21 +345,14 @@ impl PgDb {
         &self,
         tenant: &TenantName,
     ) -> Result<Option<(Transaction<'static, Postgres>, Option<i64>)>, StoreError> {
-        let Some(place) = self.place(tenant).await? else { return Ok(None) };
-        let mut tx = self.pool.begin().await.map_err(translate)?;
+        // Read before the transaction begins, which is earlier still than the claim's own
+        // reads: any wake-up after this bumps `seq`, and the claim's due time then yields.
         let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM public.tenant_work WHERE tenant = $1")
             .bind(tenant.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await
             .map_err(translate)?;
-        match crate::tenants::enter_tenant(&mut tx, &place.schema, &place.role).await {
-            Ok(()) => Ok(Some((tx, seq))),
-            Err(e) if matches!(crate::db::sqlstate(&e).as_deref(), Some("22023" | "42704" | "3F000")) => {
-                self.places.remove(tenant);
-                Ok(None)
-            }
-            Err(e) => Err(translate(e)),
-        }
+        Ok(self.begin_tenant(tenant).await?.map(|tx| (tx, seq)))
     }
 }
 
@@ -377,27 +375,25 @@ async fn settle_due(
     seq: Option<i64>,
     due: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    sqlx::raw_sql("SET LOCAL ROLE NONE").execute(&mut *tx).await.map_err(translate)?;
-    let q = match (seq, due) {
-        (Some(seq), None) => {
-            sqlx::query("DELETE FROM public.tenant_work WHERE tenant = $1 AND seq = $2").bind(tenant.as_str()).bind(seq)
-        }
+    let t = literal(tenant.as_str());
+    let change = match (seq, due) {
+        (Some(seq), None) => format!("DELETE FROM public.tenant_work WHERE tenant = {t} AND seq = {seq}"),
         (Some(seq), Some(due)) => {
-            sqlx::query("UPDATE public.tenant_work SET due_at = $3 WHERE tenant = $1 AND seq = $2")
-                .bind(tenant.as_str())
-                .bind(seq)
-                .bind(due)
+            format!("UPDATE public.tenant_work SET due_at = {} WHERE tenant = {t} AND seq = {seq}", time_literal(due))
         }
-        (None, Some(due)) => sqlx::query(
-            "INSERT INTO public.tenant_work (tenant, due_at) VALUES ($1, $2)
+        (None, Some(due)) => format!(
+            "INSERT INTO public.tenant_work (tenant, due_at) VALUES ({t}, {})
              ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
                  seq = public.tenant_work.seq + 1",
-        )
-        .bind(tenant.as_str())
-        .bind(due),
+            time_literal(due)
+        ),
         (None, None) => return Ok(()),
     };
-    q.execute(&mut *tx).await.map_err(translate)?;
+    // One round trip, as the login role again.
+    sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {change}")))
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
     Ok(())
 }
 
