@@ -642,104 +642,61 @@ async fn record(
         events.extend(settled.events.into_iter().map(|ev| (id, ev)));
     }
     let earliest = staged.earliest;
-    write_rows(tx, staged.writes).await?;
-    write_logs(tx, &logs, now).await?;
-    insert_events(tx, now, &events).await?;
-    let mut x_ids = Vec::new();
-    let mut x_status = Vec::new();
-    let mut x_finished = Vec::new();
-    let mut x_error = Vec::new();
-    for (id, e) in &execs {
-        let status = e.plan.status(&e.progress);
-        if status != e.status_before || e.error.is_some() {
-            x_ids.push(*id);
-            x_status.push(status.as_str());
-            x_finished.push(status.is_terminal().then_some(now));
-            x_error.push(e.error.clone());
-        }
-    }
-    if !x_ids.is_empty() {
-        sqlx::query(
-            "UPDATE executions x SET status = u.status, finished_at = u.finished_at,
-                 started_at = coalesce(x.started_at, $5), error = coalesce(x.error, u.error)
-             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]) AS u(id, status, finished_at, error)
-             WHERE x.id = u.id",
-        )
-        .bind(&x_ids)
-        .bind(&x_status)
-        .bind(&x_finished)
-        .bind(&x_error)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
-    }
+    let execs = execs
+        .iter()
+        .filter_map(|(id, e)| {
+            let status = e.plan.status(&e.progress);
+            (status != e.status_before || e.error.is_some()).then(|| ExecWrite {
+                id: *id,
+                status,
+                finished_at: status.is_terminal().then_some(now),
+                error: e.error.clone(),
+                clear_error: false,
+            })
+        })
+        .collect();
+    write_batch(tx, Batch { staged, logs, events, execs }, now).await?;
     Ok((recorded, earliest))
 }
 
-/// Writes a batch's task rows in one statement.
-async fn write_rows(tx: &mut PgConnection, writes: HashMap<(Uuid, usize), RowWrite>) -> Result<(), StoreError> {
-    if writes.is_empty() {
-        return Ok(());
-    }
-    let mut w_ids = Vec::new();
-    let mut w_pos = Vec::new();
-    let mut w_status = Vec::new();
-    let mut w_ready = Vec::new();
-    let mut w_attempts = Vec::new();
-    let mut w_finished = Vec::new();
-    let mut w_reset = Vec::new();
-    let mut w_set = Vec::new();
-    let mut w_output: Vec<Option<Json<Object>>> = Vec::new();
-    let mut w_error: Vec<Option<String>> = Vec::new();
-    for ((id, p), w) in writes {
-        w_ids.push(id);
-        w_pos.push(pos(p));
-        w_status.push(w.status.as_str());
-        w_ready.push(w.ready_at);
-        w_attempts.push(w.attempts);
-        w_finished.push(w.finished_at);
-        w_reset.push(w.reset);
-        w_set.push(w.result.is_some());
-        let (o, e) = w.result.unwrap_or((None, None));
-        w_output.push(o.map(Json));
-        w_error.push(e);
-    }
-    sqlx::query(
-        "UPDATE execution_tasks t SET status = u.status, ready_at = u.ready_at, attempts = u.attempts,
-             lease_owner = NULL, lease_until = NULL, finished_at = u.finished_at,
-             started_at = CASE WHEN u.reset THEN NULL ELSE t.started_at END,
-             output = CASE WHEN u.reset THEN NULL WHEN u.set_result THEN u.output ELSE t.output END,
-             error = CASE WHEN u.reset THEN NULL WHEN u.set_result THEN u.error ELSE t.error END
-         FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::timestamptz[],
-                     $7::bool[], $8::bool[], $9::jsonb[], $10::text[])
-              AS u(e, p, status, ready_at, attempts, finished_at, reset, set_result, output, error)
-         WHERE t.execution_id = u.e AND t.position = u.p",
-    )
-    .bind(&w_ids)
-    .bind(&w_pos)
-    .bind(&w_status)
-    .bind(&w_ready)
-    .bind(&w_attempts)
-    .bind(&w_finished)
-    .bind(&w_reset)
-    .bind(&w_set)
-    .bind(&w_output)
-    .bind(&w_error)
-    .execute(&mut *tx)
-    .await
-    .map_err(translate)?;
-    Ok(())
+/// An execution's row as a step leaves it.
+struct ExecWrite {
+    id: Uuid,
+    status: ExecutionStatus,
+    finished_at: Option<DateTime<Utc>>,
+    /// The first failure's text (kept if one is there already).
+    error: Option<String>,
+    /// The execution starts over (a retry): its error goes.
+    clear_error: bool,
 }
 
-/// Stores a batch's attempt logs in one statement.
-async fn write_logs(
-    tx: &mut PgConnection,
-    logs: &[(Uuid, usize, String, &AttemptReport)],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    if logs.is_empty() {
-        return Ok(());
+/// Everything a transaction writes once the rules have run: task rows, attempt logs, events
+/// (in order), execution rows.
+struct Batch<'a> {
+    staged: Staged,
+    logs: Vec<(Uuid, usize, String, &'a AttemptReport)>,
+    events: Vec<(Uuid, EventDraft)>,
+    execs: Vec<ExecWrite>,
+}
+
+/// Writes a [`Batch`] in one statement (data-modifying CTEs), stamped `now`.
+async fn write_batch(tx: &mut PgConnection, batch: Batch<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let Batch { staged, logs, events, execs } = batch;
+    let mut w = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut w_output: Vec<Option<Json<Object>>> = Vec::new();
+    let mut w_error: Vec<Option<String>> = Vec::new();
+    for ((id, p), row) in staged.writes {
+        w.0.push(id);
+        w.1.push(pos(p));
+        w.2.push(row.status.as_str());
+        w.3.push(row.ready_at);
+        w.4.push(row.attempts);
+        w.5.push(row.finished_at);
+        w.6.push(row.reset);
+        w.7.push(row.result.is_some());
+        let (o, e) = row.result.unwrap_or((None, None));
+        w_output.push(o.map(Json));
+        w_error.push(e);
     }
     let l_ids: Vec<Uuid> = logs.iter().map(|l| l.0).collect();
     let l_pos: Vec<i32> = logs.iter().map(|l| pos(l.1)).collect();
@@ -748,12 +705,53 @@ async fn write_logs(
     let l_out: Vec<&str> = logs.iter().map(|l| l.3.stdout.as_str()).collect();
     let l_err: Vec<&str> = logs.iter().map(|l| l.3.stderr.as_str()).collect();
     let l_cut: Vec<bool> = logs.iter().map(|l| l.3.truncated).collect();
+    let e_ids: Vec<Uuid> = events.iter().map(|e| e.0).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.1.kind.as_str()).collect();
+    let tasks: Vec<Option<&str>> = events.iter().map(|e| e.1.task.as_deref()).collect();
+    let details: Vec<Json<&Value>> = events.iter().map(|e| Json(&e.1.detail)).collect();
+    let x_ids: Vec<Uuid> = execs.iter().map(|x| x.id).collect();
+    let x_status: Vec<&str> = execs.iter().map(|x| x.status.as_str()).collect();
+    let x_finished: Vec<Option<DateTime<Utc>>> = execs.iter().map(|x| x.finished_at).collect();
+    let x_error: Vec<Option<&str>> = execs.iter().map(|x| x.error.as_deref()).collect();
+    let x_clear: Vec<bool> = execs.iter().map(|x| x.clear_error).collect();
     sqlx::query(
-        "INSERT INTO task_logs (execution_id, position, task_id, attempt, stdout, stderr, truncated, at)
-         SELECT e, p, t, a, o, r, c, $8
-         FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::text[], $6::text[], $7::bool[])
-              WITH ORDINALITY AS x(e, p, t, a, o, r, c, n) ORDER BY n",
+        "WITH task_rows AS (
+             UPDATE execution_tasks t SET status = u.status, ready_at = u.ready_at, attempts = u.attempts,
+                 lease_owner = NULL, lease_until = NULL, finished_at = u.finished_at,
+                 started_at = CASE WHEN u.reset THEN NULL ELSE t.started_at END,
+                 output = CASE WHEN u.reset THEN NULL WHEN u.set_result THEN u.output ELSE t.output END,
+                 error = CASE WHEN u.reset THEN NULL WHEN u.set_result THEN u.error ELSE t.error END
+             FROM unnest($2::uuid[], $3::int[], $4::text[], $5::timestamptz[], $6::int[], $7::timestamptz[],
+                         $8::bool[], $9::bool[], $10::jsonb[], $11::text[])
+                  AS u(e, p, status, ready_at, attempts, finished_at, reset, set_result, output, error)
+             WHERE t.execution_id = u.e AND t.position = u.p),
+         logs AS (
+             INSERT INTO task_logs (execution_id, position, task_id, attempt, stdout, stderr, truncated, at)
+             SELECT e, p, k, a, o, r, c, $1
+             FROM unnest($12::uuid[], $13::int[], $14::text[], $15::int[], $16::text[], $17::text[], $18::bool[])
+                  WITH ORDINALITY AS x(e, p, k, a, o, r, c, n) ORDER BY n),
+         events AS (
+             INSERT INTO execution_events (execution_id, at, kind, task, detail)
+             SELECT e, $1, k, t, d FROM unnest($19::uuid[], $20::text[], $21::text[], $22::jsonb[])
+                  WITH ORDINALITY AS x(e, k, t, d, n) ORDER BY n)
+         UPDATE executions x SET status = u.status, finished_at = u.finished_at,
+             started_at = CASE WHEN u.status = 'pending' THEN x.started_at ELSE coalesce(x.started_at, $1) END,
+             error = CASE WHEN u.clear THEN NULL ELSE coalesce(x.error, u.error) END
+         FROM unnest($23::uuid[], $24::text[], $25::timestamptz[], $26::text[], $27::bool[])
+              AS u(id, status, finished_at, error, clear)
+         WHERE x.id = u.id",
     )
+    .bind(now)
+    .bind(&w.0)
+    .bind(&w.1)
+    .bind(&w.2)
+    .bind(&w.3)
+    .bind(&w.4)
+    .bind(&w.5)
+    .bind(&w.6)
+    .bind(&w.7)
+    .bind(&w_output)
+    .bind(&w_error)
     .bind(&l_ids)
     .bind(&l_pos)
     .bind(&l_task)
@@ -761,7 +759,15 @@ async fn write_logs(
     .bind(&l_out)
     .bind(&l_err)
     .bind(&l_cut)
-    .bind(now)
+    .bind(&e_ids)
+    .bind(&kinds)
+    .bind(&tasks)
+    .bind(&details)
+    .bind(&x_ids)
+    .bind(&x_status)
+    .bind(&x_finished)
+    .bind(&x_error)
+    .bind(&x_clear)
     .execute(&mut *tx)
     .await
     .map_err(translate)?;
@@ -791,26 +797,15 @@ async fn transition(
     let mut staged = Staged::default();
     staged.stage(id.as_uuid(), &settled, &loaded.progress, None, retry, at);
     let due = staged.earliest;
-    write_rows(tx, staged.writes).await?;
+    let exec = ExecWrite {
+        id: id.as_uuid(),
+        status: settled.status,
+        finished_at: settled.status.is_terminal().then_some(at),
+        error: None,
+        clear_error: retry,
+    };
     let events: Vec<(Uuid, EventDraft)> = settled.events.into_iter().map(|e| (id.as_uuid(), e)).collect();
-    insert_events(tx, at, &events).await?;
-    if retry {
-        sqlx::query("UPDATE executions SET status = $2, error = NULL, finished_at = NULL WHERE id = $1")
-            .bind(id.as_uuid())
-            .bind(settled.status.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
-    } else {
-        sqlx::query(
-            "UPDATE executions SET status = 'cancelled', finished_at = coalesce(finished_at, $2) WHERE id = $1",
-        )
-        .bind(id.as_uuid())
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
-    }
+    write_batch(tx, Batch { staged, logs: Vec::new(), events, execs: vec![exec] }, at).await?;
     let record = find_execution(tx, id, false).await?.ok_or_else(|| unexpected("lost the execution"))?;
     Ok((Transition::Done(record), due))
 }
