@@ -260,16 +260,6 @@ pub async fn b8(binary: &Path, o: &Options) -> anyhow::Result<String> {
     .join("\n"))
 }
 
-/// Peak resident memory so far (VmHWM) in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 /// A package whose one extra file is `mib` MiB of incompressible bytes, packed by the CLI.
 fn big_package(binary: &Path, dir: &Path, mib: usize) -> anyhow::Result<std::path::PathBuf> {
     let src = dir.join("big");
@@ -321,7 +311,7 @@ pub async fn b7(binary: &Path, o: &Options) -> anyhow::Result<String> {
         let _ = res.bytes().await?;
         let took = started.elapsed().as_secs_f64();
         anyhow::ensure!(status.as_u16() == 201, "upload answered {status}");
-        let peak = peak_rss_mib(server.pid());
+        let peak = server.peak_rss_mib();
         growth.push(peak - before);
         seconds.push(took);
     }

@@ -58,15 +58,6 @@ impl std::fmt::Debug for EnginePorts {
     }
 }
 
-/// What the engine counts, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct EngineCounts {
-    pub claimed: std::sync::atomic::AtomicU64,
-    pub recorded: std::sync::atomic::AtomicU64,
-    pub stale: std::sync::atomic::AtomicU64,
-    pub stopped: std::sync::atomic::AtomicU64,
-}
-
 struct Running {
     tenant: TenantName,
     abort: AbortHandle,
@@ -95,7 +86,6 @@ pub struct Engine {
     /// one at a time when idle, batched under load.
     outcomes: mpsc::UnboundedSender<ToRecord>,
     recorder: Mutex<Option<mpsc::UnboundedReceiver<ToRecord>>>,
-    pub counts: EngineCounts,
 }
 
 impl std::fmt::Debug for Engine {
@@ -126,13 +116,7 @@ impl Engine {
             local: Notify::new(),
             outcomes,
             recorder: Mutex::new(Some(recorder)),
-            counts: EngineCounts::default(),
         })
-    }
-
-    /// The owner name on this engine's leases.
-    pub fn worker(&self) -> &str {
-        &self.worker
     }
 
     /// Attempts running now.
@@ -238,7 +222,6 @@ impl Engine {
     }
 
     fn start(self: &Arc<Self>, tenant: TenantName, task: ClaimedTask, permit: OwnedSemaphorePermit) {
-        self.counts.claimed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = task.key;
         let Ok(mut running) = self.running.lock() else { return };
         let engine = self.clone();
@@ -306,14 +289,12 @@ impl Engine {
             let Ok(recorded) = result.await else { return AttemptOutcome::Stopped };
             match recorded {
                 Ok(Recorded::Done { readied }) => {
-                    self.counts.recorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if readied {
                         self.local.notify_one();
                     }
                     return if succeeded { AttemptOutcome::Succeeded } else { AttemptOutcome::Failed };
                 }
                 Ok(Recorded::Stale) => {
-                    self.counts.stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(%tenant, execution = %task.key.execution_id, task = %task.task_id,
                         "attempt no longer held (lease expired or execution cancelled); outcome dropped");
                     return AttemptOutcome::Stale;
@@ -398,7 +379,6 @@ impl Engine {
                     for key in keys.iter().filter(|k| !held.contains(k)) {
                         if let Some(r) = self.running.lock().ok().and_then(|mut r| r.remove(key)) {
                             r.abort.abort();
-                            self.counts.stopped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
                             self.local.notify_one();
                             tracing::info!(%tenant, execution = %key.execution_id, position = key.position,
