@@ -7,12 +7,14 @@
 //! - [`database`] — database URLs (`sqlite://…`, `sqlite::memory:`, `postgres://…`).
 //! - [`production`] — the `CLOACINA_ENV=production` check of insecure settings.
 //! - [`serve`] — the server's start-up, run and graceful shutdown.
+//! - [`tasks`] — the task runner: the sandbox made and tested at start-up, or no tasks.
 
 pub mod backend;
 pub mod database;
 pub mod migrate;
 pub mod production;
 pub mod serve;
+pub mod tasks;
 
 use std::process::ExitCode;
 

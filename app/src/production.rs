@@ -33,6 +33,13 @@ pub fn problems(args: &ServeArgs, database: &DatabaseUrl) -> Vec<String> {
              the network in clear; use sslmode=require or verify-full"
         ));
     }
+    if args.engine.sandbox.unsafe_no_sandbox {
+        found.push(
+            "--unsafe-no-sandbox runs tenants' tasks unconfined, as the server's user: any write key could read \
+             the server's keys and database"
+                .to_owned(),
+        );
+    }
     if *database == DatabaseUrl::Sqlite(SqliteLocation::Memory) {
         found.push("sqlite::memory: keeps nothing across a restart, API keys included".to_owned());
     }
@@ -67,9 +74,13 @@ mod tests {
 
     #[test]
     fn each_insecure_setting_is_named() {
-        let p = problems(&serve(&["--auth-failures-per-minute", "0"]), &DatabaseUrl::Sqlite(SqliteLocation::Memory));
-        assert_eq!(p.len(), 3, "{p:?}");
-        assert!(p[0].contains("0.0.0.0:8080") && p[1].contains("rate limit") && p[2].contains("sqlite::memory:"));
+        let p = problems(
+            &serve(&["--auth-failures-per-minute", "0", "--unsafe-no-sandbox"]),
+            &DatabaseUrl::Sqlite(SqliteLocation::Memory),
+        );
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].contains("0.0.0.0:8080") && p[1].contains("rate limit"));
+        assert!(p[2].contains("--unsafe-no-sandbox") && p[3].contains("sqlite::memory:"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use cloacina_ports::{
     Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, Executions, Keys, Metrics, Packages,
     PoolStats, Tenants, Workflows, bootstrap,
 };
-use cloacina_runner::{PackageCache, ProcessRunner};
+use cloacina_runner::PackageCache;
 use cloacina_sqlite::SqliteLocation;
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
 use cloacina_telemetry::{PrometheusMetrics, init_logging};
@@ -151,6 +151,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 
+    let runner = if args.engine.workers > 0 { crate::tasks::runner(&home, &args.engine.sandbox).await? } else { None };
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     let local = listener.local_addr()?;
@@ -160,11 +161,12 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     let background =
         tokio::spawn(background_work(state.clone(), storage.clone(), args.engine.retention, stop_rx.clone()));
     let drain = Duration::from_secs(args.shutdown_timeout);
-    let workers = (args.engine.workers > 0).then(|| {
+    let workers = runner.map(|runner| {
+        let packages = runner.task_dir().packages();
         let ports = EnginePorts {
             queue: storage.clone(),
-            runner: Arc::new(ProcessRunner::default()),
-            files: Arc::new(PackageCache::new(home.dir().join("packages"), storage.clone(), Limits::default())),
+            runner: Arc::new(runner),
+            files: Arc::new(PackageCache::new(packages, storage.clone(), Limits::default())),
             clock: deps.clock.clone(),
             metrics: deps.metrics.clone(),
         };

@@ -1,5 +1,7 @@
 //! Authorisation decisions. Pure functions of who asks and what for; every refusal says why.
 
+use chrono::{DateTime, Utc};
+
 use crate::principal::{Authority, Principal};
 use crate::role::{Permission, PermissionScope, Role};
 use crate::tenant::TenantName;
@@ -66,6 +68,35 @@ pub fn authorize_mint(principal: &Principal, requested: &Authority) -> Result<()
     }
 }
 
+/// Why a requested expiry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpiryRefused {
+    #[error("expires_at must be in the future")]
+    InPast,
+    #[error("expires_at must not be later than the creating key's own expiry ({0})")]
+    AfterCreator(DateTime<Utc>),
+}
+
+/// The expiry a key minted by `principal` gets: a key never outlives its maker. With no
+/// expiry asked for, a child of an expiring key expires with it; a later one is refused.
+///
+/// # Errors
+/// [`ExpiryRefused`] for an expiry not after `now`, or after the creator's.
+pub fn child_expiry(
+    principal: &Principal,
+    requested: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, ExpiryRefused> {
+    if requested.is_some_and(|e| e <= now) {
+        return Err(ExpiryRefused::InPast);
+    }
+    match (requested, principal.expires_at) {
+        (Some(wanted), Some(own)) if wanted > own => Err(ExpiryRefused::AfterCreator(own)),
+        (None, own) => Ok(own),
+        (wanted, _) => Ok(wanted),
+    }
+}
+
 /// Decides whether `principal` may revoke (or see) a key with `target` rights.
 ///
 /// # Errors
@@ -100,6 +131,21 @@ mod tests {
     }
     fn t(name: &str) -> TenantName {
         TenantName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_key_never_outlives_the_key_that_made_it() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let hour = chrono::Duration::hours(1);
+        let mut maker = principal(Authority::God);
+        assert_eq!(child_expiry(&maker, None, now), Ok(None));
+        assert_eq!(child_expiry(&maker, Some(now + hour), now), Ok(Some(now + hour)));
+        maker.expires_at = Some(now + hour);
+        assert_eq!(child_expiry(&maker, None, now), Ok(Some(now + hour)), "capped to the maker's expiry");
+        assert_eq!(child_expiry(&maker, Some(now + hour), now), Ok(Some(now + hour)));
+        assert_eq!(child_expiry(&maker, Some(now + hour / 2), now), Ok(Some(now + hour / 2)));
+        assert_eq!(child_expiry(&maker, Some(now + hour * 2), now), Err(ExpiryRefused::AfterCreator(now + hour)));
+        assert_eq!(child_expiry(&maker, Some(now), now), Err(ExpiryRefused::InPast));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::package::{RetryPolicy, TaskId, WorkflowDef};
+use crate::package::{RetryPolicy, TaskId, TaskLimits, WorkflowDef};
 
 /// Where an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,6 +115,7 @@ pub struct PlannedTask {
     pub deps: Vec<usize>,
     pub retry: RetryPolicy,
     pub timeout: Duration,
+    pub limits: TaskLimits,
 }
 
 /// A workflow's tasks in run order, with dependencies as positions.
@@ -154,6 +155,7 @@ impl Plan {
                 deps: t.depends_on.iter().filter_map(position).collect(),
                 retry: t.retry,
                 timeout: t.timeout,
+                limits: t.limits,
             })
             .collect();
         Self { tasks }

@@ -351,6 +351,8 @@ pub trait PackageFiles: Send + Sync {
 /// One attempt of one task, as the engine hands it to a runner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskJob {
+    /// Whose task it is.
+    pub tenant: crate::TenantName,
     /// The unpacked package folder: the working directory.
     pub workdir: std::path::PathBuf,
     /// The argv.
@@ -360,6 +362,8 @@ pub struct TaskJob {
     /// The context the task receives.
     pub context: serde_json::Map<String, serde_json::Value>,
     pub timeout: std::time::Duration,
+    /// What the task asks to use; the runner resolves it against its defaults and ceilings.
+    pub limits: crate::package::TaskLimits,
 }
 
 /// How an attempt ended.

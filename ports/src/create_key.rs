@@ -1,7 +1,7 @@
 //! Create an API key.
 
 use chrono::{DateTime, Utc};
-use cloacina_domain::authz::authorize_mint;
+use cloacina_domain::authz::{ExpiryRefused, authorize_mint, child_expiry};
 use cloacina_domain::ports::StoreError;
 use cloacina_domain::{
     Authority, Denied, KeyName, KeyRecord, MintedKey, NewKey, Principal, Secret, StoredSecret, TenantName,
@@ -32,8 +32,8 @@ pub enum CreateKeyError {
     Denied(#[from] Denied),
     #[error("tenant '{0}' does not exist")]
     NoSuchTenant(TenantName),
-    #[error("expires_at must be in the future")]
-    ExpiryInPast,
+    #[error(transparent)]
+    Expiry(#[from] ExpiryRefused),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,14 +42,12 @@ impl Keys {
     /// Mints a key for `caller`, never with more rights than the caller's own.
     ///
     /// # Errors
-    /// [`CreateKeyError`]: refused by the minting rules, an unknown tenant, a past expiry, or
+    /// [`CreateKeyError`]: refused by the minting rules, an unknown tenant, an expiry in the past or after the caller's own, or
     /// the store's failure.
     pub async fn create(&self, caller: &Principal, request: CreateKey) -> Result<CreatedKey, CreateKeyError> {
         authorize_mint(caller, &request.authority)?;
         let now = self.deps.clock.now();
-        if request.expires_at.is_some_and(|e| e <= now) {
-            return Err(CreateKeyError::ExpiryInPast);
-        }
+        let expires_at = child_expiry(caller, request.expires_at, now)?;
         if let Authority::Tenant { tenant, .. } = &request.authority
             && !self.deps.tenants.exists(tenant).await?
         {
@@ -63,7 +61,7 @@ impl Keys {
             secret: StoredSecret::Sha256(minted.digest()),
             created_at: now,
             created_by: Some(caller.key_id),
-            expires_at: request.expires_at,
+            expires_at,
         };
         self.deps.keys.insert(&new).await?;
         self.auth.forget(new.id);

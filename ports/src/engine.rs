@@ -245,11 +245,13 @@ impl Engine {
         let run = match self.ports.files.workdir(tenant, task.package_id).await {
             Ok(workdir) => {
                 let job = TaskJob {
+                    tenant: tenant.clone(),
                     workdir,
                     command: task.command.clone(),
                     env: task.env.clone(),
                     context: task.context.clone(),
                     timeout: task.timeout,
+                    limits: task.limits,
                 };
                 self.ports.runner.run(job).await
             }

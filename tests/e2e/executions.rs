@@ -198,8 +198,9 @@ const NAP_SH: &str = "echo $$ > \"$CLOACINA_CONTEXT_FILE.pid\"\nsleep 30\n";
 /// The engine's behaviours over HTTP, for a write and a read key of `tenant`; `outsider` is
 /// a key of another tenant (on SQLite, a god key asking about ids that do not exist).
 async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, reader: &str) {
-    let flag = home.join("flag");
-    let workflows = BEHAVIOURS.replace("@FLAG@", flag.to_str().unwrap());
+    // The task sees its package at /package; the test "fixes the cause" as an operator on the
+    // host would, by adding the file to the unpacked package folder.
+    let workflows = BEHAVIOURS.replace("@FLAG@", "/package/flag");
     let file = pack(home, "behaviours", "1.0.0", &workflows, &[("fail.sh", FAIL_SH), ("nap.sh", NAP_SH)]);
     let (status, body) = upload(server, tenant, reader, &file).await;
     assert_eq!(status, 403, "a read key may not upload: {body}");
@@ -233,7 +234,8 @@ async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, re
     let (status, body) =
         server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/retry"), Some(reader), None).await;
     assert_eq!(status, 403, "a read key may not retry: {body}");
-    std::fs::write(&flag, "fixed").unwrap();
+    let unpacked = find_dir(&home.join("tasks/packages"), "behaviours-1.0.0").expect("the package was unpacked");
+    std::fs::write(unpacked.join("flag"), "fixed").unwrap();
     let (status, body) =
         server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/retry"), Some(writer), None).await;
     assert_eq!(status, 202, "{body}");
@@ -360,8 +362,52 @@ async fn retries_timeouts_cancel_retry_idempotency_and_isolation_on_postgres() {
     server.stop();
 }
 
-/// A workflow of three tasks, each appending `<n> <task> <pid>` to `log` and taking `nap`.
-fn counted_package(home: &Path, log: &Path, nap: &str) -> PathBuf {
+/// The first folder named `name` under `root`.
+fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(root).ok()?.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if entry.file_name() == name {
+                return Some(path);
+            }
+            if let Some(found) = find_dir(&path, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// Processes on this host whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z");
+        if text.contains(marker) && !zombie {
+            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// Processes holding `marker` left after a bounded wait (a killed sandbox takes a moment to
+/// be torn down).
+async fn processes_left(marker: &str) -> Vec<String> {
+    for _ in 0..100 {
+        if processes_with(marker).is_empty() {
+            return Vec::new();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    processes_with(marker)
+}
+
+/// A workflow of three tasks, each printing `<n> <task>` after taking `nap`, and a `hold`
+/// workflow whose task sleeps for ten minutes with `marker` in its command line.
+fn counted_package(home: &Path, nap: &str, marker: &str) -> PathBuf {
     let workflows = format!(
         r#"
 [[workflow]]
@@ -369,31 +415,43 @@ name = "counted"
 [[workflow.task]]
 id = "one"
 command = ["sh", "step.sh", "one"]
-env = {{ LOG = "{log}", NAP = "{nap}" }}
+env = {{ NAP = "{nap}" }}
 [[workflow.task]]
 id = "two"
 command = ["sh", "step.sh", "two"]
 depends_on = ["one"]
-env = {{ LOG = "{log}", NAP = "{nap}" }}
+env = {{ NAP = "{nap}" }}
 [[workflow.task]]
 id = "three"
 command = ["sh", "step.sh", "three"]
 depends_on = ["two"]
-env = {{ LOG = "{log}", NAP = "{nap}" }}
-"#,
-        log = log.display()
+env = {{ NAP = "{nap}" }}
+
+[[workflow]]
+name = "hold"
+[[workflow.task]]
+id = "hold"
+command = ["sh", "-c", "sleep 600 & sleep 600; : {marker}"]
+timeout = "15m"
+"#
     );
-    let step = "n=$(sed -n 's/.*\"n\": *\\([0-9]*\\).*/\\1/p' \"$CLOACINA_CONTEXT_FILE\")\nsleep \"$NAP\"\necho \"$n $1 $$\" >> \"$LOG\"\n";
+    let step =
+        "n=$(sed -n 's/.*\"n\": *\\([0-9]*\\).*/\\1/p' \"$CLOACINA_CONTEXT_FILE\")\nsleep \"$NAP\"\necho \"$n $1\"\n";
     pack(home, "counted", "1.0.0", &workflows, &[("step.sh", step)])
 }
 
-/// (execution number, task) → how many times it ran, from the log the tasks append to.
-fn runs(log: &Path) -> BTreeMap<(u64, String), usize> {
+/// (execution, task) → how many times it was started, from the executions' events.
+async fn runs(server: &Server, key: &str, ids: &[String]) -> BTreeMap<(String, String), usize> {
     let mut m = BTreeMap::new();
-    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(n), Some(task)) = (parts.next().and_then(|n| n.parse().ok()), parts.next()) else { continue };
-        *m.entry((n, task.to_owned())).or_insert(0) += 1;
+    for id in ids {
+        let (status, events) =
+            server.get(&format!("/v1/tenants/public/executions/{id}/events?limit=1000"), Some(key)).await;
+        assert_eq!(status, 200, "{events}");
+        for e in events["events"].as_array().unwrap() {
+            if e["kind"] == "task_started" {
+                *m.entry((id.clone(), e["task"].as_str().unwrap_or_default().to_owned())).or_insert(0) += 1;
+            }
+        }
     }
     m
 }
@@ -406,8 +464,7 @@ async fn two_replicas_share_the_work_and_never_run_a_task_twice_while_both_live(
     let a = Server::start(home_a.path(), &flags, &[]);
     let god = bootstrap_key(home_a.path());
     let b = Server::start(home_b.path(), &flags, &[]);
-    let log = home_a.path().join("runs.log");
-    let file = counted_package(home_a.path(), &log, "0.05");
+    let file = counted_package(home_a.path(), "0.05", "replicas");
     assert_eq!(upload(&a, "public", &god, &file).await.0, 201);
     let mut ids = Vec::new();
     for n in 0..30 {
@@ -420,7 +477,7 @@ async fn two_replicas_share_the_work_and_never_run_a_task_twice_while_both_live(
         let e = finished(&a, "public", &god, id, Duration::from_secs(60)).await;
         assert_eq!(e["status"], "succeeded", "{e}");
     }
-    let counts = runs(&log);
+    let counts = runs(&a, &god, &ids).await;
     assert_eq!(counts.len(), 90, "every task of every execution ran");
     let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
     assert!(twice.is_empty(), "tasks ran twice with both replicas alive: {twice:?}");
@@ -445,9 +502,13 @@ async fn kill_9_at_random_points_loses_no_execution() {
     let flags = ["--database-url", db.url.as_str(), "--db-max-connections", "6", "--workers", "4", "--task-lease", "2"];
     let mut server = Server::start(home.path(), &flags, &[]);
     let god = bootstrap_key(home.path());
-    let log = home.path().join("runs.log");
-    let file = counted_package(home.path(), &log, "0");
+    // A task that is always running when the server is killed, with a marker to find its
+    // processes by: none may survive a kill.
+    let marker = format!("kill9-{}", std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos());
+    let file = counted_package(home.path(), "0", &marker);
     assert_eq!(upload(&server, "public", &god, &file).await.0, 201);
+    let (status, held, _) = execute(&server, "public", &god, "hold", json!({}), None).await;
+    assert_eq!(status, 202, "{held}");
     // The scoreboard's figure: 1,000 executions (3,000 task processes).
     let total = 1000u64;
     let mut ids = Vec::new();
@@ -460,16 +521,31 @@ async fn kill_9_at_random_points_loses_no_execution() {
     let seed = std::time::UNIX_EPOCH.elapsed().unwrap().subsec_nanos();
     let mut x = u64::from(seed) | 1;
     let mut kills = 0;
+    let mut live_at_kill = Vec::new();
     for _ in 0..4 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         let after = Duration::from_millis(200 + x % 1200);
+        // The held task runs again once its lost lease runs out (2 s after a kill).
+        for _ in 0..200 {
+            if !processes_with(&marker).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         tokio::time::sleep(after).await;
+        let running = processes_with(&marker).len();
         server.signal("KILL");
         let status = server.wait();
         assert!(!status.success());
         kills += 1;
+        let orphans = processes_left(&marker).await;
+        assert!(
+            orphans.is_empty(),
+            "task processes outlived the killed server ({running} before the kill): {orphans:?}"
+        );
+        live_at_kill.push(running);
         server = Server::start(home.path(), &flags, &[]);
     }
     let mut statuses = BTreeMap::new();
@@ -477,8 +553,11 @@ async fn kill_9_at_random_points_loses_no_execution() {
         let e = finished(&server, "public", &god, id, Duration::from_secs(300)).await;
         *statuses.entry(e["status"].as_str().unwrap().to_owned()).or_insert(0) += 1;
     }
-    let counts = runs(&log);
+    let counts = runs(&server, &god, &ids).await;
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    println!(
+        "kill -9: {kills} kills (seed {seed}), marked task processes running at each kill {live_at_kill:?}, none after"
+    );
     println!(
         "kill -9: {kills} kills (seed {seed}), {total} executions: {statuses:?}; {} task runs for {} tasks, {duplicates} duplicated",
         counts.values().sum::<usize>(),
@@ -486,6 +565,11 @@ async fn kill_9_at_random_points_loses_no_execution() {
     );
     assert_eq!(statuses.get("succeeded"), Some(&(total as usize)), "every execution finished and none was lost");
     assert_eq!(counts.len(), (total * 3) as usize, "every task ran at least once");
+    let held = held["execution_id"].as_str().unwrap();
+    let (status, body) =
+        server.call(Method::POST, &format!("/v1/tenants/public/executions/{held}/cancel"), Some(&god), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(processes_left(&marker).await.is_empty(), "a cancelled attempt's processes are gone");
     server.stop();
 }
 
@@ -499,8 +583,7 @@ async fn an_api_only_server_runs_nothing_and_a_worker_server_on_the_same_databas
         &[],
     );
     let god = bootstrap_key(home_api.path());
-    let log = home_api.path().join("runs.log");
-    let file = counted_package(home_api.path(), &log, "0");
+    let file = counted_package(home_api.path(), "0", "api-only");
     assert_eq!(upload(&api, "public", &god, &file).await.0, 201);
     let (_, accepted, _) = execute(&api, "public", &god, "counted", json!({"context": {"n": 7}}), None).await;
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
@@ -514,7 +597,7 @@ async fn an_api_only_server_runs_nothing_and_a_worker_server_on_the_same_databas
     );
     let e = finished(&api, "public", &god, &id, Duration::from_secs(30)).await;
     assert_eq!(e["status"], "succeeded", "{e}");
-    assert_eq!(runs(&log).len(), 3);
+    assert_eq!(runs(&api, &god, std::slice::from_ref(&id)).await.len(), 3);
     worker.stop();
     api.stop();
 }

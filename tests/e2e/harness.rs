@@ -1,6 +1,7 @@
 //! Starting the real binary and talking to it.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -14,7 +15,11 @@ pub fn binary() -> &'static str {
 }
 
 /// Environment variables a developer's shell might carry that would change what a test sees.
-const SCRUBBED: [&str; 9] = [
+const SCRUBBED: [&str; 13] = [
+    "CLOACINA_TASK_DIR",
+    "CLOACINA_TASK_USER",
+    "CLOACINA_TASK_NETWORK",
+    "CLOACINA_ENV",
     "CLOACINA_HOME",
     "CLOACINA_SERVER",
     "CLOACINA_API_KEY",
@@ -27,12 +32,22 @@ const SCRUBBED: [&str; 9] = [
 ];
 
 /// A command for the binary with a clean environment whose `HOME` is `home_root`.
+///
+/// Servers keep their task folder in `home_root/tasks`: `home_root` is opened to passing
+/// through (0711) so that the task user can reach it, as an operator's `--task-dir` must be.
 pub fn command(home_root: &Path) -> Command {
+    cloacina_testpg::tools::bubblewrap();
     let mut c = Command::new(binary());
     for var in SCRUBBED {
         c.env_remove(var);
     }
+    if let Ok(meta) = std::fs::metadata(home_root)
+        && meta.permissions().mode() & 0o711 != 0o711
+    {
+        let _ = std::fs::set_permissions(home_root, std::fs::Permissions::from_mode(0o711));
+    }
     c.env("HOME", home_root);
+    c.env("CLOACINA_TASK_DIR", home_root.join("tasks"));
     c
 }
 

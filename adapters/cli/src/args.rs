@@ -165,6 +165,58 @@ pub struct EngineArgs {
     /// Finished executions are deleted after this long (e.g. 30d, 12h)
     #[arg(long, default_value = "30d", value_name = "DURATION", value_parser = parse_retention)]
     pub retention: std::time::Duration,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// How `serve` sandboxes task attempts (docs/engine.md, "The sandbox").
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Task sandbox")]
+pub struct SandboxArgs {
+    /// Folder of unpacked packages and attempt scratch folders; the task user must be able to
+    /// pass through every folder above it [default: ~/.cloacina/tasks, or
+    /// /var/lib/cloacina/tasks when the server runs as root]
+    #[arg(long, env = "CLOACINA_TASK_DIR", value_name = "DIR")]
+    pub task_dir: Option<PathBuf>,
+    /// The unprivileged user tasks run as when the server runs as root [default: nobody]
+    #[arg(long, env = "CLOACINA_TASK_USER", value_name = "USER")]
+    pub task_user: Option<String>,
+    /// The network tasks get: `none` (a loopback of their own) or `host` (the host's)
+    #[arg(long, env = "CLOACINA_TASK_NETWORK", default_value = "none", value_name = "host|none",
+          value_parser = ["host", "none"])]
+    pub task_network: String,
+    /// Run tasks WITHOUT a sandbox, as the server's own user, able to read its keys and
+    /// database. For debugging only; refused with CLOACINA_ENV=production
+    #[arg(long)]
+    pub unsafe_no_sandbox: bool,
+    /// The most memory a task may ask for, per process (e.g. 8GiB)
+    #[arg(long, default_value = "8GiB", value_name = "SIZE", value_parser = parse_size)]
+    pub task_max_memory: u64,
+    /// The most processes a task may ask for, per attempt
+    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub task_max_processes: u32,
+    /// The most open files a task may ask for, per process
+    #[arg(long, default_value_t = 65_536, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub task_max_open_files: u32,
+    /// The most CPU time a task may ask for, per process (e.g. 24h)
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_cpu_time)]
+    pub task_max_cpu_time: std::time::Duration,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let n = cloacina_domain::package::limits::parse_bytes(s)?;
+    if n < cloacina_domain::package::limits::MIN_MEMORY {
+        return Err("must be at least 16MiB".into());
+    }
+    Ok(n)
+}
+
+fn parse_cpu_time(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 24h, 30m)"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 fn parse_retention(s: &str) -> Result<std::time::Duration, String> {

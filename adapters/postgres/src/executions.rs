@@ -509,6 +509,7 @@ async fn claim(
             command: step.command.clone(),
             env: step.env.clone(),
             timeout: step.timeout,
+            limits: step.limits,
             context: plan.context_for(position, initial, outputs),
         });
     }

@@ -1,33 +1,65 @@
 //! The process runner (product.md §5): each task attempt is its `command`, run in the unpacked
-//! package folder as the leader of a process group of its own.
+//! package folder, in a sandbox of its own ([`sandbox`]) as an unprivileged user.
 //!
 //! - The context JSON arrives on stdin and in `$CLOACINA_CONTEXT_FILE`; a JSON object the task
-//!   writes to `$CLOACINA_OUTPUT_FILE` is its output.
-//! - The environment is built from nothing: `PATH`, `HOME` and `TMPDIR` (a scratch folder of the
-//!   attempt's own), `LANG`, `TZ`, the two file variables, and the task's manifest `env`. No
-//!   variable of the server's (database URL, keys) reaches a task.
+//!   writes to `$CLOACINA_OUTPUT_FILE` is its output. Both files live in the attempt's scratch
+//!   folder, which is removed when the attempt ends.
+//! - The environment is built from nothing: `PATH`, `HOME` and `TMPDIR` (the scratch folder),
+//!   `LANG`, `TZ`, the two file variables, and the task's manifest `env`. No variable of the
+//!   server's (database URL, keys) reaches a task.
 //! - stdout and stderr are captured up to a cap each; the rest is read and dropped, so a
 //!   chatty task never blocks on a full pipe.
-//! - At the timeout the whole process group is killed, so a task's children die with it; the
-//!   group is killed too whenever the attempt ends or is abandoned, so nothing outlives it.
+//! - At the timeout, and whenever the attempt ends or is abandoned, the sandbox is killed, and
+//!   every process of the attempt with it.
+//! - Without a sandbox (`--unsafe-no-sandbox`) the command runs as the server's own user, as
+//!   the leader of a process group of its own, with a warning at every attempt.
+//!
+//! # Layout
+//! - [`sandbox`]: the bubblewrap sandbox of one attempt, and the start-up probe.
+//! - [`identity`]: the user tasks run as.
+//! - [`task_dir`]: the folder of unpacked packages and scratch folders, and its sweep.
+//! - [`explain`]: why a failed attempt failed, in words.
 //! - [`packages`]: package versions unpacked on this server's disk, the folders tasks run in.
 
+pub mod explain;
+pub mod identity;
 pub mod packages;
+pub mod sandbox;
+pub mod task_dir;
 
+pub use identity::TaskIdentity;
 pub use packages::PackageCache;
+pub use sandbox::{Sandbox, TaskNetwork, find_bwrap};
+pub use task_dir::TaskDir;
 
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use cloacina_domain::package::{AttemptLimits, DEFAULT_CEILINGS, DEFAULT_LIMITS};
 use cloacina_domain::ports::{TaskJob, TaskOutcome, TaskRun, TaskRunner};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+use crate::task_dir::{CONTEXT_FILE, OUTPUT_FILE, Scratch};
+
 /// The `PATH` tasks get.
 pub const TASK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// How attempts are isolated.
+#[derive(Debug, Clone)]
+pub enum Isolation {
+    /// Each attempt in a sandbox of its own: the default, and the only mode production allows.
+    Sandbox(Sandbox),
+    /// As the server's own user, with nothing hidden (`--unsafe-no-sandbox`).
+    Unconfined,
+}
 
 /// The process runner.
 #[derive(Debug, Clone)]
@@ -36,11 +68,44 @@ pub struct ProcessRunner {
     pub log_cap: usize,
     /// The largest output file read.
     pub output_cap: u64,
+    /// What an attempt gets when its task asks for nothing, and the most it may ask for.
+    pub defaults: AttemptLimits,
+    pub ceilings: AttemptLimits,
+    isolation: Isolation,
+    task_dir: TaskDir,
+    identity: TaskIdentity,
 }
 
-impl Default for ProcessRunner {
-    fn default() -> Self {
-        Self { log_cap: 1024 * 1024, output_cap: 16 * 1024 * 1024 }
+impl ProcessRunner {
+    /// A runner that sandboxes every attempt.
+    pub fn sandboxed(sandbox: Sandbox, task_dir: TaskDir) -> Self {
+        let identity = sandbox.identity().clone();
+        Self::new(Isolation::Sandbox(sandbox), task_dir, identity)
+    }
+
+    /// A runner with no sandbox: tasks run as the server's user and see what it sees.
+    pub fn unconfined(task_dir: TaskDir, identity: TaskIdentity) -> Self {
+        Self::new(Isolation::Unconfined, task_dir, TaskIdentity { switch: false, ..identity })
+    }
+
+    fn new(isolation: Isolation, task_dir: TaskDir, identity: TaskIdentity) -> Self {
+        Self {
+            log_cap: 1024 * 1024,
+            output_cap: 16 * 1024 * 1024,
+            defaults: DEFAULT_LIMITS,
+            ceilings: DEFAULT_CEILINGS,
+            isolation,
+            task_dir,
+            identity,
+        }
+    }
+
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    pub fn task_dir(&self) -> &TaskDir {
+        &self.task_dir
     }
 }
 
@@ -75,26 +140,42 @@ fn failed(reason: impl Into<String>, started: Instant) -> TaskRun {
 impl TaskRunner for ProcessRunner {
     async fn run(&self, job: TaskJob) -> TaskRun {
         let started = Instant::now();
-        let Some((program, args)) = job.command.split_first() else {
+        let Some(program) = job.command.first().cloned() else {
             return failed("the task has no command", started);
         };
-        let scratch = match tempfile::Builder::new().prefix("cloacina-task-").tempdir() {
-            Ok(d) => d,
-            Err(e) => return failed(format!("cannot create a scratch folder: {e}"), started),
+        let limits = match &self.isolation {
+            Isolation::Sandbox(_) => match job.limits.resolve(&self.defaults, &self.ceilings) {
+                Ok(l) => Some(l),
+                Err(e) => return failed(e.to_string(), started),
+            },
+            Isolation::Unconfined => None,
         };
-        let context_file = scratch.path().join("context.json");
-        let output_file = scratch.path().join("output.json");
         let context = serde_json::Value::Object(job.context.clone()).to_string();
-        if let Err(e) = std::fs::write(&context_file, &context) {
-            return failed(format!("cannot write the context file: {e}"), started);
-        }
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .current_dir(&job.workdir)
-            .env_clear()
-            .env("PATH", TASK_PATH)
-            .env("HOME", scratch.path())
-            .env("TMPDIR", scratch.path())
+        let (task_dir, identity, bytes) = (self.task_dir.clone(), self.identity.clone(), context.clone());
+        let scratch =
+            match tokio::task::spawn_blocking(move || Scratch::create(&task_dir, &identity, bytes.as_bytes())).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return failed(e, started),
+                Err(e) => return failed(format!("cannot create a scratch folder: {e}"), started),
+            };
+        let (mut cmd, context_file, output_file, home) = match (&self.isolation, &limits) {
+            (Isolation::Sandbox(sandbox), Some(limits)) => {
+                let (context_file, output_file) = sandbox.files();
+                let cmd = sandbox.command(&job.workdir, &scratch, limits, &job.command);
+                (cmd, context_file, output_file, PathBuf::from(sandbox::SCRATCH_MOUNT))
+            }
+            _ => {
+                tracing::warn!(tenant = %job.tenant, "running a task WITHOUT a sandbox (--unsafe-no-sandbox): it can \
+                    read and write whatever the server can");
+                let mut cmd = Command::new(&program);
+                cmd.args(&job.command[1..]).current_dir(&job.workdir).env_clear();
+                let home = scratch.path().to_owned();
+                (cmd, home.join(CONTEXT_FILE), home.join(OUTPUT_FILE), home)
+            }
+        };
+        cmd.env("PATH", TASK_PATH)
+            .env("HOME", &home)
+            .env("TMPDIR", &home)
             .env("LANG", "C.UTF-8")
             .env("TZ", "UTC")
             .envs(&job.env)
@@ -107,11 +188,15 @@ impl TaskRunner for ProcessRunner {
             .kill_on_drop(true);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => return failed(format!("cannot start {program}: {e}"), started),
+            Err(e) => {
+                scratch.remove().await;
+                return failed(format!("cannot start {program}: {e}"), started);
+            }
         };
         let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
         // Should this attempt be abandoned (its lease lost, the server draining), the whole
-        // group dies with it, not only the direct child.
+        // group dies with it, not only the direct child; in a sandbox, killing bubblewrap
+        // takes every process of the attempt down.
         let _guard = GroupGuard(group);
         if let Some(mut stdin) = child.stdin.take() {
             // A task that never reads stdin must not block us: write in the background.
@@ -142,21 +227,24 @@ impl TaskRunner for ProcessRunner {
         };
         let (out, out_cut) = collect(stdout).await;
         let (err, err_cut) = collect(stderr).await;
+        let stderr = String::from_utf8_lossy(&err).into_owned();
         let outcome = match status {
             None => TaskOutcome::TimedOut,
             Some(Err(e)) => TaskOutcome::Failed { reason: format!("cannot wait for the task: {e}") },
-            Some(Ok(s)) if s.success() => self.output(&output_file),
-            Some(Ok(s)) => TaskOutcome::Failed {
-                reason: match s.code() {
-                    Some(code) => format!("exited with status {code}"),
-                    None => "killed by a signal".to_owned(),
-                },
-            },
+            Some(Ok(s)) if s.success() => {
+                let path = scratch.path().join(OUTPUT_FILE);
+                let cap = self.output_cap;
+                tokio::task::spawn_blocking(move || read_output(&path, cap))
+                    .await
+                    .unwrap_or_else(|e| TaskOutcome::Failed { reason: format!("cannot read its output file: {e}") })
+            }
+            Some(Ok(s)) => TaskOutcome::Failed { reason: explain::failure(s, &stderr, limits.as_ref(), &program) },
         };
+        scratch.remove().await;
         TaskRun {
             outcome,
             stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
+            stderr,
             truncated: out_cut || err_cut,
             duration: started.elapsed(),
         }
@@ -174,29 +262,39 @@ impl Drop for GroupGuard {
     }
 }
 
-impl ProcessRunner {
-    /// The output file of a successful attempt: absent or empty is no output; anything but a
-    /// JSON object fails the attempt.
-    fn output(&self, path: &std::path::Path) -> TaskOutcome {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(_) => return TaskOutcome::Succeeded { output: None },
-        };
-        if meta.len() > self.output_cap {
-            return TaskOutcome::Failed { reason: format!("its output file is larger than {} bytes", self.output_cap) };
-        }
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => return TaskOutcome::Failed { reason: format!("cannot read its output file: {e}") },
-        };
-        if text.trim().is_empty() {
-            return TaskOutcome::Succeeded { output: None };
-        }
-        match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Object(map)) => TaskOutcome::Succeeded { output: Some(map) },
-            Ok(_) => TaskOutcome::Failed { reason: "its output file holds JSON that is not an object".into() },
-            Err(e) => TaskOutcome::Failed { reason: format!("its output file is not JSON: {e}") },
-        }
+/// The output file of a successful attempt: absent or empty is no output; anything but a
+/// JSON object fails the attempt. The task owns the folder, so the file is opened without
+/// following a symlink and must be a regular file: a task cannot make the server read
+/// anything else in its place.
+fn read_output(path: &Path, cap: u64) -> TaskOutcome {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return TaskOutcome::Succeeded { output: None },
+        Err(e) => return TaskOutcome::Failed { reason: format!("cannot open its output file: {e}") },
+    };
+    let meta = match file.metadata() {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return TaskOutcome::Failed { reason: "its output file is not a regular file".into() },
+        Err(e) => return TaskOutcome::Failed { reason: format!("cannot read its output file: {e}") },
+    };
+    if meta.len() > cap {
+        return TaskOutcome::Failed { reason: format!("its output file is larger than {cap} bytes") };
+    }
+    let mut text = String::new();
+    if let Err(e) = file.take(cap + 1).read_to_string(&mut text) {
+        return TaskOutcome::Failed { reason: format!("cannot read its output file: {e}") };
+    }
+    if text.trim().is_empty() {
+        return TaskOutcome::Succeeded { output: None };
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(map)) => TaskOutcome::Succeeded { output: Some(map) },
+        Ok(_) => TaskOutcome::Failed { reason: "its output file holds JSON that is not an object".into() },
+        Err(e) => TaskOutcome::Failed { reason: format!("its output file is not JSON: {e}") },
     }
 }
 

@@ -5,8 +5,14 @@
 //! Unpacking goes to a fresh temporary folder beside the final one, which is then renamed
 //! into place: a folder under its hash name is always complete, even if a server died
 //! mid-unpack or two servers unpacked at once.
+//!
+//! The task user must reach a package folder to have it bound into its sandbox, and must not
+//! change it: the folders above it are 0711 (passed through, never listed), the package's own
+//! folders 0755 and its files 0644 (0755 if executable), all the server's.
 
 use std::collections::HashMap;
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -55,6 +61,23 @@ fn package_folder(dest: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// Makes a tree readable, and nothing more, to everyone: folders 0755, files 0644 or 0755,
+/// whatever the umask was when it was written.
+fn readable(dir: &Path) -> std::io::Result<()> {
+    std::fs::set_permissions(dir, Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            readable(&entry.path())?;
+        } else if kind.is_file() {
+            let executable = entry.metadata()?.permissions().mode() & 0o100 != 0;
+            std::fs::set_permissions(entry.path(), Permissions::from_mode(if executable { 0o755 } else { 0o644 }))?;
+        }
+    }
+    Ok(())
+}
+
 fn unpack_into(archive: &[u8], dest: &Path, limits: &Limits) -> Result<PathBuf, String> {
     if dest.exists() {
         return package_folder(dest);
@@ -62,9 +85,12 @@ fn unpack_into(archive: &[u8], dest: &Path, limits: &Limits) -> Result<PathBuf, 
     let parent = dest.parent().ok_or("package folder has no parent")?;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o711);
     builder.create(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let tenant_dir = parent.parent().ok_or("package folder has no tenant folder")?;
+    for dir in [tenant_dir, parent] {
+        std::fs::set_permissions(dir, Permissions::from_mode(0o711)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let staging = tempfile::Builder::new()
         .prefix(".unpacking-")
         .tempdir_in(parent)
@@ -72,6 +98,8 @@ fn unpack_into(archive: &[u8], dest: &Path, limits: &Limits) -> Result<PathBuf, 
     let into = staging.path().join("p");
     let unpacked = unpack(archive, &into, limits).map_err(|e| e.to_string())?;
     let folder = unpacked.root.file_name().map(PathBuf::from).ok_or("unpacked package has no folder")?;
+    std::fs::set_permissions(&into, Permissions::from_mode(0o711)).map_err(|e| format!("{}: {e}", into.display()))?;
+    readable(&unpacked.root).map_err(|e| format!("{}: {e}", unpacked.root.display()))?;
     match std::fs::rename(&into, dest) {
         Ok(()) => Ok(dest.join(folder)),
         // Another server sharing the disk put it in place first: theirs is as good.

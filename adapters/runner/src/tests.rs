@@ -1,100 +1,216 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
+use cloacina_domain::TenantName;
+use cloacina_domain::package::TaskLimits;
 use serde_json::json;
 
 use super::*;
 
-fn job(dir: &std::path::Path, script: &str, timeout: Duration) -> TaskJob {
-    std::fs::write(dir.join("task.sh"), script).unwrap();
-    TaskJob {
-        workdir: dir.to_owned(),
-        command: vec!["sh".into(), "task.sh".into()],
-        env: BTreeMap::from([("LEVEL".to_owned(), "info".to_owned())]),
-        context: json!({"rows": 3, "name": "demo"}).as_object().cloned().unwrap(),
-        timeout,
+/// A task folder and a package folder the task user can reach, and a runner over them.
+struct Fixture {
+    root: tempfile::TempDir,
+    runner: ProcessRunner,
+}
+
+impl Fixture {
+    fn sandboxed() -> Self {
+        let bwrap = cloacina_testpg::tools::bubblewrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let identity = TaskIdentity::resolve(None).unwrap();
+        let task_dir = TaskDir::create(&root.path().join("tasks"), &identity).unwrap();
+        let sandbox = Sandbox::new(bwrap, identity, TaskNetwork::None, &task_dir);
+        Self { root, runner: ProcessRunner::sandboxed(sandbox, task_dir) }
+    }
+
+    fn unconfined() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let identity = TaskIdentity::resolve(None).unwrap();
+        let task_dir = TaskDir::create(&root.path().join("tasks"), &identity).unwrap();
+        Self { root, runner: ProcessRunner::unconfined(task_dir, identity) }
+    }
+
+    /// A package folder holding `task.sh`, readable by the task user.
+    fn package(&self, script: &str) -> std::path::PathBuf {
+        let dir = self.root.path().join("pkg");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("task.sh"), script).unwrap();
+        std::fs::set_permissions(dir.join("task.sh"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        dir
+    }
+
+    fn job(&self, script: &str, timeout: Duration) -> TaskJob {
+        TaskJob {
+            tenant: TenantName::parse("acme").unwrap(),
+            workdir: self.package(script),
+            command: vec!["sh".into(), "task.sh".into()],
+            env: BTreeMap::from([("LEVEL".to_owned(), "info".to_owned())]),
+            context: json!({"rows": 3, "name": "demo"}).as_object().cloned().unwrap(),
+            timeout,
+            limits: TaskLimits::default(),
+        }
+    }
+
+    async fn run(&self, script: &str, timeout: Duration) -> TaskRun {
+        self.runner.run(self.job(script, timeout)).await
+    }
+
+    fn attempts_left(&self) -> usize {
+        std::fs::read_dir(self.root.path().join("tasks/attempts")).unwrap().count()
     }
 }
 
-async fn run(script: &str, timeout: Duration) -> (TaskRun, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let r = ProcessRunner::default().run(job(dir.path(), script, timeout)).await;
-    (r, dir)
+/// Processes on this host whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let state = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = state.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|s| s == "Z");
+        if text.contains(marker) && !zombie {
+            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// Waits (briefly, bounded) for processes holding `marker` to be gone; returns any left.
+async fn gone(marker: &str) -> Vec<String> {
+    for _ in 0..50 {
+        if processes_with(marker).is_empty() {
+            return Vec::new();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    processes_with(marker)
 }
 
 #[tokio::test]
 async fn a_task_reads_its_context_and_its_output_object_comes_back() {
+    let f = Fixture::sandboxed();
     let script = r#"
         stdin=$(cat)
         echo "stdin: $stdin"
         echo "file: $(cat "$CLOACINA_CONTEXT_FILE")"
-        echo "level=$LEVEL pwd=$(pwd)" >&2
+        echo "level=$LEVEL pwd=$(pwd) home=$HOME" >&2
         printf '{"doubled": 6, "seen": "%s"}' "$LEVEL" > "$CLOACINA_OUTPUT_FILE"
     "#;
-    let (r, dir) = run(script, Duration::from_secs(10)).await;
+    let r = f.run(script, Duration::from_secs(10)).await;
     let expected = json!({"doubled": 6, "seen": "info"}).as_object().cloned();
     assert_eq!(r.outcome, TaskOutcome::Succeeded { output: expected }, "{}", r.stderr);
     assert!(r.stdout.contains(r#"stdin: {"rows":3,"name":"demo"}"#), "{}", r.stdout);
     assert!(r.stdout.contains(r#"file: {"rows":3,"name":"demo"}"#), "{}", r.stdout);
-    let cwd = std::fs::canonicalize(dir.path()).unwrap();
-    assert!(r.stderr.contains(&format!("level=info pwd={}", cwd.display())), "{}", r.stderr);
+    assert!(r.stderr.contains("level=info pwd=/package home=/scratch"), "{}", r.stderr);
     assert!(!r.truncated);
+    assert_eq!(f.attempts_left(), 0, "the scratch folder is removed after the attempt");
+}
+
+#[tokio::test]
+async fn a_task_runs_unprivileged_in_a_private_scratch_folder_and_cannot_change_its_package() {
+    let f = Fixture::sandboxed();
+    let script = r#"
+        echo "uid=$(id -u) scratch=$(stat -c %a /scratch)"
+        touch /package/new 2>/dev/null && echo "package writable"
+        echo x >> /package/task.sh 2>/dev/null && echo "task.sh writable"
+        touch /scratch/mine && echo "scratch writable"
+        ls /proc | grep -c '^[0-9]'
+    "#;
+    let r = f.run(script, Duration::from_secs(10)).await;
+    assert_eq!(r.outcome, TaskOutcome::Succeeded { output: None }, "{}", r.stderr);
+    assert!(!r.stdout.contains("uid=0 "), "a task never runs as root: {}", r.stdout);
+    assert!(r.stdout.contains("scratch=700"), "{}", r.stdout);
+    assert!(!r.stdout.contains("package writable") && !r.stdout.contains("task.sh writable"), "{}", r.stdout);
+    assert!(r.stdout.contains("scratch writable"), "{}", r.stdout);
+    let visible: u32 = r.stdout.lines().last().unwrap().trim().parse().unwrap();
+    assert!(visible <= 5, "the task sees only its own processes, saw {visible}: {}", r.stdout);
 }
 
 #[tokio::test]
 async fn a_task_without_output_succeeds_with_none_and_bad_output_fails() {
-    let (r, _d) = run("true", Duration::from_secs(10)).await;
+    let f = Fixture::sandboxed();
+    let r = f.run("true", Duration::from_secs(10)).await;
     assert_eq!(r.outcome, TaskOutcome::Succeeded { output: None });
-    let (r, _d) = run(r#"echo '[1, 2]' > "$CLOACINA_OUTPUT_FILE""#, Duration::from_secs(10)).await;
+    let r = f.run(r#"echo '[1, 2]' > "$CLOACINA_OUTPUT_FILE""#, Duration::from_secs(10)).await;
     assert!(
         matches!(r.outcome, TaskOutcome::Failed { ref reason } if reason.contains("not an object")),
         "{:?}",
         r.outcome
     );
-    let (r, _d) = run(r#"echo '{oops' > "$CLOACINA_OUTPUT_FILE""#, Duration::from_secs(10)).await;
+    let r = f.run(r#"echo '{oops' > "$CLOACINA_OUTPUT_FILE""#, Duration::from_secs(10)).await;
     assert!(matches!(r.outcome, TaskOutcome::Failed { ref reason } if reason.contains("not JSON")), "{:?}", r.outcome);
 }
 
 #[tokio::test]
-async fn a_failing_task_reports_its_exit_status_and_a_missing_program_fails_cleanly() {
-    let (r, _d) = run("echo broken >&2; exit 3", Duration::from_secs(10)).await;
-    assert_eq!(r.outcome, TaskOutcome::Failed { reason: "exited with status 3".into() });
-    assert_eq!(r.stderr.trim(), "broken");
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = job(dir.path(), "", Duration::from_secs(5));
-    j.command = vec!["no-such-program-anywhere".into()];
-    let r = ProcessRunner::default().run(j).await;
+async fn an_output_file_that_is_a_symlink_is_never_followed_by_the_server() {
+    let f = Fixture::sandboxed();
+    // The server resolves the output file on the host: a link to one of its files must not be
+    // read in the task's name.
+    let secret = f.root.path().join("secret.json");
+    std::fs::write(&secret, r#"{"stolen": true}"#).unwrap();
+    let script = format!(r#"ln -s '{}' "$CLOACINA_OUTPUT_FILE""#, secret.display());
+    let r = f.run(&script, Duration::from_secs(10)).await;
     assert!(
-        matches!(r.outcome, TaskOutcome::Failed { ref reason } if reason.contains("cannot start")),
+        matches!(r.outcome, TaskOutcome::Failed { ref reason } if reason.contains("output file")),
+        "{:?}",
+        r.outcome
+    );
+    let r = f.run(r#"mkfifo "$CLOACINA_OUTPUT_FILE""#, Duration::from_secs(10)).await;
+    assert!(
+        matches!(r.outcome, TaskOutcome::Failed { ref reason } if reason.contains("not a regular file")),
         "{:?}",
         r.outcome
     );
 }
 
 #[tokio::test]
+async fn a_failing_task_reports_its_exit_status_and_a_missing_program_fails_cleanly() {
+    let f = Fixture::sandboxed();
+    let r = f.run("echo broken >&2; exit 3", Duration::from_secs(10)).await;
+    assert_eq!(r.outcome, TaskOutcome::Failed { reason: "exited with status 3".into() });
+    assert_eq!(r.stderr.trim(), "broken");
+    let r = f.run("kill -9 $$", Duration::from_secs(10)).await;
+    assert_eq!(r.outcome, TaskOutcome::Failed { reason: "killed by SIGKILL".into() });
+    let mut j = f.job("", Duration::from_secs(5));
+    j.command = vec!["no-such-program-anywhere".into()];
+    let r = f.runner.run(j).await;
+    assert_eq!(
+        r.outcome,
+        TaskOutcome::Failed { reason: "cannot start no-such-program-anywhere: No such file or directory".into() }
+    );
+}
+
+#[tokio::test]
 async fn at_its_timeout_the_task_and_its_children_are_killed() {
-    let dir = tempfile::tempdir().unwrap();
-    let pids = dir.path().join("pids");
-    let script = format!("sleep 60 & echo $! > '{}'; sleep 60", pids.display());
+    let f = Fixture::sandboxed();
     let started = std::time::Instant::now();
-    let r = ProcessRunner::default().run(job(dir.path(), &script, Duration::from_millis(500))).await;
+    let r = f.run("sleep 61.17 & sleep 61.18", Duration::from_millis(500)).await;
     assert_eq!(r.outcome, TaskOutcome::TimedOut);
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
-    let child: i32 = std::fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
-    // The background child belonged to the task's process group: it is gone (or a zombie
-    // being reaped), never still sleeping.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-    let alive = state.split_whitespace().nth(2).is_some_and(|s| s != "Z" && s != "X");
-    assert!(!alive, "the child {child} outlived its task: {state}");
+    assert_eq!(gone("61.1").await, Vec::<String>::new(), "a process outlived its timed-out attempt");
+    assert_eq!(f.attempts_left(), 0);
+}
+
+#[tokio::test]
+async fn no_process_of_an_attempt_outlives_it_however_it_detached() {
+    let f = Fixture::sandboxed();
+    let script = "setsid sleep 62.11 & (sleep 62.12 &) ; nohup sleep 62.13 >/dev/null 2>&1 & \
+                  sh -c 'sleep 62.14 &' ; echo started";
+    let r = f.run(script, Duration::from_secs(10)).await;
+    assert_eq!(r.outcome, TaskOutcome::Succeeded { output: None }, "{}", r.stderr);
+    assert_eq!(gone("62.1").await, Vec::<String>::new(), "a detached process outlived its attempt");
 }
 
 #[tokio::test]
 async fn no_variable_of_the_server_reaches_a_task() {
     // The test process stands in for the server: its environment holds secrets.
-    let (r, _d) = run("env", Duration::from_secs(10)).await;
+    let f = Fixture::sandboxed();
+    let r = f.run("env", Duration::from_secs(10)).await;
     let names: Vec<&str> = r.stdout.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
     for name in &names {
         assert!(
@@ -121,9 +237,9 @@ async fn no_variable_of_the_server_reaches_a_task() {
 
 #[tokio::test]
 async fn chatty_output_is_capped_and_never_blocks_the_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let runner = ProcessRunner { log_cap: 1000, ..ProcessRunner::default() };
-    let r = runner.run(job(dir.path(), "yes hello | head -c 5000000", Duration::from_secs(20))).await;
+    let mut f = Fixture::sandboxed();
+    f.runner.log_cap = 1000;
+    let r = f.run("yes hello | head -c 5000000", Duration::from_secs(20)).await;
     assert_eq!(r.outcome, TaskOutcome::Succeeded { output: None });
     assert_eq!(r.stdout.len(), 1000);
     assert!(r.truncated);
@@ -131,9 +247,86 @@ async fn chatty_output_is_capped_and_never_blocks_the_task() {
 
 #[tokio::test]
 async fn a_task_that_ignores_stdin_does_not_hang() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = job(dir.path(), "exit 0", Duration::from_secs(10));
+    let f = Fixture::sandboxed();
+    let mut j = f.job("exit 0", Duration::from_secs(10));
     j.context = json!({"big": "x".repeat(1_000_000)}).as_object().cloned().unwrap();
-    let r = ProcessRunner::default().run(j).await;
+    let r = f.runner.run(j).await;
     assert_eq!(r.outcome, TaskOutcome::Succeeded { output: None });
+}
+
+#[tokio::test]
+async fn a_memory_hog_and_a_fork_bomb_end_their_own_attempt_with_the_cause_named() {
+    let f = Fixture::sandboxed();
+    let mut hog = f.job("", Duration::from_secs(30));
+    hog.command = vec!["python3".into(), "-c".into(), "b = bytearray(10 * 1024 ** 3)".into()];
+    hog.limits = TaskLimits { memory: Some(256 * 1024 * 1024), ..TaskLimits::default() };
+    let r = f.runner.run(hog).await;
+    assert_eq!(
+        r.outcome,
+        TaskOutcome::Failed {
+            reason: "exited with status 1: it ran out of memory (its limit is 256 MiB per process)".into()
+        },
+        "{}",
+        r.stderr
+    );
+    let mut bomb = f.job("", Duration::from_secs(30));
+    bomb.command = vec!["python3".into(), "-c".into(), "import os\nwhile True: os.fork()".into()];
+    bomb.limits = TaskLimits { processes: Some(32), ..TaskLimits::default() };
+    // Another attempt of the same task user runs beside the bomb, untouched by it.
+    let neighbour = f.run("for i in 1 2 3 4 5 6 7 8; do sleep 0.2 & done; wait; echo done", Duration::from_secs(30));
+    let (r, n) = tokio::join!(f.runner.run(bomb), neighbour);
+    assert_eq!(
+        r.outcome,
+        TaskOutcome::Failed { reason: "exited with status 1: it reached its limit of 32 processes".into() },
+        "{}",
+        r.stderr
+    );
+    assert_eq!(n.outcome, TaskOutcome::Succeeded { output: None }, "{}", n.stderr);
+    assert_eq!(n.stdout.trim(), "done");
+}
+
+#[tokio::test]
+async fn a_task_asking_for_more_than_the_ceiling_fails_saying_so() {
+    let f = Fixture::sandboxed();
+    let mut j = f.job("true", Duration::from_secs(10));
+    j.limits = TaskLimits { memory: Some(64 * 1024 * 1024 * 1024), ..TaskLimits::default() };
+    let r = f.runner.run(j).await;
+    assert_eq!(
+        r.outcome,
+        TaskOutcome::Failed { reason: "limits.memory asks for 64 GiB; this deployment allows at most 8 GiB".into() }
+    );
+}
+
+#[tokio::test]
+async fn the_probe_makes_a_real_sandbox() {
+    let f = Fixture::sandboxed();
+    let Isolation::Sandbox(sandbox) = f.runner.isolation() else { panic!("sandboxed") };
+    sandbox.probe(&f.runner.task_dir, &DEFAULT_LIMITS).await.unwrap();
+    let broken =
+        Sandbox::new("/nonexistent/bwrap".into(), sandbox.identity().clone(), TaskNetwork::None, &f.runner.task_dir);
+    let e = broken.probe(&f.runner.task_dir, &DEFAULT_LIMITS).await.unwrap_err();
+    assert!(e.contains("cannot start /nonexistent/bwrap"), "{e}");
+}
+
+#[tokio::test]
+async fn leftover_scratch_folders_are_swept_unless_a_live_attempt_holds_them() {
+    let f = Fixture::sandboxed();
+    let attempts = f.root.path().join("tasks/attempts");
+    std::fs::create_dir(attempts.join("a-dead")).unwrap();
+    std::fs::write(attempts.join("a-dead/left.txt"), "x").unwrap();
+    let live = Scratch::create(&f.runner.task_dir, &f.runner.identity, b"{}").unwrap();
+    assert_eq!(f.runner.task_dir.sweep(), 1);
+    assert!(!attempts.join("a-dead").exists());
+    assert!(live.path().exists(), "a live attempt's folder is spared");
+    live.remove().await;
+    assert_eq!(f.attempts_left(), 0);
+}
+
+#[tokio::test]
+async fn without_a_sandbox_a_task_still_runs_in_its_package_folder() {
+    let f = Fixture::unconfined();
+    let r = f.run(r#"pwd; printf '{"ok": true}' > "$CLOACINA_OUTPUT_FILE""#, Duration::from_secs(10)).await;
+    assert_eq!(r.outcome, TaskOutcome::Succeeded { output: json!({"ok": true}).as_object().cloned() }, "{}", r.stderr);
+    let cwd = std::fs::canonicalize(f.root.path().join("pkg")).unwrap();
+    assert_eq!(r.stdout.trim(), cwd.display().to_string());
 }

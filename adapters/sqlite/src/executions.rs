@@ -389,6 +389,7 @@ fn claim(
             command: step.command.clone(),
             env: step.env.clone(),
             timeout: step.timeout,
+            limits: step.limits,
             context,
         });
     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{ExecutionStatus, Plan, PlannedTask, TaskStatus};
 use crate::key::ApiKeyId;
-use crate::package::{Backoff, RetryPolicy, TaskId};
+use crate::package::{Backoff, RetryPolicy, TaskId, TaskLimits};
 
 /// An execution's id: a UUID.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -179,6 +179,7 @@ pub struct ClaimedTask {
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
+    pub limits: TaskLimits,
     /// The context the task receives.
     pub context: Map<String, Value>,
 }
@@ -234,6 +235,28 @@ struct StepWire {
     retry_delay_ms: u64,
     retry_max_delay_ms: u64,
     timeout_ms: u64,
+    #[serde(default, skip_serializing_if = "LimitsWire::is_empty")]
+    limits: LimitsWire,
+}
+
+/// A task's asked-for limits as stored: absent fields take the runner's defaults, so plans
+/// written before limits existed read back unchanged.
+#[derive(Serialize, Deserialize, Default)]
+struct LimitsWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    processes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_files: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_time_ms: Option<u64>,
+}
+
+impl LimitsWire {
+    fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.processes.is_none() && self.open_files.is_none() && self.cpu_time_ms.is_none()
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -259,6 +282,12 @@ impl Plan {
                 retry_delay_ms: millis(t.retry.delay),
                 retry_max_delay_ms: millis(t.retry.max_delay),
                 timeout_ms: millis(t.timeout),
+                limits: LimitsWire {
+                    memory: t.limits.memory,
+                    processes: t.limits.processes,
+                    open_files: t.limits.open_files,
+                    cpu_time_ms: t.limits.cpu_time.map(millis),
+                },
             })
             .collect();
         serde_json::to_value(steps).unwrap_or(Value::Null)
@@ -293,6 +322,12 @@ impl Plan {
                     max_delay: Duration::from_millis(s.retry_max_delay_ms),
                 },
                 timeout: Duration::from_millis(s.timeout_ms),
+                limits: TaskLimits {
+                    memory: s.limits.memory,
+                    processes: s.limits.processes,
+                    open_files: s.limits.open_files,
+                    cpu_time: s.limits.cpu_time_ms.map(Duration::from_millis),
+                },
             });
         }
         Ok(Self { tasks })

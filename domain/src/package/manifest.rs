@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::dag::{DagError, order};
+use super::limits::{RawLimits, TaskLimits, check_limits};
 use super::names::{NameError, PackageName, TaskId, WorkflowName};
 
 /// The most workflows a package declares, tasks a workflow has, and triggers it carries.
@@ -35,7 +36,7 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
-    fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+    pub(super) fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
         Self { field: field.into(), message: message.to_string() }
     }
 }
@@ -75,6 +76,8 @@ pub struct TaskDef {
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub env: BTreeMap<String, String>,
+    /// What an attempt may use, beyond the defaults.
+    pub limits: TaskLimits,
 }
 
 /// How a failed task is tried again.
@@ -209,6 +212,8 @@ struct RawTask {
     retry_max_delay: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
 }
 
 #[derive(Deserialize)]
@@ -413,6 +418,7 @@ fn check_task(at: &str, raw: RawTask) -> Result<TaskDef, ManifestError> {
         timeout: duration(&format!("{at}.timeout"), raw.timeout.as_deref(), DEFAULT_TIMEOUT)?,
         retry: RetryPolicy { retries, backoff, delay, max_delay },
         env: raw.env,
+        limits: check_limits(at, raw.limits)?,
     })
 }
 

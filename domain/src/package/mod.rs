@@ -7,12 +7,15 @@
 //! - [`names`] — the names a manifest declares: packages, workflows, tasks, triggers.
 //! - [`stored`] — packages as the registry keeps them.
 //! - [`dag`] — dependency checks and the order tasks run in.
+//! - [`limits`] — what one task attempt may use, asked for and capped.
 
 pub mod dag;
+pub mod limits;
 pub mod manifest;
 pub mod names;
 pub mod stored;
 
+pub use limits::{AttemptLimits, DEFAULT_CEILINGS, DEFAULT_LIMITS, LimitExceeded, TaskLimits};
 pub use manifest::{Backoff, Manifest, ManifestError, PackageInfo, RetryPolicy, TaskDef, TriggerDef, WorkflowDef};
 pub use names::{NameError, PackageName, TaskId, WorkflowName};
 pub use stored::{NewPackage, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest};

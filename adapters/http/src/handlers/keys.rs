@@ -266,7 +266,7 @@ fn from_create(e: CreateKeyError) -> ApiError {
     match e {
         CreateKeyError::Denied(d) => ApiError::forbidden(&d),
         CreateKeyError::NoSuchTenant(t) => no_such_tenant(&t),
-        CreateKeyError::ExpiryInPast => ApiError::invalid_field("expires_at", "expires_at must be in the future"),
+        CreateKeyError::Expiry(e) => ApiError::invalid_field("expires_at", e.to_string()),
         CreateKeyError::Store(e) => ApiError::store(&e),
     }
 }
