@@ -249,11 +249,26 @@ fn walk(
     Ok((manifest, text, files, bytes))
 }
 
-/// The entry's path made relative and checked: no root, no drive, no `..`.
+/// The longest name a folder or file may have, and the longest path, in bytes: what Linux
+/// filesystems hold (`NAME_MAX`, `PATH_MAX`).
+pub const MAX_NAME_BYTES: usize = 255;
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// The entry's path made relative and checked: no root, no drive, no `..`, and nothing a
+/// filesystem cannot hold.
 fn safe_path(path: &Path, shown: &str) -> Result<PathBuf, ArchiveError> {
+    if path.as_os_str().len() > MAX_PATH_BYTES {
+        return Err(ArchiveError::UnsafePath { path: shorten(shown), why: "the path is longer than 4096 bytes" });
+    }
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
+            Component::Normal(part) if part.len() > MAX_NAME_BYTES => {
+                return Err(ArchiveError::UnsafePath {
+                    path: shorten(shown),
+                    why: "a name in this path is longer than 255 bytes",
+                });
+            }
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir => {
@@ -265,6 +280,15 @@ fn safe_path(path: &Path, shown: &str) -> Result<PathBuf, ArchiveError> {
         }
     }
     Ok(out)
+}
+
+/// A path as an error shows it: cut to its first 100 characters.
+fn shorten(shown: &str) -> String {
+    if shown.chars().count() <= 100 {
+        shown.to_owned()
+    } else {
+        format!("{}…", shown.chars().take(100).collect::<String>())
+    }
 }
 
 /// The error a [`Budget`] reader raises once its allowance is spent.

@@ -85,7 +85,7 @@ async fn the_documented_flow_runs_a_three_task_workflow_on_postgres() {
 }
 
 /// A package folder with these workflows (TOML) and scripts, packed with the CLI.
-fn pack(home: &Path, name: &str, version: &str, workflows: &str, scripts: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn pack(home: &Path, name: &str, version: &str, workflows: &str, scripts: &[(&str, &str)]) -> PathBuf {
     let dir = home.join(format!("src-{name}-{version}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -102,7 +102,7 @@ fn pack(home: &Path, name: &str, version: &str, workflows: &str, scripts: &[(&st
     file
 }
 
-async fn upload(server: &Server, tenant: &str, key: &str, file: &Path) -> (u16, Value) {
+pub(crate) async fn upload(server: &Server, tenant: &str, key: &str, file: &Path) -> (u16, Value) {
     let form = reqwest::multipart::Form::new()
         .part("file", reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name("p.cloacina"));
     let res = reqwest::Client::new()
@@ -116,7 +116,7 @@ async fn upload(server: &Server, tenant: &str, key: &str, file: &Path) -> (u16, 
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn execute(
+pub(crate) async fn execute(
     server: &Server,
     tenant: &str,
     key: &str,
@@ -138,7 +138,7 @@ async fn execute(
 }
 
 /// Polls until the execution has finished; returns it.
-async fn finished(server: &Server, tenant: &str, key: &str, id: &str, within: Duration) -> Value {
+pub(crate) async fn finished(server: &Server, tenant: &str, key: &str, id: &str, within: Duration) -> Value {
     let start = Instant::now();
     loop {
         let (status, e) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}"), Some(key)).await;
@@ -363,7 +363,7 @@ async fn retries_timeouts_cancel_retry_idempotency_and_isolation_on_postgres() {
 }
 
 /// The first folder named `name` under `root`.
-fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
     for entry in std::fs::read_dir(root).ok()?.filter_map(Result::ok) {
         let path = entry.path();
         if path.is_dir() {
@@ -395,7 +395,7 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 /// Processes holding `marker` left after a bounded wait (a killed sandbox takes a moment to
 /// be torn down).
-async fn processes_left(marker: &str) -> Vec<String> {
+pub(crate) async fn processes_left(marker: &str) -> Vec<String> {
     for _ in 0..100 {
         if processes_with(marker).is_empty() {
             return Vec::new();

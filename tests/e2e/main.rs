@@ -10,6 +10,8 @@
 //! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
 //! - [`postgres`] — seed 002 on PostgreSQL, replicas, the bootstrap race, outages, `migrate`.
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
+//! - [`sandbox`] — hostile tasks against the task sandbox, its start-up refusal, long names,
+//!   expiring keys' children.
 //! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -20,5 +22,6 @@ mod harness;
 mod packages;
 mod postgres;
 mod reliability;
+mod sandbox;
 mod seed_001;
 mod seed_verbatim;

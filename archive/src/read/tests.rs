@@ -190,3 +190,37 @@ fn unpacking_never_reuses_an_existing_folder() {
     let err = unpack(packed().as_slice(), parent.path(), &Limits::default()).unwrap_err();
     assert!(matches!(err, ArchiveError::Write(_)), "{err}");
 }
+
+/// A gzip archive of the demo manifest plus one file at `path`, however long (GNU long names).
+fn with_long_path(path: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let manifest = raw_header("demo-0.1.0/package.toml", tar::EntryType::Regular, MANIFEST_TEXT.len() as u64, None);
+    b.append(&manifest, MANIFEST_TEXT.as_bytes()).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, path, &b"x"[..]).unwrap();
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn names_and_paths_no_filesystem_can_hold_are_refused_before_anything_is_written() {
+    let long_name = format!("demo-0.1.0/{}", "n".repeat(256));
+    let deep = format!("demo-0.1.0/{}", vec!["d".repeat(200); 21].join("/"));
+    for (what, path, why) in [
+        ("a 256-byte name", long_name.as_str(), "longer than 255 bytes"),
+        ("a 4,200-byte path", deep.as_str(), "longer than 4096 bytes"),
+    ] {
+        let bytes = with_long_path(path);
+        let err = inspect(bytes.as_slice(), &Limits::default()).unwrap_err();
+        assert!(matches!(err, ArchiveError::UnsafePath { .. }) && err.to_string().contains(why), "{what}: {err}");
+        let parent = tempfile::tempdir().unwrap();
+        assert!(unpack(bytes.as_slice(), &parent.path().join("u"), &Limits::default()).is_err(), "{what}");
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0, "{what}: nothing written");
+    }
+    // At the limits exactly, it unpacks.
+    let longest = format!("demo-0.1.0/{}", "n".repeat(255));
+    let parent = tempfile::tempdir().unwrap();
+    unpack(with_long_path(&longest).as_slice(), &parent.path().join("u"), &Limits::default()).unwrap();
+}
