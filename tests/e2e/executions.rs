@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{Server, bootstrap_key, cli, command, stderr, stdout};
+use cloacina_testpg::tools::processes_with;
 
 /// Runs the CLI in `work` against `server` with `key`.
 fn run_cli(home: &Path, work: &Path, server: &str, key: &str, args: &[&str]) -> std::process::Output {
@@ -376,21 +377,6 @@ pub(crate) fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// Processes on this host whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z");
-        if text.contains(marker) && !zombie {
-            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
 }
 
 /// Processes holding `marker` left after a bounded wait (a killed sandbox takes a moment to

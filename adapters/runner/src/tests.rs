@@ -9,6 +9,7 @@ use cloacina_domain::package::TaskLimits;
 use serde_json::json;
 
 use super::*;
+use cloacina_testpg::tools::processes_with;
 
 /// A task folder and a package folder the task user can reach, and a runner over them.
 struct Fixture {
@@ -63,21 +64,6 @@ impl Fixture {
     fn attempts_left(&self) -> usize {
         std::fs::read_dir(self.root.path().join("tasks/attempts")).unwrap().count()
     }
-}
-
-/// Processes on this host whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let state = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = state.rsplit(')').next().and_then(|r| r.split_whitespace().next()).is_some_and(|s| s == "Z");
-        if text.contains(marker) && !zombie {
-            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
 }
 
 /// Waits (briefly, bounded) for processes holding `marker` to be gone; returns any left.

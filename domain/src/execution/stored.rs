@@ -352,6 +352,7 @@ id = "a"
 command = ["sh", "a.sh"]
 env = { LEVEL = "debug" }
 timeout = "90s"
+limits = { memory = "2GiB", processes = 64, cpu_time = "10m" }
 retries = 3
 backoff = "exponential"
 retry_delay = "250ms"
@@ -363,7 +364,12 @@ depends_on = ["a"]
         )
         .unwrap();
         let plan = Plan::of(&m.workflows[0]);
+        assert_eq!(plan.tasks[0].limits.memory, Some(2 * 1024 * 1024 * 1024));
         assert_eq!(Plan::from_json(&plan.to_json()).unwrap(), plan);
+        // A plan stored before limits existed reads back with none asked for.
+        let mut old = plan.to_json();
+        old[0].as_object_mut().unwrap().remove("limits");
+        assert!(Plan::from_json(&old).unwrap().tasks[0].limits.is_default());
     }
 
     #[test]

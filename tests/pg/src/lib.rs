@@ -292,18 +292,8 @@ fn find_binaries() -> PathBuf {
         return dir;
     }
     if running_as_root() && Path::new("/usr/bin/apt-get").exists() {
-        eprintln!("PostgreSQL is not installed: installing it with apt-get (Debian/Ubuntu)");
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "postgresql"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !install() {
-            let _ = Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive").status();
-            install();
-        }
+        eprintln!("PostgreSQL is not installed");
+        tools::apt_install("postgresql");
         if let Some(dir) = locate_binaries() {
             return dir;
         }

@@ -190,3 +190,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_task_may_ask_for_limits_and_every_bad_one_is_named() {
+    let m = Manifest::parse(&with(
+        "env = { LEVEL = \"info\" }",
+        "env = { LEVEL = \"info\" }\nlimits = { memory = \"512MiB\", processes = 16, open_files = 64, cpu_time = \"90s\" }",
+    ))
+    .unwrap();
+    let limits = m.workflows[0].tasks[0].limits;
+    assert_eq!(limits.memory, Some(512 * 1024 * 1024));
+    assert_eq!((limits.processes, limits.open_files), (Some(16), Some(64)));
+    assert_eq!(limits.cpu_time, Some(Duration::from_secs(90)));
+    assert!(m.workflows[0].tasks[1].limits.is_default());
+    for (limits, field) in [
+        ("{ memory = \"lots\" }", "workflow[0].task[0].limits.memory"),
+        ("{ memory = \"1MiB\" }", "workflow[0].task[0].limits.memory"),
+        ("{ processes = 0 }", "workflow[0].task[0].limits.processes"),
+        ("{ open_files = 2 }", "workflow[0].task[0].limits.open_files"),
+        ("{ cpu_time = \"25h\" }", "workflow[0].task[0].limits.cpu_time"),
+        ("{ memroy = \"1GiB\" }", "workflow[0].task[0].limits.memroy"),
+    ] {
+        let e = error_of(&with("env = { LEVEL = \"info\" }", &format!("limits = {limits}")));
+        assert_eq!(e.field, field, "{limits}: {e}");
+    }
+}
