@@ -36,7 +36,6 @@ pub async fn runner(home: &Home, args: &SandboxArgs) -> anyhow::Result<Option<Pr
         cpu_time: args.task_max_cpu_time,
     };
     let with_limits = |mut r: ProcessRunner| {
-        r.defaults = DEFAULT_LIMITS;
         r.ceilings = ceilings;
         r
     };
@@ -51,10 +50,7 @@ pub async fn runner(home: &Home, args: &SandboxArgs) -> anyhow::Result<Option<Pr
     let made = match find_bwrap() {
         Ok(bwrap) => {
             let sandbox = Sandbox::new(bwrap, identity, network, &task_dir);
-            match sandbox.probe(&task_dir, &DEFAULT_LIMITS.min_with(&ceilings)).await {
-                Ok(()) => Ok(sandbox),
-                Err(why) => Err(why),
-            }
+            sandbox.probe(&task_dir, &DEFAULT_LIMITS.min_with(&ceilings)).await.map(|()| sandbox)
         }
         Err(why) => Err(why),
     };
