@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use cloacina_cli::args::SandboxArgs;
 use cloacina_cli::home::Home;
 use cloacina_domain::package::{AttemptLimits, DEFAULT_LIMITS};
-use cloacina_runner::{ProcessRunner, Sandbox, TaskDir, TaskIdentity, TaskNetwork, find_bwrap};
+use cloacina_runner::{ProcessRunner, Sandbox, TaskCgroups, TaskDir, TaskIdentity, TaskNetwork, find_bwrap};
 
 /// The task folder when none is configured: inside the home, unless the server runs as root
 /// and so runs tasks as another user, who cannot pass through a private home.
@@ -47,17 +47,26 @@ pub async fn runner(home: &Home, args: &SandboxArgs) -> anyhow::Result<Option<Pr
         return Ok(Some(with_limits(ProcessRunner::unconfined(task_dir, identity))));
     }
     let network: TaskNetwork = args.task_network.parse().map_err(anyhow::Error::msg)?;
-    let made = match find_bwrap() {
-        Ok(bwrap) => {
-            let sandbox = Sandbox::new(bwrap, identity, network, &task_dir);
-            sandbox.probe(&task_dir, &DEFAULT_LIMITS.min_with(&ceilings)).await.map(|()| sandbox)
+    let made = match find_bwrap().and_then(|bwrap| {
+        let sandbox = Sandbox::new(bwrap, identity, network, &task_dir);
+        match &args.task_cgroup {
+            Some(dir) => TaskCgroups::prepare(dir)
+                .map(|c| sandbox.with_cgroups(c))
+                .map_err(|e| format!("--task-cgroup {}: {e}", dir.display())),
+            None => Ok(sandbox),
         }
+    }) {
+        Ok(sandbox) => sandbox.probe(&task_dir, &DEFAULT_LIMITS.min_with(&ceilings)).await.map(|()| sandbox),
         Err(why) => Err(why),
     };
     match made {
         Ok(sandbox) => {
+            let limits = sandbox.cgroups().map_or_else(
+                || "rlimits".to_owned(),
+                |c| format!("rlimits and a cgroup per attempt under {}", c.root().display()),
+            );
             tracing::info!(user = %sandbox.identity().name, network = %network, dir = %task_dir.root().display(),
-                "task sandbox ready");
+                %limits, "task sandbox ready");
             Ok(Some(with_limits(ProcessRunner::sandboxed(sandbox, task_dir))))
         }
         Err(why) => {

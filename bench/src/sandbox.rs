@@ -62,6 +62,7 @@ pub async fn b10(o: &Options) -> anyhow::Result<String> {
         context: Default::default(),
         timeout: Duration::from_secs(30),
         limits: TaskLimits::default(),
+        network: None,
     };
     let attempts = (o.runs * 50).max(200);
     let (mut with, mut without) = (Vec::new(), Vec::new());

@@ -11,6 +11,7 @@
 //! - [`principal`] — who a verified key is ([`Principal`], [`Authority`]).
 //! - [`authz`] — the authorisation decisions: route permissions and key minting/revoking.
 //! - [`tenant`] — [`TenantName`], registry rows ([`TenantRecord`]) and [`NewTenant`].
+//! - [`task_network`] — [`TaskNetwork`]: how tasks reach the network, per deployment and tenant.
 //! - [`execution`] — executions: task states, what successes and failures change, contexts.
 //! - [`bootstrap`] — the rule that decides whether start-up creates a god key.
 //! - [`record`] — stored key rows ([`KeyRecord`]) and what creating one needs.
@@ -28,6 +29,7 @@ pub mod principal;
 pub mod record;
 pub mod role;
 pub mod secret;
+pub mod task_network;
 pub mod tenant;
 pub mod workflow;
 
@@ -37,5 +39,6 @@ pub use principal::{Authority, Principal};
 pub use record::{KeyName, KeyRecord, NewKey, StoredSecret};
 pub use role::{Permission, PermissionScope, Role};
 pub use secret::Secret;
+pub use task_network::{TaskNetwork, TenantChange};
 pub use tenant::{NewTenant, TenantDescription, TenantName, TenantRecord};
 pub use workflow::WorkflowSummary;

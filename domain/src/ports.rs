@@ -14,6 +14,7 @@ use crate::key::ApiKeyId;
 use crate::package::{NewPackage, PackageRecord, PackageStored, StoredArchive, StoredManifest};
 use crate::record::{KeyRecord, NewKey};
 use crate::secret::Secret;
+use crate::task_network::TenantChange;
 use crate::tenant::{NewTenant, TenantName, TenantRecord};
 use crate::workflow::WorkflowSummary;
 
@@ -120,6 +121,12 @@ pub trait TenantStore: Send + Sync {
 
     /// One tenant. MUST return `None` if there is none.
     async fn get_tenant(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError>;
+
+    /// Applies `change` to the tenant's settings and returns the tenant as it now is; a
+    /// claim begun after this returns sees the new settings. MUST return `None` if there is
+    /// no such tenant (on a single-tenant backend, every tenant but `public`).
+    async fn update_tenant(&self, name: &TenantName, change: &TenantChange)
+    -> Result<Option<TenantRecord>, StoreError>;
 
     /// In one transaction: revokes the tenant's active keys (at `at`), drops its schema and
     /// role, deletes its row, and tells every replica to forget what it cached of it.
@@ -364,6 +371,9 @@ pub struct TaskJob {
     pub timeout: std::time::Duration,
     /// What the task asks to use; the runner resolves it against its defaults and ceilings.
     pub limits: crate::package::TaskLimits,
+    /// The tenant's own task network, if a god key set one; the runner otherwise uses the
+    /// deployment's ([`crate::TaskNetwork::for_tenant`]).
+    pub network: Option<crate::TaskNetwork>,
 }
 
 /// How an attempt ended.

@@ -61,6 +61,7 @@ pub enum Permission {
     TenantCreate,
     TenantList,
     TenantRead,
+    TenantUpdate,
     TenantDelete,
     GodKeyManage,
     // Within one tenant.
@@ -93,11 +94,12 @@ pub enum PermissionScope {
 
 impl Permission {
     /// The full catalogue.
-    pub const ALL: [Permission; 20] = [
+    pub const ALL: [Permission; 21] = [
         Permission::WhoAmI,
         Permission::TenantCreate,
         Permission::TenantList,
         Permission::TenantRead,
+        Permission::TenantUpdate,
         Permission::TenantDelete,
         Permission::GodKeyManage,
         Permission::KeyList,
@@ -121,7 +123,9 @@ impl Permission {
         use Permission::*;
         match self {
             WhoAmI => PermissionScope::AnyKey,
-            TenantCreate | TenantList | TenantRead | TenantDelete | GodKeyManage => PermissionScope::GodOnly,
+            TenantCreate | TenantList | TenantRead | TenantUpdate | TenantDelete | GodKeyManage => {
+                PermissionScope::GodOnly
+            }
             KeyList | KeyCreate | KeyRevoke | AuditRead => PermissionScope::Tenant(Role::Admin),
             WorkflowUpload | WorkflowDelete | WorkflowPause | WorkflowExecute | ExecutionCancel | ExecutionRetry
             | TriggerManage => PermissionScope::Tenant(Role::Write),

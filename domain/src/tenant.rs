@@ -5,6 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::secret::Secret;
+use crate::task_network::TaskNetwork;
 
 /// The tenant every deployment has, on SQLite the only one.
 pub const PUBLIC_TENANT: &str = "public";
@@ -138,6 +139,8 @@ pub struct TenantRecord {
     pub db_role: Option<String>,
     pub description: Option<TenantDescription>,
     pub created_at: DateTime<Utc>,
+    /// The tenant's own task network, set by a god key; `None` follows the deployment's.
+    pub task_network: Option<TaskNetwork>,
 }
 
 impl TenantRecord {

@@ -252,6 +252,7 @@ impl Engine {
                     context: task.context.clone(),
                     timeout: task.timeout,
                     limits: task.limits,
+                    network: task.network,
                 };
                 self.ports.runner.run(job).await
             }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use cloacina_domain::authz::authorize;
 use cloacina_domain::ports::{StoreError, TenantDeleted, TenantStore};
 use cloacina_domain::tenant::role_password;
-use cloacina_domain::{Denied, NewTenant, Permission, Principal, TenantDescription, TenantName, TenantRecord};
+use cloacina_domain::{
+    Denied, NewTenant, Permission, Principal, TenantChange, TenantDescription, TenantName, TenantRecord,
+};
 
 use crate::{Authenticator, Deps};
 
@@ -108,6 +110,28 @@ impl Tenants {
         self.store.get_tenant(name).await?.ok_or_else(|| TenantError::NotFound(name.clone()))
     }
 
+    /// Changes a tenant's settings and returns it as it now is. Attempts claimed from then on,
+    /// on every replica, run with them.
+    ///
+    /// # Errors
+    /// [`TenantError::Denied`] for a tenant key, [`TenantError::NotFound`], or the store's
+    /// failure.
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        name: &TenantName,
+        change: &TenantChange,
+    ) -> Result<TenantRecord, TenantError> {
+        authorize(caller, Permission::TenantUpdate, None)?;
+        let record =
+            self.store.update_tenant(name, change).await?.ok_or_else(|| TenantError::NotFound(name.clone()))?;
+        if let Some(network) = change.task_network {
+            let network = network.map_or("the deployment's default", |n| n.as_str());
+            tracing::info!(tenant = %name, task_network = network, updated_by = %caller.key_id, "tenant task network set");
+        }
+        Ok(record)
+    }
+
     /// Deletes a tenant: validated first (it exists, it is not `public`), then its keys are
     /// revoked and its schema and role dropped in one transaction, and every cache forgets it.
     ///
@@ -182,6 +206,22 @@ mod tests {
         assert!(matches!(tenants.create(&admin, acme(), None).await, Err(TenantError::Denied(_))));
         assert!(matches!(tenants.delete(&admin, &acme()).await, Err(TenantError::Denied(_))));
         assert!(matches!(tenants.list(&admin).await, Err(TenantError::Denied(_))));
+    }
+
+    #[tokio::test]
+    async fn only_a_god_key_changes_a_tenant_and_an_unknown_one_is_not_found() {
+        let change = TenantChange { task_network: Some(Some(cloacina_domain::TaskNetwork::Host)) };
+        let tenants = service(MockTenantStore::new());
+        for authority in [
+            Authority::Tenant { tenant: acme(), role: Role::Admin },
+            Authority::Tenant { tenant: acme(), role: Role::Write },
+        ] {
+            assert!(matches!(tenants.update(&caller(authority), &acme(), &change).await, Err(TenantError::Denied(_))));
+        }
+        let mut store = MockTenantStore::new();
+        store.expect_update_tenant().returning(|_, _| Ok(None));
+        let err = service(store).update(&caller(Authority::God), &acme(), &change).await.unwrap_err();
+        assert!(matches!(err, TenantError::NotFound(n) if n == acme()));
     }
 
     #[tokio::test]

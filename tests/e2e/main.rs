@@ -12,6 +12,7 @@
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
 //! - [`sandbox`] — hostile tasks against the task sandbox, its start-up refusal, long names,
 //!   expiring keys' children.
+//! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
 //! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -25,3 +26,4 @@ mod reliability;
 mod sandbox;
 mod seed_001;
 mod seed_verbatim;
+mod task_network;

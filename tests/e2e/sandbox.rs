@@ -254,6 +254,21 @@ async fn without_bubblewrap_the_server_says_why_and_runs_no_tasks() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_task_cgroup_that_cannot_be_used_is_named_and_no_task_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let not_a_cgroup = home.path().join("plain/tasks");
+    let server = Server::start(home.path(), &["--task-cgroup", not_a_cgroup.to_str().unwrap()], &[]);
+    let said = std::fs::read_to_string(&server.stderr_file).unwrap();
+    assert!(
+        said.contains(&format!("cannot run tasks: --task-cgroup {}", not_a_cgroup.display()))
+            && said.contains("is not in a cgroup v2 hierarchy"),
+        "{said}"
+    );
+    assert_eq!(server.get("/health", None).await.0, 200, "the API still serves");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_name_no_filesystem_holds_is_refused_at_upload_and_by_validate() {
     let home = tempfile::tempdir().unwrap();
     let server = Server::start(home.path(), &[], &[]);

@@ -185,6 +185,10 @@ pub struct SandboxArgs {
     #[arg(long, env = "CLOACINA_TASK_NETWORK", default_value = "none", value_name = "host|none",
           value_parser = ["host", "none"])]
     pub task_network: String,
+    /// A cgroup v2 folder delegated to the server (e.g. systemd `Delegate=yes`): each attempt
+    /// gets a child cgroup limiting its memory and processes as a whole, besides its rlimits
+    #[arg(long, env = "CLOACINA_TASK_CGROUP", value_name = "DIR")]
+    pub task_cgroup: Option<PathBuf>,
     /// Run tasks WITHOUT a sandbox, as the server's own user, able to read its keys and
     /// database. For debugging only; refused with CLOACINA_ENV=production
     #[arg(long)]
@@ -316,6 +320,13 @@ pub enum TenantCommand {
     /// Show one tenant
     #[command(alias = "inspect")]
     Get { name: String },
+    /// Change a tenant's settings (god keys)
+    Update {
+        name: String,
+        /// How its tasks reach the network; `default` follows the servers' --task-network
+        #[arg(long, value_name = "host|none|default", value_parser = ["host", "none", "default"])]
+        task_network: Option<String>,
+    },
     /// Delete a tenant: revoke its keys, drop its schema and role
     Delete {
         name: String,

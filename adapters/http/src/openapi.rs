@@ -48,6 +48,7 @@ pub struct StatusBody {
         tenants::create,
         tenants::list,
         tenants::get,
+        tenants::update,
         tenants::delete,
         workflows::list,
         packages::upload,

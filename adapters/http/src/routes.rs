@@ -95,6 +95,7 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::POST, "/v1/tenants", Key(P::TenantCreate), handler!(tenants::create)),
     spec(Method::GET, "/v1/tenants", Key(P::TenantList), handler!(tenants::list)),
     spec(Method::GET, "/v1/tenants/{tenant}", Key(P::TenantRead), handler!(tenants::get)),
+    spec(Method::PATCH, "/v1/tenants/{tenant}", Key(P::TenantUpdate), handler!(tenants::update)),
     spec(Method::DELETE, "/v1/tenants/{tenant}", Key(P::TenantDelete), handler!(tenants::delete)),
     // One tenant's keys.
     spec(Method::POST, "/v1/tenants/{tenant}/keys", Key(P::KeyCreate), handler!(keys::create_in_tenant)),

@@ -491,7 +491,11 @@ async fn isolation_matrix(app: App) {
             .replace("{name}", "nightly")
             .replace("{version}", "1.0.0")
             .replace("{task}", "extract");
-        let body = (route.method == Method::POST).then(|| json!({"name": "matrix"}));
+        let body = match route.method {
+            Method::POST => Some(json!({"name": "matrix"})),
+            Method::PATCH => Some(json!({})),
+            _ => None,
+        };
         for (caller, key) in &callers {
             let (status, resp, _) = app.send(route.method.clone(), &path, key.as_deref(), body.clone()).await;
             let allowed = match route.access {
@@ -630,6 +634,58 @@ async fn on_postgres_a_tenant_is_created_shown_and_deleted_and_its_name_is_free_
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = app.send(Method::POST, "/v1/tenants", god, Some(json!({"name": "globex"}))).await;
     assert_eq!(status, StatusCode::CREATED, "the name is free again at once");
+}
+
+/// What a god key can set on a tenant, on either backend: `acme` exists on PostgreSQL only.
+async fn tenant_settings_are_set_shown_and_cleared(app: App, multi_tenant: bool) {
+    let god = Some(app.god.as_str());
+    let (status, body, _) = app.send(Method::GET, "/v1/tenants/public", god, None).await;
+    assert_eq!((status, body["task_network"].clone()), (StatusCode::OK, Value::Null), "{body}");
+    let (status, body, _) =
+        app.send(Method::PATCH, "/v1/tenants/public", god, Some(json!({"task_network": "host"}))).await;
+    assert_eq!((status, body["task_network"].clone()), (StatusCode::OK, json!("host")), "{body}");
+    assert_eq!(body["name"], "public");
+    let (_, body, _) = app.send(Method::GET, "/v1/tenants", god, None).await;
+    assert_eq!(body["tenants"][0]["task_network"], "host", "{body}");
+    let (status, body, _) = app.send(Method::PATCH, "/v1/tenants/public", god, Some(json!({}))).await;
+    assert_eq!((status, body["task_network"].clone()), (StatusCode::OK, json!("host")), "a field left out stays");
+    for (bad, field) in [
+        (json!({"task_network": "bridge"}), "task_network"),
+        (json!({"task_network": 1}), "task_network"),
+        (json!({"task_network": "none", "description": "x"}), "description"),
+    ] {
+        let (status, body, _) = app.send(Method::PATCH, "/v1/tenants/public", god, Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["field"], field, "{bad}: {body}");
+    }
+    let (_, body, _) = app.send(Method::GET, "/v1/tenants/public", god, None).await;
+    assert_eq!(body["task_network"], "host", "a refused change changes nothing");
+    let (status, body, _) =
+        app.send(Method::PATCH, "/v1/tenants/public", god, Some(json!({"task_network": null}))).await;
+    assert_eq!((status, body["task_network"].clone()), (StatusCode::OK, Value::Null), "null: the default again");
+    let (status, body, _) =
+        app.send(Method::PATCH, "/v1/tenants/nobody", god, Some(json!({"task_network": "none"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_envelope(&body, "tenant_not_found");
+    let (status, body, _) =
+        app.send(Method::PATCH, "/v1/tenants/acme", god, Some(json!({"task_network": "none"}))).await;
+    if multi_tenant {
+        assert_eq!((status, body["task_network"].clone()), (StatusCode::OK, json!("none")), "{body}");
+        let (_, public, _) = app.send(Method::GET, "/v1/tenants/public", god, None).await;
+        assert_eq!(public["task_network"], Value::Null, "another tenant's setting is its own");
+    } else {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn on_sqlite_a_god_key_sets_and_clears_the_tenants_task_network() {
+    tenant_settings_are_set_shown_and_cleared(app().await, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_god_key_sets_and_clears_a_tenants_task_network() {
+    tenant_settings_are_set_shown_and_cleared(app_pg(HttpConfig::default()).await, true).await;
 }
 
 /// A package folder packed into `.cloacina` bytes: workflow `pipeline` of package `name`.

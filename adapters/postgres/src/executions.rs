@@ -21,7 +21,7 @@ use cloacina_domain::execution::{
     TaskLog, TaskRecord, TaskStatus, Transition,
 };
 use cloacina_domain::ports::{DueWork, ExecutionStore, StoreError, TaskQueue};
-use cloacina_domain::{ApiKeyId, TenantName};
+use cloacina_domain::{ApiKeyId, TaskNetwork, TenantName};
 use serde_json::{Map, Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -341,19 +341,33 @@ async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<(ExecutionC
 impl PgDb {
     /// Begins a tenant transaction that first reads the tenant's `tenant_work` sequence (as
     /// the login role). `None` if there is no such tenant.
-    async fn begin_claim(
-        &self,
-        tenant: &TenantName,
-    ) -> Result<Option<(Transaction<'static, Postgres>, Option<i64>)>, StoreError> {
+    async fn begin_claim(&self, tenant: &TenantName) -> Result<Option<ClaimStart>, StoreError> {
         // Read before the transaction begins, which is earlier still than the claim's own
         // reads: any wake-up after this bumps `seq`, and the claim's due time then yields.
-        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM public.tenant_work WHERE tenant = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(translate)?;
-        Ok(self.begin_tenant(tenant).await?.map(|tx| (tx, seq)))
+        // The tenant's task network comes with it, as the login role (tenant roles cannot
+        // read the registry).
+        let (seq, network): (Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT seq FROM public.tenant_work WHERE tenant = $1),
+                    (SELECT task_network FROM public.tenants WHERE name = $1)",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?;
+        let network = network
+            .map(|n| n.parse::<TaskNetwork>())
+            .transpose()
+            .map_err(|e| StoreError::Unexpected(format!("bad stored task network: {e}")))?;
+        Ok(self.begin_tenant(tenant).await?.map(|tx| ClaimStart { tx, seq, network }))
     }
+}
+
+/// What a claim starts from: the tenant's transaction, the wake-up counter it read first,
+/// and the tenant's task network.
+struct ClaimStart {
+    tx: Transaction<'static, Postgres>,
+    seq: Option<i64>,
+    network: Option<TaskNetwork>,
 }
 
 /// The tenant's next due time: its earliest ready task or running task's lease expiry.
@@ -414,6 +428,7 @@ async fn claim(
     now: DateTime<Utc>,
     lease: Duration,
     limit: usize,
+    network: Option<TaskNetwork>,
 ) -> Result<(Vec<ClaimedTask>, bool), StoreError> {
     let lost: Vec<(Uuid, String)> = sqlx::query_as(
         "UPDATE execution_tasks SET status = 'ready', ready_at = $1, attempts = greatest(attempts - 1, 0),
@@ -511,6 +526,7 @@ async fn claim(
             timeout: step.timeout,
             limits: step.limits,
             context: plan.context_for(position, initial, outputs),
+            network,
         });
     }
     let event_ids: Vec<Uuid> = kinds.iter().map(|k| k.0).collect();
@@ -1049,8 +1065,10 @@ impl TaskQueue for PgDb {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedTask>, StoreError> {
-        let Some((mut tx, seq)) = self.begin_claim(tenant).await? else { return Ok(Vec::new()) };
-        let (claimed, _) = claim(&mut tx, worker, now, lease, limit).await?;
+        let Some(ClaimStart { mut tx, seq, network }) = self.begin_claim(tenant).await? else {
+            return Ok(Vec::new());
+        };
+        let (claimed, _) = claim(&mut tx, worker, now, lease, limit, network).await?;
         let due = next_due(&mut tx).await?;
         settle_due(&mut tx, tenant, seq, due).await?;
         tx.commit().await.map_err(translate)?;

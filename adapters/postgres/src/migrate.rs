@@ -22,6 +22,7 @@ pub type Migration = (i64, &'static str, &'static str);
 pub const CONTROL: &[Migration] = &[
     (1, "control", include_str!("../../../migrations/postgres/control/0001_control.sql")),
     (2, "tenant_work", include_str!("../../../migrations/postgres/control/0002_tenant_work.sql")),
+    (3, "tenant_task_network", include_str!("../../../migrations/postgres/control/0003_tenant_task_network.sql")),
 ];
 
 /// Every tenant schema's migrations.

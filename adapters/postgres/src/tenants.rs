@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantDeleted, TenantDirectory, TenantStore};
-use cloacina_domain::{NewTenant, Secret, TenantDescription, TenantName, TenantRecord};
+use cloacina_domain::{NewTenant, Secret, TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 use sqlx::{Acquire, PgConnection, Postgres, Row, Transaction};
@@ -24,7 +24,7 @@ use crate::migrate::{TENANT, apply, latest_control, record_tenant_version};
 /// rare, and catalog updates of concurrent role grants can otherwise collide.
 const TENANT_DDL_LOCK: i64 = 0x636c_6f61_6369_0003;
 
-const COLUMNS: &str = "name, schema_name, db_role, description, created_at";
+const COLUMNS: &str = "name, schema_name, db_role, description, created_at, task_network";
 
 /// The schema of a tenant. Quoted wherever used, so `-` in names is fine.
 fn schema_for(name: &TenantName) -> String {
@@ -40,13 +40,20 @@ fn record(row: &PgRow) -> Result<TenantRecord, sqlx::Error> {
     let conv = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
     let name: String = row.try_get(0)?;
     let description: Option<String> = row.try_get(3)?;
+    let network: Option<String> = row.try_get(5)?;
     Ok(TenantRecord {
         name: TenantName::parse(&name).map_err(|e| conv(Box::new(e)))?,
         schema: row.try_get(1)?,
         db_role: Some(row.try_get(2)?),
         description: description.map(|d| TenantDescription::parse(&d)).transpose().map_err(|e| conv(Box::new(e)))?,
         created_at: row.try_get(4)?,
+        task_network: network.map(|n| n.parse::<TaskNetwork>()).transpose().map_err(|e| conv(Box::new(e)))?,
     })
+}
+
+/// The tenant of a row that may be missing.
+fn maybe_record(row: Option<&PgRow>) -> Result<Option<TenantRecord>, StoreError> {
+    row.map(record).transpose().map_err(translate)
 }
 
 /// Makes the rest of the current transaction run as the tenant's role, in its schema.
@@ -252,11 +259,27 @@ impl TenantStore for PgDb {
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(translate)?
-            .as_ref()
-            .map(record)
-            .transpose()
             .map_err(translate)
+            .and_then(|row| maybe_record(row.as_ref()))
+    }
+
+    async fn update_tenant(
+        &self,
+        name: &TenantName,
+        change: &TenantChange,
+    ) -> Result<Option<TenantRecord>, StoreError> {
+        // One statement: a column the change leaves alone keeps its value.
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE tenants SET task_network = CASE WHEN $2 THEN $3 ELSE task_network END WHERE name = $1
+             RETURNING {COLUMNS}"
+        )))
+        .bind(name.as_str())
+        .bind(change.task_network.is_some())
+        .bind(change.task_network.flatten().map(TaskNetwork::as_str))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(translate)
+        .and_then(|row| maybe_record(row.as_ref()))
     }
 
     async fn delete_tenant(&self, name: &TenantName, at: DateTime<Utc>) -> Result<TenantDeleted, StoreError> {

@@ -8,6 +8,8 @@ use cloacina_domain::package::AttemptLimits;
 use cloacina_domain::package::limits::bytes;
 use std::os::unix::process::ExitStatusExt as _;
 
+use crate::cgroup::CgroupLimit;
+
 /// The exit code `prlimit` gives when it cannot run the command (util-linux).
 const EXEC_NOT_FOUND: i32 = 127;
 const EXEC_FAILED: i32 = 126;
@@ -31,8 +33,15 @@ pub fn status_reason(status: ExitStatus, sandboxed: bool) -> (String, Option<i32
     }
 }
 
-/// The reason of a failed attempt.
-pub fn failure(status: ExitStatus, stderr: &str, limits: Option<&AttemptLimits>, program: &str) -> String {
+/// The reason of a failed attempt. `enforced` is the limit the attempt's cgroup counted it
+/// running into, where it has one: the kernel's word beats the task's last words.
+pub fn failure(
+    status: ExitStatus,
+    stderr: &str,
+    limits: Option<&AttemptLimits>,
+    enforced: Option<CgroupLimit>,
+    program: &str,
+) -> String {
     let sandboxed = limits.is_some();
     if sandboxed {
         // The sandbox itself could not be made, or the command could not be started in it.
@@ -50,7 +59,11 @@ pub fn failure(status: ExitStatus, stderr: &str, limits: Option<&AttemptLimits>,
     let Some(limits) = limits else { return reason };
     let said = stderr.to_ascii_lowercase();
     let said_any = |words: &[&str]| words.iter().any(|w| said.contains(w));
-    if signal == Some(nix::sys::signal::Signal::SIGXCPU as i32) {
+    if enforced == Some(CgroupLimit::Memory) {
+        reason.push_str(&format!(": it ran out of memory (its limit is {} for the attempt)", bytes(limits.memory)));
+    } else if enforced == Some(CgroupLimit::Processes) {
+        reason.push_str(&format!(": it reached its limit of {} processes", limits.processes));
+    } else if signal == Some(nix::sys::signal::Signal::SIGXCPU as i32) {
         reason.push_str(&format!(": it used up its CPU time limit of {}", humantime::format_duration(limits.cpu_time)));
     } else if said_any(&["memoryerror", "cannot allocate memory", "out of memory", "memory allocation of", "bad_alloc"])
     {
@@ -74,34 +87,59 @@ mod tests {
 
     #[test]
     fn a_signal_reported_by_the_sandbox_is_named() {
-        assert_eq!(failure(exited(137), "", Some(&DEFAULT_LIMITS), "sh"), "killed by SIGKILL");
-        assert_eq!(failure(exited(137), "", None, "sh"), "exited with status 137");
-        assert_eq!(failure(ExitStatus::from_raw(9), "", None, "sh"), "killed by SIGKILL");
+        assert_eq!(failure(exited(137), "", Some(&DEFAULT_LIMITS), None, "sh"), "killed by SIGKILL");
+        assert_eq!(failure(exited(137), "", None, None, "sh"), "exited with status 137");
+        assert_eq!(failure(ExitStatus::from_raw(9), "", None, None, "sh"), "killed by SIGKILL");
     }
 
     #[test]
     fn the_limit_an_attempt_ran_into_is_named() {
         let l = DEFAULT_LIMITS;
-        assert_eq!(failure(exited(152), "", Some(&l), "sh"), "killed by SIGXCPU: it used up its CPU time limit of 1h");
         assert_eq!(
-            failure(exited(1), "Traceback…\nMemoryError\n", Some(&l), "python3"),
+            failure(exited(152), "", Some(&l), None, "sh"),
+            "killed by SIGXCPU: it used up its CPU time limit of 1h"
+        );
+        assert_eq!(
+            failure(exited(1), "Traceback…\nMemoryError\n", Some(&l), None, "python3"),
             "exited with status 1: it ran out of memory (its limit is 1 GiB per process)"
         );
         assert_eq!(
-            failure(exited(1), "BlockingIOError: [Errno 11] Resource temporarily unavailable", Some(&l), "python3"),
+            failure(
+                exited(1),
+                "BlockingIOError: [Errno 11] Resource temporarily unavailable",
+                Some(&l),
+                None,
+                "python3"
+            ),
             "exited with status 1: it reached its limit of 256 processes"
         );
-        assert_eq!(failure(exited(3), "broken", Some(&l), "sh"), "exited with status 3");
+        assert_eq!(failure(exited(3), "broken", Some(&l), None, "sh"), "exited with status 3");
+    }
+
+    #[test]
+    fn what_the_attempts_cgroup_counted_is_named_over_the_tasks_own_words() {
+        let l = DEFAULT_LIMITS;
+        assert_eq!(
+            failure(exited(137), "", Some(&l), Some(CgroupLimit::Memory), "sh"),
+            "killed by SIGKILL: it ran out of memory (its limit is 1 GiB for the attempt)"
+        );
+        assert_eq!(
+            failure(exited(1), "MemoryError", Some(&l), Some(CgroupLimit::Processes), "python3"),
+            "exited with status 1: it reached its limit of 256 processes"
+        );
     }
 
     #[test]
     fn a_missing_program_and_a_broken_sandbox_are_told_apart_from_the_task_failing() {
         let l = DEFAULT_LIMITS;
         let missing = "prlimit: failed to execute nope: No such file or directory";
-        assert_eq!(failure(exited(127), missing, Some(&l), "nope"), "cannot start nope: No such file or directory");
+        assert_eq!(
+            failure(exited(127), missing, Some(&l), None, "nope"),
+            "cannot start nope: No such file or directory"
+        );
         let broken = "bwrap: Can't find source path /x: No such file or directory";
         assert_eq!(
-            failure(exited(1), broken, Some(&l), "sh"),
+            failure(exited(1), broken, Some(&l), None, "sh"),
             "the sandbox could not be made: Can't find source path /x: No such file or directory"
         );
     }

@@ -16,20 +16,24 @@
 //!
 //! # Layout
 //! - [`sandbox`]: the bubblewrap sandbox of one attempt, and the start-up probe.
+//! - [`cgroup`]: a cgroup v2 per attempt, where the machine delegates one to the server.
 //! - [`identity`]: the user tasks run as.
 //! - [`task_dir`]: the folder of unpacked packages and scratch folders, and its sweep.
 //! - [`explain`]: why a failed attempt failed, in words.
 //! - [`packages`]: package versions unpacked on this server's disk, the folders tasks run in.
 
+pub mod cgroup;
 pub mod explain;
 pub mod identity;
 pub mod packages;
 pub mod sandbox;
 pub mod task_dir;
 
+pub use cgroup::TaskCgroups;
+pub use cloacina_domain::TaskNetwork;
 pub use identity::TaskIdentity;
 pub use packages::PackageCache;
-pub use sandbox::{Sandbox, TaskNetwork, find_bwrap};
+pub use sandbox::{Sandbox, find_bwrap};
 pub use task_dir::TaskDir;
 
 use std::io::Read as _;
@@ -161,7 +165,7 @@ impl TaskRunner for ProcessRunner {
         let (mut cmd, context_file, output_file, home) = match (&self.isolation, &limits) {
             (Isolation::Sandbox(sandbox), Some(limits)) => {
                 let (context_file, output_file) = sandbox.files();
-                let cmd = sandbox.command(&job.workdir, &scratch, limits, &job.command);
+                let cmd = sandbox.command(&job.workdir, &scratch, limits, job.network, &job.command);
                 (cmd, context_file, output_file, PathBuf::from(sandbox::SCRATCH_MOUNT))
             }
             _ => {
@@ -186,11 +190,15 @@ impl TaskRunner for ProcessRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
+        let spawned = match (&self.isolation, &limits) {
+            (Isolation::Sandbox(sandbox), Some(limits)) => sandbox.spawn(&mut cmd, &scratch.name(), limits),
+            _ => cmd.spawn().map(|c| (c, None)).map_err(|e| format!("cannot start {program}: {e}")),
+        };
+        let (mut child, cgroup) = match spawned {
             Ok(c) => c,
             Err(e) => {
                 scratch.remove().await;
-                return failed(format!("cannot start {program}: {e}"), started);
+                return failed(e, started);
             }
         };
         let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
@@ -200,7 +208,12 @@ impl TaskRunner for ProcessRunner {
         let _guard = GroupGuard(group);
         if let Some(mut stdin) = child.stdin.take() {
             // A task that never reads stdin must not block us: write in the background.
+            // Behind a cgroup gate, its first line opens the gate.
+            let gate = cgroup.is_some();
             tokio::spawn(async move {
+                if gate && stdin.write_all(b"\n").await.is_err() {
+                    return;
+                }
                 let _ = stdin.write_all(context.as_bytes()).await;
             });
         }
@@ -228,6 +241,8 @@ impl TaskRunner for ProcessRunner {
         let (out, out_cut) = collect(stdout).await;
         let (err, err_cut) = collect(stderr).await;
         let stderr = String::from_utf8_lossy(&err).into_owned();
+        let enforced = cgroup.as_ref().and_then(cgroup::AttemptCgroup::ran_into);
+        drop(cgroup);
         let outcome = match status {
             None => TaskOutcome::TimedOut,
             Some(Err(e)) => TaskOutcome::Failed { reason: format!("cannot wait for the task: {e}") },
@@ -238,7 +253,9 @@ impl TaskRunner for ProcessRunner {
                     .await
                     .unwrap_or_else(|e| TaskOutcome::Failed { reason: format!("cannot read its output file: {e}") })
             }
-            Some(Ok(s)) => TaskOutcome::Failed { reason: explain::failure(s, &stderr, limits.as_ref(), &program) },
+            Some(Ok(s)) => {
+                TaskOutcome::Failed { reason: explain::failure(s, &stderr, limits.as_ref(), enforced, &program) }
+            }
         };
         scratch.remove().await;
         TaskRun {

@@ -19,9 +19,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use cloacina_domain::TaskNetwork;
 use cloacina_domain::package::AttemptLimits;
-use tokio::process::Command;
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::{Child, Command};
 
+use crate::cgroup::{AttemptCgroup, GATE, TaskCgroups};
 use crate::identity::TaskIdentity;
 use crate::task_dir::{CONTEXT_FILE, OUTPUT_FILE, Scratch, TaskDir};
 
@@ -58,35 +61,6 @@ const SYSTEM_DIRS: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"]
 /// Where `prlimit` is expected inside the sandbox (util-linux, essential on Debian).
 pub const PRLIMIT: &str = "/usr/bin/prlimit";
 
-/// How tasks reach the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskNetwork {
-    /// The host's network (the task still holds no credential of the server's).
-    Host,
-    /// None: a network namespace of its own with only a loopback interface.
-    None,
-}
-
-impl std::str::FromStr for TaskNetwork {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "host" => Ok(Self::Host),
-            "none" => Ok(Self::None),
-            other => Err(format!("'{other}' is neither \"host\" nor \"none\"")),
-        }
-    }
-}
-
-impl std::fmt::Display for TaskNetwork {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Host => "host",
-            Self::None => "none",
-        })
-    }
-}
-
 #[derive(Debug, Clone)]
 enum SystemEntry {
     Symlink { name: &'static str, target: PathBuf },
@@ -102,6 +76,7 @@ pub struct Sandbox {
     system: Vec<SystemEntry>,
     etc: Vec<&'static str>,
     task_etc: PathBuf,
+    cgroups: Option<TaskCgroups>,
 }
 
 /// Finds `bwrap` on `PATH`.
@@ -134,20 +109,48 @@ impl Sandbox {
             })
             .collect();
         let etc = ETC_FILES.iter().copied().filter(|f| Path::new("/etc").join(f).exists()).collect();
-        Self { bwrap, identity, network, system, etc, task_etc: task_dir.etc() }
+        Self { bwrap, identity, network, system, etc, task_etc: task_dir.etc(), cgroups: None }
+    }
+
+    /// Gives each attempt a cgroup of its own under `cgroups` as well as its rlimits.
+    #[must_use]
+    pub fn with_cgroups(mut self, cgroups: TaskCgroups) -> Self {
+        self.cgroups = Some(cgroups);
+        self
+    }
+
+    /// Where attempts get their cgroups, if they do.
+    pub fn cgroups(&self) -> Option<&TaskCgroups> {
+        self.cgroups.as_ref()
     }
 
     pub fn identity(&self) -> &TaskIdentity {
         &self.identity
     }
 
+    /// The deployment's task network: what a tenant with no setting of its own gets.
     pub fn network(&self) -> TaskNetwork {
         self.network
     }
 
-    /// The command that runs `argv` in `package` with `scratch`, under `limits`.
-    pub fn command(&self, package: &Path, scratch: &Scratch, limits: &AttemptLimits, argv: &[String]) -> Command {
-        let mut cmd = Command::new(&self.bwrap);
+    /// The command that runs `argv` in `package` with `scratch`, under `limits`, on the
+    /// tenant's own network if it has one (else the deployment's).
+    pub fn command(
+        &self,
+        package: &Path,
+        scratch: &Scratch,
+        limits: &AttemptLimits,
+        tenant_network: Option<TaskNetwork>,
+        argv: &[String],
+    ) -> Command {
+        let mut cmd = if self.cgroups.is_some() {
+            // Behind the gate, until the runner has put it in the attempt's cgroup.
+            let mut gate = Command::new("/bin/sh");
+            gate.args(["-c", GATE, "cloacina-gate"]).arg(&self.bwrap);
+            gate
+        } else {
+            Command::new(&self.bwrap)
+        };
         cmd.args(["--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]).args([
             "--unshare-cgroup-try",
             "--hostname",
@@ -155,7 +158,7 @@ impl Sandbox {
             "--new-session",
             "--die-with-parent",
         ]);
-        if self.network == TaskNetwork::None {
+        if TaskNetwork::for_tenant(tenant_network, self.network) == TaskNetwork::None {
             cmd.arg("--unshare-net");
         }
         cmd.args(["--ro-bind", "/usr", "/usr"]);
@@ -203,6 +206,34 @@ impl Sandbox {
         cmd
     }
 
+    /// Starts `cmd` (made by [`Sandbox::command`], stdin piped). With cgroups, the attempt's
+    /// cgroup `name` is made and the gate moved into it before it may go on: the caller then
+    /// writes one line to its stdin before anything else.
+    ///
+    /// # Errors
+    /// The process or its cgroup could not be made; nothing of it is left.
+    pub fn spawn(
+        &self,
+        cmd: &mut Command,
+        name: &str,
+        limits: &AttemptLimits,
+    ) -> Result<(Child, Option<AttemptCgroup>), String> {
+        let cgroup = self.cgroups.as_ref().map(|c| c.create(name, limits)).transpose()?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return Err(format!("cannot start {}: {e}", self.bwrap.display())),
+        };
+        if let Some(c) = &cgroup {
+            // Behind its gate the child has not forked yet: all it will start is in the cgroup.
+            if let Err(e) = child.id().ok_or_else(|| "the gate exited at once".to_owned()).and_then(|pid| c.enter(pid))
+            {
+                drop(child); // killed on drop, and the cgroup removed with `cgroup`
+                return Err(format!("cannot put the attempt in its cgroup: {e}"));
+            }
+        }
+        Ok((child, cgroup))
+    }
+
     /// The paths the task sees for its context and output files.
     pub fn files(&self) -> (PathBuf, PathBuf) {
         let scratch = Path::new(SCRATCH_MOUNT);
@@ -221,10 +252,26 @@ impl Sandbox {
             .tempdir_in(task_dir.packages())
             .map_err(|e| format!("cannot create a probe folder in {}: {e}", task_dir.packages().display()))?;
         let scratch = Scratch::create(task_dir, &self.identity, b"{}")?;
-        let mut cmd = self.command(package.path(), &scratch, limits, &["true".to_owned()]);
-        cmd.env("PATH", crate::TASK_PATH).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let out = cmd.output().await.map_err(|e| format!("cannot start {}: {e}", self.bwrap.display()))?;
+        let mut cmd = self.command(package.path(), &scratch, limits, None, &["true".to_owned()]);
+        cmd.env("PATH", crate::TASK_PATH)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let made = self.spawn(&mut cmd, &scratch.name(), limits);
+        let out = match made {
+            Ok((mut child, cgroup)) => {
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = stdin.write_all(b"\n").await;
+                }
+                let out = child.wait_with_output().await;
+                drop(cgroup);
+                out.map_err(|e| format!("cannot wait for {}: {e}", self.bwrap.display()))
+            }
+            Err(e) => Err(e),
+        };
         scratch.remove().await;
+        let out = out?;
         if out.status.success() {
             return Ok(());
         }

@@ -153,6 +153,11 @@ impl Scratch {
         Ok(Self { dir: Some(dir), _lock: lock })
     }
 
+    /// The folder's own (random) name, which also names the attempt's cgroup.
+    pub fn name(&self) -> String {
+        self.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.as_ref().map_or(Path::new(""), |d| d.path())
     }

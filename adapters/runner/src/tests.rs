@@ -54,6 +54,7 @@ impl Fixture {
             context: json!({"rows": 3, "name": "demo"}).as_object().cloned().unwrap(),
             timeout,
             limits: TaskLimits::default(),
+            network: None,
         }
     }
 
@@ -281,6 +282,70 @@ async fn a_task_asking_for_more_than_the_ceiling_fails_saying_so() {
         r.outcome,
         TaskOutcome::Failed { reason: "limits.memory asks for 64 GiB; this deployment allows at most 8 GiB".into() }
     );
+}
+
+#[tokio::test]
+async fn the_tenants_network_setting_wins_over_the_deployments() {
+    // A port on the host's loopback: reachable on the host's network only.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let f = Fixture::sandboxed();
+    assert_eq!(sandbox_of(&f).network(), TaskNetwork::None, "the deployment's default");
+    let reach = |network| {
+        let mut job = f.job(&format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo reached"), Duration::from_secs(20));
+        job.command = vec!["bash".into(), "task.sh".into()];
+        job.network = network;
+        job
+    };
+    let host = f.runner.run(reach(Some(TaskNetwork::Host))).await;
+    assert!(matches!(host.outcome, TaskOutcome::Succeeded { .. }), "{host:?}");
+    assert_eq!(host.stdout.trim(), "reached");
+    for network in [None, Some(TaskNetwork::None)] {
+        let none = f.runner.run(reach(network)).await;
+        assert!(matches!(none.outcome, TaskOutcome::Failed { .. }), "{network:?}: {none:?}");
+        assert!(none.stderr.contains("Connection refused"), "{network:?}: {}", none.stderr);
+    }
+}
+
+#[tokio::test]
+async fn with_cgroups_an_attempt_passes_its_gate_only_once_placed_in_its_own_cgroup() {
+    // A delegated cgroup v2 as the server sees it, its kernel files as regular files (this
+    // machine's kernel keeps memory and pids on cgroups v1); the gate and the sandbox are real.
+    let cgroupfs = tempfile::tempdir().unwrap();
+    let root = cgroupfs.path().join("tasks");
+    std::fs::create_dir(&root).unwrap();
+    for dir in [cgroupfs.path(), root.as_path()] {
+        std::fs::write(dir.join("cgroup.controllers"), "memory pids").unwrap();
+        std::fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+    }
+    let mut f = Fixture::sandboxed();
+    let sandbox = sandbox_of(&f).with_cgroups(TaskCgroups::prepare(&root).unwrap());
+    f.runner = ProcessRunner::sandboxed(sandbox.clone(), f.runner.task_dir().clone());
+    sandbox.probe(f.runner.task_dir(), &cloacina_domain::package::DEFAULT_LIMITS).await.unwrap();
+    let run = f
+        .run(
+            "read -r line; echo \"stdin: $line\"; cat \"$CLOACINA_CONTEXT_FILE\" > \"$CLOACINA_OUTPUT_FILE\"",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(matches!(&run.outcome, TaskOutcome::Succeeded { output: Some(o) } if o["rows"] == 3), "{run:?}");
+    assert_eq!(run.stdout.trim(), r#"stdin: {"rows":3,"name":"demo"}"#, "the gate's line is not the task's");
+    let attempts: Vec<_> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(attempts.len(), 2, "the probe's and the task's: {attempts:?}");
+    for dir in attempts {
+        let pid: u32 = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap().parse().unwrap();
+        assert!(pid > 1);
+        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap(), "256");
+        assert_eq!(std::fs::read_to_string(dir.join("memory.max")).unwrap(), (1u64 << 30).to_string());
+    }
+}
+
+fn sandbox_of(f: &Fixture) -> Sandbox {
+    match f.runner.isolation() {
+        Isolation::Sandbox(s) => s.clone(),
+        Isolation::Unconfined => panic!("not sandboxed"),
+    }
 }
 
 #[tokio::test]

@@ -347,6 +347,7 @@ fn claim(
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(translate)?
     };
+    let network = if rows.is_empty() { None } else { crate::tenants::stored_network(&tx)? };
     let mut plans: HashMap<ExecutionId, (Plan, Map<String, Value>, uuid::Uuid)> = HashMap::new();
     let mut claimed = Vec::with_capacity(rows.len());
     for (id, position, task_id, attempt) in rows {
@@ -391,6 +392,7 @@ fn claim(
             timeout: step.timeout,
             limits: step.limits,
             context,
+            network,
         });
     }
     tx.commit().map_err(translate)?;

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantDeleted, TenantDirectory, TenantStore};
-use cloacina_domain::{NewTenant, TenantName, TenantRecord};
+use cloacina_domain::{NewTenant, TaskNetwork, TenantChange, TenantName, TenantRecord};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::SqliteDb;
 use crate::migrate::{current_version, latest};
@@ -38,13 +39,7 @@ const SINGLE_TENANT: &str = "multi-tenancy needs PostgreSQL: this server runs on
 impl SqliteDb {
     /// The built-in tenant: it has always existed, so it carries the database's creation time.
     async fn public_record(&self) -> Result<TenantRecord, StoreError> {
-        let created = self
-            .read(|conn| {
-                conn.query_row("SELECT applied_at FROM _cloacina_migrations WHERE version = 1", [], |r| {
-                    r.get::<_, String>(0)
-                })
-            })
-            .await?;
+        let (created, network) = self.read(public_row).await?;
         let created_at = DateTime::parse_from_rfc3339(&created)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| StoreError::Unexpected(format!("bad migration time {created:?}: {e}")))?;
@@ -54,8 +49,32 @@ impl SqliteDb {
             db_role: None,
             description: None,
             created_at,
+            task_network: network
+                .map(|n| n.parse::<TaskNetwork>())
+                .transpose()
+                .map_err(|e| StoreError::Unexpected(format!("bad stored task network: {e}")))?,
         })
     }
+}
+
+/// The creation time of the database and the tenant's task network, as stored.
+fn public_row(conn: &Connection) -> Result<(String, Option<String>), rusqlite::Error> {
+    conn.query_row(
+        "SELECT applied_at, (SELECT task_network FROM tenant_settings WHERE tenant = 'public')
+         FROM _cloacina_migrations WHERE version = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// The task network of `public` as stored (`None`: the deployment's).
+pub(crate) fn stored_network(conn: &Connection) -> Result<Option<TaskNetwork>, StoreError> {
+    let stored: Option<String> = conn
+        .query_row("SELECT task_network FROM tenant_settings WHERE tenant = 'public'", [], |r| r.get(0))
+        .optional()
+        .map_err(crate::db::translate)?
+        .flatten();
+    stored.map(|n| n.parse()).transpose().map_err(|e| StoreError::Unexpected(format!("bad stored task network: {e}")))
 }
 
 #[async_trait]
@@ -70,6 +89,28 @@ impl TenantStore for SqliteDb {
 
     async fn get_tenant(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
         if name.is_public() { Ok(Some(self.public_record().await?)) } else { Ok(None) }
+    }
+
+    async fn update_tenant(
+        &self,
+        name: &TenantName,
+        change: &TenantChange,
+    ) -> Result<Option<TenantRecord>, StoreError> {
+        if !name.is_public() {
+            return Ok(None);
+        }
+        if let Some(network) = change.task_network {
+            let value = network.map(TaskNetwork::as_str);
+            self.write(move |conn| {
+                conn.execute(
+                    "INSERT INTO tenant_settings (tenant, task_network) VALUES ('public', ?1)
+                     ON CONFLICT (tenant) DO UPDATE SET task_network = excluded.task_network",
+                    [value],
+                )
+            })
+            .await?;
+        }
+        Ok(Some(self.public_record().await?))
     }
 
     async fn delete_tenant(&self, _name: &TenantName, _at: DateTime<Utc>) -> Result<TenantDeleted, StoreError> {

@@ -182,6 +182,8 @@ pub struct ClaimedTask {
     pub limits: TaskLimits,
     /// The context the task receives.
     pub context: Map<String, Value>,
+    /// The tenant's own task network as the claim found it (`None`: the deployment's).
+    pub network: Option<crate::TaskNetwork>,
 }
 
 /// How an attempt ended, as a worker reports it.

@@ -220,6 +220,19 @@ pub async fn a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_
     assert_eq!(finish(&store, "w3", report(&next[0], Attempt::Succeeded, None), t0() + secs(6)).await, Recorded::Stale);
 }
 
+pub async fn a_claim_carries_the_tenants_task_network_as_it_is_when_claimed(store: Store) {
+    use cloacina_domain::{TaskNetwork, TenantChange};
+    let (plan, package) = setup(&store, 0).await;
+    create(&store, &new_execution(&plan, package, t0(), None)).await;
+    let first = claim(&store, "w", t0(), 1).await;
+    assert_eq!(first[0].network, None, "no setting: the deployment's");
+    store.record_one(&TenantName::public(), "w", &report(&first[0], Attempt::Succeeded, None), t0()).await.unwrap();
+    let change = TenantChange { task_network: Some(Some(TaskNetwork::Host)) };
+    store.update_tenant(&TenantName::public(), &change).await.unwrap();
+    let second = claim(&store, "w", t0() + secs(1), 1).await;
+    assert_eq!((second[0].task_id.as_str(), second[0].network), ("b", Some(TaskNetwork::Host)));
+}
+
 pub async fn a_failure_is_retried_after_its_delay_then_fails_the_execution_and_skips_what_depends_on_it(store: Store) {
     let public = TenantName::public();
     let (plan, package) = setup(&store, 1).await;

@@ -6,8 +6,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cloacina_domain::ports::{StoreError, TenantDeleted};
 use cloacina_domain::{
-    ApiKeyId, Authority, KeyDigest, KeyName, NewKey, NewTenant, Role, Secret, StoredSecret, TenantDescription,
-    TenantName,
+    ApiKeyId, Authority, KeyDigest, KeyName, NewKey, NewTenant, Role, Secret, StoredSecret, TaskNetwork, TenantChange,
+    TenantDescription, TenantName,
 };
 use uuid::Uuid;
 
@@ -111,4 +111,37 @@ pub async fn deleting_a_tenant_revokes_its_keys_and_frees_its_name(store: Store)
     assert_eq!(store.delete_tenant(&name("acme"), at).await.unwrap(), TenantDeleted::NotFound);
     store.create_tenant(&new_tenant("acme")).await.unwrap();
     assert!(store.exists(&name("acme")).await.unwrap(), "the name can be taken again at once");
+}
+
+fn network(n: Option<TaskNetwork>) -> TenantChange {
+    TenantChange { task_network: Some(n) }
+}
+
+pub async fn a_tenants_task_network_is_set_kept_and_cleared_and_an_unknown_tenant_has_none(store: Store) {
+    let public = TenantName::public();
+    assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().task_network, None, "the default at first");
+    let set = store.update_tenant(&public, &network(Some(TaskNetwork::Host))).await.unwrap().unwrap();
+    assert_eq!((set.name.clone(), set.task_network), (public.clone(), Some(TaskNetwork::Host)));
+    assert_eq!(store.get_tenant(&public).await.unwrap().unwrap(), set, "read back as written");
+    assert_eq!(store.list_tenants().await.unwrap()[0].task_network, Some(TaskNetwork::Host));
+    let kept = store.update_tenant(&public, &TenantChange::default()).await.unwrap().unwrap();
+    assert_eq!(kept.task_network, Some(TaskNetwork::Host), "an empty change keeps it");
+    let none = store.update_tenant(&public, &network(Some(TaskNetwork::None))).await.unwrap().unwrap();
+    assert_eq!(none.task_network, Some(TaskNetwork::None));
+    let cleared = store.update_tenant(&public, &network(None)).await.unwrap().unwrap();
+    assert_eq!(cleared.task_network, None);
+    assert_eq!(store.update_tenant(&name("never-created"), &network(Some(TaskNetwork::Host))).await.unwrap(), None);
+    if multi_tenant(&store).await {
+        store.create_tenant(&new_tenant("acme")).await.unwrap();
+        let acme = store.update_tenant(&name("acme"), &network(Some(TaskNetwork::Host))).await.unwrap().unwrap();
+        assert_eq!(acme.task_network, Some(TaskNetwork::Host));
+        assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().task_network, None, "each tenant its own");
+        store.delete_tenant(&name("acme"), t0()).await.unwrap();
+        store.create_tenant(&new_tenant("acme")).await.unwrap();
+        assert_eq!(
+            store.get_tenant(&name("acme")).await.unwrap().unwrap().task_network,
+            None,
+            "a new tenant starts afresh"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! `tenant create|list|get|delete`.
+//! `tenant create|list|get|update|delete`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -47,6 +47,20 @@ pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<(), CliError> {
             let tenant = client.call(Method::GET, &format!("/v1/tenants/{}", segment(&name)?), None::<&()>).await?;
             emit(format, &tenant, || table(std::slice::from_ref(&tenant)), || vec![text(&tenant, "name")])
         }
+        TenantCommand::Update { name, task_network } => {
+            let Some(network) = task_network else {
+                return Err(CliError::Usage("nothing to change: give --task-network host|none|default".into()));
+            };
+            let body = json!({ "task_network": if network == "default" { Value::Null } else { json!(network) } });
+            let path = format!("/v1/tenants/{}", segment(&name)?);
+            let tenant = client.call(Method::PATCH, &path, Some(&body)).await?;
+            emit(
+                format,
+                &tenant,
+                || format!("tenant '{name}': tasks get the {} network", network_of(&tenant)),
+                || vec![text(&tenant, "name")],
+            )
+        }
         TenantCommand::Delete { name, yes } => {
             let path = format!("/v1/tenants/{}", segment(&name)?);
             if !yes {
@@ -63,13 +77,19 @@ pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<(), CliError> {
     }
 }
 
+/// The tenant's task network as a listing shows it: its own, or the servers' default.
+fn network_of(tenant: &Value) -> String {
+    tenant.get("task_network").and_then(Value::as_str).map_or_else(|| "servers' default".to_owned(), str::to_owned)
+}
+
 fn table(tenants: &[Value]) -> String {
-    let mut t = Table::new(&["NAME", "SCHEMA", "DB ROLE", "CREATED", "DESCRIPTION"]);
+    let mut t = Table::new(&["NAME", "SCHEMA", "DB ROLE", "TASK NETWORK", "CREATED", "DESCRIPTION"]);
     for tenant in tenants {
         t.row(vec![
             text(tenant, "name"),
             text(tenant, "schema_name"),
             text(tenant, "username"),
+            tenant.get("task_network").and_then(Value::as_str).unwrap_or("default").to_owned(),
             text(tenant, "created_at"),
             text(tenant, "description"),
         ]);

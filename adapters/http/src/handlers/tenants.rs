@@ -1,11 +1,11 @@
-//! Tenant endpoints: `POST|GET /v1/tenants`, `GET|DELETE /v1/tenants/{tenant}` (god keys).
+//! Tenant endpoints: `POST|GET /v1/tenants`, `GET|PATCH|DELETE /v1/tenants/{tenant}` (god keys).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use cloacina_domain::{TenantDescription, TenantName, TenantRecord};
+use cloacina_domain::{TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord};
 use cloacina_ports::TenantError;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
@@ -39,6 +39,10 @@ pub struct TenantView {
     /// `public`, which always exists and cannot be deleted.
     pub builtin: bool,
     pub created_at: String,
+    /// How the tenant's tasks reach the network, if a god key set it; `null` follows the
+    /// servers' `--task-network`.
+    #[schema(value_type = Option<String>, example = "host")]
+    pub task_network: Option<&'static str>,
 }
 
 impl From<&TenantRecord> for TenantView {
@@ -50,8 +54,24 @@ impl From<&TenantRecord> for TenantView {
             description: t.description.as_ref().map(|d| d.as_str().to_owned()),
             builtin: t.is_builtin(),
             created_at: wire_time(t.created_at),
+            task_network: t.task_network.map(TaskNetwork::as_str),
         }
     }
+}
+
+/// The body of a change (a JSON merge patch): a field left out stays as it is.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantBody {
+    /// `"host"`, `"none"`, or `null` to follow the servers' `--task-network` again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "host")]
+    pub task_network: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`, the default).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// A listing.
@@ -127,6 +147,28 @@ pub async fn get(
     TargetTenant(tenant): TargetTenant,
 ) -> Result<Json<TenantView>, ApiError> {
     let record = state.tenants.get(&caller.0, &tenant).await.map_err(from_error)?;
+    Ok(Json(TenantView::from(&record)))
+}
+
+/// `PATCH /v1/tenants/{tenant}`: changes the tenant's settings. Attempts claimed from then on,
+/// on every server, run with them.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", operation_id = "update_tenant", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant name")), request_body = UpdateTenantBody,
+    responses((status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    TargetTenant(tenant): TargetTenant,
+    JsonBody(body): JsonBody<UpdateTenantBody>,
+) -> Result<Json<TenantView>, ApiError> {
+    let task_network = body
+        .task_network
+        .map(|n| n.as_deref().map(str::parse::<TaskNetwork>).transpose())
+        .transpose()
+        .map_err(|e| ApiError::invalid_field("task_network", format!("task_network: {e}")))?;
+    let record = state.tenants.update(&caller.0, &tenant, &TenantChange { task_network }).await.map_err(from_error)?;
     Ok(Json(TenantView::from(&record)))
 }
 

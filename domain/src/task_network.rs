@@ -1,0 +1,95 @@
+//! How a tenant's tasks reach the network: the deployment's default (`--task-network`) and a
+//! tenant's own setting, which a god key may give it (product.md §4, docs/engine.md).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A network a task attempt runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskNetwork {
+    /// The host's network. The task still holds no credential of the server's.
+    Host,
+    /// None: a network namespace of its own with only a loopback interface.
+    None,
+}
+
+/// Why a string names no network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is neither \"host\" nor \"none\"")]
+pub struct TaskNetworkError(pub String);
+
+impl TaskNetwork {
+    /// The network an attempt of a tenant runs with: the tenant's own setting where it has
+    /// one, the deployment's default otherwise.
+    pub fn for_tenant(setting: Option<Self>, deployment_default: Self) -> Self {
+        setting.unwrap_or(deployment_default)
+    }
+
+    /// The name, as flags, requests and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::None => "none",
+        }
+    }
+}
+
+impl FromStr for TaskNetwork {
+    type Err = TaskNetworkError;
+    fn from_str(s: &str) -> Result<Self, TaskNetworkError> {
+        match s {
+            "host" => Ok(Self::Host),
+            "none" => Ok(Self::None),
+            other => Err(TaskNetworkError(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for TaskNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A change to a tenant's settings; a field left `None` stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantChange {
+    /// `Some(None)` gives the tenant back the deployment's default.
+    pub task_network: Option<Option<TaskNetwork>>,
+}
+
+impl TenantChange {
+    /// Whether the change changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.task_network.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_setting_wins_over_the_deployment_default_and_its_absence_does_not() {
+        assert_eq!(TaskNetwork::for_tenant(Some(TaskNetwork::Host), TaskNetwork::None), TaskNetwork::Host);
+        assert_eq!(TaskNetwork::for_tenant(Some(TaskNetwork::None), TaskNetwork::Host), TaskNetwork::None);
+        assert_eq!(TaskNetwork::for_tenant(None, TaskNetwork::Host), TaskNetwork::Host);
+        assert_eq!(TaskNetwork::for_tenant(None, TaskNetwork::None), TaskNetwork::None);
+    }
+
+    #[test]
+    fn names_round_trip_and_anything_else_is_refused_by_name() {
+        for n in [TaskNetwork::Host, TaskNetwork::None] {
+            assert_eq!(n.as_str().parse::<TaskNetwork>(), Ok(n));
+        }
+        let err = "bridge".parse::<TaskNetwork>().unwrap_err();
+        assert_eq!(err.to_string(), "'bridge' is neither \"host\" nor \"none\"");
+        assert!("Host".parse::<TaskNetwork>().is_err());
+    }
+
+    #[test]
+    fn an_empty_change_says_so() {
+        assert!(TenantChange::default().is_empty());
+        assert!(!TenantChange { task_network: Some(None) }.is_empty());
+    }
+}
