@@ -50,6 +50,25 @@ impl ExecutionStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, ExecutionStatus::Succeeded | ExecutionStatus::Failed | ExecutionStatus::Cancelled)
     }
+
+    /// The word the API answers with: the reference server's vocabulary (wire.md), so its
+    /// clients read our answers unchanged.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "Pending",
+            ExecutionStatus::Running => "Running",
+            ExecutionStatus::Succeeded => "Completed",
+            ExecutionStatus::Failed => "Failed",
+            ExecutionStatus::Cancelled => "Cancelled",
+        }
+    }
+
+    /// The status a filter names: the API's word or the stored one, in any case.
+    pub fn from_filter(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.wire_name().eq_ignore_ascii_case(name) || s.as_str().eq_ignore_ascii_case(name))
+    }
 }
 
 /// Where one task of an execution stands.
@@ -94,6 +113,20 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Skipped => "skipped",
             TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The word the API answers with, in the reference server's vocabulary (wire.md); it has
+    /// none for a cancelled task, which keeps ours.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            TaskStatus::Waiting => "NotStarted",
+            TaskStatus::Ready => "Ready",
+            TaskStatus::Running => "Running",
+            TaskStatus::Succeeded => "Completed",
+            TaskStatus::Failed => "Failed",
+            TaskStatus::Skipped => "Skipped",
+            TaskStatus::Cancelled => "Cancelled",
         }
     }
 
@@ -299,3 +332,23 @@ pub use stored::*;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod wire_names {
+    use super::*;
+
+    #[test]
+    fn every_status_has_one_api_word_and_filters_take_either_word_in_any_case() {
+        let words: Vec<_> = ExecutionStatus::ALL.iter().map(|s| s.wire_name()).collect();
+        assert_eq!(words, ["Pending", "Running", "Completed", "Failed", "Cancelled"]);
+        for s in ExecutionStatus::ALL {
+            for name in [s.wire_name().to_owned(), s.wire_name().to_lowercase(), s.as_str().to_owned()] {
+                assert_eq!(ExecutionStatus::from_filter(&name), Some(s), "{name}");
+            }
+        }
+        assert_eq!(ExecutionStatus::from_filter("COMPLETED"), Some(ExecutionStatus::Succeeded));
+        assert_eq!(ExecutionStatus::from_filter("done"), None);
+        let tasks: Vec<_> = TaskStatus::ALL.iter().map(|s| s.wire_name()).collect();
+        assert_eq!(tasks, ["NotStarted", "Ready", "Running", "Completed", "Failed", "Skipped", "Cancelled"]);
+    }
+}

@@ -49,7 +49,7 @@ async fn keys_through_the_cli_with_every_key_reference_form() {
     let env = [("CLOACINA_SERVER", s), ("CLOACINA_API_KEY", admin.as_str())];
     let out = cli(h, &["key", "list", "-o", "json"], &env);
     let names: Vec<_> =
-        json(&out)["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect();
+        json(&out)["items"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["bootstrap-admin", "acme-ci", "monitor", "second-admin"]);
     let out = cli(h, &["key", "list"], &env);
     let table = stdout(&out);
@@ -87,7 +87,7 @@ async fn a_tenant_admin_key_lists_its_own_tenant_without_being_told() {
         &[("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", &tenant_admin)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let keys = json(&out)["keys"].as_array().unwrap().clone();
+    let keys = json(&out)["items"].as_array().unwrap().clone();
     assert_eq!(keys.len(), 1, "only the tenant's keys, not the admin keys");
     assert_eq!(keys[0]["tenant_id"], "public");
     let out = cli(
@@ -214,7 +214,7 @@ async fn expiring_keys_stop_working_on_time_and_last_use_survives_a_restart() {
     let server = Server::start(h, &[], &[]);
     let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", admin.as_str())];
     let out = cli(h, &["key", "list", "-o", "json"], &env);
-    let keys = json(&out)["keys"].as_array().unwrap().clone();
+    let keys = json(&out)["items"].as_array().unwrap().clone();
     let used = |name: &str| keys.iter().find(|k| k["name"] == name).unwrap().get("last_used_at").is_some();
     assert!(used("bootstrap-admin") && used("short-lived"), "{keys:?}");
     server.stop();

@@ -33,11 +33,11 @@ fn documented_flow(home: &Path, server: &Server, writer: &str, reader: &str) {
     ok(writer, &["package", "pack", "nightly"]);
     ok(writer, &["package", "upload", "nightly-0.1.0.cloacina"]);
     let waited = ok(writer, &["workflow", "run", "pipeline", "--context", r#"{"source": "crm"}"#, "--wait"]);
-    assert!(waited.contains("succeeded"), "{waited}");
+    assert!(waited.contains("Completed"), "{waited}");
     let id = ok(reader, &["-o", "id", "execution", "list", "--workflow", "pipeline", "--limit", "1"]);
     assert_eq!(id.len(), 36, "{id}");
     let status = ok(reader, &["execution", "status", &id]);
-    assert!(status.contains("status     succeeded"), "{status}");
+    assert!(status.contains("status     Completed"), "{status}");
     let extract = ok(reader, &["execution", "logs", &id, "extract"]);
     assert!(extract.contains("extracting from"), "{extract}");
     let transform = ok(reader, &["execution", "logs", &id, "transform"]);
@@ -46,7 +46,7 @@ fn documented_flow(home: &Path, server: &Server, writer: &str, reader: &str) {
     assert!(load.contains(r#""doubled":6"#) && load.contains(r#""source":"demo""#), "data flowed downstream: {load}");
     let tasks: Value = serde_json::from_str(&ok(reader, &["-o", "json", "execution", "tasks", &id])).unwrap();
     let done: Vec<&str> = tasks["tasks"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
-    assert_eq!(done, ["succeeded"; 3], "{tasks}");
+    assert_eq!(done, ["Completed"; 3], "{tasks}");
     let events = ok(reader, &["execution", "events", &id]);
     assert!(events.contains("execution_succeeded"), "{events}");
     // A read key may look but not run.
@@ -144,7 +144,7 @@ pub(crate) async fn finished(server: &Server, tenant: &str, key: &str, id: &str,
     loop {
         let (status, e) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}"), Some(key)).await;
         assert_eq!(status, 200, "{e}");
-        if ["succeeded", "failed", "cancelled"].contains(&e["status"].as_str().unwrap_or("")) {
+        if ["Completed", "Failed", "Cancelled"].contains(&e["status"].as_str().unwrap_or("")) {
             return e;
         }
         assert!(start.elapsed() < within, "execution {id} still {} after {within:?}", e["status"]);
@@ -155,7 +155,7 @@ pub(crate) async fn finished(server: &Server, tenant: &str, key: &str, id: &str,
 async fn tasks(server: &Server, tenant: &str, key: &str, id: &str) -> BTreeMap<String, Value> {
     let (status, body) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks"), Some(key)).await;
     assert_eq!(status, 200, "{body}");
-    body["tasks"].as_array().unwrap().iter().map(|t| (t["task_id"].as_str().unwrap().to_owned(), t.clone())).collect()
+    body["tasks"].as_array().unwrap().iter().map(|t| (t["task_name"].as_str().unwrap().to_owned(), t.clone())).collect()
 }
 
 const BEHAVIOURS: &str = r#"
@@ -219,11 +219,11 @@ async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, re
     assert_eq!((accepted["workflow_name"].as_str(), accepted["tenant_id"].as_str()), (Some("flaky"), Some(tenant)));
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     let e = finished(server, tenant, reader, &id, Duration::from_secs(30)).await;
-    assert_eq!(e["status"], "failed", "{e}");
+    assert_eq!(e["status"], "Failed", "{e}");
     assert_eq!(e["error"], "task 'fail' failed after 2 attempt(s): exited with status 3", "{e}");
     let t = tasks(server, tenant, reader, &id).await;
-    assert_eq!((t["fail"]["status"].as_str(), t["fail"]["attempts"].as_u64()), (Some("failed"), Some(2)));
-    assert_eq!(t["after"]["status"], "skipped");
+    assert_eq!((t["fail"]["status"].as_str(), t["fail"]["attempt"].as_u64()), (Some("Failed"), Some(2)));
+    assert_eq!(t["after"]["status"], "Skipped");
     let (_, logs) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks/fail/logs"), Some(reader)).await;
     let attempts = logs["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{logs}");
@@ -241,7 +241,7 @@ async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, re
         server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/retry"), Some(writer), None).await;
     assert_eq!(status, 202, "{body}");
     let e = finished(server, tenant, reader, &id, Duration::from_secs(30)).await;
-    assert_eq!((e["status"].as_str(), &e["error"]), (Some("succeeded"), &Value::Null), "{e}");
+    assert_eq!((e["status"].as_str(), &e["error"]), (Some("Completed"), &Value::Null), "{e}");
     let (status, body) =
         server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/retry"), Some(writer), None).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("invalid_state")), "{body}");
@@ -258,7 +258,7 @@ async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, re
     let (_, accepted, _) = execute(server, tenant, writer, "slow", json!({}), None).await;
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     let start = Instant::now();
-    while tasks(server, tenant, reader, &id).await["wait"]["status"] != "running" {
+    while tasks(server, tenant, reader, &id).await["wait"]["status"] != "Running" {
         assert!(start.elapsed() < Duration::from_secs(10), "the slow task never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -267,9 +267,9 @@ async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, re
     assert_eq!(status, 403, "{body}");
     let (status, body) =
         server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/cancel"), Some(writer), None).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")), "{body}");
+    assert_eq!((status, body["status"].as_str()), (200, Some("Cancelled")), "{body}");
     let t = tasks(server, tenant, reader, &id).await;
-    assert_eq!((t["wait"]["status"].as_str(), t["never"]["status"].as_str()), (Some("cancelled"), Some("cancelled")));
+    assert_eq!((t["wait"]["status"].as_str(), t["never"]["status"].as_str()), (Some("Cancelled"), Some("Cancelled")));
     let (status, body) =
         server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/cancel"), Some(writer), None).await;
     assert_eq!(status, 409, "{body}");
@@ -339,7 +339,7 @@ async fn retries_timeouts_cancel_retry_idempotency_and_isolation_on_postgres() {
     // Another tenant's execution ids: 404 in its own tenant's paths, 403 in acme's.
     let (_, page) = server.get("/v1/tenants/acme/executions?limit=500", Some(&reader)).await;
     let ids: Vec<String> =
-        page["executions"].as_array().unwrap().iter().map(|e| e["execution_id"].as_str().unwrap().to_owned()).collect();
+        page["items"].as_array().unwrap().iter().map(|e| e["execution_id"].as_str().unwrap().to_owned()).collect();
     assert!(!ids.is_empty());
     for id in &ids {
         for path in [
@@ -434,8 +434,8 @@ async fn runs(server: &Server, key: &str, ids: &[String]) -> BTreeMap<(String, S
             server.get(&format!("/v1/tenants/public/executions/{id}/events?limit=1000"), Some(key)).await;
         assert_eq!(status, 200, "{events}");
         for e in events["events"].as_array().unwrap() {
-            if e["kind"] == "task_started" {
-                *m.entry((id.clone(), e["task"].as_str().unwrap_or_default().to_owned())).or_insert(0) += 1;
+            if e["event_type"] == "task_started" {
+                *m.entry((id.clone(), e["task_name"].as_str().unwrap_or_default().to_owned())).or_insert(0) += 1;
             }
         }
     }
@@ -461,7 +461,7 @@ async fn two_replicas_share_the_work_and_never_run_a_task_twice_while_both_live(
     }
     for id in &ids {
         let e = finished(&a, "public", &god, id, Duration::from_secs(60)).await;
-        assert_eq!(e["status"], "succeeded", "{e}");
+        assert_eq!(e["status"], "Completed", "{e}");
     }
     let counts = runs(&a, &god, &ids).await;
     assert_eq!(counts.len(), 90, "every task of every execution ran");
@@ -471,7 +471,7 @@ async fn two_replicas_share_the_work_and_never_run_a_task_twice_while_both_live(
     for id in &ids {
         let (_, events) = a.get(&format!("/v1/tenants/public/executions/{id}/events"), Some(&god)).await;
         for e in events["events"].as_array().unwrap() {
-            if e["kind"] == "task_started" {
+            if e["event_type"] == "task_started" {
                 workers.insert(e["detail"]["worker"].as_str().unwrap().to_owned());
             }
         }
@@ -549,7 +549,7 @@ async fn kill_9_at_random_points_loses_no_execution() {
         counts.values().sum::<usize>(),
         counts.len()
     );
-    assert_eq!(statuses.get("succeeded"), Some(&(total as usize)), "every execution finished and none was lost");
+    assert_eq!(statuses.get("Completed"), Some(&(total as usize)), "every execution finished and none was lost");
     assert_eq!(counts.len(), (total * 3) as usize, "every task ran at least once");
     let held = held["execution_id"].as_str().unwrap();
     let (status, body) =
@@ -575,14 +575,14 @@ async fn an_api_only_server_runs_nothing_and_a_worker_server_on_the_same_databas
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, e) = api.get(&format!("/v1/tenants/public/executions/{id}"), Some(&god)).await;
-    assert_eq!(e["status"], "pending", "an API-only server claims nothing: {e}");
+    assert_eq!(e["status"], "Pending", "an API-only server claims nothing: {e}");
     let worker = Server::start(
         home_worker.path(),
         &["--database-url", &db.url, "--db-max-connections", "4", "--workers", "2"],
         &[],
     );
     let e = finished(&api, "public", &god, &id, Duration::from_secs(30)).await;
-    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["status"], "Completed", "{e}");
     assert_eq!(runs(&api, &god, std::slice::from_ref(&id)).await.len(), 3);
     worker.stop();
     api.stop();
@@ -599,7 +599,7 @@ async fn shutdown_gives_back_a_running_attempt_and_the_next_server_runs_it_again
     let (_, accepted, _) = execute(&server, "public", &god, "slow", json!({}), None).await;
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     let start = Instant::now();
-    while tasks(&server, "public", &god, &id).await["wait"]["status"] != "running" {
+    while tasks(&server, "public", &god, &id).await["wait"]["status"] != "Running" {
         assert!(start.elapsed() < Duration::from_secs(10), "never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -608,13 +608,14 @@ async fn shutdown_gives_back_a_running_attempt_and_the_next_server_runs_it_again
     assert!(stopping.elapsed() < Duration::from_secs(10), "drained within the shutdown timeout, not the task's 30 s");
     let server = Server::start(home.path(), &[], &[]);
     let (_, events) = server.get(&format!("/v1/tenants/public/executions/{id}/events"), Some(&god)).await;
-    let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"task_released"), "{kinds:?}");
     let start = Instant::now();
     loop {
         let t = tasks(&server, "public", &god, &id).await;
-        if t["wait"]["status"] == "running" {
-            assert_eq!(t["wait"]["attempts"], 1, "the given-back attempt did not count: {t:?}");
+        if t["wait"]["status"] == "Running" {
+            assert_eq!(t["wait"]["attempt"], 1, "the given-back attempt did not count: {t:?}");
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "the restarted server did not run it: {t:?}");
@@ -643,7 +644,7 @@ async fn a_new_version_runs_new_executions_while_a_running_one_keeps_its_own() {
     let second = second["execution_id"].as_str().unwrap().to_owned();
     for (id, version, said) in [(&first, "1.0.0", "version one\n"), (&second, "1.1.0", "version two\n")] {
         let e = finished(&server, "public", &god, id, Duration::from_secs(20)).await;
-        assert_eq!((e["status"].as_str(), e["package_version"].as_str()), (Some("succeeded"), Some(version)), "{e}");
+        assert_eq!((e["status"].as_str(), e["package_version"].as_str()), (Some("Completed"), Some(version)), "{e}");
         let (_, logs) = server.get(&format!("/v1/tenants/public/executions/{id}/tasks/say/logs"), Some(&god)).await;
         assert_eq!(logs["attempts"][0]["stdout"], said, "{logs}");
     }

@@ -33,10 +33,10 @@ fn package_steps(home: &std::path::Path, server: &Server, writer: &str, reader: 
     assert_eq!(out.status.code(), Some(4), "a read key may not upload: {}", stderr(&out));
     let out = run(&["-o", "json", "package", "list"], reader);
     let listed: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(listed["packages"][0]["name"], "acme-etl", "{listed}");
+    assert_eq!(listed["items"][0]["name"], "acme-etl", "{listed}");
     let out = run(&["-o", "json", "workflow", "list"], reader);
     let listed: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(listed["workflows"][0]["tasks"], serde_json::json!(["extract", "transform", "load"]), "{listed}");
+    assert_eq!(listed["items"][0]["tasks"], serde_json::json!(["extract", "transform", "load"]), "{listed}");
     let out = run(&["workflow", "inspect", "pipeline"], reader);
     assert!(stdout(&out).contains("extract → transform → load"), "{}", stdout(&out));
     let out = run(&["workflow", "pause", "pipeline"], writer);

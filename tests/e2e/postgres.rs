@@ -198,7 +198,7 @@ package upload globex-billing-3.0.0.cloacina"#,
     }
     let (status, listed) = server.get("/v1/tenants", Some(&fresh)).await;
     assert_eq!(status, 200);
-    assert_eq!(listed["tenants"].as_array().unwrap().len(), 3, "tenants survive the recovery: {listed}");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3, "tenants survive the recovery: {listed}");
     server.stop();
 }
 
@@ -308,7 +308,7 @@ async fn bootstrap_race_ten_replicas_on_one_empty_postgres_database() {
         for s in &servers {
             let (status, listed) = s.get("/v1/auth/keys", Some(&key)).await;
             assert_eq!(status, 200, "round {round}: every replica accepts the one key: {listed}");
-            assert_eq!(listed["keys"].as_array().unwrap().len(), 1, "round {round}: {listed}");
+            assert_eq!(listed["items"].as_array().unwrap().len(), 1, "round {round}: {listed}");
         }
         let created = servers.iter().filter(|s| s.stderr().contains("bootstrap admin key created")).count();
         assert_eq!(created, 1, "round {round}: one replica created the key");
@@ -424,7 +424,7 @@ async fn tenants_and_tenant_keys_through_the_cli() {
     let reader = json(&cli(h, &["key", "create", "acme-reader", "--role", "read", "-o", "json"], &as_admin));
     assert_eq!(reader["tenant_id"], "acme");
     let listed = json(&cli(h, &["key", "list", "-o", "json"], &as_admin));
-    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
     let out = cli(h, &["key", "revoke", reader["id"].as_str().unwrap()], &as_admin);
     assert!(out.status.success(), "{}", stderr(&out));
     for args in

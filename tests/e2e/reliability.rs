@@ -21,7 +21,7 @@ async fn bootstrap_race_ten_replicas_on_one_empty_database() {
         for s in &servers {
             let (status, listed) = s.get("/auth/keys", Some(&key)).await;
             assert_eq!(status, 200, "round {round}: every replica accepts the one key: {listed}");
-            assert_eq!(listed["keys"].as_array().unwrap().len(), 1, "round {round}: {listed}");
+            assert_eq!(listed["items"].as_array().unwrap().len(), 1, "round {round}: {listed}");
         }
         let db = rusqlite::Connection::open(root.join(".cloacina/cloacina.db")).unwrap();
         let gods: i64 = db.query_row("SELECT count(*) FROM api_keys WHERE is_admin = 1", [], |r| r.get(0)).unwrap();

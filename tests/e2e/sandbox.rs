@@ -102,7 +102,7 @@ async fn probes_are_held(
     let ran_id = ran["execution_id"].as_str().unwrap().to_owned();
     assert_eq!(
         finished(server, other_tenant, other_key, &ran_id, Duration::from_secs(30)).await["status"],
-        "succeeded"
+        "Completed"
     );
     let other_folder =
         find_dir(&home.join(format!("tasks/packages/{other_tenant}")), "other-1.0.0").expect("unpacked other package");
@@ -140,7 +140,7 @@ async fn probes_are_held(
     assert_eq!(status, 202, "{accepted}");
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     let e = finished(server, tenant, writer, &id, Duration::from_secs(60)).await;
-    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["status"], "Completed", "{e}");
     let mut report = Vec::new();
     for name in &names {
         let out = logs(server, tenant, writer, &id, name).await;
@@ -162,7 +162,7 @@ async fn probes_are_held(
     let (_, accepted, _) = execute(server, tenant, writer, "py", json!({"context": {"n": 14}}), None).await;
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     let e = finished(server, tenant, writer, &id, Duration::from_secs(60)).await;
-    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["status"], "Completed", "{e}");
     let (_, tasks) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks"), Some(writer)).await;
     assert_eq!(tasks["tasks"][0]["output"], json!({"tripled": 42}), "python3 ran and its output came back: {tasks}");
     let left = std::fs::read_dir(home.join("tasks/attempts")).unwrap().count();
@@ -236,13 +236,13 @@ async fn without_bubblewrap_the_server_says_why_and_runs_no_tasks() {
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, e) = server.get(&format!("/v1/tenants/public/executions/{id}"), Some(&god)).await;
-    assert_eq!(e["status"], "pending", "no task ran unsandboxed: {e}");
+    assert_eq!(e["status"], "Pending", "no task ran unsandboxed: {e}");
     server.stop();
 
     // With --unsafe-no-sandbox it runs, and production refuses the flag.
     let server = Server::start(home.path(), &["--unsafe-no-sandbox"], &[("PATH", "/nonexistent:/usr/bin:/bin")]);
     let e = finished(&server, "public", &god, &id, Duration::from_secs(30)).await;
-    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["status"], "Completed", "{e}");
     server.stop();
     let out = crate::harness::command(home.path())
         .args(["serve", "--bind", "127.0.0.1:0", "--unsafe-no-sandbox"])
@@ -344,7 +344,7 @@ async fn the_probes_do_find_the_breaches_of_an_unsandboxed_server() {
     assert_eq!(upload(&server, "public", &god, &probes).await.0, 201);
     let (_, accepted, _) = execute(&server, "public", &god, "probes", json!({}), None).await;
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
-    assert_eq!(finished(&server, "public", &god, &id, Duration::from_secs(30)).await["status"], "succeeded");
+    assert_eq!(finished(&server, "public", &god, &id, Duration::from_secs(30)).await["status"], "Completed");
     for name in ["bootstrap-key", "home-files"] {
         let out = logs(&server, "public", &god, &id, name).await;
         assert!(out.contains(&format!("BREACH {name}")), "{name} should get through unsandboxed: {out}");

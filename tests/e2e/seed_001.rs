@@ -65,7 +65,7 @@ async fn keys_are_created_listed_and_revoked_as_the_guide_shows() {
     let (status, listed) = server.get("/auth/keys", Some(&ci_key)).await;
     assert_eq!(status, 200);
     let names: Vec<_> =
-        listed["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect();
+        listed["items"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["bootstrap-admin", "ci-deploy"]);
     assert!(!listed.to_string().contains(&ci_key));
 
@@ -88,7 +88,7 @@ async fn a_restart_does_not_bootstrap_again() {
     let second = Server::start(home.path(), &["--bootstrap-key", SUPPLIED], &[]);
     assert_eq!(bootstrap_key(home.path()), key, "the bootstrap file is left as it was");
     let (_, listed) = second.get("/auth/keys", Some(&key)).await;
-    assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     assert_eq!(second.get("/v1/auth/whoami", Some(SUPPLIED)).await.0, 401, "an ignored supplied key is not a key");
     assert!(second.stderr().contains("supplied bootstrap key was ignored"), "{}", second.stderr());
     second.stop();

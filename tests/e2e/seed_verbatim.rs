@@ -45,8 +45,8 @@ async fn seed_001_and_the_seed_002_sqlite_recovery_as_written() {
     let api_key = created["key"].as_str().unwrap().to_owned();
     let env = [("URL", url.as_str()), ("API_KEY", api_key.as_str())];
     let listed = json(&run(h, r#"curl -s $URL/auth/keys -H "Authorization: Bearer $API_KEY" | jq"#, &env));
-    assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
-    let bootstrap_id = listed["keys"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    let bootstrap_id = listed["items"][0]["id"].as_str().unwrap().to_owned();
     let revoked = json(&run(
         h,
         &format!(r#"curl -s -X DELETE $URL/auth/keys/{bootstrap_id} -H "Authorization: Bearer $API_KEY" | jq"#),

@@ -36,7 +36,7 @@ async fn reach(server: &Server, tenant: &str, key: &str, port: u16) -> String {
     assert_eq!(status, 202, "{accepted}");
     let id = accepted["execution_id"].as_str().unwrap().to_owned();
     let e = finished(server, tenant, key, &id, Duration::from_secs(60)).await;
-    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(e["status"], "Completed", "{e}");
     let (_, logs) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks/reach/logs"), Some(key)).await;
     logs["attempts"][0]["stdout"].as_str().unwrap_or_default().trim().to_owned()
 }

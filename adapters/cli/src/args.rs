@@ -409,14 +409,14 @@ pub enum WorkflowCommand {
 pub enum ExecutionCommand {
     /// List executions, newest first
     List {
-        /// Only this status: pending, running, succeeded, failed, cancelled
+        /// Only this status: Pending, Running, Completed, Failed, Cancelled (any case)
         #[arg(long, value_name = "STATUS")]
         status: Option<String>,
         /// Only executions of this workflow
         #[arg(long, value_name = "NAME")]
         workflow: Option<String>,
-        /// Page size (1 to 500)
-        #[arg(long, default_value_t = 50, value_name = "N")]
+        /// Page size (1 to 1000)
+        #[arg(long, default_value_t = 100, value_name = "N")]
         limit: u32,
         /// Executions to skip
         #[arg(long, default_value_t = 0, value_name = "N")]

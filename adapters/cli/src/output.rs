@@ -67,6 +67,12 @@ pub fn emit(
 }
 
 /// A string field of a JSON object, or "-".
+/// The rows of a list answer: its `items` (the list envelope), or the answer itself when it is
+/// a bare array.
+pub fn items(listed: &Value) -> Vec<Value> {
+    listed.get("items").unwrap_or(listed).as_array().cloned().unwrap_or_default()
+}
+
 pub fn text(v: &Value, key: &str) -> String {
     match v.get(key) {
         Some(Value::String(s)) => s.clone(),

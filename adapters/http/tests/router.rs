@@ -379,7 +379,7 @@ async fn listings_never_show_a_hash_or_a_plaintext() {
     let (status, body, _) = app.send(Method::GET, "/v1/auth/keys", god, None).await;
     assert_eq!(status, StatusCode::OK);
     let text = body.to_string();
-    assert_eq!(body["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(body["items"].as_array().unwrap().len(), 2);
     assert!(!text.contains("clk_") && !text.contains("hash") && !text.contains(&app.god[10..30]), "{text}");
 }
 
@@ -442,7 +442,7 @@ async fn isolation_matrix(app: App) {
     let other = app.key(tenant("acme", Role::Admin)).await;
     let revoked = app.key(tenant("public", Role::Admin)).await;
     let (_, listed, _) = app.send(Method::GET, "/v1/tenants/public/keys", Some(&admin), None).await;
-    let revoked_id = listed["keys"].as_array().unwrap().iter().rev().find(|k| k["revoked"] == false).unwrap()["id"]
+    let revoked_id = listed["items"].as_array().unwrap().iter().rev().find(|k| k["revoked"] == false).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -571,8 +571,8 @@ async fn on_sqlite_tenants_list_public_and_creating_or_deleting_says_postgres_is
     let god = Some(app.god.as_str());
     let (status, body, _) = app.send(Method::GET, "/v1/tenants", god, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["tenants"][0]["name"], "public", "{body}");
-    assert_eq!(body["tenants"].as_array().unwrap().len(), 1);
+    assert_eq!(body["items"][0]["name"], "public", "{body}");
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
     let (status, body, _) = app.send(Method::POST, "/v1/tenants", god, Some(json!({"name": "acme"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_envelope(&body, "multi_tenancy_unavailable");
@@ -611,7 +611,7 @@ async fn on_postgres_a_tenant_is_created_shown_and_deleted_and_its_name_is_free_
         assert_eq!(body["field"], field, "{bad}: {body}");
     }
     let (_, body, _) = app.send(Method::GET, "/v1/tenants", god, None).await;
-    let names: Vec<_> = body["tenants"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<_> = body["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["public", "acme", "globex"]);
     let (status, body, _) = app.send(Method::GET, "/v1/tenants/globex", god, None).await;
     assert_eq!((status, body["description"].clone()), (StatusCode::OK, json!("Globex Corp")));
@@ -646,7 +646,7 @@ async fn tenant_settings_are_set_shown_and_cleared(app: App, multi_tenant: bool)
     assert_eq!((status, body["task_network"].clone()), (StatusCode::OK, json!("host")), "{body}");
     assert_eq!(body["name"], "public");
     let (_, body, _) = app.send(Method::GET, "/v1/tenants", god, None).await;
-    assert_eq!(body["tenants"][0]["task_network"], "host", "{body}");
+    assert_eq!(body["items"][0]["task_network"], "host", "{body}");
     let (status, body, _) = app.send(Method::PATCH, "/v1/tenants/public", god, Some(json!({}))).await;
     assert_eq!((status, body["task_network"].clone()), (StatusCode::OK, json!("host")), "a field left out stays");
     for (bad, field) in [
@@ -752,10 +752,10 @@ async fn uploads_are_checked_stored_once_and_listed(app: App, tenant: &str) {
     let (status, body) = app.upload(tenant, &reader, "file", &bytes).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (_, listed, _) = app.send(Method::GET, &format!("/v1/tenants/{tenant}/workflows"), Some(&reader), None).await;
-    assert_eq!(listed["workflows"][0]["name"], "pipeline", "{listed}");
-    assert_eq!(listed["workflows"][0]["version"], "1.0.0");
+    assert_eq!(listed["items"][0]["name"], "pipeline", "{listed}");
+    assert_eq!(listed["items"][0]["version"], "1.0.0");
     let (_, packages, _) = app.send(Method::GET, &format!("/v1/tenants/{tenant}/packages"), Some(&reader), None).await;
-    assert_eq!(packages["packages"].as_array().unwrap().len(), 1, "{packages}");
+    assert_eq!(packages["items"].as_array().unwrap().len(), 1, "{packages}");
 
     let (status, body) = app.upload(tenant, &writer, "file", b"not an archive at all").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -74,10 +74,12 @@ fn task_status(s: &str) -> Result<TaskStatus, sqlx::Error> {
     TaskStatus::parse(s).ok_or_else(|| decode(Bad(format!("unknown task status '{s}'"))))
 }
 
-fn task(row: &PgRow) -> Result<TaskRecord, sqlx::Error> {
+fn task(row: &PgRow, plan: &Plan) -> Result<TaskRecord, sqlx::Error> {
     let output: Option<Json<Map<String, Value>>> = row.try_get(7)?;
+    let position = usize::try_from(row.try_get::<i32, _>(0)?).map_err(decode)?;
     Ok(TaskRecord {
-        position: usize::try_from(row.try_get::<i32, _>(0)?).map_err(decode)?,
+        max_attempts: plan.tasks.get(position).map_or(1, |t| t.retry.max_attempts()),
+        position,
         task_id: row.try_get(1)?,
         status: task_status(&row.try_get::<String, _>(2)?)?,
         attempts: u32::try_from(row.try_get::<i32, _>(3)?).map_err(decode)?,
@@ -901,9 +903,13 @@ impl ExecutionStore for PgDb {
         id: ExecutionId,
     ) -> Result<Option<Option<Vec<TaskRecord>>>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        if !exists(&mut tx, id).await? {
-            return Ok(Some(None));
-        }
+        let plan: Option<Json<Value>> = sqlx::query_scalar("SELECT plan FROM executions WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(translate)?;
+        let Some(plan) = plan else { return Ok(Some(None)) };
+        let plan = Plan::from_json(&plan.0).map_err(unexpected)?;
         let rows = sqlx::query(
             "SELECT position, task_id, status, attempts, ready_at, started_at, finished_at, output, error
              FROM execution_tasks WHERE execution_id = $1 ORDER BY position",
@@ -913,7 +919,7 @@ impl ExecutionStore for PgDb {
         .await
         .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        rows.iter().map(task).collect::<Result<Vec<_>, _>>().map(|t| Some(Some(t))).map_err(translate)
+        rows.iter().map(|r| task(r, &plan)).collect::<Result<Vec<_>, _>>().map(|t| Some(Some(t))).map_err(translate)
     }
 
     async fn execution_events(

@@ -88,8 +88,10 @@ fn execution(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     })
 }
 
-fn task(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+fn task(row: &Row<'_>, plan: &Plan) -> rusqlite::Result<TaskRecord> {
+    let position: usize = row.get::<_, i64>(0)?.try_into().map_err(|e| conv(0, e))?;
     Ok(TaskRecord {
+        max_attempts: plan.tasks.get(position).map_or(1, |t| t.retry.max_attempts()),
         position: row.get::<_, i64>(0)?.try_into().map_err(|e| conv(0, e))?,
         task_id: row.get(1)?,
         status: task_status(row, 2)?,
@@ -612,13 +614,19 @@ impl ExecutionStore for SqliteDb {
             return Ok(None);
         }
         self.read(move |conn| {
-            if !exists(conn, id)? {
-                return Ok(None);
-            }
+            let plan: Option<String> = conn
+                .prepare_cached("SELECT plan FROM executions WHERE id = ?1")?
+                .query_row([id.to_string()], |r| r.get(0))
+                .optional()?;
+            let Some(plan) = plan else { return Ok(None) };
+            let plan = serde_json::from_str(&plan)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Plan::from_json(&v).map_err(|e| e.to_string()))
+                .map_err(|e| conv(0, Bad(e)))?;
             conn.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM execution_tasks WHERE execution_id = ?1 ORDER BY position"
             ))?
-            .query_map([id.to_string()], task)?
+            .query_map([id.to_string()], |r| task(r, &plan))?
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
         })

@@ -114,6 +114,8 @@ pub struct TaskRecord {
     pub status: TaskStatus,
     /// Attempts started.
     pub attempts: u32,
+    /// The most it gets ([`crate::package::RetryPolicy::max_attempts`] of its plan step).
+    pub max_attempts: u32,
     /// When it may next be claimed (ready tasks).
     pub ready_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,

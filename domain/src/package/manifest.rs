@@ -90,6 +90,13 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
 }
 
+impl RetryPolicy {
+    /// The most attempts a task gets: the first and its retries.
+    pub fn max_attempts(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+}
+
 /// How the delay grows between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backoff {

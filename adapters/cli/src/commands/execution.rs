@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::args::ExecutionCommand;
 use crate::client::{Client, Context, segment};
 use crate::exit::CliError;
-use crate::output::{Table, emit, text};
+use crate::output::{Table, emit, items, text};
 
 /// How often `watch` and `--wait` ask.
 const POLL: Duration = Duration::from_millis(300);
@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
                 query.push_str(&format!("&workflow={}", segment(&w)?));
             }
             let page = client.call(Method::GET, &format!("{base}{query}"), None::<&()>).await?;
-            let rows = page["executions"].as_array().cloned().unwrap_or_default();
+            let rows = items(&page);
             emit(
                 format,
                 &page,
@@ -68,17 +68,17 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
                     let mut t = Table::new(&["TASK", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "ERROR"]);
                     for task in &tasks {
                         t.row(vec![
-                            text(task, "task_id"),
+                            text(task, "task_name"),
                             text(task, "status"),
-                            text(task, "attempts"),
+                            format!("{}/{}", text(task, "attempt"), text(task, "max_attempts")),
                             text(task, "started_at"),
-                            text(task, "finished_at"),
-                            text(task, "error"),
+                            text(task, "completed_at"),
+                            text(task, "last_error"),
                         ]);
                     }
                     t.render()
                 },
-                || tasks.iter().map(|t| text(t, "task_id")).collect(),
+                || tasks.iter().map(|t| text(t, "task_name")).collect(),
             )
         }
         ExecutionCommand::Events { id, since } => {
@@ -161,12 +161,12 @@ fn duration(e: &Value) -> String {
 }
 
 fn event_line(e: &Value) -> String {
-    let task = e["task"].as_str().map(|t| format!(" {t}")).unwrap_or_default();
+    let task = e["task_name"].as_str().map(|t| format!(" {t}")).unwrap_or_default();
     let detail = match &e["detail"] {
         Value::Object(m) if !m.is_empty() => format!(" {}", Value::Object(m.clone())),
         _ => String::new(),
     };
-    format!("{:>6}  {}  {}{task}{detail}", text(e, "id"), text(e, "at"), text(e, "kind"))
+    format!("{:>6}  {}  {}{task}{detail}", text(e, "id"), text(e, "created_at"), text(e, "event_type"))
 }
 
 fn detail(e: &Value) -> String {
@@ -178,7 +178,7 @@ fn detail(e: &Value) -> String {
         format!("origin     {}", text(e, "origin")),
         format!("created    {}", text(e, "created_at")),
         format!("started    {}", text(e, "started_at")),
-        format!("finished   {}", text(e, "finished_at")),
+        format!("finished   {}", text(e, "completed_at")),
         format!("duration   {}", duration(e)),
         format!("context    {}", e["context"]),
         format!("error      {}", text(e, "error")),
@@ -187,7 +187,7 @@ fn detail(e: &Value) -> String {
 }
 
 fn is_terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "cancelled")
+    matches!(status, "Completed" | "Failed" | "Cancelled")
 }
 
 /// Polls an execution until it finishes, printing each new event when `print` is set;
@@ -250,7 +250,7 @@ pub async fn follow(
 /// [`CliError::Local`] unless it succeeded.
 pub fn finished(e: &Value) -> Result<(), CliError> {
     match e["status"].as_str() {
-        Some("succeeded") => Ok(()),
+        Some("Completed") => Ok(()),
         _ => Err(CliError::Local(format!(
             "execution {} {}{}",
             text(e, "execution_id"),

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::args::{KeyCommand, OutputFormat};
 use crate::client::{Client, Context};
 use crate::exit::CliError;
-use crate::output::{Table, emit, text};
+use crate::output::{Table, emit, items, text};
 
 /// Runs a `key` command.
 ///
@@ -38,7 +38,7 @@ pub async fn run(ctx: &Context, cmd: KeyCommand) -> Result<(), CliError> {
         KeyCommand::List => {
             let path = scope_path(ctx, &client).await?;
             let listed = client.call(Method::GET, &path, None::<&()>).await?;
-            let keys = listed.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
+            let keys = items(&listed);
             emit(
                 format,
                 &listed,

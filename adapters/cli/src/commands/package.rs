@@ -12,7 +12,7 @@ use reqwest::Method;
 use crate::args::{Globals, PackageCommand};
 use crate::client::Context;
 use crate::exit::CliError;
-use crate::output::{Table, emit, text};
+use crate::output::{Table, emit, items, text};
 
 /// The scaffold `package new` writes: (file, contents, executable).
 const TEMPLATE: [(&str, &str, bool); 4] = [
@@ -56,13 +56,8 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
             let client = ctx.client()?;
             let tenant = ctx.tenant(&client).await?;
             let listed = client.call(Method::GET, &format!("/v1/tenants/{tenant}/packages"), None::<&()>).await?;
-            let versions: Vec<Value> = listed["packages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["name"].as_str() == Some(name.as_str()))
-                .cloned()
-                .collect();
+            let versions: Vec<Value> =
+                items(&listed).into_iter().filter(|p| p["name"].as_str() == Some(name.as_str())).collect();
             if versions.is_empty() {
                 return Err(CliError::Api {
                     status: 404,
@@ -90,7 +85,7 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
             let client = ctx.client()?;
             let tenant = ctx.tenant(&client).await?;
             let listed = client.call(Method::GET, &format!("/v1/tenants/{tenant}/packages"), None::<&()>).await?;
-            let packages = listed["packages"].as_array().cloned().unwrap_or_default();
+            let packages = items(&listed);
             emit(
                 format,
                 &listed,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::args::TenantCommand;
 use crate::client::{Context, segment};
 use crate::exit::CliError;
-use crate::output::{Table, emit, text};
+use crate::output::{Table, emit, items, text};
 
 /// Runs a `tenant` command.
 ///
@@ -40,7 +40,7 @@ pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<(), CliError> {
         }
         TenantCommand::List => {
             let listed = client.call(Method::GET, "/v1/tenants", None::<&()>).await?;
-            let tenants = listed.get("tenants").and_then(Value::as_array).cloned().unwrap_or_default();
+            let tenants = items(&listed);
             emit(format, &listed, || table(&tenants), || tenants.iter().map(|t| text(t, "name")).collect())
         }
         TenantCommand::Get { name } => {

@@ -7,7 +7,7 @@ use super::execution::{finished, follow};
 use crate::args::{OutputFormat, WorkflowCommand};
 use crate::client::{Context, segment};
 use crate::exit::CliError;
-use crate::output::{Table, emit, text};
+use crate::output::{Table, emit, items, text};
 
 /// Runs a `workflow` command in the tenant in force (`--tenant`, the profile's, the key's own).
 ///
@@ -21,7 +21,7 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
     match cmd {
         WorkflowCommand::List => {
             let listed = client.call(Method::GET, &base, None::<&()>).await?;
-            let workflows = listed.get("workflows").and_then(Value::as_array).cloned().unwrap_or_default();
+            let workflows = items(&listed);
             emit(
                 format,
                 &listed,

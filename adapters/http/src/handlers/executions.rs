@@ -20,8 +20,32 @@ use crate::error::{ApiError, parse_json};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
-/// The most executions one page holds.
-pub const MAX_PAGE: u32 = 500;
+/// The most rows one page holds, and how many a page holds unless asked (wire.md).
+pub const MAX_PAGE: u32 = 1000;
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// A page's `limit` and `offset` from their query text: `limit` 1 to [`MAX_PAGE`] (default
+/// [`DEFAULT_PAGE`]), `offset` 0 or more; anything else is `400 invalid_pagination` naming
+/// the parameter.
+pub fn pagination(limit: Option<&str>, offset: Option<&str>) -> Result<(u32, u64), ApiError> {
+    let bad = |field: &str, message: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_pagination", message).with_field(field)
+    };
+    let limit =
+        match limit {
+            None => DEFAULT_PAGE,
+            Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+                bad("limit", format!("limit must be a whole number from 1 to {MAX_PAGE}, not {text:?}"))
+            })?,
+        };
+    let offset = match offset {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| bad("offset", format!("offset must be a whole number, 0 or more, not {text:?}")))?,
+    };
+    Ok((limit, offset))
+}
 
 fn from_error(e: ExecutionError) -> ApiError {
     match e {
@@ -54,8 +78,9 @@ fn execution_id(raw: &str) -> Result<ExecutionId, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct ExecuteBody {
     /// The context the workflow's first tasks receive: a JSON object.
+    /// `null` is the same as leaving it out.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Map<String, Value>>,
 }
 
@@ -65,7 +90,9 @@ pub struct ExecuteAnswer {
     pub execution_id: String,
     pub workflow_name: String,
     pub tenant_id: String,
-    pub status: String,
+    /// Always `scheduled`.
+    #[schema(value_type = String, example = "scheduled")]
+    pub status: &'static str,
     pub package_version: String,
     pub created_at: String,
 }
@@ -104,7 +131,7 @@ pub async fn execute(
         execution_id: e.id.to_string(),
         workflow_name: e.workflow.clone(),
         tenant_id: tenant.to_string(),
-        status: e.status.as_str().to_owned(),
+        status: "scheduled",
         package_version: e.package_version.clone(),
         created_at: wire_time(e.created_at),
     };
@@ -118,12 +145,15 @@ pub async fn execute(
 /// One execution.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExecutionView {
+    /// The execution's id, as `execution_id` (listings' rows carry both names).
+    pub id: String,
     pub execution_id: String,
     pub tenant_id: String,
     pub workflow_name: String,
     pub package_version: String,
-    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    /// `Pending`, `Running`, `Completed`, `Failed` or `Cancelled`.
+    #[schema(value_type = String, example = "Completed")]
+    pub status: &'static str,
     /// The context it started with.
     #[schema(value_type = Object)]
     pub context: Map<String, Value>,
@@ -131,10 +161,14 @@ pub struct ExecutionView {
     pub error: Option<String>,
     /// `api`, or `trigger:<name>`.
     pub origin: String,
+    /// The same, under the reference server's name.
+    pub trigger_origin: String,
     pub idempotency_key: Option<String>,
     pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    /// When its first task started; until then, when it was accepted.
+    pub started_at: String,
+    /// When it finished; `null` until then.
+    pub completed_at: Option<String>,
     /// From start to finish (or to now, while it runs), in milliseconds.
     pub duration_ms: Option<i64>,
     pub created_by: Option<String>,
@@ -145,18 +179,20 @@ impl ExecutionView {
         let duration_ms =
             e.started_at.map(|s| (e.finished_at.unwrap_or_else(chrono::Utc::now) - s).num_milliseconds().max(0));
         Self {
+            id: e.id.to_string(),
             execution_id: e.id.to_string(),
             tenant_id: tenant.to_owned(),
             workflow_name: e.workflow,
             package_version: e.package_version,
-            status: e.status.as_str().to_owned(),
+            status: e.status.wire_name(),
             context: e.context,
             error: e.error,
+            trigger_origin: e.origin.clone(),
             origin: e.origin,
             idempotency_key: e.idempotency_key,
             created_at: wire_time(e.created_at),
-            started_at: e.started_at.map(wire_time),
-            finished_at: e.finished_at.map(wire_time),
+            started_at: wire_time(e.started_at.unwrap_or(e.created_at)),
+            completed_at: e.finished_at.map(wire_time),
             duration_ms,
             created_by: e.created_by.map(|k| k.to_string()),
         }
@@ -167,21 +203,23 @@ impl ExecutionView {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Only executions in this status.
+    /// Only executions in this status (`Completed` or `completed`, …).
     pub status: Option<String>,
     /// Only executions of this workflow.
     pub workflow: Option<String>,
-    /// Page size, 1 to 500 (default 50).
-    pub limit: Option<u32>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
     /// Executions to skip (default 0).
-    pub offset: Option<u64>,
+    #[param(value_type = Option<u64>)]
+    pub offset: Option<String>,
 }
 
 /// A page of executions, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExecutionList {
     pub tenant_id: String,
-    pub executions: Vec<ExecutionView>,
+    pub items: Vec<ExecutionView>,
     /// How many match the filters in all.
     pub total: u64,
     pub limit: u32,
@@ -215,19 +253,15 @@ pub async fn list(
     let status = q
         .status
         .map(|s| {
-            ExecutionStatus::parse(&s).ok_or_else(|| {
+            ExecutionStatus::from_filter(&s).ok_or_else(|| {
                 ApiError::invalid_field(
                     "status",
-                    "status must be one of: pending, running, succeeded, failed, cancelled",
+                    "status must be one of: Pending, Running, Completed, Failed, Cancelled",
                 )
             })
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", format!("limit must be 1 to {MAX_PAGE}")));
-    }
-    let offset = q.offset.unwrap_or(0);
+    let (limit, offset) = pagination(q.limit.as_deref(), q.offset.as_deref())?;
     let page = state
         .executions
         .list(&caller.0, &tenant, &ExecutionQuery { status, workflow: q.workflow, limit, offset })
@@ -235,7 +269,7 @@ pub async fn list(
         .map_err(from_error)?;
     Ok(Json(ExecutionList {
         tenant_id: tenant.to_string(),
-        executions: page.executions.into_iter().map(|e| ExecutionView::new(tenant.as_str(), e)).collect(),
+        items: page.executions.into_iter().map(|e| ExecutionView::new(tenant.as_str(), e)).collect(),
         total: page.total,
         limit,
         offset,
@@ -258,35 +292,63 @@ pub async fn get(
     Ok(Json(ExecutionView::new(tenant.as_str(), e)))
 }
 
-/// One task of an execution.
+/// One task of an execution: the reference server's fields (wire.md), and ours.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
+    /// A stable id of this task of this execution.
+    pub id: String,
+    /// The task's id in its workflow (as `task_id`).
+    pub task_name: String,
     pub task_id: String,
     pub position: usize,
-    /// `waiting`, `ready`, `running`, `succeeded`, `failed`, `skipped` or `cancelled`.
-    pub status: String,
-    pub attempts: u32,
+    /// `NotStarted`, `Ready`, `Running`, `Completed`, `Failed`, `Skipped` or `Cancelled`.
+    #[schema(value_type = String, example = "Completed")]
+    pub status: &'static str,
+    /// Attempts started.
+    pub attempt: u32,
+    /// The most it gets: the first and its retries.
+    pub max_attempts: u32,
     pub ready_at: Option<String>,
     pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    pub completed_at: Option<String>,
+    /// When the task was created: with its execution.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// Always `null`: no task has a state finer than its status.
+    #[schema(value_type = Option<String>)]
+    pub sub_status: Option<String>,
+    /// Why its last attempt failed.
+    pub last_error: Option<String>,
+    /// Always `null`: `last_error` says it all.
+    #[schema(value_type = Option<String>)]
+    pub error_details: Option<String>,
     /// The object the task wrote to `$CLOACINA_OUTPUT_FILE`.
     #[schema(value_type = Option<Object>)]
     pub output: Option<Map<String, Value>>,
-    pub error: Option<String>,
 }
 
-impl From<TaskRecord> for TaskView {
-    fn from(t: TaskRecord) -> Self {
+impl TaskView {
+    fn new(execution: &ExecutionRecord, t: TaskRecord) -> Self {
+        let id = uuid::Uuid::new_v5(&execution.id.as_uuid(), t.position.to_string().as_bytes());
+        let updated = [t.finished_at, t.started_at, t.ready_at].into_iter().flatten().max();
         Self {
+            id: id.to_string(),
+            task_name: t.task_id.clone(),
             task_id: t.task_id,
             position: t.position,
-            status: t.status.as_str().to_owned(),
-            attempts: t.attempts,
+            status: t.status.wire_name(),
+            attempt: t.attempts,
+            max_attempts: t.max_attempts,
             ready_at: t.ready_at.map(wire_time),
             started_at: t.started_at.map(wire_time),
-            finished_at: t.finished_at.map(wire_time),
+            completed_at: t.finished_at.map(wire_time),
+            created_at: wire_time(execution.created_at),
+            updated_at: wire_time(updated.unwrap_or(execution.created_at).max(execution.created_at)),
+            sub_status: None,
+            last_error: t.error,
+            error_details: None,
             output: t.output,
-            error: t.error,
         }
     }
 }
@@ -294,6 +356,7 @@ impl From<TaskRecord> for TaskView {
 /// An execution's tasks.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskList {
+    pub tenant_id: String,
     pub execution_id: String,
     pub tasks: Vec<TaskView>,
 }
@@ -312,7 +375,12 @@ pub async fn tasks(
 ) -> Result<Json<TaskList>, ApiError> {
     let id = execution_id(&id)?;
     let tasks = state.executions.tasks(&caller.0, &tenant, id).await.map_err(from_error)?;
-    Ok(Json(TaskList { execution_id: id.to_string(), tasks: tasks.into_iter().map(TaskView::from).collect() }))
+    let execution = state.executions.get(&caller.0, &tenant, id).await.map_err(from_error)?;
+    Ok(Json(TaskList {
+        tenant_id: tenant.to_string(),
+        execution_id: id.to_string(),
+        tasks: tasks.into_iter().map(|t| TaskView::new(&execution, t)).collect(),
+    }))
 }
 
 /// `GET …/events`' query.
@@ -325,27 +393,37 @@ pub struct EventsQuery {
     pub limit: Option<u32>,
 }
 
-/// One event.
+/// One event: the reference server's fields (wire.md), and its detail as an object.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
-    pub id: i64,
-    pub at: String,
+    /// The event's id, as text (the number `sequence_num` is).
+    pub id: String,
+    /// Ids grow with time within a tenant; `since` takes one.
+    pub sequence_num: i64,
     /// `execution_created`, `task_started`, `task_succeeded`, `task_retrying`, `task_failed`,
     /// `task_ready`, `task_skipped`, `task_cancelled`, `task_lease_expired`, `task_released`,
     /// `execution_succeeded`, `execution_failed`, `execution_cancelled`, `execution_retried`.
-    pub kind: String,
-    pub task: Option<String>,
+    pub event_type: String,
+    /// The detail as JSON text (`null` when it has none), as the reference's clients read it.
+    pub event_data: Option<String>,
+    /// The task it is about, if any.
+    pub task_name: Option<String>,
+    pub created_at: String,
+    /// The detail as an object.
     #[schema(value_type = Object)]
     pub detail: Value,
 }
 
 impl From<EventRecord> for EventView {
     fn from(e: EventRecord) -> Self {
+        let has_detail = e.detail.as_object().is_some_and(|m| !m.is_empty());
         Self {
-            id: e.id,
-            at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
-            kind: e.kind,
-            task: e.task,
+            id: e.id.to_string(),
+            sequence_num: e.id,
+            event_type: e.kind,
+            event_data: has_detail.then(|| e.detail.to_string()),
+            task_name: e.task,
+            created_at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
             detail: e.detail,
         }
     }
@@ -354,6 +432,7 @@ impl From<EventRecord> for EventView {
 /// A page of events, oldest first; `next` is the `since` of the following page.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventList {
+    pub tenant_id: String,
     pub execution_id: String,
     pub events: Vec<EventView>,
     pub next: i64,
@@ -382,6 +461,7 @@ pub async fn events(
     let events = state.executions.events(&caller.0, &tenant, id, since, limit).await.map_err(from_error)?;
     let next = events.last().map_or(since, |e| e.id);
     Ok(Json(EventList {
+        tenant_id: tenant.to_string(),
         execution_id: id.to_string(),
         events: events.into_iter().map(EventView::from).collect(),
         next,

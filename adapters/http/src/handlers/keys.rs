@@ -87,10 +87,13 @@ pub struct CreatedView {
     pub expires_at: Option<String>,
 }
 
-/// A listing.
+/// A listing: the list envelope, with `tenant_id` when it is one tenant's.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyList {
-    pub keys: Vec<KeyView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    pub items: Vec<KeyView>,
+    pub total: usize,
 }
 
 /// A revocation's answer.
@@ -183,12 +186,16 @@ pub async fn create_in_tenant(
 }
 
 async fn list(state: &AppState, caller: &Caller, scope: KeyScope) -> Result<Json<KeyList>, ApiError> {
+    let tenant_id = match &scope {
+        KeyScope::Tenant(t) => Some(t.to_string()),
+        KeyScope::All => None,
+    };
     let keys = state.keys.list(&caller.0, scope).await.map_err(|e| match e {
         ListKeysError::Denied(d) => ApiError::forbidden(&d),
         ListKeysError::NoSuchTenant(t) => no_such_tenant(&t),
         ListKeysError::Store(e) => ApiError::store(&e),
     })?;
-    Ok(Json(KeyList { keys: keys.iter().map(KeyView::from).collect() }))
+    Ok(Json(KeyList { tenant_id, total: keys.len(), items: keys.iter().map(KeyView::from).collect() }))
 }
 
 /// `GET /v1/auth/keys`: every key of the deployment.

@@ -59,11 +59,12 @@ pub struct Uploaded {
     pub created: bool,
 }
 
-/// A listing.
+/// A listing: the list envelope.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PackageList {
     pub tenant_id: String,
-    pub packages: Vec<PackageView>,
+    pub items: Vec<PackageView>,
+    pub total: usize,
 }
 
 fn from_error(e: PackageError) -> ApiError {
@@ -151,7 +152,8 @@ pub async fn list(
     let packages = state.packages.list(&caller.0, &tenant).await.map_err(from_error)?;
     Ok(Json(PackageList {
         tenant_id: tenant.to_string(),
-        packages: packages.iter().map(|p| PackageView::new(tenant.as_str(), p)).collect(),
+        total: packages.len(),
+        items: packages.iter().map(|p| PackageView::new(tenant.as_str(), p)).collect(),
     }))
 }
 

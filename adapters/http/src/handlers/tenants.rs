@@ -74,10 +74,11 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// A listing.
+/// A listing: the list envelope.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TenantList {
-    pub tenants: Vec<TenantView>,
+    pub items: Vec<TenantView>,
+    pub total: usize,
 }
 
 /// A deletion's answer.
@@ -132,7 +133,7 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TenantList>, ApiError> {
     let tenants = state.tenants.list(&caller.0).await.map_err(from_error)?;
-    Ok(Json(TenantList { tenants: tenants.iter().map(TenantView::from).collect() }))
+    Ok(Json(TenantList { total: tenants.len(), items: tenants.iter().map(TenantView::from).collect() }))
 }
 
 /// `GET /v1/tenants/{tenant}`.

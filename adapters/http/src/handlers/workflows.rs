@@ -39,11 +39,12 @@ impl From<WorkflowSummary> for WorkflowView {
     }
 }
 
-/// A listing.
+/// A listing: the list envelope.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkflowList {
     pub tenant_id: String,
-    pub workflows: Vec<WorkflowView>,
+    pub items: Vec<WorkflowView>,
+    pub total: usize,
 }
 
 /// `GET /v1/tenants/{tenant}/workflows`: read in the tenant's own schema, as its role.
@@ -60,7 +61,8 @@ pub async fn list(
     let workflows = state.workflows.list(&caller.0, &tenant).await.map_err(from_error)?;
     Ok(Json(WorkflowList {
         tenant_id: tenant.to_string(),
-        workflows: workflows.into_iter().map(WorkflowView::from).collect(),
+        total: workflows.len(),
+        items: workflows.into_iter().map(WorkflowView::from).collect(),
     }))
 }
 
