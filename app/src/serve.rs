@@ -145,7 +145,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         auth: auth.clone(),
         keys,
         tenants,
-        workflows: Workflows::new(storage.clone(), deps.clock.clone()),
+        workflows: Workflows::new(storage.clone(), storage.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), storage.clone(), Limits::default()),
         executions: Executions::new(deps.clone(), storage.clone(), storage.clone(), storage.clone()),
     };

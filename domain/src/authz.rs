@@ -117,6 +117,17 @@ pub fn authorize_key_access(principal: &Principal, target: &Authority) -> Result
     }
 }
 
+/// Which key a deployment-wide create (`POST /v1/auth/keys`) makes (product.md §3): with no
+/// tenant, a god key for no role or `admin`, and a key of `public` for `read` or `write` (the
+/// reference server's rule); with a tenant, a key of it, `read` unless a role is given.
+pub fn created_authority(tenant: Option<TenantName>, role: Option<Role>) -> Authority {
+    match (tenant, role) {
+        (None, None | Some(Role::Admin)) => Authority::God,
+        (None, Some(role)) => Authority::Tenant { tenant: TenantName::public(), role },
+        (Some(tenant), role) => Authority::Tenant { tenant, role: role.unwrap_or(Role::Read) },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +224,16 @@ mod tests {
         assert_eq!(authorize_key_access(&admin, &tenant("acme", Role::Write)), Ok(()));
         assert_eq!(authorize_key_access(&admin, &tenant("globex", Role::Read)), Err(Denied::OtherTenant));
         assert_eq!(authorize_key_access(&admin, &Authority::God), Err(Denied::GodOnly));
+    }
+
+    #[test]
+    fn a_create_without_a_tenant_makes_a_god_key_or_a_public_key_by_role() {
+        assert_eq!(created_authority(None, None), Authority::God);
+        assert_eq!(created_authority(None, Some(Role::Admin)), Authority::God);
+        for role in [Role::Read, Role::Write] {
+            assert_eq!(created_authority(None, Some(role)), tenant("public", role));
+        }
+        assert_eq!(created_authority(Some(t("acme")), None), tenant("acme", Role::Read), "least privilege");
+        assert_eq!(created_authority(Some(t("acme")), Some(Role::Admin)), tenant("acme", Role::Admin));
     }
 }

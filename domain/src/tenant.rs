@@ -157,12 +157,53 @@ pub fn role_password(random: [u8; 32]) -> Secret {
     Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
 }
 
+/// A password an operator chose for a tenant's database role: 16 to 256 visible ASCII
+/// characters, as a supplied bootstrap key. It never prints.
+#[derive(Clone, Debug)]
+pub struct TenantPassword(Secret);
+
+/// Why a chosen password is refused. The text never holds the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantPasswordError {
+    #[error("password must be at least 16 characters")]
+    TooShort,
+    #[error("password must be at most 256 characters")]
+    TooLong,
+    #[error("password may hold only visible ASCII characters, without spaces")]
+    BadCharacter,
+}
+
+impl TenantPassword {
+    /// Checks a chosen password.
+    ///
+    /// # Errors
+    /// The rule it breaks.
+    pub fn parse(text: Secret) -> Result<Self, TenantPasswordError> {
+        let pw = text.expose();
+        if pw.len() < 16 {
+            return Err(TenantPasswordError::TooShort);
+        }
+        if pw.len() > 256 {
+            return Err(TenantPasswordError::TooLong);
+        }
+        if !pw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(TenantPasswordError::BadCharacter);
+        }
+        Ok(Self(text))
+    }
+
+    pub fn into_secret(self) -> Secret {
+        self.0
+    }
+}
+
 /// What creating a tenant needs. The schema and role names are the adapter's to generate.
 #[derive(Clone, Debug)]
 pub struct NewTenant {
     pub name: TenantName,
     pub description: Option<TenantDescription>,
-    /// The password of the tenant's database role: random, set once, never returned.
+    /// The password of the tenant's database role: random unless the operator chose one, set
+    /// once, never returned.
     pub db_password: Secret,
     pub created_at: DateTime<Utc>,
 }
@@ -170,6 +211,22 @@ pub struct NewTenant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_password_is_visible_ascii_of_16_to_256_characters_and_errors_never_show_it() {
+        let ok = "c0rrect-h0rse'battery\\staple";
+        assert_eq!(TenantPassword::parse(Secret::new(ok)).unwrap().into_secret().expose(), ok);
+        for (bad, why) in [
+            ("short-pw", TenantPasswordError::TooShort),
+            (&"x".repeat(257)[..], TenantPasswordError::TooLong),
+            ("sixteen chars pw", TenantPasswordError::BadCharacter),
+            ("tab\tinside-the-password", TenantPasswordError::BadCharacter),
+        ] {
+            let err = TenantPassword::parse(Secret::new(bad)).unwrap_err();
+            assert_eq!(err, why, "{bad}");
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -2,6 +2,18 @@
 
 use chrono::{DateTime, Utc};
 
+/// A workflow row as a package version puts it in force (the store keeps its paused flag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowRow {
+    pub name: String,
+    pub package_name: String,
+    pub version: String,
+    pub description: Option<String>,
+    /// Task ids, in dependency order.
+    pub tasks: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// One workflow a tenant can run: declared by the newest version of one of its packages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkflowSummary {
@@ -15,4 +27,7 @@ pub struct WorkflowSummary {
     /// A paused workflow's triggers do not fire and new executions are refused.
     pub paused: bool,
     pub updated_at: DateTime<Utc>,
+    /// The package version in force: its id, and when it was uploaded.
+    pub package_id: uuid::Uuid,
+    pub created_at: DateTime<Utc>,
 }

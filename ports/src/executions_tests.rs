@@ -34,6 +34,8 @@ fn summary() -> WorkflowSummary {
         tasks: vec!["a".into(), "b".into()],
         paused: false,
         updated_at: Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+        package_id: Uuid::nil(),
+        created_at: Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cloacina_domain::authz::authorize;
 use cloacina_domain::ports::{StoreError, TenantDeleted, TenantStore};
-use cloacina_domain::tenant::role_password;
+use cloacina_domain::tenant::{TenantPassword, role_password};
 use cloacina_domain::{
     Denied, NewTenant, Permission, Principal, TenantChange, TenantDescription, TenantName, TenantRecord,
 };
@@ -66,8 +66,8 @@ impl Tenants {
         Self { deps, store, auth }
     }
 
-    /// Creates tenant `name`: registry row, schema, role (with a random password nobody is
-    /// shown) and tables, all or nothing.
+    /// Creates tenant `name`: registry row, schema, role (with `password`, else a random one
+    /// nobody is shown) and tables, all or nothing.
     ///
     /// # Errors
     /// [`TenantError`]: not a god key, the name taken, a single-tenant backend, the store.
@@ -76,12 +76,13 @@ impl Tenants {
         caller: &Principal,
         name: TenantName,
         description: Option<TenantDescription>,
+        password: Option<TenantPassword>,
     ) -> Result<TenantRecord, TenantError> {
         authorize(caller, Permission::TenantCreate, None)?;
         let new = NewTenant {
             name: name.clone(),
             description,
-            db_password: role_password(self.deps.keygen.secret()),
+            db_password: password.map_or_else(|| role_password(self.deps.keygen.secret()), TenantPassword::into_secret),
             created_at: self.deps.clock.now(),
         };
         let record = self.store.create_tenant(&new).await.map_err(|e| match e {
@@ -203,7 +204,7 @@ mod tests {
     async fn a_tenant_admin_can_neither_create_nor_delete_tenants_and_the_store_is_never_asked() {
         let tenants = service(MockTenantStore::new());
         let admin = caller(Authority::Tenant { tenant: acme(), role: Role::Admin });
-        assert!(matches!(tenants.create(&admin, acme(), None).await, Err(TenantError::Denied(_))));
+        assert!(matches!(tenants.create(&admin, acme(), None, None).await, Err(TenantError::Denied(_))));
         assert!(matches!(tenants.delete(&admin, &acme()).await, Err(TenantError::Denied(_))));
         assert!(matches!(tenants.list(&admin).await, Err(TenantError::Denied(_))));
     }
@@ -240,7 +241,7 @@ mod tests {
             .expect_create_tenant()
             .withf(|new| new.db_password.expose().len() == 43 && !new.db_password.expose().contains('\''))
             .returning(|_| Err(StoreError::Conflict("tenants_pkey".into())));
-        let err = service(store).create(&caller(Authority::God), acme(), None).await.unwrap_err();
+        let err = service(store).create(&caller(Authority::God), acme(), None, None).await.unwrap_err();
         assert!(matches!(err, TenantError::Exists(n) if n == acme()));
     }
 

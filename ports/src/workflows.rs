@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use cloacina_domain::authz::authorize;
-use cloacina_domain::ports::{Clock, StoreError, WorkflowStore};
+use cloacina_domain::package::{Manifest, TaskNode, WorkflowDef};
+use cloacina_domain::ports::{Clock, PackageStore, StoreError, WorkflowStore};
 use cloacina_domain::{Denied, Permission, Principal, TenantName, WorkflowSummary};
 
 /// A tenant's workflows.
 #[derive(Clone)]
 pub struct Workflows {
     store: Arc<dyn WorkflowStore>,
+    packages: Arc<dyn PackageStore>,
     clock: Arc<dyn Clock>,
 }
 
@@ -34,8 +36,8 @@ pub enum WorkflowError {
 }
 
 impl Workflows {
-    pub fn new(store: Arc<dyn WorkflowStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<dyn WorkflowStore>, packages: Arc<dyn PackageStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, packages, clock }
     }
 
     /// The tenant's workflows by name.
@@ -62,6 +64,34 @@ impl Workflows {
         found
             .ok_or_else(|| WorkflowError::NoSuchTenant(tenant.clone()))?
             .ok_or_else(|| WorkflowError::NoSuchWorkflow(name.into()))
+    }
+
+    /// One workflow and its task graph, read from the manifest of its version in force.
+    ///
+    /// # Errors
+    /// As [`Workflows::get`]; a version deleted meanwhile is no such workflow.
+    pub async fn detail(
+        &self,
+        caller: &Principal,
+        tenant: &TenantName,
+        name: &str,
+    ) -> Result<(WorkflowSummary, Vec<TaskNode>), WorkflowError> {
+        let summary = self.get(caller, tenant, name).await?;
+        let stored = self
+            .packages
+            .package_manifest(tenant, &summary.package_name, &summary.version)
+            .await?
+            .flatten()
+            .ok_or_else(|| WorkflowError::NoSuchWorkflow(name.into()))?;
+        let manifest = Manifest::parse(&stored.manifest)
+            .map_err(|e| StoreError::Unexpected(format!("stored manifest of {}: {e}", summary.package_name)))?;
+        let graph = manifest
+            .workflows
+            .iter()
+            .find(|w| w.name.as_str() == name)
+            .map(WorkflowDef::graph)
+            .ok_or_else(|| WorkflowError::NoSuchWorkflow(name.into()))?;
+        Ok((summary, graph))
     }
 
     /// Pauses (`true`) or resumes a workflow; doing it twice changes nothing.

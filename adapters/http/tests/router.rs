@@ -88,7 +88,7 @@ async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         auth,
         keys,
         tenants,
-        workflows: Workflows::new(db.clone(), deps.clock.clone()),
+        workflows: Workflows::new(db.clone(), db.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), db.clone(), cloacina_archive::Limits::default()),
         executions: Executions::new(deps.clone(), db.clone(), db.clone(), db.clone()),
     };
@@ -623,7 +623,11 @@ async fn on_postgres_a_tenant_is_created_shown_and_deleted_and_its_name_is_free_
     assert_eq!(status, StatusCode::OK);
     let (status, body, _) = app.send(Method::DELETE, "/v1/tenants/globex", god, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"status": "removed", "name": "globex", "schema_name": "tenant_globex", "revoked_keys": 1}));
+    assert_eq!(
+        body,
+        json!({"status": "removed", "name": "globex", "schema_name": "tenant_globex", "revoked_keys": 1,
+               "runner_evicted": true, "db_cache_evicted": true})
+    );
     let (status, _, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&globex_key), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "its keys get 401");
     for path in ["/v1/tenants/globex", "/v1/tenants/globex/keys"] {

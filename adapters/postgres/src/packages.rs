@@ -6,7 +6,7 @@ use cloacina_domain::package::{
     NewPackage, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest,
 };
 use cloacina_domain::ports::{PackageStore, StoreError};
-use cloacina_domain::{ApiKeyId, TenantName, WorkflowSummary};
+use cloacina_domain::{ApiKeyId, TenantName, workflow::WorkflowRow};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -50,7 +50,7 @@ fn record(row: &PgRow) -> Result<PackageRecord, sqlx::Error> {
 async fn put_in_force(
     tx: &mut PgConnection,
     package: &str,
-    workflows: &[WorkflowSummary],
+    workflows: &[WorkflowRow],
     strict: bool,
 ) -> Result<(), StoreError> {
     let mut kept = Vec::new();
@@ -226,7 +226,7 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
     store_chunks(tx, rec.id, &new.archive).await?;
     let newest = versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= rec.version);
     if newest {
-        put_in_force(tx, rec.name.as_str(), &new.workflow_summaries(), true).await?;
+        put_in_force(tx, rec.name.as_str(), &new.workflow_rows(), true).await?;
     }
     Ok(PackageStored::Created(rec))
 }

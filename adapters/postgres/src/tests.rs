@@ -25,14 +25,33 @@ pub(crate) fn tenant(name: &str) -> NewTenant {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_password_with_quotes_and_backslashes_is_the_one_the_role_logs_in_with() {
+    use sqlx::ConnectOptions as _;
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let pg = PgDb::connect(&Secret::new(db.url.clone()), &PgSettings::default()).await.unwrap();
+    pg.migrate().await.unwrap();
+    let chosen = r#"O'Brien\x27;--"$$-pw"#;
+    let mut new = tenant("chosen");
+    new.db_password = Secret::new(chosen);
+    let record = pg.create_tenant(&new).await.unwrap();
+    let role = record.db_role.unwrap();
+    let base: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let mut conn = base.clone().username(&role).password(chosen).connect().await.unwrap();
+    let me: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(me, role);
+    let wrong = base.username(&role).password("O'Brien\\x27;--").connect().await;
+    assert!(wrong.is_err(), "only the exact password logs in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_tenant_create_leaves_nothing_behind() {
     let pg = fresh().await;
     pg.create_tenant(&tenant("acme")).await.unwrap();
     // The name is taken: the second create fails after nothing of its own was kept.
     assert!(pg.create_tenant(&tenant("acme")).await.is_err());
-    // A password we would never generate is refused before any DDL.
+    // A password the domain would never admit is refused before any DDL.
     let mut bad = tenant("globex");
-    bad.db_password = Secret::new("it's");
+    bad.db_password = Secret::new("it's a\npassword");
     assert!(pg.create_tenant(&bad).await.is_err());
     let schemas: Vec<String> =
         sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant_%' ORDER BY 1")
@@ -93,6 +112,16 @@ async fn a_tenants_workflows_read_back_in_its_own_schema_only() {
     pg.create_tenant(&tenant("acme")).await.unwrap();
     let acme = TenantName::parse("acme").unwrap();
     let mut tx = pg.begin_tenant(&acme).await.unwrap().unwrap();
+    let package = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO packages (id, name, version, content_hash, size_bytes, manifest, workflows, archive, uploaded_at)
+         VALUES ($1, 'acme-etl', '1.2.0', 'ab', 2, '', '[\"nightly-etl\"]', '', $2)",
+    )
+    .bind(package)
+    .bind(Utc.with_ymd_and_hms(2026, 4, 30, 0, 0, 0).unwrap())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
          VALUES ('nightly-etl', 'acme-etl', '1.2.0', 'Nightly ETL', '[\"extract\", \"load\"]', true, $1)",
@@ -111,6 +140,7 @@ async fn a_tenants_workflows_read_back_in_its_own_schema_only() {
         (Some("Nightly ETL"), vec!["extract".into(), "load".into()], true)
     );
     assert_eq!(w.updated_at, Utc.with_ymd_and_hms(2026, 5, 1, 2, 0, 0).unwrap());
+    assert_eq!((w.package_id, w.created_at), (package, Utc.with_ymd_and_hms(2026, 4, 30, 0, 0, 0).unwrap()));
     assert_eq!(pg.list_workflows(&TenantName::public()).await.unwrap(), Some(Vec::new()), "public sees none of it");
 }
 

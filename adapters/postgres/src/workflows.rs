@@ -11,15 +11,25 @@ use sqlx::postgres::PgRow;
 use crate::PgDb;
 use crate::db::translate;
 
+/// A workflow row, with the id and upload time of its package version in force.
+macro_rules! columns {
+    () => {
+        "w.name, w.package_name, w.version, w.description, w.tasks, w.paused, w.updated_at, p.id, p.uploaded_at"
+    };
+}
+
+/// Where they come from: a workflow row always has its package version.
+macro_rules! joined {
+    () => {
+        "workflows w JOIN packages p ON p.name = w.package_name AND p.version = w.version"
+    };
+}
+
 #[async_trait]
 impl WorkflowStore for PgDb {
     async fn list_workflows(&self, tenant: &TenantName) -> Result<Option<Vec<WorkflowSummary>>, StoreError> {
-        let Some(rows) = self
-            .tenant_read(
-                tenant,
-                "SELECT name, package_name, version, description, tasks, paused, updated_at FROM workflows ORDER BY name",
-            )
-            .await?
+        let Some(rows) =
+            self.tenant_read(tenant, concat!("SELECT ", columns!(), " FROM ", joined!(), " ORDER BY w.name")).await?
         else {
             return Ok(None);
         };
@@ -32,13 +42,11 @@ impl WorkflowStore for PgDb {
         name: &str,
     ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let row = sqlx::query(
-            "SELECT name, package_name, version, description, tasks, paused, updated_at FROM workflows WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(translate)?;
+        let row = sqlx::query(concat!("SELECT ", columns!(), " FROM ", joined!(), " WHERE w.name = $1"))
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
         row.as_ref().map(summary).transpose().map(Some).map_err(translate)
     }
@@ -51,11 +59,12 @@ impl WorkflowStore for PgDb {
         at: DateTime<Utc>,
     ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let row = sqlx::query(
-            "UPDATE workflows SET paused = $2, updated_at = CASE WHEN paused = $2 THEN updated_at ELSE $3 END
-             WHERE name = $1
-             RETURNING name, package_name, version, description, tasks, paused, updated_at",
-        )
+        let row = sqlx::query(concat!(
+            "UPDATE workflows w SET paused = $2, updated_at = CASE WHEN w.paused = $2 THEN w.updated_at ELSE $3 END
+             FROM packages p WHERE w.name = $1 AND p.name = w.package_name AND p.version = w.version
+             RETURNING ",
+            columns!()
+        ))
         .bind(name)
         .bind(paused)
         .bind(at)
@@ -78,5 +87,7 @@ fn summary(row: &PgRow) -> Result<WorkflowSummary, sqlx::Error> {
         tasks: tasks.0,
         paused: row.try_get(5)?,
         updated_at,
+        package_id: row.try_get(7)?,
+        created_at: row.try_get(8)?,
     })
 }

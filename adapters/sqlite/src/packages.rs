@@ -6,7 +6,7 @@ use cloacina_domain::package::{
     NewPackage, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest,
 };
 use cloacina_domain::ports::{PackageStore, StoreError};
-use cloacina_domain::{ApiKeyId, TenantName, WorkflowSummary};
+use cloacina_domain::{ApiKeyId, TenantName, workflow::WorkflowRow};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -48,12 +48,7 @@ fn is_newest(conn: &Connection, name: &str, version: &semver::Version) -> rusqli
 /// Makes `workflows` (one package version's) the ones in force for `package`: upserted,
 /// paused flags kept, and the package's other workflows removed. A name another package
 /// declares is a conflict when `strict`, and left alone otherwise.
-fn put_in_force(
-    conn: &Connection,
-    package: &str,
-    workflows: &[WorkflowSummary],
-    strict: bool,
-) -> Result<(), StoreError> {
+fn put_in_force(conn: &Connection, package: &str, workflows: &[WorkflowRow], strict: bool) -> Result<(), StoreError> {
     let mut kept = Vec::new();
     for w in workflows {
         let owner: Option<String> = conn
@@ -221,7 +216,7 @@ fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, Store
     .map_err(crate::db::translate)?;
     store_chunks(&tx, &rec.id.to_string(), &new.archive)?;
     if is_newest(&tx, rec.name.as_str(), &rec.version).map_err(crate::db::translate)? {
-        put_in_force(&tx, rec.name.as_str(), &new.workflow_summaries(), true)?;
+        put_in_force(&tx, rec.name.as_str(), &new.workflow_rows(), true)?;
     }
     tx.commit().map_err(crate::db::translate)?;
     Ok(PackageStored::Created(rec))

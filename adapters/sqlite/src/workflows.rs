@@ -9,7 +9,11 @@ use rusqlite::types::Type;
 
 use crate::SqliteDb;
 
-const COLUMNS: &str = "name, package_name, version, description, tasks, paused, updated_at";
+/// A workflow row, with the id and upload time of its package version in force.
+const COLUMNS: &str = "workflows.name, package_name, workflows.version, workflows.description, tasks, paused, updated_at, \
+                       p.id, p.uploaded_at";
+/// Where they come from.
+const FROM: &str = "workflows JOIN packages p ON p.name = workflows.package_name AND p.version = workflows.version";
 
 fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowSummary> {
     let conv = |col, e: Box<dyn std::error::Error + Send + Sync>| {
@@ -17,6 +21,11 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowSummary> {
     };
     let tasks: String = r.get(4)?;
     let updated: String = r.get(6)?;
+    let package: String = r.get(7)?;
+    let created: String = r.get(8)?;
+    let time = |text: &str, col| {
+        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| conv(col, Box::new(e)))
+    };
     Ok(WorkflowSummary {
         name: r.get(0)?,
         package_name: r.get(1)?,
@@ -24,14 +33,14 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowSummary> {
         description: r.get(3)?,
         tasks: serde_json::from_str(&tasks).map_err(|e| conv(4, Box::new(e)))?,
         paused: r.get(5)?,
-        updated_at: DateTime::parse_from_rfc3339(&updated)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| conv(6, Box::new(e)))?,
+        updated_at: time(&updated, 6)?,
+        package_id: package.parse().map_err(|e| conv(7, Box::new(e)))?,
+        created_at: time(&created, 8)?,
     })
 }
 
 fn find(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<Option<WorkflowSummary>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM workflows WHERE name = ?1"), [name], summary).optional()
+    conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE workflows.name = ?1"), [name], summary).optional()
 }
 
 #[async_trait]
@@ -41,7 +50,7 @@ impl WorkflowStore for SqliteDb {
             return Ok(None);
         }
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM workflows ORDER BY name"))?;
+            let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} ORDER BY workflows.name"))?;
             stmt.query_map([], summary)?.collect::<Result<Vec<_>, _>>().map(Some)
         })
         .await

@@ -66,6 +66,27 @@ pub struct WorkflowDef {
     pub triggers: Vec<TriggerDef>,
 }
 
+impl WorkflowDef {
+    /// The task graph: each task with the tasks it depends on, in dependency order.
+    pub fn graph(&self) -> Vec<TaskNode> {
+        self.tasks
+            .iter()
+            .map(|t| TaskNode {
+                id: t.id.to_string(),
+                dependencies: t.depends_on.iter().map(ToString::to_string).collect(),
+            })
+            .collect()
+    }
+}
+
+/// One node of a workflow's task graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskNode {
+    pub id: String,
+    /// The ids of the tasks it depends on (its incoming edges).
+    pub dependencies: Vec<String>,
+}
+
 /// One `[[workflow.task]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskDef {

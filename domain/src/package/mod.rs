@@ -16,6 +16,8 @@ pub mod names;
 pub mod stored;
 
 pub use limits::{AttemptLimits, DEFAULT_CEILINGS, DEFAULT_LIMITS, LimitExceeded, TaskLimits};
-pub use manifest::{Backoff, Manifest, ManifestError, PackageInfo, RetryPolicy, TaskDef, TriggerDef, WorkflowDef};
+pub use manifest::{
+    Backoff, Manifest, ManifestError, PackageInfo, RetryPolicy, TaskDef, TaskNode, TriggerDef, WorkflowDef,
+};
 pub use names::{NameError, PackageName, TaskId, WorkflowName};
 pub use stored::{NewPackage, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest};

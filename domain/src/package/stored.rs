@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::manifest::Manifest;
 use super::names::PackageName;
 use crate::key::ApiKeyId;
-use crate::workflow::WorkflowSummary;
+use crate::workflow::WorkflowRow;
 
 /// An uploaded package version. The archive itself is kept too, so any replica can unpack it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,23 +57,22 @@ impl NewPackage {
     }
 
     /// The workflow rows this version puts in force.
-    pub fn workflow_summaries(&self) -> Vec<WorkflowSummary> {
-        self.manifest.workflow_summaries(self.uploaded_at)
+    pub fn workflow_rows(&self) -> Vec<WorkflowRow> {
+        self.manifest.workflow_rows(self.uploaded_at)
     }
 }
 
 impl Manifest {
-    /// The workflow rows this package version puts in force, stamped `at` (not paused).
-    pub fn workflow_summaries(&self, at: DateTime<Utc>) -> Vec<WorkflowSummary> {
+    /// The workflow rows this package version puts in force, stamped `at`.
+    pub fn workflow_rows(&self, at: DateTime<Utc>) -> Vec<WorkflowRow> {
         self.workflows
             .iter()
-            .map(|w| WorkflowSummary {
+            .map(|w| WorkflowRow {
                 name: w.name.to_string(),
                 package_name: self.package.name.to_string(),
                 version: self.package.version.to_string(),
                 description: w.description.clone(),
                 tasks: w.tasks.iter().map(|t| t.id.to_string()).collect(),
-                paused: false,
                 updated_at: at,
             })
             .collect()
@@ -121,13 +120,13 @@ pub enum PackageStored {
 pub fn workflows_of_newest(
     remaining: Vec<(String, String)>,
     at: DateTime<Utc>,
-) -> Result<Vec<WorkflowSummary>, super::ManifestError> {
+) -> Result<Vec<WorkflowRow>, super::ManifestError> {
     let newest = remaining
         .into_iter()
         .filter_map(|(v, m)| Some((semver::Version::parse(&v).ok()?, m)))
         .max_by(|a, b| a.0.cmp(&b.0));
     match newest {
-        Some((_, text)) => Ok(Manifest::parse(&text)?.workflow_summaries(at)),
+        Some((_, text)) => Ok(Manifest::parse(&text)?.workflow_rows(at)),
         None => Ok(Vec::new()),
     }
 }

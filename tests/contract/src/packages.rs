@@ -57,10 +57,15 @@ pub async fn an_upload_is_stored_once_and_its_workflows_are_in_force(store: Stor
         matches!(store.store_package(&public, &again).await.unwrap(), Some(PackageStored::Existing(r)) if r.id == first.id)
     );
     let listed = store.list_packages(&public).await.unwrap().unwrap();
-    assert_eq!(listed, vec![rec]);
+    assert_eq!(listed, vec![rec.clone()]);
     let wf = store.list_workflows(&public).await.unwrap().unwrap();
     assert_eq!(wf.len(), 1);
     assert_eq!((wf[0].name.as_str(), wf[0].tasks.clone()), ("nightly", vec!["a".to_owned(), "b".to_owned()]));
+    assert_eq!((wf[0].package_id, wf[0].created_at), (rec.id, rec.uploaded_at), "the version in force");
+    let paused = store.set_paused(&public, "nightly", true, rec.uploaded_at + chrono::Duration::hours(1)).await;
+    let paused = paused.unwrap().unwrap().unwrap();
+    assert_eq!((paused.package_id, paused.created_at, paused.paused), (rec.id, rec.uploaded_at, true));
+    store.set_paused(&public, "nightly", false, rec.uploaded_at).await.unwrap();
     assert_eq!(store.list_packages(&TenantName::parse("nobody").unwrap()).await.unwrap(), None);
     assert_eq!(store.store_package(&TenantName::parse("nobody").unwrap(), &first).await.unwrap(), None);
 }

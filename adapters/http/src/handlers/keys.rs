@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use cloacina_domain::authz::created_authority;
 use cloacina_domain::{ApiKeyId, Authority, KeyName, KeyRecord, Role, TenantName};
 use cloacina_ports::{CreateKey, CreateKeyError, KeyScope, ListKeysError, RevokeKeyError};
 use serde::{Deserialize, Serialize};
@@ -135,8 +136,8 @@ async fn create(
     ))
 }
 
-/// `POST /v1/auth/keys`: without `tenant`, an admin (god) key; with one, a key of that tenant
-/// (role `read` unless given).
+/// `POST /v1/auth/keys`: without `tenant`, an admin (god) key, or for role `read` or `write`
+/// a key of `public`; with a tenant, a key of it (role `read` unless given).
 #[utoipa::path(post, path = "/v1/auth/keys", tag = "keys", request_body = CreateKeyBody,
     responses((status = 201, body = CreatedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -147,21 +148,13 @@ pub async fn create_any(
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedView>), ApiError> {
     let (name, role) = parse_common(&body)?;
-    let authority = match body.tenant.as_deref() {
-        None => match role {
-            None | Some(Role::Admin) => Authority::God,
-            Some(r) => {
-                return Err(ApiError::invalid_field(
-                    "tenant",
-                    format!("a '{r}' key belongs to a tenant: give 'tenant', or omit 'role' for an admin key"),
-                ));
-            }
-        },
-        Some(t) => Authority::Tenant {
-            tenant: TenantName::parse(t).map_err(|e| ApiError::invalid_field("tenant", e.to_string()))?,
-            role: role.unwrap_or(Role::Read),
-        },
-    };
+    let tenant = body
+        .tenant
+        .as_deref()
+        .map(TenantName::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_field("tenant", e.to_string()))?;
+    let authority = created_authority(tenant, role);
     create(&state, &caller, CreateKey { name, authority, expires_at: body.expires_at }).await
 }
 

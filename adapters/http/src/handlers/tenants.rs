@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use cloacina_domain::{TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord};
+use cloacina_domain::tenant::TenantPassword;
+use cloacina_domain::{Secret, TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord};
 use cloacina_ports::TenantError;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -23,6 +24,10 @@ pub struct CreateTenantBody {
     /// Free text, at most 256 characters.
     #[serde(default)]
     pub description: Option<String>,
+    /// The tenant's database role password: 16 to 256 visible ASCII characters. Left out or
+    /// `null`, a random one nobody is shown. Never echoed or logged.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// A tenant. The database role's password is never shown.
@@ -31,10 +36,8 @@ pub struct TenantView {
     pub name: String,
     /// The database schema holding the tenant's data.
     pub schema_name: String,
-    /// The database role its requests run as (absent on SQLite).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The database role its requests run as (`null` on SQLite).
     pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// `public`, which always exists and cannot be deleted.
     pub builtin: bool,
@@ -90,6 +93,11 @@ pub struct TenantRemoved {
     pub schema_name: String,
     /// Active keys of the tenant revoked with it.
     pub revoked_keys: u64,
+    /// Always true: its work queue went with its schema, so no worker claims anything of it
+    /// again (attempts already running end without being recorded).
+    pub runner_evicted: bool,
+    /// Always true: every server forgets its cached keys and schema within a second.
+    pub db_cache_evicted: bool,
 }
 
 fn from_error(e: TenantError) -> ApiError {
@@ -123,7 +131,12 @@ pub async fn create(
         .map(TenantDescription::parse)
         .transpose()
         .map_err(|e| ApiError::invalid_field("description", e.to_string()))?;
-    let record = state.tenants.create(&caller.0, name, description).await.map_err(from_error)?;
+    let password = body
+        .password
+        .map(|p| TenantPassword::parse(Secret::new(p)))
+        .transpose()
+        .map_err(|e| ApiError::invalid_field("password", e.to_string()))?;
+    let record = state.tenants.create(&caller.0, name, description, password).await.map_err(from_error)?;
     Ok((StatusCode::CREATED, Json(TenantView::from(&record))))
 }
 
@@ -191,5 +204,7 @@ pub async fn delete(
         name: deleted.record.name.to_string(),
         schema_name: deleted.record.schema,
         revoked_keys: deleted.revoked_keys,
+        runner_evicted: true,
+        db_cache_evicted: true,
     }))
 }

@@ -16,6 +16,9 @@ pub struct WhoAmI {
     pub tenant_id: Option<String>,
     /// `admin` for a god key, else the key's role.
     #[schema(value_type = String, example = "write")]
+    pub role: &'static str,
+    /// The same, under the name key listings use.
+    #[schema(value_type = String, example = "write")]
     pub permissions: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -31,6 +34,7 @@ pub async fn whoami(Caller(p): Caller) -> Json<WhoAmI> {
         name: p.key_name.clone(),
         is_admin: p.authority.is_god(),
         tenant_id: p.authority.tenant().map(|t| t.as_str().to_owned()),
+        role: p.authority.permissions_label(),
         permissions: p.authority.permissions_label(),
         expires_at: p.expires_at.map(wire_time),
     })

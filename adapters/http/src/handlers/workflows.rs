@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use cloacina_domain::{TenantName, WorkflowSummary};
 use cloacina_ports::WorkflowError;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
@@ -15,25 +16,35 @@ use crate::state::AppState;
 /// A workflow in a listing.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkflowView {
+    /// The id of the package version in force.
+    pub id: String,
     pub name: String,
+    /// The same, under the reference server's name.
+    pub workflow_name: String,
     pub package_name: String,
     pub version: String,
     pub description: Option<String>,
     /// Task ids, in dependency order.
     pub tasks: Vec<String>,
     pub paused: bool,
+    /// When the version in force was uploaded.
+    pub created_at: String,
+    /// When this workflow last changed (a new version, a pause).
     pub updated_at: String,
 }
 
 impl From<WorkflowSummary> for WorkflowView {
     fn from(w: WorkflowSummary) -> Self {
         Self {
+            id: w.package_id.to_string(),
+            workflow_name: w.name.clone(),
             name: w.name,
             package_name: w.package_name,
             version: w.version,
             description: w.description,
             tasks: w.tasks,
             paused: w.paused,
+            created_at: wire_time(w.created_at),
             updated_at: wire_time(w.updated_at),
         }
     }
@@ -79,12 +90,36 @@ fn from_error(e: WorkflowError) -> ApiError {
     }
 }
 
-/// A workflow with the tenant it belongs to.
+/// One node of a workflow's task graph.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskNodeView {
+    pub id: String,
+    /// The tasks it depends on.
+    pub dependencies: Vec<String>,
+    /// Always `null`: manifests give tasks no description.
+    #[schema(value_type = Option<String>)]
+    pub description: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub doc_what: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub doc_why: Option<String>,
+}
+
+/// A workflow with the tenant it belongs to and its task graph.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkflowDetail {
     pub tenant_id: String,
     #[serde(flatten)]
     pub workflow: WorkflowView,
+    pub task_graph: Vec<TaskNodeView>,
+    /// Always `success`: packages need no build.
+    #[schema(value_type = String, example = "success")]
+    pub build_status: &'static str,
+    #[schema(value_type = Option<String>)]
+    pub build_error: Option<String>,
+    /// Always empty: manifests declare no parameters; a workflow takes any context object.
+    #[schema(value_type = Vec<Object>)]
+    pub declared_params: Vec<Value>,
 }
 
 /// `GET /v1/tenants/{tenant}/workflows/{name}`.
@@ -99,8 +134,35 @@ pub async fn get(
     TargetTenant(tenant): TargetTenant,
     Path((_, name)): Path<(String, String)>,
 ) -> Result<Json<WorkflowDetail>, ApiError> {
-    let w = state.workflows.get(&caller.0, &tenant, &name).await.map_err(from_error)?;
-    Ok(Json(WorkflowDetail { tenant_id: tenant.to_string(), workflow: w.into() }))
+    let (w, graph) = state.workflows.detail(&caller.0, &tenant, &name).await.map_err(from_error)?;
+    Ok(Json(WorkflowDetail {
+        tenant_id: tenant.to_string(),
+        workflow: w.into(),
+        task_graph: graph
+            .into_iter()
+            .map(|n| TaskNodeView {
+                id: n.id,
+                dependencies: n.dependencies,
+                description: None,
+                doc_what: None,
+                doc_why: None,
+            })
+            .collect(),
+        build_status: "success",
+        build_error: None,
+        declared_params: Vec::new(),
+    }))
+}
+
+/// A pause's or resume's answer: the workflow as it now is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PauseAnswer {
+    pub tenant_id: String,
+    /// `paused` or `resumed`.
+    #[schema(value_type = String, example = "paused")]
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub workflow: WorkflowView,
 }
 
 async fn set_paused(
@@ -109,16 +171,20 @@ async fn set_paused(
     tenant: TenantName,
     name: &str,
     paused: bool,
-) -> Result<Json<WorkflowDetail>, ApiError> {
+) -> Result<Json<PauseAnswer>, ApiError> {
     let w = state.workflows.set_paused(&caller.0, &tenant, name, paused).await.map_err(from_error)?;
-    Ok(Json(WorkflowDetail { tenant_id: tenant.to_string(), workflow: w.into() }))
+    Ok(Json(PauseAnswer {
+        tenant_id: tenant.to_string(),
+        status: if paused { "paused" } else { "resumed" },
+        workflow: w.into(),
+    }))
 }
 
 /// `POST /v1/tenants/{tenant}/workflows/{name}/pause`: its triggers stop firing and new
 /// executions are refused until it is resumed. Pausing twice changes nothing.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/workflows/{name}/pause", tag = "workflows", operation_id = "pause_workflow",
     params(("tenant" = String, Path, description = "Tenant name"), ("name" = String, Path, description = "Workflow name")),
-    responses((status = 200, body = WorkflowDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = PauseAnswer), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn pause(
@@ -126,14 +192,14 @@ pub async fn pause(
     caller: Caller,
     TargetTenant(tenant): TargetTenant,
     Path((_, name)): Path<(String, String)>,
-) -> Result<Json<WorkflowDetail>, ApiError> {
+) -> Result<Json<PauseAnswer>, ApiError> {
     set_paused(&state, &caller, tenant, &name, true).await
 }
 
 /// `POST /v1/tenants/{tenant}/workflows/{name}/resume`.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/workflows/{name}/resume", tag = "workflows", operation_id = "resume_workflow",
     params(("tenant" = String, Path, description = "Tenant name"), ("name" = String, Path, description = "Workflow name")),
-    responses((status = 200, body = WorkflowDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = PauseAnswer), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn resume(
@@ -141,6 +207,6 @@ pub async fn resume(
     caller: Caller,
     TargetTenant(tenant): TargetTenant,
     Path((_, name)): Path<(String, String)>,
-) -> Result<Json<WorkflowDetail>, ApiError> {
+) -> Result<Json<PauseAnswer>, ApiError> {
     set_paused(&state, &caller, tenant, &name, false).await
 }
