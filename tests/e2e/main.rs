@@ -13,6 +13,7 @@
 //! - [`sandbox`] — hostile tasks against the task sandbox, its start-up refusal, long names,
 //!   expiring keys' children.
 //! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
+//! - [`wire`] — the wire contract: every reference route's fields and types, on both backends.
 //! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -27,3 +28,4 @@ mod sandbox;
 mod seed_001;
 mod seed_verbatim;
 mod task_network;
+mod wire;
