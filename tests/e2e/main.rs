@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`harness`] — starting, stopping and signalling a server; running the CLI.
 //! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
+//! - [`bad_requests`] — requests hyper refuses before routing: their bare statuses.
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
 //! - [`executions`] — running workflows: the documented flow, retries, timeouts, cancel, retry,
 //!   idempotency, isolation; two replicas and `kill -9` on PostgreSQL.
@@ -18,6 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod bad_requests;
 mod cli;
 mod executions;
 mod harness;

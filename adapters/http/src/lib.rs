@@ -19,6 +19,7 @@ pub mod error;
 pub mod handlers;
 pub mod observe;
 pub mod openapi;
+pub mod query;
 pub mod routes;
 pub mod state;
 

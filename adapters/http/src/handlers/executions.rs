@@ -2,9 +2,7 @@
 //! `/v1/tenants/{tenant}/executions`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cloacina_domain::execution::{
@@ -16,36 +14,10 @@ use serde_json::{Map, Value};
 
 use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
-use crate::error::{ApiError, parse_json};
+use crate::error::{ApiError, OptionalJsonBody};
 use crate::openapi::ErrorBody;
+use crate::query::{DEFAULT_PAGE, StrictQuery, pagination, whole};
 use crate::state::AppState;
-
-/// The most rows one page holds, and how many a page holds unless asked (wire.md).
-pub const MAX_PAGE: u32 = 1000;
-pub const DEFAULT_PAGE: u32 = 100;
-
-/// A page's `limit` and `offset` from their query text: `limit` 1 to [`MAX_PAGE`] (default
-/// [`DEFAULT_PAGE`]), `offset` 0 or more; anything else is `400 invalid_pagination` naming
-/// the parameter.
-pub fn pagination(limit: Option<&str>, offset: Option<&str>) -> Result<(u32, u64), ApiError> {
-    let bad = |field: &str, message: String| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_pagination", message).with_field(field)
-    };
-    let limit =
-        match limit {
-            None => DEFAULT_PAGE,
-            Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
-                bad("limit", format!("limit must be a whole number from 1 to {MAX_PAGE}, not {text:?}"))
-            })?,
-        };
-    let offset = match offset {
-        None => 0,
-        Some(text) => text
-            .parse::<u64>()
-            .map_err(|_| bad("offset", format!("offset must be a whole number, 0 or more, not {text:?}")))?,
-    };
-    Ok((limit, offset))
-}
 
 fn from_error(e: ExecutionError) -> ApiError {
     match e {
@@ -113,10 +85,8 @@ pub async fn execute(
     TargetTenant(tenant): TargetTenant,
     Path((_, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<ExecuteBody>,
 ) -> Result<Response, ApiError> {
-    let body: ExecuteBody =
-        if body.iter().all(u8::is_ascii_whitespace) { ExecuteBody::default() } else { parse_json(&body)? };
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| from_error(ExecutionError::BadIdempotencyKey))?.to_owned()),
@@ -202,6 +172,7 @@ impl ExecutionView {
 /// `GET …/executions`' query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only executions in this status (`Completed` or `completed`, …).
     pub status: Option<String>,
@@ -226,17 +197,6 @@ pub struct ExecutionList {
     pub offset: u64,
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| {
-        let text = e.body_text();
-        let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", text.clone());
-        match text.split('`').nth(1) {
-            Some(field) => error.with_field(field),
-            None => error,
-        }
-    })
-}
-
 /// `GET /v1/tenants/{tenant}/executions`.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/executions", tag = "executions", operation_id = "list_executions",
     params(("tenant" = String, Path, description = "Tenant name"), ListQuery),
@@ -247,9 +207,8 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     TargetTenant(tenant): TargetTenant,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    StrictQuery(q): StrictQuery<ListQuery>,
 ) -> Result<Json<ExecutionList>, ApiError> {
-    let q = query(q)?;
     let status = q
         .status
         .map(|s| {
@@ -261,7 +220,7 @@ pub async fn list(
             })
         })
         .transpose()?;
-    let (limit, offset) = pagination(q.limit.as_deref(), q.offset.as_deref())?;
+    let (limit, offset) = pagination(q.limit.as_deref(), q.offset.as_deref(), DEFAULT_PAGE)?;
     let page = state
         .executions
         .list(&caller.0, &tenant, &ExecutionQuery { status, workflow: q.workflow, limit, offset })
@@ -386,11 +345,14 @@ pub async fn tasks(
 /// `GET …/events`' query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events after this event id (default 0: from the start).
-    pub since: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    pub since: Option<String>,
     /// Most events returned, 1 to 1,000 (default 100).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
 }
 
 /// One event: the reference server's fields (wire.md), and its detail as an object.
@@ -449,15 +411,11 @@ pub async fn events(
     caller: Caller,
     TargetTenant(tenant): TargetTenant,
     Path((_, id)): Path<(String, String)>,
-    q: Result<Query<EventsQuery>, QueryRejection>,
+    StrictQuery(q): StrictQuery<EventsQuery>,
 ) -> Result<Json<EventList>, ApiError> {
-    let q = query(q)?;
     let id = execution_id(&id)?;
-    let since = q.since.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "limit must be 1 to 1000"));
-    }
+    let since = whole("since", q.since.as_deref(), 0)?;
+    let (limit, _) = pagination(q.limit.as_deref(), None, DEFAULT_PAGE)?;
     let events = state.executions.events(&caller.0, &tenant, id, since, limit).await.map_err(from_error)?;
     let next = events.last().map_or(since, |e| e.id);
     Ok(Json(EventList {

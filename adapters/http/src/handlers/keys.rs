@@ -14,6 +14,7 @@ use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
 use crate::error::{ApiError, JsonBody};
 use crate::openapi::ErrorBody;
+use crate::query::{Paging, StrictQuery};
 use crate::state::AppState;
 
 /// The body of a create. Unknown fields are refused, so `is_admin` cannot be smuggled in.
@@ -178,7 +179,7 @@ pub async fn create_in_tenant(
     create(&state, &caller, CreateKey { name, authority, expires_at: body.expires_at }).await
 }
 
-async fn list(state: &AppState, caller: &Caller, scope: KeyScope) -> Result<Json<KeyList>, ApiError> {
+async fn list(state: &AppState, caller: &Caller, scope: KeyScope, paging: &Paging) -> Result<Json<KeyList>, ApiError> {
     let tenant_id = match &scope {
         KeyScope::Tenant(t) => Some(t.to_string()),
         KeyScope::All => None,
@@ -188,20 +189,25 @@ async fn list(state: &AppState, caller: &Caller, scope: KeyScope) -> Result<Json
         ListKeysError::NoSuchTenant(t) => no_such_tenant(&t),
         ListKeysError::Store(e) => ApiError::store(&e),
     })?;
-    Ok(Json(KeyList { tenant_id, total: keys.len(), items: keys.iter().map(KeyView::from).collect() }))
+    let (page, total) = paging.apply(keys)?;
+    Ok(Json(KeyList { tenant_id, total, items: page.iter().map(KeyView::from).collect() }))
 }
 
 /// `GET /v1/auth/keys`: every key of the deployment.
-#[utoipa::path(get, path = "/v1/auth/keys", tag = "keys",
+#[utoipa::path(get, path = "/v1/auth/keys", tag = "keys", params(Paging),
     responses((status = 200, body = KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_all(State(state): State<AppState>, caller: Caller) -> Result<Json<KeyList>, ApiError> {
-    list(&state, &caller, KeyScope::All).await
+pub async fn list_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    StrictQuery(paging): StrictQuery<Paging>,
+) -> Result<Json<KeyList>, ApiError> {
+    list(&state, &caller, KeyScope::All, &paging).await
 }
 
 /// `GET /v1/tenants/{tenant}/keys`: that tenant's keys.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/keys", tag = "keys",
-    params(("tenant" = String, Path, description = "Tenant name")),
+    params(("tenant" = String, Path, description = "Tenant name"), Paging),
     responses((status = 200, body = KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -209,8 +215,9 @@ pub async fn list_tenant(
     State(state): State<AppState>,
     caller: Caller,
     TargetTenant(tenant): TargetTenant,
+    StrictQuery(paging): StrictQuery<Paging>,
 ) -> Result<Json<KeyList>, ApiError> {
-    list(&state, &caller, KeyScope::Tenant(tenant)).await
+    list(&state, &caller, KeyScope::Tenant(tenant), &paging).await
 }
 
 async fn revoke(state: &AppState, caller: &Caller, scope: KeyScope, id: &str) -> Result<Json<Revoked>, ApiError> {

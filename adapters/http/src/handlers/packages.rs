@@ -14,6 +14,7 @@ use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
 use crate::error::ApiError;
 use crate::openapi::ErrorBody;
+use crate::query::{Paging, StrictQuery};
 use crate::state::AppState;
 
 /// A stored package version.
@@ -140,7 +141,7 @@ pub async fn upload(
 
 /// `GET /v1/tenants/{tenant}/packages`: every uploaded version, by name, newest first.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/packages", tag = "workflows", operation_id = "list_packages",
-    params(("tenant" = String, Path, description = "Tenant name")),
+    params(("tenant" = String, Path, description = "Tenant name"), Paging),
     responses((status = 200, body = PackageList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -148,12 +149,14 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     TargetTenant(tenant): TargetTenant,
+    StrictQuery(paging): StrictQuery<Paging>,
 ) -> Result<Json<PackageList>, ApiError> {
     let packages = state.packages.list(&caller.0, &tenant).await.map_err(from_error)?;
+    let (page, total) = paging.apply(packages)?;
     Ok(Json(PackageList {
         tenant_id: tenant.to_string(),
-        total: packages.len(),
-        items: packages.iter().map(|p| PackageView::new(tenant.as_str(), p)).collect(),
+        total,
+        items: page.iter().map(|p| PackageView::new(tenant.as_str(), p)).collect(),
     }))
 }
 

@@ -12,6 +12,7 @@ use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
 use crate::error::{ApiError, JsonBody};
 use crate::openapi::ErrorBody;
+use crate::query::{Paging, StrictQuery};
 use crate::state::AppState;
 
 /// The body of a create. Schema and role names are generated, never taken from here.
@@ -141,12 +142,17 @@ pub async fn create(
 }
 
 /// `GET /v1/tenants`: every tenant, `public` first.
-#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants",
+#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants", params(Paging),
     responses((status = 200, body = TenantList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<TenantList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    StrictQuery(paging): StrictQuery<Paging>,
+) -> Result<Json<TenantList>, ApiError> {
     let tenants = state.tenants.list(&caller.0).await.map_err(from_error)?;
-    Ok(Json(TenantList { total: tenants.len(), items: tenants.iter().map(TenantView::from).collect() }))
+    let (page, total) = paging.apply(tenants)?;
+    Ok(Json(TenantList { total, items: page.iter().map(TenantView::from).collect() }))
 }
 
 /// `GET /v1/tenants/{tenant}`.

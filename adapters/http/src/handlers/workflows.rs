@@ -11,6 +11,7 @@ use super::wire_time;
 use crate::auth::{Caller, TargetTenant};
 use crate::error::ApiError;
 use crate::openapi::ErrorBody;
+use crate::query::{Paging, StrictQuery};
 use crate::state::AppState;
 
 /// A workflow in a listing.
@@ -60,7 +61,7 @@ pub struct WorkflowList {
 
 /// `GET /v1/tenants/{tenant}/workflows`: read in the tenant's own schema, as its role.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/workflows", operation_id = "list_workflows", tag = "workflows",
-    params(("tenant" = String, Path, description = "Tenant name")),
+    params(("tenant" = String, Path, description = "Tenant name"), Paging),
     responses((status = 200, body = WorkflowList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -68,12 +69,14 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     TargetTenant(tenant): TargetTenant,
+    StrictQuery(paging): StrictQuery<Paging>,
 ) -> Result<Json<WorkflowList>, ApiError> {
     let workflows = state.workflows.list(&caller.0, &tenant).await.map_err(from_error)?;
+    let (page, total) = paging.apply(workflows)?;
     Ok(Json(WorkflowList {
         tenant_id: tenant.to_string(),
-        total: workflows.len(),
-        items: workflows.into_iter().map(WorkflowView::from).collect(),
+        total,
+        items: page.into_iter().map(WorkflowView::from).collect(),
     }))
 }
 
