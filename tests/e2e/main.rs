@@ -15,6 +15,7 @@
 //!   expiring keys' children.
 //! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
 //! - [`wire`] — the wire contract: every reference route's fields and types, on both backends.
+//! - [`schemathesis`] — the served OpenAPI document checked against the server by schemathesis.
 //! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -27,6 +28,7 @@ mod packages;
 mod postgres;
 mod reliability;
 mod sandbox;
+mod schemathesis;
 mod seed_001;
 mod seed_verbatim;
 mod task_network;

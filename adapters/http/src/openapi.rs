@@ -66,7 +66,7 @@ pub struct StatusBody {
         executions::cancel,
         executions::retry,
     ),
-    modifiers(&BearerKeys, &LegacyKeyPaths)
+    modifiers(&BearerKeys, &PathRules, &LegacyKeyPaths)
 )]
 struct ApiDoc;
 
@@ -78,6 +78,63 @@ impl Modify for BearerKeys {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("clk_ API key".into());
         doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// What every route shares: a `{tenant}` is a tenant name (the pattern the server checks); an
+/// operation that takes a parameter or a body can answer `400` (a path segment, query value or
+/// body the server refuses), one with a body `413`, and a keyed one `429` (the failed-auth
+/// throttle) and `503` (no database, or the request timeout), all with the envelope.
+struct PathRules;
+
+/// [`cloacina_domain::TenantName`]'s rule.
+const TENANT_PATTERN: &str = "^[a-z][a-z0-9_-]{0,47}$";
+
+impl Modify for PathRules {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{ObjectBuilder, RefOr, Response, Type};
+        let envelope = |description: &str| -> RefOr<Response> {
+            utoipa::openapi::ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::content::ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"))))
+                        .build(),
+                )
+                .build()
+                .into()
+        };
+        let bad_input = envelope("Bad input: a path segment, query value or body the server refuses");
+        let too_large = envelope("The body is over the route's limit");
+        let throttled = envelope("Too many failed authentications from this address (with Retry-After)");
+        let unavailable = envelope("The database is unavailable, or the request ran past the timeout");
+        for item in doc.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                let mut takes_input = op.request_body.is_some();
+                for param in op.parameters.iter_mut().flatten() {
+                    takes_input = true;
+                    if param.name == "tenant" && param.parameter_in == ParameterIn::Path {
+                        let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some(TENANT_PATTERN));
+                        param.schema = Some(RefOr::T(schema.into()));
+                    }
+                }
+                let responses = &mut op.responses.responses;
+                if takes_input {
+                    responses.entry("400".to_owned()).or_insert_with(|| bad_input.clone());
+                }
+                if op.request_body.is_some() {
+                    responses.entry("413".to_owned()).or_insert_with(|| too_large.clone());
+                }
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    responses.entry("429".to_owned()).or_insert_with(|| throttled.clone());
+                    responses.entry("503".to_owned()).or_insert_with(|| unavailable.clone());
+                }
+            }
+        }
     }
 }
 

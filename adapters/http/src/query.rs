@@ -43,10 +43,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for StrictQuery<T>
 #[into_params(parameter_in = Query)]
 pub struct Paging {
     /// Rows in the page, 1 to 1000 (default 1000).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Rows to skip (default 0).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<String>,
 }
 
@@ -82,8 +82,10 @@ pub fn pagination(limit: Option<&str>, offset: Option<&str>, default: u32) -> Re
     let offset = match offset {
         None => 0,
         Some(text) => text
-            .parse::<u64>()
-            .map_err(|_| bad("offset", format!("offset must be a whole number, 0 or more, not {text:?}")))?,
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| bad("offset", format!("offset must be a whole number, 0 or more, not {text:?}")))?,
     };
     Ok((limit, offset))
 }

@@ -1,5 +1,6 @@
-//! Outside tools the tests use, installed the way PostgreSQL is: found on `PATH`, else, as
-//! root on Debian or Ubuntu, installed with `apt-get`, else a failure saying what to install.
+//! Outside tools the tests use, installed the way PostgreSQL is: Debian's found on `PATH`, else,
+//! as root on Debian or Ubuntu, installed with `apt-get`; PyPI's pinned, in a virtual
+//! environment the suite owns under `target/test-tools/`; else a failure saying what to install.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -48,6 +49,44 @@ fn debian_tool(binary: &str, package: &str) -> PathBuf {
 pub fn bubblewrap() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| debian_tool("bwrap", "bubblewrap")).clone()
+}
+
+/// The pinned schemathesis (PyPI), which checks the served OpenAPI document against the server.
+pub const SCHEMATHESIS: &str = "4.32.5";
+
+/// A pinned PyPI tool's virtual environment, `target/test-tools/<name>-<version>`, made (with
+/// `python3 -m venv` and pip) if missing; its `bin/` folder.
+fn pypi_tool(name: &str, version: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools");
+    std::fs::create_dir_all(&root).unwrap();
+    let venv = root.join(format!("{name}-{version}"));
+    let bin = venv.join("bin");
+    let lock = std::fs::File::create(root.join(format!("{name}.lock"))).unwrap();
+    lock.lock().unwrap();
+    if bin.join(name).is_file() {
+        return bin;
+    }
+    eprintln!("installing {name}=={version} from PyPI into {}", venv.display());
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+        && Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", &format!("{name}=={version}")])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !made || !bin.join(name).is_file() {
+        let _ = std::fs::remove_dir_all(&venv);
+        panic!(
+            "cannot install {name}=={version}: it needs python3 with venv and pip (Debian: apt-get install -y \
+             python3-venv) and access to PyPI"
+        );
+    }
+    bin
+}
+
+/// The `schemathesis` command, installed if missing.
+pub fn schemathesis() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| pypi_tool("schemathesis", SCHEMATHESIS).join("schemathesis")).clone()
 }
 
 /// Live (not zombie) processes on this host whose command line holds `marker`, as

@@ -179,10 +179,10 @@ pub struct ListQuery {
     /// Only executions of this workflow.
     pub workflow: Option<String>,
     /// Page size, 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Executions to skip (default 0).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<String>,
 }
 
@@ -348,10 +348,10 @@ pub async fn tasks(
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events after this event id (default 0: from the start).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub since: Option<String>,
     /// Most events returned, 1 to 1,000 (default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
 }
 
