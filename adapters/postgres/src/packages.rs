@@ -178,6 +178,15 @@ async fn store_chunks(tx: &mut PgConnection, id: Uuid, path: &std::path::Path) -
 }
 
 async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored, StoreError> {
+    let rec = new.record();
+    // Serialise uploads of one package, so "is this the newest version" stays true to commit,
+    // and look for the same bytes only under the lock: a concurrent upload of them has either
+    // committed (found here) or not begun.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cloacina-package:' || $1))")
+        .bind(rec.name.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
     let existing = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM packages WHERE content_hash = $1")))
         .bind(&new.content_hash)
         .fetch_optional(&mut *tx)
@@ -186,13 +195,6 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
     if let Some(row) = existing {
         return record(&row).map(PackageStored::Existing).map_err(translate);
     }
-    let rec = new.record();
-    // Serialise uploads of one package, so "is this the newest version" stays true to commit.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cloacina-package:' || $1))")
-        .bind(rec.name.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
     let versions: Vec<String> = sqlx::query_scalar("SELECT version FROM packages WHERE name = $1")
         .bind(rec.name.as_str())
         .fetch_all(&mut *tx)

@@ -94,6 +94,7 @@ macro_rules! storage_contract {
             workflows::a_tenant_without_packages_lists_no_workflows_and_an_unknown_tenant_none,
             packages::an_upload_is_stored_once_and_its_workflows_are_in_force,
             packages::versions_are_immutable_and_the_newest_is_in_force,
+            packages::the_same_bytes_uploaded_eight_times_at_once_are_eight_successes_and_one_copy,
             packages::a_workflow_name_belongs_to_one_package,
             packages::a_workflow_is_found_paused_and_resumed_and_stays_paused_across_versions,
             packages::deleting_the_version_in_force_falls_back_to_the_newest_left,

@@ -70,6 +70,25 @@ pub async fn an_upload_is_stored_once_and_its_workflows_are_in_force(store: Stor
     assert_eq!(store.store_package(&TenantName::parse("nobody").unwrap(), &first).await.unwrap(), None);
 }
 
+pub async fn the_same_bytes_uploaded_eight_times_at_once_are_eight_successes_and_one_copy(store: Store) {
+    let public = TenantName::public();
+    let uploads = (0..8).map(|_| {
+        let store = store.clone();
+        let new = NewPackage { id: Uuid::new_v4(), ..upload("acme-etl", "1.0.0", &["nightly"], "same bytes") };
+        tokio::spawn(async move { store.store_package(&TenantName::public(), &new).await })
+    });
+    let mut created = 0;
+    for result in futures::future::join_all(uploads).await {
+        match result.unwrap() {
+            Ok(Some(PackageStored::Created(_))) => created += 1,
+            Ok(Some(PackageStored::Existing(_))) => {}
+            other => panic!("an upload of the same bytes failed: {other:?}"),
+        }
+    }
+    assert_eq!(created, 1, "one upload stores them, the others find them");
+    assert_eq!(store.list_packages(&public).await.unwrap().unwrap().len(), 1);
+}
+
 pub async fn versions_are_immutable_and_the_newest_is_in_force(store: Store) {
     let public = TenantName::public();
     store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly", "hourly"], "v1")).await.unwrap();
