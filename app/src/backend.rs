@@ -133,7 +133,7 @@ pub fn settings(db: &DbArgs) -> PgSettings {
     }
 }
 
-/// product.md §4: the login role should have CREATEROLE and NOINHERIT, and neither SUPERUSER
+/// docs/postgres.md: the login role should have CREATEROLE and NOINHERIT, and neither SUPERUSER
 /// nor BYPASSRLS.
 async fn warn_if_privileged(pg: &PgDb) {
     match pg.login_role().await {

@@ -1,4 +1,4 @@
-//! The `.cloacina` package archive (product.md §5): a tar archive, gzip- or bzip2-compressed,
+//! The `.cloacina` package archive (docs/packages.md): a tar archive, gzip- or bzip2-compressed,
 //! holding one top-level folder `<name>-<version>/` with `package.toml` and the files its tasks
 //! run.
 //!

@@ -1,4 +1,4 @@
-//! Cloacina's benchmarks (quality.md). Run on demand, never in CI:
+//! Cloacina's benchmarks (docs/benchmarks.md). Run on demand, never in CI:
 //!
 //! ```text
 //! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b10] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N]

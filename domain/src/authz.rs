@@ -117,7 +117,7 @@ pub fn authorize_key_access(principal: &Principal, target: &Authority) -> Result
     }
 }
 
-/// Which key a deployment-wide create (`POST /v1/auth/keys`) makes (product.md §3): with no
+/// Which key a deployment-wide create (`POST /v1/auth/keys`) makes (docs/api.md, "Keys and roles"): with no
 /// tenant, a god key for no role or `admin`, and a key of `public` for `read` or `write` (the
 /// reference server's rule); with a tenant, a key of it, `read` unless a role is given.
 pub fn created_authority(tenant: Option<TenantName>, role: Option<Role>) -> Authority {

@@ -1,6 +1,6 @@
 //! Executions as the engine plans and advances them: which tasks may run, what a success or a
 //! failure changes, when an execution is over, and what context each task receives
-//! (product.md §5). Pure rules; the engine stores the state and runs the tasks.
+//! (docs/engine.md). Pure rules; the engine stores the state and runs the tasks.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -51,8 +51,8 @@ impl ExecutionStatus {
         matches!(self, ExecutionStatus::Succeeded | ExecutionStatus::Failed | ExecutionStatus::Cancelled)
     }
 
-    /// The word the API answers with: the reference server's vocabulary (wire.md), so its
-    /// clients read our answers unchanged.
+    /// The word the API answers with: the reference server's vocabulary (docs/api.md,
+    /// "Reference compatibility"), so its clients read our answers unchanged.
     pub fn wire_name(self) -> &'static str {
         match self {
             ExecutionStatus::Pending => "Pending",
@@ -116,8 +116,8 @@ impl TaskStatus {
         }
     }
 
-    /// The word the API answers with, in the reference server's vocabulary (wire.md); it has
-    /// none for a cancelled task, which keeps ours.
+    /// The word the API answers with, in the reference server's vocabulary (docs/api.md,
+    /// "Reference compatibility"); it has none for a cancelled task, which keeps ours.
     pub fn wire_name(self) -> &'static str {
         match self {
             TaskStatus::Waiting => "NotStarted",

@@ -1,5 +1,5 @@
 //! How a tenant's tasks reach the network: the deployment's default (`--task-network`) and a
-//! tenant's own setting, which a god key may give it (product.md §4, docs/engine.md).
+//! tenant's own setting, which a god key may give it (docs/postgres.md, docs/engine.md).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,6 +1,6 @@
 //! Authenticate a bearer token: the hot path of every request.
 //!
-//! Cost model (product.md §3):
+//! Cost model (docs/api.md, "Keys and roles"):
 //! - a malformed token or a bad checksum: refused by [`PresentedKey::parse`], no I/O, no hash;
 //! - a well-formed minted key: one SHA-256, then the verified-key cache; on a miss, one
 //!   primary-key lookup whose result (a hit *or* a miss) is cached for the TTL;

@@ -1,4 +1,4 @@
-//! The first god key, at start-up (product.md §3, seed 001).
+//! The first god key, at start-up (docs/api.md, "Keys and roles", seed 001).
 
 use cloacina_domain::bootstrap::{BootstrapDecision, SuppliedBootstrapKey, decide};
 use cloacina_domain::ports::{HashError, StoreError};

@@ -10,7 +10,7 @@ use cloacina_domain::{
 use crate::Keys;
 
 /// What to create. The HTTP adapter decides `authority` from the route and body
-/// (product.md §3: no tenant on `/v1/auth/keys` means a god key; a tenant key defaults to `read`).
+/// (docs/api.md, "Keys and roles": no tenant on `/v1/auth/keys` means a god key; a tenant key defaults to `read`).
 #[derive(Debug, Clone)]
 pub struct CreateKey {
     pub name: KeyName,

@@ -1,5 +1,5 @@
 //! The engine: a server's workers, claiming ready tasks from the queue in the database,
-//! running them through the runner port, and recording how they ended (product.md §5,
+//! running them through the runner port, and recording how they ended (docs/engine.md,
 //! docs/engine.md).
 //!
 //! One loop claims; each claimed attempt runs in a task of its own, holding one of the

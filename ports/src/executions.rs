@@ -1,4 +1,4 @@
-//! Running workflows and following their executions (product.md §5): execute, list, inspect,
+//! Running workflows and following their executions (docs/engine.md): execute, list, inspect,
 //! tasks, events, logs, cancel, retry, and pruning old executions.
 
 use std::sync::Arc;

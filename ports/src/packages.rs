@@ -1,4 +1,4 @@
-//! Uploading and listing packages (product.md §5).
+//! Uploading and listing packages (docs/packages.md).
 
 use std::path::Path;
 use std::sync::Arc;

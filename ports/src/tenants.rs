@@ -1,4 +1,4 @@
-//! Tenant management: create, list, inspect, delete (product.md §4). God keys only.
+//! Tenant management: create, list, inspect, delete (docs/postgres.md). God keys only.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Rows of quality.md's reliability and security scoreboard that the SQLite build can show.
+//! Rows of the reliability and security scoreboard (docs/reliability.md) that the SQLite build can show.
 
 use crate::harness::{Server, bootstrap_key, mode};
 

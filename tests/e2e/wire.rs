@@ -1,5 +1,5 @@
-//! The wire contract (`shared/spec/wire.md`): one row per route the reference Cloacina server
-//! has, each asserting every reference field and its JSON type, and the reference's status
+//! The wire contract (docs/api.md, "Reference compatibility"): one row per route the
+//! reference Cloacina server has, each asserting every reference field and its JSON type, and the reference's status
 //! words, over the real binary on SQLite and on PostgreSQL. The reference's own clients read
 //! our answers only if each is a superset of its shape. A route added later that has a
 //! reference counterpart (triggers, secrets, the WebSocket ticket) joins [`rows`].
@@ -32,7 +32,7 @@ const TASK_STATUSES: &[&str] = &["NotStarted", "Ready", "Running", "Completed", 
 
 use Kind::{Arr, Bool, Is, Num, OneOf, Str, StrOrNull};
 
-/// One route of wire.md: the request, the status it answers, the fields of its answer. A path
+/// One reference route: the request, the status it answers, the fields of its answer. A path
 /// segment `*` in a field stands for every element of an array (which must not be empty).
 struct Row {
     method: Method,
@@ -73,7 +73,7 @@ fn holds(value: Option<&Value>, kind: Kind) -> bool {
     }
 }
 
-/// Every route of wire.md that exists, for `tenant`: what it sends and what its answer must hold.
+/// Every reference route that exists, for `tenant`: what it sends and what its answer must hold.
 #[allow(clippy::too_many_lines)]
 fn rows(t: &'static str, multi_tenant: bool, execution: &str, spare_version: &str, key_id: &str) -> Vec<Row> {
     let created_key: &[(&str, Kind)] = &[

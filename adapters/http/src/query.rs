@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// The most rows one page holds, and how many a page of executions holds unless asked
-/// (wire.md).
+/// (docs/api.md, "Reference compatibility").
 pub const MAX_PAGE: u32 = 1000;
 pub const DEFAULT_PAGE: u32 = 100;
 

@@ -1,6 +1,6 @@
 //! The router driven in process against real stores (in-memory SQLite, and PostgreSQL on the
 //! test cluster): status codes, the error envelope, and every route's permission for every
-//! kind of key on both backends (quality.md layers 4 and 6, the HTTP half of the isolation
+//! kind of key on both backends (docs/testing.md, layers 4 and 6, the HTTP half of the isolation
 //! matrix).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test

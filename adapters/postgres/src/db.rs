@@ -43,7 +43,7 @@ pub enum ConnectError {
     Connect { target: String, cause: String },
 }
 
-/// What the server's login role may do (product.md §4 wants CREATEROLE and NOINHERIT, and
+/// What the server's login role may do (docs/postgres.md wants CREATEROLE and NOINHERIT, and
 /// neither SUPERUSER nor BYPASSRLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginRole {

@@ -1,4 +1,4 @@
-//! The database probe of the isolation matrix (quality.md, layer 6): as each tenant's role,
+//! The database probe of the isolation matrix (docs/testing.md, layer 6): as each tenant's role,
 //! every statement against another tenant's schema or the control tables is refused by
 //! PostgreSQL (SQLSTATE 42501), and the server's login role holds no standing access to
 //! tenant data.

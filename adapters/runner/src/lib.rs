@@ -1,4 +1,4 @@
-//! The process runner (product.md §5): each task attempt is its `command`, run in the unpacked
+//! The process runner (docs/engine.md, "The sandbox"): each task attempt is its `command`, run in the unpacked
 //! package folder, in a sandbox of its own ([`sandbox`]) as an unprivileged user.
 //!
 //! - The context JSON arrives on stdin and in `$CLOACINA_CONTEXT_FILE`; a JSON object the task

@@ -1,4 +1,4 @@
-//! What one task attempt may use (product.md §5, Runner port): memory, processes, open files
+//! What one task attempt may use (docs/engine.md, "The sandbox"): memory, processes, open files
 //! and CPU time.
 //!
 //! A task may ask for more than the defaults in its manifest

@@ -1,4 +1,4 @@
-//! `package.toml`: its fixed shape (product.md §5), parsed and checked.
+//! `package.toml`: its fixed shape (docs/packages.md), parsed and checked.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

@@ -1,5 +1,5 @@
 //! Workflow packages: the manifest (`package.toml`) people write by hand, parsed and checked
-//! (product.md §5). Every error names the field at fault, as a path like
+//! (docs/packages.md). Every error names the field at fault, as a path like
 //! `workflow[0].task[2].depends_on[0]`.
 //!
 //! # Layout

@@ -1,5 +1,5 @@
 //! The storage contract: one suite every storage adapter runs, so a behaviour one backend has
-//! and another lacks shows up as a failing test (quality.md, layer 3).
+//! and another lacks shows up as a failing test (docs/testing.md, layer 3).
 //!
 //! An adapter instantiates it in a test module with an async expression that yields a fresh,
 //! migrated, empty store:

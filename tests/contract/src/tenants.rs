@@ -1,6 +1,6 @@
 //! The `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
 //!
-//! SQLite is single-tenant by design (product.md §4): there, creating and deleting answer
+//! SQLite is single-tenant by design (docs/postgres.md): there, creating and deleting answer
 //! [`StoreError::Unsupported`] and everything else behaves as with one tenant, `public`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

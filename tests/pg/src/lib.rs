@@ -154,7 +154,7 @@ impl TestPg {
     }
 
     /// Creates a database and its owner: a login role with CREATEROLE and NOINHERIT, not a
-    /// superuser (product.md §4).
+    /// superuser (docs/postgres.md).
     ///
     /// # Panics
     /// When the server refuses.

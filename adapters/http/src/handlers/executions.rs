@@ -251,7 +251,8 @@ pub async fn get(
     Ok(Json(ExecutionView::new(tenant.as_str(), e)))
 }
 
-/// One task of an execution: the reference server's fields (wire.md), and ours.
+/// One task of an execution: the reference server's fields (docs/api.md, "Reference
+/// compatibility"), and ours.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     /// A stable id of this task of this execution.
@@ -355,7 +356,8 @@ pub struct EventsQuery {
     pub limit: Option<String>,
 }
 
-/// One event: the reference server's fields (wire.md), and its detail as an object.
+/// One event: the reference server's fields (docs/api.md, "Reference compatibility"), and
+/// its detail as an object.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     /// The event's id, as text (the number `sequence_num` is).

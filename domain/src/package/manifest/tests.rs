@@ -1,7 +1,7 @@
 use super::*;
 use proptest::prelude::*;
 
-/// The example of product.md §5, as people write it.
+/// The example of docs/packages.md, as people write it.
 const EXAMPLE: &str = r#"
 [package]
 name = "acme-etl"                 # lowercase letters, digits, '-'
