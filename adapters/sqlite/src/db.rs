@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use cloacina_domain::ports::StoreError;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,11 @@ pub(crate) struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// A turn at the writer, taken before a blocking thread is: queued writes wait here, as
+    /// tasks, not as parked blocking-pool threads.
+    writer_turn: Arc<Semaphore>,
+    /// A turn at a reader, one per reader connection, so a turn always finds one free.
+    reader_turns: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -68,25 +74,22 @@ impl SqliteDb {
             inner: Arc::new(Inner {
                 work: tokio::sync::Notify::new(),
                 writer: Mutex::new(writer),
+                reader_turns: Arc::new(Semaphore::new(readers.len().max(1))),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                writer_turn: Arc::new(Semaphore::new(1)),
             }),
         })
     }
 
-    /// Runs `f` on the writer connection, on a blocking thread. Writers queue here, in the
-    /// process, one at a time.
+    /// Runs `f` on the writer connection, on a blocking thread, once it is this write's turn.
+    /// Writers queue for the turn, in the process, one at a time.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        run_blocking(move || {
-            let mut conn = inner.writer.lock().map_err(|_| StoreError::Unexpected("writer lock poisoned".into()))?;
-            f(&mut conn).map_err(translate)
-        })
-        .await
+        self.write_store(move |conn| f(conn).map_err(translate)).await
     }
 
     /// As [`SqliteDb::write`], for work that reports store errors itself.
@@ -95,32 +98,47 @@ impl SqliteDb {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let turn = turn(&self.inner.writer_turn).await?;
         let inner = self.inner.clone();
         run_blocking(move || {
+            let _turn = turn;
             let mut conn = inner.writer.lock().map_err(|_| StoreError::Unexpected("writer lock poisoned".into()))?;
             f(&mut conn)
         })
         .await
     }
 
-    /// Runs `f` on a reader connection (the writer, for an in-memory database).
+    /// Runs `f` on a free reader connection (the writer, for an in-memory database), once a
+    /// reader is free.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     {
+        if self.inner.readers.is_empty() {
+            return self.write(move |conn| f(conn)).await;
+        }
+        let turn = turn(&self.inner.reader_turns).await?;
         let inner = self.inner.clone();
         run_blocking(move || {
-            let lock = if inner.readers.is_empty() {
-                &inner.writer
-            } else {
-                &inner.readers[inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len()]
-            };
-            let conn = lock.lock().map_err(|_| StoreError::Unexpected("reader lock poisoned".into()))?;
+            let _turn = turn;
+            // A turn is held per free reader, so one of them is unlocked; start the search at
+            // the next in line, so the readers share the work.
+            let n = inner.readers.len();
+            let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+            let conn = (0..n)
+                .find_map(|i| inner.readers[(start + i) % n].try_lock().ok())
+                .map_or_else(|| inner.readers[start % n].lock(), Ok)
+                .map_err(|_| StoreError::Unexpected("reader lock poisoned".into()))?;
             f(&conn).map_err(translate)
         })
         .await
     }
+}
+
+/// A turn from `turns`, held until the blocking work it admits is done.
+async fn turn(turns: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, StoreError> {
+    turns.clone().acquire_owned().await.map_err(|_| StoreError::Unexpected("database closed".into()))
 }
 
 async fn run_blocking<T: Send + 'static>(
