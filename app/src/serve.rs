@@ -119,13 +119,24 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     };
     let auth = Arc::new(Authenticator::new(&deps, Duration::from_secs(args.auth_cache_ttl), AUTH_CACHE_CAPACITY));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The engine, once it exists, for the invalidation listener to reach.
+    let engine_slot: Arc<std::sync::OnceLock<Arc<Engine>>> = Arc::default();
     // Listen before anything is cached, so no change committed from here on can be missed.
     let invalidations = match &backend {
         Backend::Postgres(pg) => {
             let auth = auth.clone();
+            let engine = engine_slot.clone();
             let on = Arc::new(move |what: Invalidation| match what {
                 Invalidation::Key(id) => auth.forget(id),
-                Invalidation::Tenant(_) | Invalidation::Everything => auth.forget_all(),
+                Invalidation::Tenant(tenant) => {
+                    auth.forget_all();
+                    // A deleted tenant's attempts stop on every server now, not at their next
+                    // lease renewal.
+                    if let Some(engine) = engine.get() {
+                        engine.stop_tenant(&tenant);
+                    }
+                }
+                Invalidation::Everything => auth.forget_all(),
             });
             Some(pg.listen(on, stop_rx.clone()).await.context("listening for cache invalidations")?)
         }
@@ -181,6 +192,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
             ..EngineConfig::default()
         };
         let engine = Engine::new(ports, config, worker_id());
+        let _ = engine_slot.set(engine.clone());
         tokio::spawn(engine.run(stop_rx.clone(), drain))
     });
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

@@ -124,6 +124,23 @@ impl Engine {
         self.running.lock().map(|r| r.len()).unwrap_or(0)
     }
 
+    /// Stops every attempt of `tenant` this server runs, because the tenant is gone: each is
+    /// aborted, which kills its sandbox and every process in it, and nothing is recorded (its
+    /// schema went with it). Returns how many were stopped.
+    pub fn stop_tenant(&self, tenant: &TenantName) -> usize {
+        let Ok(mut running) = self.running.lock() else { return 0 };
+        let doomed: Vec<TaskKey> = running.iter().filter(|(_, r)| r.tenant == *tenant).map(|(k, _)| *k).collect();
+        for key in &doomed {
+            if let Some(r) = running.remove(key) {
+                r.abort.abort();
+            }
+        }
+        if !doomed.is_empty() {
+            tracing::info!(%tenant, stopped = doomed.len(), "tenant deleted: its running attempts were stopped");
+        }
+        doomed.len()
+    }
+
     /// Runs until `stop` turns true, then drains for at most `drain` and gives back what is
     /// still running.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {

@@ -13,6 +13,7 @@
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
 //! - [`sandbox`] — hostile tasks against the task sandbox, its start-up refusal, long names,
 //!   expiring keys' children.
+//! - [`tenant_delete`] — tenants deleted while their executions run, on PostgreSQL.
 //! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
 //! - [`wire`] — the wire contract: every reference route's fields and types, on both backends.
 //! - [`schemathesis`] — the served OpenAPI document checked against the server by schemathesis.
@@ -32,4 +33,5 @@ mod schemathesis;
 mod seed_001;
 mod seed_verbatim;
 mod task_network;
+mod tenant_delete;
 mod wire;

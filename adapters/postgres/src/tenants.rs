@@ -56,6 +56,26 @@ fn maybe_record(row: Option<&PgRow>) -> Result<Option<TenantRecord>, StoreError>
     row.map(record).transpose().map_err(translate)
 }
 
+/// As the tenant's role, takes every table of its schema in ACCESS EXCLUSIVE mode (at once,
+/// failing with 55P03 if any is busy, unless `wait`), then returns the transaction to the login
+/// role.
+async fn lock_tenant_tables(tx: &mut PgConnection, schema: &str, role: &str, wait: bool) -> Result<(), sqlx::Error> {
+    enter_tenant(tx, schema, role).await?;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY tablename")
+            .bind(schema)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut sql = String::new();
+    if !tables.is_empty() {
+        let list: Vec<String> = tables.iter().map(|t| format!("{}.{}", ident(schema), ident(t))).collect();
+        let nowait = if wait { "" } else { " NOWAIT" };
+        sql.push_str(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE{nowait}; ", list.join(", ")));
+    }
+    sql.push_str("SET LOCAL ROLE NONE; SET LOCAL search_path TO DEFAULT;");
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map(drop)
+}
+
 /// Makes the rest of the current transaction run as the tenant's role, in its schema.
 pub(crate) async fn enter_tenant(conn: &mut PgConnection, schema: &str, role: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT set_config('role', $1, true), set_config('search_path', $2, true)")
@@ -170,9 +190,13 @@ impl PgDb {
         tenant: &TenantName,
     ) -> Result<Option<Transaction<'static, Postgres>>, StoreError> {
         let Some(place) = self.place(tenant).await? else { return Ok(None) };
-        let begin = format!("BEGIN; {}", enter_sql(&place));
-        match self.pool.begin_with(AssertSqlSafe(begin)).await {
-            Ok(tx) => Ok(Some(tx)),
+        // Two round trips, not one `BEGIN; enter` statement: when entering fails (the tenant's
+        // role was just dropped), the transaction must be one sqlx knows it holds, so that
+        // dropping it rolls it back. A failed custom BEGIN statement would go back to the pool
+        // inside an aborted transaction, and fail whatever request took it next.
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        match sqlx::raw_sql(AssertSqlSafe(enter_sql(&place))).execute(&mut *tx).await {
+            Ok(_) => Ok(Some(tx)),
             Err(e) => self.forget_if_gone(tenant, e).map(|()| None),
         }
     }
@@ -288,6 +312,39 @@ impl TenantStore for PgDb {
         if name.is_public() {
             return Err(StoreError::Unexpected("the built-in tenant cannot be deleted".into()));
         }
+        // The tenant's tables are taken all at once or not at all (NOWAIT), and tried again
+        // while its work holds them; after a while the delete waits its turn instead, which
+        // PostgreSQL may end as a deadlock, tried again too.
+        let started = std::time::Instant::now();
+        loop {
+            let wait = started.elapsed() > DELETE_NOWAIT_FOR;
+            if let Some(done) = self.delete_once(name, at, wait).await? {
+                return Ok(done);
+            }
+            if started.elapsed() > DELETE_GIVE_UP_AFTER {
+                return Err(StoreError::Unavailable(format!(
+                    "tenant '{name}' is too busy to delete: its work held its tables for {}s; try again",
+                    DELETE_GIVE_UP_AFTER.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(if wait { 100 } else { 10 })).await;
+        }
+    }
+}
+
+/// How long a delete tries to take the tenant's tables without waiting, and when it gives up.
+const DELETE_NOWAIT_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+const DELETE_GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl PgDb {
+    /// One try at deleting a tenant; `None` when its tables were busy (or the wait for them
+    /// deadlocked), nothing changed.
+    async fn delete_once(
+        &self,
+        name: &TenantName,
+        at: DateTime<Utc>,
+        wait: bool,
+    ) -> Result<Option<TenantDeleted>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(TENANT_DDL_LOCK)
@@ -295,12 +352,30 @@ impl TenantStore for PgDb {
             .await
             .map_err(translate)?;
         let place: Option<(String, String)> =
-            sqlx::query_as("SELECT schema_name, db_role FROM tenants WHERE name = $1 FOR UPDATE")
+            sqlx::query_as("SELECT schema_name, db_role FROM tenants WHERE name = $1")
                 .bind(name.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(translate)?;
-        let Some((schema, role)) = place else { return Ok(TenantDeleted::NotFound) };
+        let Some((schema, role)) = place else { return Ok(Some(TenantDeleted::NotFound)) };
+        // The tenant's tables before its registry row, and all of them at once: engine work
+        // (claims, outcomes, renewals, new executions) takes tables, each statement in its own
+        // order, and the queue row, which references the registry row, last. Taking the row
+        // first, or the tables one by one, deadlocked with it. Work that comes after the locks
+        // waits, then finds no schema.
+        match lock_tenant_tables(&mut tx, &schema, &role, wait).await {
+            Ok(()) => {}
+            Err(e) if matches!(sqlstate(&e).as_deref(), Some("55P03" | "40P01")) => return Ok(None),
+            Err(e) => return Err(translate(e)),
+        }
+        let still: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE name = $1 FOR UPDATE")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(translate)?;
+        if still.is_none() {
+            return Ok(Some(TenantDeleted::NotFound));
+        }
         let revoked = sqlx::query(
             "UPDATE api_keys SET revoked = true, revoked_at = $2 WHERE tenant = $1 AND NOT is_admin AND NOT revoked",
         )
@@ -327,7 +402,7 @@ impl TenantStore for PgDb {
         notify(&mut tx, &Topic::Tenant(name.clone())).await.map_err(translate)?;
         tx.commit().await.map_err(translate)?;
         self.places.remove(name);
-        Ok(TenantDeleted::Deleted { revoked_keys: revoked })
+        Ok(Some(TenantDeleted::Deleted { revoked_keys: revoked }))
     }
 }
 
