@@ -121,18 +121,26 @@ impl Engine {
 
     /// Attempts running now.
     pub fn running(&self) -> usize {
-        self.running.lock().map(|r| r.len()).unwrap_or(0)
+        self.attempts().len()
+    }
+
+    /// The running attempts. The map holds plain data, changed in single steps, so a panic
+    /// while it was held leaves it whole: a poisoned lock is taken over, never a reason to drop
+    /// an attempt.
+    fn attempts(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, Running>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stops every attempt of `tenant` this server runs, because the tenant is gone: each is
     /// aborted, which kills its sandbox and every process in it, and nothing is recorded (its
     /// schema went with it). Returns how many were stopped.
     pub fn stop_tenant(&self, tenant: &TenantName) -> usize {
-        let Ok(mut running) = self.running.lock() else { return 0 };
+        let mut running = self.attempts();
         let doomed: Vec<TaskKey> = running.iter().filter(|(_, r)| r.tenant == *tenant).map(|(k, _)| *k).collect();
         for key in &doomed {
             if let Some(r) = running.remove(key) {
                 r.abort.abort();
+                self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
             }
         }
         if !doomed.is_empty() {
@@ -240,16 +248,14 @@ impl Engine {
 
     fn start(self: &Arc<Self>, tenant: TenantName, task: ClaimedTask, permit: OwnedSemaphorePermit) {
         let key = task.key;
-        let Ok(mut running) = self.running.lock() else { return };
+        let mut running = self.attempts();
         let engine = self.clone();
         let t = tenant.clone();
         let started = std::time::Instant::now();
         let handle = tokio::spawn(async move {
             let outcome = engine.attempt(&t, task).await;
             engine.ports.metrics.task_attempt(outcome, started.elapsed().as_secs_f64());
-            if let Ok(mut r) = engine.running.lock() {
-                r.remove(&key);
-            }
+            engine.attempts().remove(&key);
             drop(permit);
             engine.local.notify_one();
         });
@@ -385,7 +391,7 @@ impl Engine {
 
     async fn renew_all(&self) {
         let by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = {
-            let Ok(running) = self.running.lock() else { return };
+            let running = self.attempts();
             let mut m: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
             for (key, r) in running.iter() {
                 m.entry(r.tenant.clone()).or_default().push(*key);
@@ -397,7 +403,8 @@ impl Engine {
             match self.ports.queue.renew(&tenant, &self.worker, keys.clone(), until).await {
                 Ok(held) => {
                     for key in keys.iter().filter(|k| !held.contains(k)) {
-                        if let Some(r) = self.running.lock().ok().and_then(|mut r| r.remove(key)) {
+                        let stopped = self.attempts().remove(key);
+                        if let Some(r) = stopped {
                             r.abort.abort();
                             self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
                             self.local.notify_one();
@@ -420,7 +427,7 @@ impl Engine {
                 () = tokio::time::sleep_until(deadline) => {}
             }
         }
-        let left: Vec<(TaskKey, Running)> = self.running.lock().map(|mut r| r.drain().collect()).unwrap_or_default();
+        let left: Vec<(TaskKey, Running)> = self.attempts().drain().collect();
         let mut by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
         for (key, r) in left {
             r.abort.abort();
@@ -436,3 +443,7 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
