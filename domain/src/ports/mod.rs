@@ -1,0 +1,32 @@
+//! The port traits: what the domain and its use cases need from the outside world.
+//!
+//! Each method's doc is a contract. The storage contract suite (`tests/contract`) checks the
+//! storage ports against every adapter; the `mocks` feature generates mockall mocks of all.
+//!
+//! # Layout
+//! - [`error`] — [`StoreError`], the failure every storage port reports.
+//! - [`keys`] — [`KeyStore`].
+//! - [`tenants`] — [`TenantDirectory`], [`TenantStore`], [`Invalidation`], [`DatabaseHealth`].
+//! - [`workflows`] — [`WorkflowStore`].
+//! - [`packages`] — [`PackageStore`].
+//! - [`executions`] — [`ExecutionStore`].
+//! - [`engine`] — [`TaskQueue`], [`PackageFiles`], [`TaskRunner`] and what they exchange.
+//! - [`system`] — [`Clock`], [`KeyGenerator`], [`SecretHasher`].
+
+pub mod engine;
+pub mod error;
+pub mod executions;
+pub mod keys;
+pub mod packages;
+pub mod system;
+pub mod tenants;
+pub mod workflows;
+
+pub use engine::*;
+pub use error::*;
+pub use executions::*;
+pub use keys::*;
+pub use packages::*;
+pub use system::*;
+pub use tenants::*;
+pub use workflows::*;
