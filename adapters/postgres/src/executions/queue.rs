@@ -1,0 +1,112 @@
+//! The queue's wake-up protocol: `public.tenant_work`, its `seq`, and the claim's first read.
+
+use chrono::{DateTime, Utc};
+use cloacina_domain::ports::StoreError;
+use cloacina_domain::{TaskNetwork, TenantName};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
+
+use crate::PgDb;
+use crate::db::translate;
+
+use super::*;
+
+/// The end of a transaction that readied tasks due at `due`: as the login role again, lowers
+/// the tenant's due time, bumps its sequence and wakes the workers. Must come last.
+pub(super) async fn wake(tx: &mut PgConnection, tenant: &TenantName, due: DateTime<Utc>) -> Result<(), StoreError> {
+    // One round trip: the literals are a validated tenant name and a time we format.
+    let t = literal(tenant.as_str());
+    let sql = format!(
+        "SET LOCAL ROLE NONE;
+         INSERT INTO public.tenant_work (tenant, due_at) VALUES ({t}, {due})
+         ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
+             seq = public.tenant_work.seq + 1;
+         SELECT pg_notify({channel}, {t});",
+        due = time_literal(due),
+        channel = literal(WORK_CHANNEL),
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(translate)?;
+    Ok(())
+}
+
+/// A SQL string literal.
+pub(super) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A `timestamptz` literal.
+pub(super) fn time_literal(at: DateTime<Utc>) -> String {
+    format!("'{}'::timestamptz", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+impl PgDb {
+    /// Begins a tenant transaction that first reads the tenant's `tenant_work` sequence (as
+    /// the login role). `None` if there is no such tenant.
+    pub(super) async fn begin_claim(&self, tenant: &TenantName) -> Result<Option<ClaimStart>, StoreError> {
+        // Read before the transaction begins, which is earlier still than the claim's own
+        // reads: any wake-up after this bumps `seq`, and the claim's due time then yields.
+        // The tenant's task network comes with it, as the login role (tenant roles cannot
+        // read the registry).
+        let (seq, network): (Option<i64>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT seq FROM public.tenant_work WHERE tenant = $1),
+                    (SELECT task_network FROM public.tenants WHERE name = $1)",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?;
+        let network = network
+            .map(|n| n.parse::<TaskNetwork>())
+            .transpose()
+            .map_err(|e| StoreError::Unexpected(format!("bad stored task network: {e}")))?;
+        Ok(self.begin_tenant(tenant).await?.map(|tx| ClaimStart { tx, seq, network }))
+    }
+}
+
+/// What a claim starts from: the tenant's transaction, the wake-up counter it read first,
+/// and the tenant's task network.
+pub(super) struct ClaimStart {
+    pub(super) tx: Transaction<'static, Postgres>,
+    pub(super) seq: Option<i64>,
+    pub(super) network: Option<TaskNetwork>,
+}
+
+/// The tenant's next due time: its earliest ready task or running task's lease expiry.
+pub(super) async fn next_due(tx: &mut PgConnection) -> Result<Option<DateTime<Utc>>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT least((SELECT min(ready_at) FROM execution_tasks WHERE status = 'ready'),
+                      (SELECT min(lease_until) FROM execution_tasks WHERE status = 'running'))",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(translate)
+}
+
+/// A claim's last step, as the login role: the tenant's exact next due time, unless a wake-up
+/// came since the claim began (then its lower time stands).
+pub(super) async fn settle_due(
+    tx: &mut PgConnection,
+    tenant: &TenantName,
+    seq: Option<i64>,
+    due: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let t = literal(tenant.as_str());
+    let change = match (seq, due) {
+        (Some(seq), None) => format!("DELETE FROM public.tenant_work WHERE tenant = {t} AND seq = {seq}"),
+        (Some(seq), Some(due)) => {
+            format!("UPDATE public.tenant_work SET due_at = {} WHERE tenant = {t} AND seq = {seq}", time_literal(due))
+        }
+        (None, Some(due)) => format!(
+            "INSERT INTO public.tenant_work (tenant, due_at) VALUES ({t}, {})
+             ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
+                 seq = public.tenant_work.seq + 1",
+            time_literal(due)
+        ),
+        (None, None) => return Ok(()),
+    };
+    // One round trip, as the login role again.
+    sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {change}")))
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
+}
