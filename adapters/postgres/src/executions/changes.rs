@@ -8,8 +8,8 @@ use cloacina_domain::execution::{
 };
 use cloacina_domain::ports::StoreError;
 use serde_json::Value;
-use sqlx::types::Json;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::translate;

@@ -21,8 +21,8 @@ use cloacina_domain::execution::{
 };
 use cloacina_domain::ports::{DueWork, ExecutionStore, StoreError, TaskQueue};
 use serde_json::{Map, Value, json};
-use sqlx::types::Json;
 use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::PgDb;
