@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{executions, health, keys, packages, tenants, whoami, workflows};
+use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, whoami, workflows};
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -60,9 +60,9 @@ pub struct StatusBody {
         executions::execute,
         executions::list,
         executions::get,
-        executions::tasks,
-        executions::events,
-        executions::logs,
+        execution_detail::tasks,
+        execution_detail::events,
+        execution_detail::logs,
         executions::cancel,
         executions::retry,
     ),

@@ -13,7 +13,7 @@ use cloacina_domain::Permission;
 
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::handlers::{executions, health, keys, packages, tenants, whoami, workflows};
+use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, whoami, workflows};
 use crate::state::AppState;
 use crate::{observe, openapi};
 
@@ -133,18 +133,23 @@ pub static ROUTES: &[RouteSpec] = &[
     // One tenant's executions.
     spec(Method::GET, "/v1/tenants/{tenant}/executions", Key(P::ExecutionRead), handler!(executions::list)),
     spec(Method::GET, "/v1/tenants/{tenant}/executions/{id}", Key(P::ExecutionRead), handler!(executions::get)),
-    spec(Method::GET, "/v1/tenants/{tenant}/executions/{id}/tasks", Key(P::ExecutionRead), handler!(executions::tasks)),
+    spec(
+        Method::GET,
+        "/v1/tenants/{tenant}/executions/{id}/tasks",
+        Key(P::ExecutionRead),
+        handler!(execution_detail::tasks),
+    ),
     spec(
         Method::GET,
         "/v1/tenants/{tenant}/executions/{id}/events",
         Key(P::ExecutionRead),
-        handler!(executions::events),
+        handler!(execution_detail::events),
     ),
     spec(
         Method::GET,
         "/v1/tenants/{tenant}/executions/{id}/tasks/{task}/logs",
         Key(P::ExecutionRead),
-        handler!(executions::logs),
+        handler!(execution_detail::logs),
     ),
     spec(
         Method::POST,

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`executions`] — execute a workflow; list, inspect, cancel and retry executions.
+//! - [`execution_detail`] — an execution's tasks, events and task logs.
 //! - [`health`] — `/health`, `/ready`, `/metrics`.
 //! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
 //! - [`packages`] — package upload and listing.
@@ -9,6 +10,7 @@
 //! - [`workflows`] — a tenant's workflows.
 //! - [`whoami`] — who the presented key is.
 
+pub mod execution_detail;
 pub mod executions;
 pub mod health;
 pub mod keys;
