@@ -15,7 +15,9 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
-use cloacina_domain::execution::{ExecutionCreated, ExecutionId, ExecutionQuery, ExecutionStatus, NewExecution, Plan};
+use cloacina_domain::execution::{
+    EventKind, ExecutionCreated, ExecutionId, ExecutionQuery, ExecutionStatus, NewExecution, Plan,
+};
 use cloacina_domain::package::{Manifest, NewPackage, PackageStored};
 use cloacina_domain::ports::{
     Clock, ExecutionStore, PackageFiles, PackageStore, TaskJob, TaskOutcome, TaskQueue, TaskRun, TaskRunner,
@@ -178,14 +180,14 @@ async fn latencies(
         ready.insert("t0".into(), created);
         for e in &events {
             let Some(task) = e.task.clone() else { continue };
-            match e.kind.as_str() {
-                "task_succeeded" => {
+            match e.kind {
+                EventKind::TaskSucceeded => {
                     finished_at.insert(task, e.at);
                 }
-                "task_ready" => {
+                EventKind::TaskReady => {
                     ready.insert(task, e.at);
                 }
-                "task_started" => {
+                EventKind::TaskStarted => {
                     if let Some(r) = ready.get(&task) {
                         ready_to_claimed.push(ms(e.at - *r));
                     }
@@ -458,8 +460,8 @@ pub async fn b5(o: &Options) -> anyhow::Result<String> {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let events = store.execution_events(&b, id, 0, 10).await?.context("tenant")?.context("execution")?;
-        let created = events.iter().find(|e| e.kind == "execution_created").context("created")?.at;
-        let started = events.iter().find(|e| e.kind == "task_started").context("started")?.at;
+        let created = events.iter().find(|e| e.kind == EventKind::ExecutionCreated).context("created")?.at;
+        let started = events.iter().find(|e| e.kind == EventKind::TaskStarted).context("started")?.at;
         waits.push(ms(started - created));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -324,12 +324,18 @@ impl Plan {
     }
 }
 
+mod decide;
+mod event;
 mod settle;
 mod stored;
 
-pub use settle::{Attempt, Change, EventDraft, Settled};
+pub use decide::{Command, Hold, Recording};
+pub use event::{EventDraft, EventKind};
+pub use settle::{Attempt, Change, Settled, failure_message};
 pub use stored::*;
 
+#[cfg(test)]
+mod decide_tests;
 #[cfg(test)]
 mod tests;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::event::{EventDraft, EventKind};
 use super::{AfterFailure, ExecutionStatus, Plan, Progress, TaskStatus};
 
 /// One task whose status changed.
@@ -25,6 +26,12 @@ pub struct Settled {
     pub retry_after: Option<Duration>,
     /// The events that describe the step, in order.
     pub events: Vec<EventDraft>,
+    /// The execution's failure message, when this step failed it for good (the first one
+    /// is kept: a store writes it only where none is stored).
+    pub error: Option<String>,
+    /// The changed tasks start over (a retry): their start time, output and error go, and
+    /// so does the execution's error and end time.
+    pub reset: bool,
 }
 
 impl Settled {
@@ -34,26 +41,17 @@ impl Settled {
     }
 }
 
-/// An event to store: its kind, the task it concerns, and what else is worth knowing.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventDraft {
-    pub kind: String,
-    pub task: Option<String>,
-    pub detail: Value,
-}
-
-impl EventDraft {
-    pub fn new(kind: impl Into<String>, task: Option<String>, detail: Value) -> Self {
-        Self { kind: kind.into(), task, detail }
-    }
-}
-
 /// How an attempt ended, as the rules need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {
     Succeeded,
     /// Failed or timed out; the text says how.
     Failed(String),
+}
+
+/// An execution's failure message: which task failed for good, after how many attempts, and why.
+pub fn failure_message(task: &str, attempts: u32, reason: &str) -> String {
+    format!("task '{task}' failed after {attempts} attempt(s): {reason}")
 }
 
 fn changes(before: &Progress, after: &Progress) -> Vec<Change> {
@@ -80,10 +78,12 @@ impl Plan {
         let mut events: Vec<EventDraft> = changed
             .iter()
             .filter(|c| Some(c.position) != skip)
-            .map(|c| EventDraft::new(format!("task_{}", c.status.as_str()), self.task_name(c.position), json!({})))
+            .map(|c| EventDraft::new(EventKind::task_became(c.status), self.task_name(c.position), json!({})))
             .collect();
-        if after != before && after.is_terminal() {
-            events.push(EventDraft::new(format!("execution_{}", after.as_str()), None, json!({})));
+        if after != before
+            && let Some(ended) = EventKind::execution_ended(after)
+        {
+            events.push(EventDraft::new(ended, None, json!({})));
         }
         events
     }
@@ -93,32 +93,38 @@ impl Plan {
         let before = p.clone();
         let status_before = self.status(p);
         let mut retry_after = None;
+        let mut error = None;
         let mut events = Vec::new();
         let name = self.task_name(task);
         let number = p.attempts.get(task).copied().unwrap_or(0);
         match attempt {
             Attempt::Succeeded => {
                 self.succeed(p, task);
-                events.push(EventDraft::new("task_succeeded", name, json!({"attempt": number})));
+                events.push(EventDraft::new(EventKind::TaskSucceeded, name, json!({"attempt": number})));
             }
             Attempt::Failed(reason) => match self.fail(p, task) {
                 AfterFailure::Retry { after } => {
                     retry_after = Some(after);
                     events.push(EventDraft::new(
-                        "task_retrying",
+                        EventKind::TaskRetrying,
                         name,
                         json!({"attempt": number, "error": reason, "retry_in_ms": after.as_millis() as u64}),
                     ));
                 }
                 AfterFailure::Failed { .. } => {
-                    events.push(EventDraft::new("task_failed", name, json!({"attempt": number, "error": reason})));
+                    error = Some(failure_message(name.as_deref().unwrap_or_default(), number, reason));
+                    events.push(EventDraft::new(
+                        EventKind::TaskFailed,
+                        name,
+                        json!({"attempt": number, "error": reason}),
+                    ));
                 }
             },
         }
         let changed = changes(&before, p);
         let status = self.status(p);
         events.extend(self.consequence_events(&changed, Some(task), status_before, status));
-        Settled { changes: changed, status, retry_after, events }
+        Settled { changes: changed, status, retry_after, events, error, reset: false }
     }
 
     /// Cancels every task that has not finished.
@@ -129,7 +135,7 @@ impl Plan {
         let changed = changes(&before, p);
         let status = self.status(p);
         let events = self.consequence_events(&changed, None, status_before, status);
-        Settled { changes: changed, status, retry_after: None, events }
+        Settled { changes: changed, status, retry_after: None, events, error: None, reset: false }
     }
 
     /// Runs a finished execution's unsuccessful tasks again: every task that did not succeed
@@ -146,14 +152,14 @@ impl Plan {
         }
         let changed = changes(&before, p);
         let status = self.status(p);
-        let mut events = vec![EventDraft::new("execution_retried", None, json!({"tasks": changed.len()}))];
+        let mut events = vec![EventDraft::new(EventKind::ExecutionRetried, None, json!({"tasks": changed.len()}))];
         events.extend(
             changed
                 .iter()
                 .filter(|c| c.status == TaskStatus::Ready)
-                .map(|c| EventDraft::new("task_ready", self.task_name(c.position), json!({}))),
+                .map(|c| EventDraft::new(EventKind::TaskReady, self.task_name(c.position), json!({}))),
         );
-        Settled { changes: changed, status, retry_after: None, events }
+        Settled { changes: changed, status, retry_after: None, events, error: None, reset: true }
     }
 
     /// The context after every task: the initial one with every output merged in, in plan

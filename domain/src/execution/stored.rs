@@ -130,7 +130,7 @@ pub struct EventRecord {
     pub id: i64,
     pub execution_id: ExecutionId,
     pub at: DateTime<Utc>,
-    pub kind: String,
+    pub kind: super::EventKind,
     pub task: Option<String>,
     pub detail: Value,
 }

@@ -202,7 +202,7 @@ pub async fn a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_
         .unwrap()
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str().to_owned())
         .collect();
     assert_eq!(
         kinds,
@@ -294,7 +294,7 @@ pub async fn an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stal
         .unwrap()
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str().to_owned())
         .collect();
     assert!(kinds.contains(&"task_lease_expired".to_owned()), "{kinds:?}");
 }

@@ -148,7 +148,7 @@ impl From<EventRecord> for EventView {
         Self {
             id: e.id.to_string(),
             sequence_num: e.id,
-            event_type: e.kind,
+            event_type: e.kind.as_str().to_owned(),
             event_data: has_detail.then(|| e.detail.to_string()),
             task_name: e.task,
             created_at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use cloacina_domain::execution::{
-    EventDraft, ExecutionId, ExecutionRecord, ExecutionStatus, Plan, Progress, Settled, TaskStatus, Transition,
+    Command, EventDraft, ExecutionId, ExecutionRecord, Plan, Progress, Settled, TaskStatus, Transition,
 };
 use cloacina_domain::ports::StoreError;
 use serde_json::Value;
@@ -90,14 +90,13 @@ pub(super) struct Staged {
 
 impl Staged {
     /// Adds what one step of execution `id` changed. `attempted` is the task whose outcome
-    /// this is; `reset` says the changed tasks start over (a retry).
+    /// this is.
     pub(super) fn stage(
         &mut self,
         id: Uuid,
         settled: &Settled,
         progress: &Progress,
         attempted: Option<usize>,
-        reset: bool,
         now: DateTime<Utc>,
     ) {
         for c in &settled.changes {
@@ -116,7 +115,7 @@ impl Staged {
                     ready_at,
                     attempts: i32::try_from(progress.attempts[c.position]).unwrap_or(i32::MAX),
                     finished_at: c.status.is_terminal().then_some(now),
-                    reset,
+                    reset: settled.reset,
                     result,
                 },
             );
@@ -128,31 +127,21 @@ pub(super) async fn transition(
     tx: &mut PgConnection,
     id: ExecutionId,
     at: DateTime<Utc>,
-    retry: bool,
+    command: Command,
 ) -> Result<(Transition, Option<DateTime<Utc>>), StoreError> {
     let Some(mut loaded) = load(tx, id).await? else { return Ok((Transition::NotFound, None)) };
-    let allowed = if retry {
-        matches!(loaded.record.status, ExecutionStatus::Failed | ExecutionStatus::Cancelled)
-    } else {
-        !loaded.record.status.is_terminal()
-    };
-    if !allowed {
+    let Some(settled) = loaded.plan.command(command, loaded.record.status, &mut loaded.progress) else {
         return Ok((Transition::Refused(loaded.record), None));
-    }
-    let settled = if retry {
-        loaded.plan.settle_retry(&mut loaded.progress)
-    } else {
-        loaded.plan.settle_cancel(&mut loaded.progress)
     };
     let mut staged = Staged::default();
-    staged.stage(id.as_uuid(), &settled, &loaded.progress, None, retry, at);
+    staged.stage(id.as_uuid(), &settled, &loaded.progress, None, at);
     let due = staged.earliest;
     let exec = ExecWrite {
         id: id.as_uuid(),
         status: settled.status,
         finished_at: settled.status.is_terminal().then_some(at),
         error: None,
-        clear_error: retry,
+        clear_error: settled.reset,
     };
     let events: Vec<(Uuid, EventDraft)> = settled.events.into_iter().map(|e| (id.as_uuid(), e)).collect();
     write_batch(tx, Batch { staged, logs: Vec::new(), events, execs: vec![exec] }, at).await?;

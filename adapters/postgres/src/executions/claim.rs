@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use cloacina_domain::TaskNetwork;
 use cloacina_domain::execution::{ClaimedTask, EventDraft, ExecutionId, Plan, TaskKey};
 use cloacina_domain::ports::StoreError;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -43,8 +43,7 @@ pub(super) async fn claim(
     .fetch_all(&mut *tx)
     .await
     .map_err(translate)?;
-    let expired: Vec<(Uuid, EventDraft)> =
-        lost.iter().map(|(id, t)| (*id, EventDraft::new("task_lease_expired", Some(t.clone()), json!({})))).collect();
+    let expired: Vec<(Uuid, EventDraft)> = lost.iter().map(|(id, t)| (*id, EventDraft::lease_expired(t))).collect();
     insert_events(tx, now, &expired).await?;
     let rows: Vec<(Uuid, i32, String, i32)> = sqlx::query_as(
         "WITH picked AS (
@@ -132,19 +131,8 @@ pub(super) async fn claim(
             network,
         });
     }
-    let event_ids: Vec<Uuid> = kinds.iter().map(|k| k.0).collect();
-    let tasks: Vec<&str> = kinds.iter().map(|k| k.1.as_str()).collect();
-    let details: Vec<Json<Value>> = kinds.iter().map(|k| Json(json!({"attempt": k.2, "worker": worker}))).collect();
-    sqlx::query(
-        "INSERT INTO execution_events (execution_id, at, kind, task, detail)
-         SELECT e, $1, 'task_started', t, d FROM unnest($2::uuid[], $3::text[], $4::jsonb[]) AS x(e, t, d)",
-    )
-    .bind(now)
-    .bind(&event_ids)
-    .bind(&tasks)
-    .bind(&details)
-    .execute(&mut *tx)
-    .await
-    .map_err(translate)?;
+    let started: Vec<(Uuid, EventDraft)> =
+        kinds.iter().map(|(id, task, attempt)| (*id, EventDraft::started(task, *attempt, worker))).collect();
+    insert_events(tx, now, &started).await?;
     Ok((claimed, !lost.is_empty()))
 }

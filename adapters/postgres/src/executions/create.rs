@@ -2,7 +2,6 @@
 
 use cloacina_domain::execution::{EventDraft, ExecutionCreated, NewExecution, TaskStatus};
 use cloacina_domain::ports::StoreError;
-use serde_json::json;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
@@ -88,11 +87,7 @@ pub(super) async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<
     .execute(&mut *tx)
     .await
     .map_err(translate)?;
-    let created = EventDraft::new(
-        "execution_created",
-        None,
-        json!({"workflow": new.workflow, "package_version": new.package_version, "origin": new.origin}),
-    );
+    let created = EventDraft::created(new);
     insert_events(tx, new.created_at, &[(new.id.as_uuid(), created)]).await?;
     Ok((ExecutionCreated::Created(record), readied))
 }

@@ -16,11 +16,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{
-    AttemptReport, ClaimedTask, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage, ExecutionQuery,
-    ExecutionRecord, ExecutionStatus, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord, Transition,
+    AttemptReport, ClaimedTask, Command, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
+    ExecutionQuery, ExecutionRecord, ExecutionStatus, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord,
+    Transition,
 };
 use cloacina_domain::ports::{DueWork, ExecutionStore, StoreError, TaskQueue};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -181,18 +182,14 @@ impl ExecutionStore for PgDb {
         .await
         .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        Ok(Some(Some(
-            rows.into_iter()
-                .map(|(eid, at, kind, task, detail)| EventRecord {
-                    id: eid,
-                    execution_id: id,
-                    at,
-                    kind,
-                    task,
-                    detail: detail.0,
-                })
-                .collect(),
-        )))
+        let events = rows
+            .into_iter()
+            .map(|(eid, at, kind, task, detail)| {
+                Ok(EventRecord { id: eid, execution_id: id, at, kind: event_kind(&kind)?, task, detail: detail.0 })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(translate)?;
+        Ok(Some(Some(events)))
     }
 
     async fn task_logs(
@@ -236,7 +233,7 @@ impl ExecutionStore for PgDb {
         at: DateTime<Utc>,
     ) -> Result<Option<Transition>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let (t, _) = transition(&mut tx, id, at, false).await?;
+        let (t, _) = transition(&mut tx, id, at, Command::Cancel).await?;
         tx.commit().await.map_err(translate)?;
         Ok(Some(t))
     }
@@ -248,7 +245,7 @@ impl ExecutionStore for PgDb {
         at: DateTime<Utc>,
     ) -> Result<Option<Transition>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let (t, due) = transition(&mut tx, id, at, true).await?;
+        let (t, due) = transition(&mut tx, id, at, Command::Retry).await?;
         if let Some(due) = due {
             wake(&mut tx, tenant, due).await?;
         }
@@ -391,10 +388,8 @@ impl TaskQueue for PgDb {
         .fetch_all(&mut *tx)
         .await
         .map_err(translate)?;
-        let given_back: Vec<(Uuid, EventDraft)> = released
-            .iter()
-            .map(|(id, t)| (*id, EventDraft::new("task_released", Some(t.clone()), json!({"worker": worker}))))
-            .collect();
+        let given_back: Vec<(Uuid, EventDraft)> =
+            released.iter().map(|(id, t)| (*id, EventDraft::released(t, worker))).collect();
         insert_events(&mut tx, now, &given_back).await?;
         if !released.is_empty() {
             wake(&mut tx, tenant, now).await?;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use cloacina_domain::execution::{
-    Attempt, AttemptReport, EventDraft, ExecutionStatus, Plan, Progress, Recorded, TaskStatus,
+    AttemptReport, EventDraft, ExecutionStatus, Hold, Plan, Progress, Recorded, TaskStatus,
 };
 use cloacina_domain::ports::StoreError;
 use serde_json::Value;
@@ -99,34 +99,26 @@ pub(super) async fn record(
             recorded.push(Recorded::Stale);
             continue;
         };
-        let ours = e.progress.status.get(pos) == Some(&TaskStatus::Running)
-            && e.progress.attempts.get(pos) == Some(&report.attempt)
-            && e.owners.get(pos).and_then(Option::as_deref) == Some(worker);
-        if !ours {
+        let holds = match (e.progress.status.get(pos), e.progress.attempts.get(pos), e.owners.get(pos)) {
+            (Some(&status), Some(&attempts), Some(owner)) => {
+                report.holds(worker, Hold { status, attempts, owner: owner.as_deref() })
+            }
+            _ => false,
+        };
+        if !holds {
             recorded.push(Recorded::Stale);
             continue;
         }
-        let settled = e.plan.settle(&mut e.progress, pos, &report.outcome);
-        let task_name = e.plan.tasks[pos].id.to_string();
-        staged.stage(id, &settled, &e.progress, Some(pos), false, now);
-        let (output, error) = match &report.outcome {
-            Attempt::Succeeded => (report.output.clone(), None),
-            Attempt::Failed(reason) => (None, Some(reason.clone())),
-        };
+        let rec = e.plan.record(&mut e.progress, report);
+        staged.stage(id, &rec.settled, &e.progress, Some(pos), now);
         if let Some(w) = staged.writes.get_mut(&(id, pos)) {
-            w.result = Some((output, error));
+            w.result = Some((rec.output, rec.error));
         }
-        let failed_for_good = settled.changes.iter().any(|c| c.position == pos && c.status == TaskStatus::Failed);
-        if let Attempt::Failed(reason) = &report.outcome
-            && failed_for_good
-            && e.error.is_none()
-        {
-            e.error = Some(format!("task '{task_name}' failed after {} attempt(s): {reason}", report.attempt));
-        }
+        e.error = e.error.take().or(rec.settled.error.clone());
         e.owners[pos] = None;
-        logs.push((id, pos, task_name, report));
-        recorded.push(Recorded::Done { readied: settled.readied() });
-        events.extend(settled.events.into_iter().map(|ev| (id, ev)));
+        logs.push((id, pos, rec.task, report));
+        recorded.push(Recorded::Done { readied: rec.settled.readied() });
+        events.extend(rec.settled.events.into_iter().map(|ev| (id, ev)));
     }
     let earliest = staged.earliest;
     let execs = execs

@@ -1,7 +1,9 @@
 //! Execution and task rows: the columns read and how they decode.
 
 use cloacina_domain::ApiKeyId;
-use cloacina_domain::execution::{ExecutionId, ExecutionRecord, ExecutionStatus, Plan, TaskRecord, TaskStatus};
+use cloacina_domain::execution::{
+    EventKind, ExecutionId, ExecutionRecord, ExecutionStatus, Plan, TaskRecord, TaskStatus,
+};
 use cloacina_domain::ports::StoreError;
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
@@ -35,6 +37,10 @@ pub(super) fn execution(row: &PgRow) -> Result<ExecutionRecord, sqlx::Error> {
 
 pub(super) fn task_status(s: &str) -> Result<TaskStatus, sqlx::Error> {
     TaskStatus::parse(s).ok_or_else(|| decode(Bad(format!("unknown task status '{s}'"))))
+}
+
+pub(super) fn event_kind(s: &str) -> Result<EventKind, sqlx::Error> {
+    EventKind::parse(s).ok_or_else(|| decode(Bad(format!("unknown event kind '{s}'"))))
 }
 
 pub(super) fn task(row: &PgRow, plan: &Plan) -> Result<TaskRecord, sqlx::Error> {

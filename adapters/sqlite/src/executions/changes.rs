@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use cloacina_domain::execution::{
-    EventDraft, ExecutionId, ExecutionRecord, ExecutionStatus, Plan, Progress, Settled, TaskStatus, Transition,
+    Command, EventDraft, ExecutionId, ExecutionRecord, ExecutionStatus, Plan, Progress, Settled, TaskStatus, Transition,
 };
 use cloacina_domain::ports::StoreError;
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -56,7 +56,7 @@ pub(super) fn insert_event(
     tx.prepare_cached(
         "INSERT INTO execution_events (execution_id, at, kind, task, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![id.to_string(), ts(at), e.kind, e.task, e.detail.to_string()])
+    .execute(params![id.to_string(), ts(at), e.kind.as_str(), e.task, e.detail.to_string()])
     .map(drop)
 }
 
@@ -66,7 +66,6 @@ pub(super) fn write_settled(
     loaded: &Loaded,
     settled: &Settled,
     attempted: Option<usize>,
-    error: Option<String>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
     let id = loaded.record.id.to_string();
@@ -81,9 +80,13 @@ pub(super) fn write_settled(
                 };
                 tx.prepare_cached(
                     "UPDATE execution_tasks SET status = 'ready', ready_at = ?3, attempts = ?4, lease_owner = NULL,
-                        lease_until = NULL, finished_at = NULL WHERE execution_id = ?1 AND position = ?2",
+                        lease_until = NULL, finished_at = NULL,
+                        started_at = CASE WHEN ?5 THEN NULL ELSE started_at END,
+                        output = CASE WHEN ?5 THEN NULL ELSE output END,
+                        error = CASE WHEN ?5 THEN NULL ELSE error END
+                     WHERE execution_id = ?1 AND position = ?2",
                 )?
-                .execute(params![id, pos, ts(at), attempts])?;
+                .execute(params![id, pos, ts(at), attempts, settled.reset])?;
             }
             TaskStatus::Waiting => {
                 tx.prepare_cached(
@@ -103,15 +106,15 @@ pub(super) fn write_settled(
         }
     }
     let before = loaded.record.status;
-    if settled.status != before || error.is_some() {
+    if settled.status != before || settled.error.is_some() || settled.reset {
         let finished = settled.status.is_terminal().then(|| ts(now));
         let started = (settled.status != ExecutionStatus::Pending).then(|| ts(now));
         tx.prepare_cached(
             "UPDATE executions SET status = ?2, finished_at = ?3, started_at = coalesce(started_at, ?4),
-                error = coalesce(error, ?5)
+                error = CASE WHEN ?6 THEN NULL ELSE coalesce(error, ?5) END
              WHERE id = ?1",
         )?
-        .execute(params![id, settled.status.as_str(), finished, started, error])?;
+        .execute(params![id, settled.status.as_str(), finished, started, settled.error, settled.reset])?;
     }
     for e in &settled.events {
         insert_event(tx, loaded.record.id, now, e)?;
@@ -123,43 +126,16 @@ pub(super) fn transition(
     conn: &mut Connection,
     id: ExecutionId,
     at: DateTime<Utc>,
-    retry: bool,
+    command: Command,
 ) -> Result<(Transition, bool), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
     let Some(mut loaded) = load(&tx, id)? else { return Ok((Transition::NotFound, false)) };
-    let allowed = if retry {
-        matches!(loaded.record.status, ExecutionStatus::Failed | ExecutionStatus::Cancelled)
-    } else {
-        !loaded.record.status.is_terminal()
-    };
-    if !allowed {
-        return Ok((Transition::Refused(loaded.record), false));
-    }
     let mut progress = loaded.progress.clone();
-    let settled =
-        if retry { loaded.plan.settle_retry(&mut progress) } else { loaded.plan.settle_cancel(&mut progress) };
+    let Some(settled) = loaded.plan.command(command, loaded.record.status, &mut progress) else {
+        return Ok((Transition::Refused(loaded.record), false));
+    };
     loaded.progress = progress;
-    write_settled(&tx, &loaded, &settled, None, None, at).map_err(translate)?;
-    if retry {
-        // The tasks that start over keep nothing of their earlier runs but their logs.
-        tx.execute(
-            "UPDATE execution_tasks SET started_at = NULL, output = NULL, error = NULL
-             WHERE execution_id = ?1 AND status IN ('ready', 'waiting')",
-            [id.to_string()],
-        )
-        .map_err(translate)?;
-        tx.execute(
-            "UPDATE executions SET status = ?2, error = NULL, finished_at = NULL WHERE id = ?1",
-            params![id.to_string(), settled.status.as_str()],
-        )
-        .map_err(translate)?;
-    } else {
-        tx.execute(
-            "UPDATE executions SET status = 'cancelled', finished_at = coalesce(finished_at, ?2) WHERE id = ?1",
-            params![id.to_string(), ts(at)],
-        )
-        .map_err(translate)?;
-    }
+    write_settled(&tx, &loaded, &settled, None, at).map_err(translate)?;
     let record = find_execution(&tx, id)
         .map_err(translate)?
         .ok_or_else(|| StoreError::Unexpected("lost the execution".into()))?;

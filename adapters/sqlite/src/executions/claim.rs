@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use cloacina_domain::execution::{ClaimedTask, EventDraft, ExecutionId, Plan, TaskKey};
 use cloacina_domain::ports::StoreError;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::db::translate;
 use crate::keys::ts;
@@ -96,13 +96,7 @@ pub(super) fn claim(
             return Err(StoreError::Unexpected(format!("execution {id} has no task at {position}")));
         };
         let context = context_for(&tx, id, position, plan, initial).map_err(translate)?;
-        insert_event(
-            &tx,
-            id,
-            now,
-            &EventDraft::new("task_started", Some(task_id.clone()), json!({"attempt": attempt, "worker": worker})),
-        )
-        .map_err(translate)?;
+        insert_event(&tx, id, now, &EventDraft::started(&task_id, attempt, worker)).map_err(translate)?;
         claimed.push(ClaimedTask {
             key: TaskKey { execution_id: id, position },
             attempt,
@@ -133,7 +127,7 @@ pub(super) fn reclaim_expired(tx: &Transaction<'_>, now: DateTime<Utc>) -> rusql
         .collect::<Result<_, _>>()?;
     for (id, task) in &lost {
         let id: ExecutionId = id.parse().map_err(|e| conv(0, e))?;
-        insert_event(tx, id, now, &EventDraft::new("task_lease_expired", Some(task.clone()), json!({})))?;
+        insert_event(tx, id, now, &EventDraft::lease_expired(task))?;
     }
     Ok(lost.len())
 }

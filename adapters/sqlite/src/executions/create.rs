@@ -3,7 +3,7 @@
 use cloacina_domain::execution::{EventDraft, ExecutionCreated, NewExecution, TaskStatus};
 use cloacina_domain::ports::StoreError;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::db::translate;
 use crate::keys::ts;
@@ -77,11 +77,7 @@ pub(super) fn create(conn: &mut Connection, new: &NewExecution) -> Result<(Execu
                 .map_err(translate)?;
         }
     }
-    let created = EventDraft::new(
-        "execution_created",
-        None,
-        json!({"workflow": new.workflow, "package_version": new.package_version, "origin": new.origin}),
-    );
+    let created = EventDraft::created(new);
     insert_event(&tx, new.id, new.created_at, &created).map_err(translate)?;
     let record = find_execution(&tx, new.id)
         .map_err(translate)?

@@ -12,12 +12,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{
-    AttemptReport, ClaimedTask, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage, ExecutionQuery,
-    ExecutionRecord, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord, Transition,
+    AttemptReport, ClaimedTask, Command, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
+    ExecutionQuery, ExecutionRecord, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord, Transition,
 };
 use cloacina_domain::ports::{DueWork, ExecutionStore, StoreError, TaskQueue};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde_json::json;
 
 use crate::SqliteDb;
 use crate::keys::ts;
@@ -136,7 +135,7 @@ impl ExecutionStore for SqliteDb {
                     id: r.get(0)?,
                     execution_id: id,
                     at: required_time(r, 1)?,
-                    kind: r.get(2)?,
+                    kind: event_kind(r, 2)?,
                     task: r.get(3)?,
                     detail: serde_json::from_str(&detail).map_err(|e| conv(4, e))?,
                 })
@@ -191,7 +190,7 @@ impl ExecutionStore for SqliteDb {
         if !tenant.is_public() {
             return Ok(None);
         }
-        self.write_store(move |conn| transition(conn, id, at, false)).await.map(|(t, _)| Some(t))
+        self.write_store(move |conn| transition(conn, id, at, Command::Cancel)).await.map(|(t, _)| Some(t))
     }
 
     async fn retry_execution(
@@ -203,7 +202,7 @@ impl ExecutionStore for SqliteDb {
         if !tenant.is_public() {
             return Ok(None);
         }
-        let (t, readied) = self.write_store(move |conn| transition(conn, id, at, true)).await?;
+        let (t, readied) = self.write_store(move |conn| transition(conn, id, at, Command::Retry)).await?;
         if readied {
             self.inner.work.notify_one();
         }
@@ -352,12 +351,7 @@ impl TaskQueue for SqliteDb {
                         )
                         .optional()?;
                     if let Some(task) = task {
-                        insert_event(
-                            &tx,
-                            k.execution_id,
-                            now,
-                            &EventDraft::new("task_released", Some(task), json!({"worker": worker})),
-                        )?;
+                        insert_event(&tx, k.execution_id, now, &EventDraft::released(&task, &worker))?;
                     }
                 }
             }

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use cloacina_domain::ApiKeyId;
 use cloacina_domain::execution::{
-    ExecutionId, ExecutionPage, ExecutionQuery, ExecutionRecord, ExecutionStatus, Plan, TaskRecord, TaskStatus,
+    EventKind, ExecutionId, ExecutionPage, ExecutionQuery, ExecutionRecord, ExecutionStatus, Plan, TaskRecord,
+    TaskStatus,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -43,6 +44,11 @@ pub(super) fn execution_status(row: &Row<'_>, col: usize) -> rusqlite::Result<Ex
 pub(super) fn task_status(row: &Row<'_>, col: usize) -> rusqlite::Result<TaskStatus> {
     let s: String = row.get(col)?;
     TaskStatus::parse(&s).ok_or_else(|| conv(col, Bad(format!("unknown task status '{s}'"))))
+}
+
+pub(super) fn event_kind(row: &Row<'_>, col: usize) -> rusqlite::Result<EventKind> {
+    let s: String = row.get(col)?;
+    EventKind::parse(&s).ok_or_else(|| conv(col, Bad(format!("unknown event kind '{s}'"))))
 }
 
 pub(super) fn execution_id(row: &Row<'_>, col: usize) -> rusqlite::Result<ExecutionId> {
