@@ -173,7 +173,8 @@ async fn latencies(
     let mut ready_to_claimed = Vec::new();
     let mut dependent = Vec::new();
     for id in ids {
-        let events = store.execution_events(tenant, *id, 0, 1000).await?.context("tenant")?.context("execution")?;
+        let events =
+            store.execution_events(tenant, *id, 0, 1000).await?.into_found().context("no such tenant or execution")?;
         let mut ready: HashMap<String, DateTime<Utc>> = HashMap::new();
         let mut finished_at: HashMap<String, DateTime<Utc>> = HashMap::new();
         let created = events.first().map(|e| e.at).context("no events")?;
@@ -452,14 +453,15 @@ pub async fn b5(o: &Options) -> anyhow::Result<String> {
         let id = submit(&store, &b, &plan_b, package_b).await?;
         let start = Instant::now();
         loop {
-            let tasks = store.execution_tasks(&b, id).await?.context("tenant")?.context("execution")?;
+            let tasks = store.execution_tasks(&b, id).await?.into_found().context("no such tenant or execution")?;
             if tasks[0].started_at.is_some() {
                 break;
             }
             anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "B's task never started");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let events = store.execution_events(&b, id, 0, 10).await?.context("tenant")?.context("execution")?;
+        let events =
+            store.execution_events(&b, id, 0, 10).await?.into_found().context("no such tenant or execution")?;
         let created = events.iter().find(|e| e.kind == EventKind::ExecutionCreated).context("created")?.at;
         let started = events.iter().find(|e| e.kind == EventKind::TaskStarted).context("started")?.at;
         waits.push(ms(started - created));

@@ -39,6 +39,6 @@ pub use principal::{Authority, Principal};
 pub use record::{KeyName, KeyRecord, NewKey, StoredSecret};
 pub use role::{Permission, PermissionScope, Role};
 pub use secret::Secret;
-pub use task_network::{TaskNetwork, TenantChange};
+pub use task_network::{Setting, TaskNetwork, TenantChange};
 pub use tenant::{NewTenant, TenantDescription, TenantName, TenantRecord};
 pub use workflow::WorkflowSummary;

@@ -51,17 +51,50 @@ impl fmt::Display for TaskNetwork {
     }
 }
 
-/// A change to a tenant's settings; a field left `None` stays as it is.
+/// A change to a tenant's settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantChange {
-    /// `Some(None)` gives the tenant back the deployment's default.
-    pub task_network: Option<Option<TaskNetwork>>,
+    pub task_network: Setting<TaskNetwork>,
 }
 
 impl TenantChange {
     /// Whether the change changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.task_network.is_none()
+        self.task_network == Setting::Keep
+    }
+}
+
+/// What a change does to one setting (a JSON merge patch's three cases).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Setting<T> {
+    /// Left as it is (the field was absent).
+    #[default]
+    Keep,
+    /// Back to the deployment's default (the field was `null`).
+    Default,
+    Set(T),
+}
+
+impl<T> Setting<T> {
+    /// The same change of a value converted by `f`.
+    ///
+    /// # Errors
+    /// Whatever `f` refuses.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Setting<U>, E> {
+        Ok(match self {
+            Setting::Keep => Setting::Keep,
+            Setting::Default => Setting::Default,
+            Setting::Set(v) => Setting::Set(f(v)?),
+        })
+    }
+
+    /// The value stored after the change, given the one stored before (`None`: the default).
+    pub fn applied_to(self, stored: Option<T>) -> Option<T> {
+        match self {
+            Setting::Keep => stored,
+            Setting::Default => None,
+            Setting::Set(v) => Some(v),
+        }
     }
 }
 
@@ -90,6 +123,6 @@ mod tests {
     #[test]
     fn an_empty_change_says_so() {
         assert!(TenantChange::default().is_empty());
-        assert!(!TenantChange { task_network: Some(None) }.is_empty());
+        assert!(!TenantChange { task_network: Setting::Default }.is_empty());
     }
 }

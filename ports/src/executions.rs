@@ -104,14 +104,12 @@ impl Executions {
             .workflows
             .get_workflow(tenant, workflow)
             .await?
-            .ok_or_else(no_tenant(tenant))?
-            .ok_or_else(|| ExecutionError::NoSuchWorkflow(workflow.into()))?;
+            .found(no_tenant(tenant), || ExecutionError::NoSuchWorkflow(workflow.into()))?;
         let stored = self
             .packages
             .package_manifest(tenant, &summary.package_name, &summary.version)
             .await?
-            .ok_or_else(no_tenant(tenant))?
-            .ok_or_else(|| ExecutionError::NoSuchWorkflow(workflow.into()))?;
+            .found(no_tenant(tenant), || ExecutionError::NoSuchWorkflow(workflow.into()))?;
         let manifest = Manifest::parse(&stored.manifest).map_err(|e| {
             StoreError::Unexpected(format!(
                 "stored manifest of {} {} no longer parses: {e}",
@@ -174,11 +172,7 @@ impl Executions {
         id: ExecutionId,
     ) -> Result<ExecutionRecord, ExecutionError> {
         authorize(caller, Permission::ExecutionRead, Some(tenant))?;
-        self.store
-            .get_execution(tenant, id)
-            .await?
-            .ok_or_else(no_tenant(tenant))?
-            .ok_or(ExecutionError::NoSuchExecution(id))
+        self.store.get_execution(tenant, id).await?.found(no_tenant(tenant), || ExecutionError::NoSuchExecution(id))
     }
 
     /// An execution's tasks in plan order.
@@ -192,11 +186,7 @@ impl Executions {
         id: ExecutionId,
     ) -> Result<Vec<TaskRecord>, ExecutionError> {
         authorize(caller, Permission::ExecutionRead, Some(tenant))?;
-        self.store
-            .execution_tasks(tenant, id)
-            .await?
-            .ok_or_else(no_tenant(tenant))?
-            .ok_or(ExecutionError::NoSuchExecution(id))
+        self.store.execution_tasks(tenant, id).await?.found(no_tenant(tenant), || ExecutionError::NoSuchExecution(id))
     }
 
     /// Up to `limit` (1 to 1,000) events after event `since`, oldest first.
@@ -215,8 +205,7 @@ impl Executions {
         self.store
             .execution_events(tenant, id, since, limit.clamp(1, 1000))
             .await?
-            .ok_or_else(no_tenant(tenant))?
-            .ok_or(ExecutionError::NoSuchExecution(id))
+            .found(no_tenant(tenant), || ExecutionError::NoSuchExecution(id))
     }
 
     /// The captured output of every attempt of one task.
@@ -234,11 +223,7 @@ impl Executions {
         if !tasks.iter().any(|t| t.task_id == task) {
             return Err(ExecutionError::NoSuchTask(id, task.into()));
         }
-        self.store
-            .task_logs(tenant, id, task)
-            .await?
-            .ok_or_else(no_tenant(tenant))?
-            .ok_or(ExecutionError::NoSuchExecution(id))
+        self.store.task_logs(tenant, id, task).await?.found(no_tenant(tenant), || ExecutionError::NoSuchExecution(id))
     }
 
     /// Cancels an unfinished execution: its tasks that have not finished are cancelled, and

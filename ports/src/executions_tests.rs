@@ -6,7 +6,9 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use cloacina_domain::execution::{ExecutionCreated, ExecutionId, ExecutionRecord, ExecutionStatus, Transition};
 use cloacina_domain::package::StoredManifest;
-use cloacina_domain::ports::{MockExecutionStore, MockKeyGenerator, MockKeyStore, MockPackageStore, MockWorkflowStore};
+use cloacina_domain::ports::{
+    Lookup, MockExecutionStore, MockKeyGenerator, MockKeyStore, MockPackageStore, MockWorkflowStore,
+};
 use cloacina_domain::{Authority, Denied, Principal, Role, TenantName, WorkflowSummary};
 use serde_json::Map;
 use uuid::Uuid;
@@ -64,11 +66,11 @@ fn service(store: MockExecutionStore) -> Executions {
     keygen.expect_key_id().returning(|| minted(9).id());
     d.keygen = Arc::new(keygen);
     let mut workflows = MockWorkflowStore::new();
-    workflows.expect_get_workflow().returning(|_, name| Ok(Some((name == "nightly").then(summary))));
+    workflows.expect_get_workflow().returning(|_, name| Ok(Lookup::from_option((name == "nightly").then(summary))));
     let mut packages = MockPackageStore::new();
     packages
         .expect_package_manifest()
-        .returning(|_, _, _| Ok(Some(Some(StoredManifest { id: Uuid::nil(), manifest: MANIFEST.into() }))));
+        .returning(|_, _, _| Ok(Lookup::Found(StoredManifest { id: Uuid::nil(), manifest: MANIFEST.into() })));
     Executions::new(d, Arc::new(workflows), Arc::new(packages), Arc::new(store))
 }
 

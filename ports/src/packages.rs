@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cloacina_archive::{ArchiveError, Limits, inspect};
 use cloacina_domain::authz::authorize;
-use cloacina_domain::package::{NewPackage, PackageRecord, PackageStored};
+use cloacina_domain::package::{NewPackage, PackageConflict, PackageDeleted, PackageRecord, PackageStored};
 use cloacina_domain::ports::{PackageStore, StoreError};
 use cloacina_domain::{Denied, Permission, Principal, TenantName};
 use sha2::{Digest, Sha256};
@@ -38,20 +38,20 @@ pub enum PackageError {
     /// The archive or its manifest is refused; the text says why, naming the field at fault.
     #[error("{0}")]
     Invalid(ArchiveError),
-    /// A version uploaded before with other content, or a workflow another package declares.
-    #[error("{0}")]
-    Conflict(String),
+    /// A version uploaded before with other content, a workflow another package declares,
+    /// or a version still in use.
     #[error(transparent)]
-    Store(StoreError),
+    Conflict(PackageConflict),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-impl From<StoreError> for PackageError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => PackageError::Conflict(m),
-            other => PackageError::Store(other),
-        }
-    }
+/// An upload as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub record: PackageRecord,
+    /// `false`: these exact bytes were uploaded before, and nothing changed.
+    pub created: bool,
 }
 
 impl Packages {
@@ -72,7 +72,7 @@ impl Packages {
         caller: &Principal,
         tenant: &TenantName,
         archive: &Path,
-    ) -> Result<PackageStored, PackageError> {
+    ) -> Result<Uploaded, PackageError> {
         authorize(caller, Permission::WorkflowUpload, Some(tenant))?;
         let path = archive.to_owned();
         let limits = self.limits;
@@ -98,10 +98,14 @@ impl Packages {
         };
         let stored =
             self.store.store_package(tenant, &new).await?.ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))?;
-        if let PackageStored::Created(r) = &stored {
-            tracing::info!(%tenant, package = %r.name, version = %r.version, bytes = r.size_bytes, by = %caller.key_id, "package uploaded");
+        match stored {
+            PackageStored::Created(r) => {
+                tracing::info!(%tenant, package = %r.name, version = %r.version, bytes = r.size_bytes, by = %caller.key_id, "package uploaded");
+                Ok(Uploaded { record: r, created: true })
+            }
+            PackageStored::Existing(r) => Ok(Uploaded { record: r, created: false }),
+            PackageStored::Refused(conflict) => Err(PackageError::Conflict(conflict)),
         }
-        Ok(stored)
     }
 
     /// Deletes one version of a package; if it was in force, the newest remaining version's
@@ -118,9 +122,13 @@ impl Packages {
     ) -> Result<PackageRecord, PackageError> {
         authorize(caller, Permission::WorkflowDelete, Some(tenant))?;
         let deleted = self.store.delete_package(tenant, name, version, self.deps.clock.now()).await?;
-        let rec = deleted
-            .ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))?
-            .ok_or_else(|| PackageError::NoSuchVersion(name.into(), version.into()))?;
+        let rec = match deleted.found(
+            || PackageError::NoSuchTenant(tenant.clone()),
+            || PackageError::NoSuchVersion(name.into(), version.into()),
+        )? {
+            PackageDeleted::Deleted(rec) => rec,
+            PackageDeleted::Refused(conflict) => return Err(PackageError::Conflict(conflict)),
+        };
         tracing::info!(%tenant, package = name, version, by = %caller.key_id, "package version deleted");
         Ok(rec)
     }

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use cloacina_domain::authz::authorize;
-use cloacina_domain::ports::{StoreError, TenantDeleted, TenantStore};
+use cloacina_domain::ports::{StoreError, TenantCreated, TenantDeleted, TenantStore};
 use cloacina_domain::tenant::{TenantPassword, role_password};
 use cloacina_domain::{
-    Denied, NewTenant, Permission, Principal, TenantChange, TenantDescription, TenantName, TenantRecord,
+    Denied, NewTenant, Permission, Principal, Setting, TenantChange, TenantDescription, TenantName, TenantRecord,
 };
 
 use crate::{Authenticator, Deps};
@@ -85,10 +85,10 @@ impl Tenants {
             db_password: password.map_or_else(|| role_password(self.deps.keygen.secret()), TenantPassword::into_secret),
             created_at: self.deps.clock.now(),
         };
-        let record = self.store.create_tenant(&new).await.map_err(|e| match e {
-            StoreError::Conflict(_) => TenantError::Exists(name),
-            other => other.into(),
-        })?;
+        let record = match self.store.create_tenant(&new).await? {
+            TenantCreated::Created(record) => record,
+            TenantCreated::NameTaken => return Err(TenantError::Exists(name)),
+        };
         tracing::info!(tenant = %record.name, schema = %record.schema, created_by = %caller.key_id, "tenant created");
         Ok(record)
     }
@@ -126,8 +126,8 @@ impl Tenants {
         authorize(caller, Permission::TenantUpdate, None)?;
         let record =
             self.store.update_tenant(name, change).await?.ok_or_else(|| TenantError::NotFound(name.clone()))?;
-        if let Some(network) = change.task_network {
-            let network = network.map_or("the deployment's default", |n| n.as_str());
+        if change.task_network != Setting::Keep {
+            let network = change.task_network.applied_to(None).map_or("the deployment's default", |n| n.as_str());
             tracing::info!(tenant = %name, task_network = network, updated_by = %caller.key_id, "tenant task network set");
         }
         Ok(record)
@@ -211,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_god_key_changes_a_tenant_and_an_unknown_one_is_not_found() {
-        let change = TenantChange { task_network: Some(Some(cloacina_domain::TaskNetwork::Host)) };
+        let change = TenantChange { task_network: Setting::Set(cloacina_domain::TaskNetwork::Host) };
         let tenants = service(MockTenantStore::new());
         for authority in [
             Authority::Tenant { tenant: acme(), role: Role::Admin },
@@ -240,7 +240,7 @@ mod tests {
         store
             .expect_create_tenant()
             .withf(|new| new.db_password.expose().len() == 43 && !new.db_password.expose().contains('\''))
-            .returning(|_| Err(StoreError::Conflict("tenants_pkey".into())));
+            .returning(|_| Ok(TenantCreated::NameTaken));
         let err = service(store).create(&caller(Authority::God), acme(), None, None).await.unwrap_err();
         assert!(matches!(err, TenantError::Exists(n) if n == acme()));
     }

@@ -61,9 +61,7 @@ impl Workflows {
     ) -> Result<WorkflowSummary, WorkflowError> {
         authorize(caller, Permission::WorkflowRead, Some(tenant))?;
         let found = self.store.get_workflow(tenant, name).await?;
-        found
-            .ok_or_else(|| WorkflowError::NoSuchTenant(tenant.clone()))?
-            .ok_or_else(|| WorkflowError::NoSuchWorkflow(name.into()))
+        found.found(|| WorkflowError::NoSuchTenant(tenant.clone()), || WorkflowError::NoSuchWorkflow(name.into()))
     }
 
     /// One workflow and its task graph, read from the manifest of its version in force.
@@ -81,7 +79,7 @@ impl Workflows {
             .packages
             .package_manifest(tenant, &summary.package_name, &summary.version)
             .await?
-            .flatten()
+            .into_found()
             .ok_or_else(|| WorkflowError::NoSuchWorkflow(name.into()))?;
         let manifest = Manifest::parse(&stored.manifest)
             .map_err(|e| StoreError::Unexpected(format!("stored manifest of {}: {e}", summary.package_name)))?;
@@ -107,9 +105,8 @@ impl Workflows {
     ) -> Result<WorkflowSummary, WorkflowError> {
         authorize(caller, Permission::WorkflowPause, Some(tenant))?;
         let done = self.store.set_paused(tenant, name, paused, self.clock.now()).await?;
-        let w = done
-            .ok_or_else(|| WorkflowError::NoSuchTenant(tenant.clone()))?
-            .ok_or_else(|| WorkflowError::NoSuchWorkflow(name.into()))?;
+        let w =
+            done.found(|| WorkflowError::NoSuchTenant(tenant.clone()), || WorkflowError::NoSuchWorkflow(name.into()))?;
         tracing::info!(%tenant, workflow = name, paused, by = %caller.key_id, "workflow paused state set");
         Ok(w)
     }

@@ -69,9 +69,15 @@ impl ApiError {
                 tracing::warn!(%cause, "database unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable")
             }
-            StoreError::Conflict(cause) => {
-                tracing::warn!(%cause, "unexpected conflict");
-                Self::new(StatusCode::CONFLICT, "conflict", "the request conflicts with existing data")
+            // The domain's checks passed, yet a rule of the schema refused the write (a race, or
+            // a rule an operator added). The kind is said; the constraint and SQL stay in the log.
+            StoreError::Constraint(c) => {
+                tracing::warn!(constraint = ?c.name, kind = c.kind.as_str(), "a schema rule refused a write");
+                Self::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("the request conflicts with the stored data (a {} rule refused it)", c.kind.as_str()),
+                )
             }
             StoreError::Unsupported(message) => {
                 Self::new(StatusCode::BAD_REQUEST, "unsupported_by_backend", message.clone())

@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloacina_domain::ports::StoreError;
+use cloacina_domain::ports::{Constraint, ConstraintKind, StoreError};
 use cloacina_domain::{Secret, TenantName};
 use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -201,8 +201,19 @@ pub(crate) fn translate(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             let text = format!("SQLSTATE {code}: {}", db.message());
+            let kind = match code.as_str() {
+                "23505" => Some(ConstraintKind::Unique),
+                "23503" => Some(ConstraintKind::ForeignKey),
+                "23514" => Some(ConstraintKind::Check),
+                "23502" => Some(ConstraintKind::NotNull),
+                c if c.starts_with("23") => Some(ConstraintKind::Other),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                tracing::debug!(cause = %text, "constraint violation");
+                return StoreError::Constraint(Constraint { kind, name: db.constraint().map(str::to_owned) });
+            }
             match code.as_str() {
-                c if c.starts_with("23") => StoreError::Conflict(text),
                 c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => StoreError::Unavailable(text),
                 "57014" => StoreError::Unavailable(format!("statement timeout or cancel: {text}")),
                 _ => StoreError::Unexpected(text),

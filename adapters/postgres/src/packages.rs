@@ -1,11 +1,14 @@
 //! Uploaded packages on PostgreSQL: in the tenant's schema, as the tenant's role.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::package::{
-    NewPackage, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest,
+    NewPackage, PackageDeleted, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, UploadPlan,
+    workflows_in_force, workflows_of_newest,
 };
-use cloacina_domain::ports::{PackageStore, StoreError};
+use cloacina_domain::ports::{Lookup, PackageStore, StoreError};
 use cloacina_domain::{ApiKeyId, TenantName, workflow::WorkflowRow};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -44,28 +47,22 @@ fn record(row: &PgRow) -> Result<PackageRecord, sqlx::Error> {
     })
 }
 
-/// Makes `workflows` (one package version's) the ones in force for `package`: upserted,
-/// paused flags kept, the package's other workflows removed. A name another package declares
-/// is a conflict when `strict`, and left alone otherwise.
-async fn put_in_force(
-    tx: &mut PgConnection,
-    package: &str,
-    workflows: &[WorkflowRow],
-    strict: bool,
-) -> Result<(), StoreError> {
+/// The package that owns each of `workflows`' names now, by workflow name.
+async fn owners(tx: &mut PgConnection, workflows: &[WorkflowRow]) -> Result<HashMap<String, String>, StoreError> {
+    let names: Vec<&str> = workflows.iter().map(|w| w.name.as_str()).collect();
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, package_name FROM workflows WHERE name = ANY($1)")
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Makes `workflows` the ones in force for `package`: upserted, paused flags kept, the
+/// package's other workflows removed.
+async fn put_in_force(tx: &mut PgConnection, package: &str, workflows: &[&WorkflowRow]) -> Result<(), StoreError> {
     let mut kept = Vec::new();
     for w in workflows {
-        let owner: Option<String> = sqlx::query_scalar("SELECT package_name FROM workflows WHERE name = $1")
-            .bind(&w.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(translate)?;
-        if let Some(owner) = owner.filter(|o| o != package) {
-            if strict {
-                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
-            }
-            continue;
-        }
         sqlx::query(
             "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
              VALUES ($1, $2, $3, $4, $5, false, $6)
@@ -92,12 +89,15 @@ async fn put_in_force(
     Ok(())
 }
 
+/// Deletes one version under its package's lock. The row goes first (so that an execution
+/// being created for it waits on it, then finds it gone), then the domain decides on what
+/// is in use: a refusal returns before the caller commits, and the rollback undoes it.
 async fn delete(
     tx: &mut PgConnection,
     name: &str,
     version: &str,
     at: DateTime<Utc>,
-) -> Result<Option<PackageRecord>, StoreError> {
+) -> Result<Lookup<PackageDeleted>, StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cloacina-package:' || $1))")
         .bind(name)
         .execute(&mut *tx)
@@ -111,26 +111,24 @@ async fn delete(
     .fetch_optional(&mut *tx)
     .await
     .map_err(translate)?;
-    let Some(row) = row else { return Ok(None) };
+    let Some(row) = row else { return Ok(Lookup::Missing) };
     let rec = record(&row).map_err(translate)?;
-    let in_use: i64 = sqlx::query_scalar(
+    let unfinished: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM executions WHERE package_id = $1 AND status IN ('pending', 'running')",
     )
     .bind(rec.id)
     .fetch_one(&mut *tx)
     .await
     .map_err(translate)?;
-    if in_use > 0 {
-        return Err(StoreError::Conflict(format!(
-            "package {name} {version} is in use by {in_use} unfinished execution(s): cancel them or let them finish first"
-        )));
+    if let Err(refused) = rec.check_delete(unfinished.unsigned_abs()) {
+        return Ok(Lookup::Found(PackageDeleted::Refused(refused)));
     }
     let in_force: Option<String> = sqlx::query_scalar("SELECT version FROM workflows WHERE package_name = $1 LIMIT 1")
         .bind(name)
         .fetch_optional(&mut *tx)
         .await
         .map_err(translate)?;
-    if in_force.as_deref() == Some(rec.version.to_string().as_str()) {
+    if rec.was_in_force(in_force.as_deref()) {
         let rest: Vec<(String, String)> = sqlx::query_as("SELECT version, manifest FROM packages WHERE name = $1")
             .bind(name)
             .fetch_all(&mut *tx)
@@ -138,9 +136,11 @@ async fn delete(
             .map_err(translate)?;
         let workflows = workflows_of_newest(rest, at)
             .map_err(|e| StoreError::Unexpected(format!("stored manifest of {name} no longer parses: {e}")))?;
-        put_in_force(tx, name, &workflows, false).await?;
+        let owners = owners(tx, &workflows).await?;
+        let kept = workflows_in_force(name, &workflows, &owners, false).unwrap_or_default();
+        put_in_force(tx, name, &kept).await?;
     }
-    Ok(Some(rec))
+    Ok(Lookup::Found(PackageDeleted::Deleted(rec)))
 }
 
 /// The size of the chunks archives are stored in.
@@ -187,25 +187,34 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
         .execute(&mut *tx)
         .await
         .map_err(translate)?;
-    let existing = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM packages WHERE content_hash = $1")))
+    let same_bytes = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM packages WHERE content_hash = $1")))
         .bind(&new.content_hash)
         .fetch_optional(&mut *tx)
         .await
+        .map_err(translate)?
+        .map(|row| record(&row))
+        .transpose()
         .map_err(translate)?;
-    if let Some(row) = existing {
-        return record(&row).map(PackageStored::Existing).map_err(translate);
-    }
     let versions: Vec<String> = sqlx::query_scalar("SELECT version FROM packages WHERE name = $1")
         .bind(rec.name.as_str())
         .fetch_all(&mut *tx)
         .await
         .map_err(translate)?;
-    if versions.iter().any(|v| *v == rec.version.to_string()) {
-        return Err(StoreError::Conflict(format!(
-            "package {} {} was uploaded before with other content; versions are immutable: give this one a new version",
-            rec.name, rec.version
-        )));
-    }
+    let in_force = match new.plan_upload(same_bytes, &versions) {
+        Ok(UploadPlan::Existing(found)) => return Ok(PackageStored::Existing(found)),
+        Ok(UploadPlan::Store { in_force }) => in_force,
+        Err(refused) => return Ok(PackageStored::Refused(refused)),
+    };
+    let rows = new.workflow_rows();
+    let kept = if in_force {
+        let owners = owners(tx, &rows).await?;
+        match workflows_in_force(rec.name.as_str(), &rows, &owners, true) {
+            Ok(kept) => Some(kept),
+            Err(refused) => return Ok(PackageStored::Refused(refused)),
+        }
+    } else {
+        None
+    };
     sqlx::query(
         "INSERT INTO packages (id, name, version, description, content_hash, size_bytes, manifest, workflows, archive,
                                uploaded_at, uploaded_by)
@@ -226,9 +235,8 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
     .await
     .map_err(translate)?;
     store_chunks(tx, rec.id, &new.archive).await?;
-    let newest = versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= rec.version);
-    if newest {
-        put_in_force(tx, rec.name.as_str(), &new.workflow_rows(), true).await?;
+    if let Some(kept) = kept {
+        put_in_force(tx, rec.name.as_str(), &kept).await?;
     }
     Ok(PackageStored::Created(rec))
 }
@@ -238,7 +246,10 @@ impl PackageStore for PgDb {
     async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
         let stored = store(&mut tx, new).await?;
-        tx.commit().await.map_err(translate)?;
+        // A refusal stored nothing; dropping the transaction rolls back its lock.
+        if !matches!(stored, PackageStored::Refused(_)) {
+            tx.commit().await.map_err(translate)?;
+        }
         Ok(Some(stored))
     }
 
@@ -257,11 +268,14 @@ impl PackageStore for PgDb {
         name: &str,
         version: &str,
         at: DateTime<Utc>,
-    ) -> Result<Option<Option<PackageRecord>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    ) -> Result<Lookup<PackageDeleted>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let deleted = delete(&mut tx, name, version, at).await?;
-        tx.commit().await.map_err(translate)?;
-        Ok(Some(deleted))
+        // A refused delete is undone by dropping the transaction uncommitted.
+        if matches!(deleted, Lookup::Found(PackageDeleted::Deleted(_))) {
+            tx.commit().await.map_err(translate)?;
+        }
+        Ok(deleted)
     }
 
     async fn package_manifest(
@@ -269,8 +283,8 @@ impl PackageStore for PgDb {
         tenant: &TenantName,
         name: &str,
         version: &str,
-    ) -> Result<Option<Option<StoredManifest>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    ) -> Result<Lookup<StoredManifest>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let found: Option<(Uuid, String)> =
             sqlx::query_as("SELECT id, manifest FROM packages WHERE name = $1 AND version = $2")
                 .bind(name)
@@ -279,22 +293,18 @@ impl PackageStore for PgDb {
                 .await
                 .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        Ok(Some(found.map(|(id, manifest)| StoredManifest { id, manifest })))
+        Ok(Lookup::from_option(found.map(|(id, manifest)| StoredManifest { id, manifest })))
     }
 
-    async fn package_archive(
-        &self,
-        tenant: &TenantName,
-        id: Uuid,
-    ) -> Result<Option<Option<StoredArchive>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    async fn package_archive(&self, tenant: &TenantName, id: Uuid) -> Result<Lookup<StoredArchive>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let found: Option<(String, Vec<u8>)> =
             sqlx::query_as("SELECT content_hash, archive FROM packages WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(translate)?;
-        let Some((content_hash, mut bytes)) = found else { return Ok(Some(None)) };
+        let Some((content_hash, mut bytes)) = found else { return Ok(Lookup::Missing) };
         // Versions uploaded since chunks exist keep their bytes there.
         let chunks: Vec<Vec<u8>> =
             sqlx::query_scalar("SELECT bytes FROM package_chunks WHERE package_id = $1 ORDER BY seq")
@@ -306,6 +316,6 @@ impl PackageStore for PgDb {
         for c in chunks {
             bytes.extend_from_slice(&c);
         }
-        Ok(Some(Some(StoredArchive { content_hash, bytes })))
+        Ok(Lookup::Found(StoredArchive { content_hash, bytes }))
     }
 }

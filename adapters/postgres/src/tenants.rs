@@ -9,8 +9,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantDeleted, TenantDirectory, TenantStore};
-use cloacina_domain::{NewTenant, Secret, TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord};
+use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantCreated, TenantDeleted, TenantDirectory, TenantStore};
+use cloacina_domain::{
+    NewTenant, Secret, Setting, TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord,
+};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 use sqlx::{Acquire, PgConnection, Postgres, Row, Transaction};
@@ -23,6 +25,9 @@ use crate::migrate::{TENANT, apply, latest_control, record_tenant_version};
 /// The advisory lock key serialising tenant DDL ("cloacina" + 3): creates and deletes are
 /// rare, and catalog updates of concurrent role grants can otherwise collide.
 const TENANT_DDL_LOCK: i64 = 0x636c_6f61_6369_0003;
+
+/// The constraint a second tenant of one name breaks (the registry's primary key).
+const NAME_TAKEN: &str = "tenants_pkey";
 
 const COLUMNS: &str = "name, schema_name, db_role, description, created_at, task_network";
 
@@ -155,7 +160,7 @@ pub(crate) async fn ensure_public_tenant(db: &PgDb, conn: &mut PgConnection) -> 
     match provision(&mut tx, &public, None, None, None).await {
         Ok(_) => {}
         // Another server created it between our look and our insert.
-        Err(StoreError::Conflict(_)) => return Ok(()),
+        Err(e) if e.is_unique_violation_of(NAME_TAKEN) => return Ok(()),
         Err(e) => return Err(e),
     }
     tx.commit().await.map_err(translate)?;
@@ -258,15 +263,20 @@ impl TenantDirectory for PgDb {
 
 #[async_trait]
 impl TenantStore for PgDb {
-    async fn create_tenant(&self, new: &NewTenant) -> Result<TenantRecord, StoreError> {
+    async fn create_tenant(&self, new: &NewTenant) -> Result<TenantCreated, StoreError> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         let record =
-            provision(&mut tx, &new.name, new.description.as_ref(), Some(&new.db_password), Some(new.created_at))
-                .await?;
+            match provision(&mut tx, &new.name, new.description.as_ref(), Some(&new.db_password), Some(new.created_at))
+                .await
+            {
+                Ok(record) => record,
+                Err(e) if e.is_unique_violation_of(NAME_TAKEN) => return Ok(TenantCreated::NameTaken),
+                Err(e) => return Err(e),
+            };
         // No notification: no replica can hold anything about a tenant that did not exist
         // (places and keys are cached only once found).
         tx.commit().await.map_err(translate)?;
-        Ok(record)
+        Ok(TenantCreated::Created(record))
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
@@ -300,8 +310,8 @@ impl TenantStore for PgDb {
              RETURNING {COLUMNS}"
         )))
         .bind(name.as_str())
-        .bind(change.task_network.is_some())
-        .bind(change.task_network.flatten().map(TaskNetwork::as_str))
+        .bind(change.task_network != Setting::Keep)
+        .bind(change.task_network.applied_to(None).map(TaskNetwork::as_str))
         .fetch_optional(&self.pool)
         .await
         .map_err(translate)

@@ -2,7 +2,7 @@
 //! tenants, statement timeouts, connection errors, all-or-nothing tenant creation.
 
 use chrono::Utc;
-use cloacina_domain::ports::TenantStore;
+use cloacina_domain::ports::{TenantCreated, TenantStore};
 use cloacina_domain::{NewTenant, Secret, TenantName};
 
 use crate::db::sqlstate;
@@ -33,7 +33,7 @@ async fn a_chosen_password_with_quotes_and_backslashes_is_the_one_the_role_logs_
     let chosen = r#"O'Brien\x27;--"$$-pw"#;
     let mut new = tenant("chosen");
     new.db_password = Secret::new(chosen);
-    let record = pg.create_tenant(&new).await.unwrap();
+    let TenantCreated::Created(record) = pg.create_tenant(&new).await.unwrap() else { panic!("not created") };
     let role = record.db_role.unwrap();
     let base: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
     let mut conn = base.clone().username(&role).password(chosen).connect().await.unwrap();
@@ -48,7 +48,7 @@ async fn a_failed_tenant_create_leaves_nothing_behind() {
     let pg = fresh().await;
     pg.create_tenant(&tenant("acme")).await.unwrap();
     // The name is taken: the second create fails after nothing of its own was kept.
-    assert!(pg.create_tenant(&tenant("acme")).await.is_err());
+    assert_eq!(pg.create_tenant(&tenant("acme")).await, Ok(TenantCreated::NameTaken));
     // A password the domain would never admit is refused before any DDL.
     let mut bad = tenant("globex");
     bad.db_password = Secret::new("it's a\npassword");
@@ -167,7 +167,6 @@ async fn a_bad_url_or_an_absent_server_is_a_clear_error_without_the_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_of_one_name_make_one_tenant_and_of_many_names_make_them_all() {
-    use cloacina_domain::ports::StoreError;
     let pg = fresh().await;
     let same: Vec<_> = (0..6)
         .map(|_| {
@@ -178,8 +177,8 @@ async fn concurrent_creates_of_one_name_make_one_tenant_and_of_many_names_make_t
     let mut created = 0;
     for r in futures::future::join_all(same).await {
         match r.unwrap() {
-            Ok(_) => created += 1,
-            Err(StoreError::Conflict(_)) => {}
+            Ok(TenantCreated::Created(_)) => created += 1,
+            Ok(TenantCreated::NameTaken) => {}
             Err(e) => panic!("a racing create failed otherwise: {e}"),
         }
     }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::ports::{StoreError, WorkflowStore};
+use cloacina_domain::ports::{Lookup, StoreError, WorkflowStore};
 use cloacina_domain::{TenantName, WorkflowSummary};
 
 use sqlx::Row;
@@ -36,19 +36,15 @@ impl WorkflowStore for PgDb {
         rows.iter().map(summary).collect::<Result<Vec<_>, _>>().map(Some).map_err(translate)
     }
 
-    async fn get_workflow(
-        &self,
-        tenant: &TenantName,
-        name: &str,
-    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    async fn get_workflow(&self, tenant: &TenantName, name: &str) -> Result<Lookup<WorkflowSummary>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let row = sqlx::query(concat!("SELECT ", columns!(), " FROM ", joined!(), " WHERE w.name = $1"))
             .bind(name)
             .fetch_optional(&mut *tx)
             .await
             .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        row.as_ref().map(summary).transpose().map(Some).map_err(translate)
+        row.as_ref().map(summary).transpose().map(Lookup::from_option).map_err(translate)
     }
 
     async fn set_paused(
@@ -57,8 +53,8 @@ impl WorkflowStore for PgDb {
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
-    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    ) -> Result<Lookup<WorkflowSummary>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let row = sqlx::query(concat!(
             "UPDATE workflows w SET paused = $2, updated_at = CASE WHEN w.paused = $2 THEN w.updated_at ELSE $3 END
              FROM packages p WHERE w.name = $1 AND p.name = w.package_name AND p.version = w.version
@@ -72,7 +68,7 @@ impl WorkflowStore for PgDb {
         .await
         .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        row.as_ref().map(summary).transpose().map(Some).map_err(translate)
+        row.as_ref().map(summary).transpose().map(Lookup::from_option).map_err(translate)
     }
 }
 

@@ -124,8 +124,7 @@ impl PackageFiles for PackageCache {
             .package_archive(tenant, package_id)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or("the tenant no longer exists")?
-            .ok_or("the package version was deleted")?;
+            .found(|| "the tenant no longer exists", || "the package version was deleted")?;
         let (hash, archive) = (stored.content_hash, stored.bytes);
         if hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("stored content hash is not hex".into());

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cloacina_domain::ports::StoreError;
+use cloacina_domain::ports::{Constraint, ConstraintKind, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -179,11 +179,22 @@ fn create_private_file(path: &Path) -> Result<(), OpenError> {
     options.open(path).map(drop).map_err(err)
 }
 
-/// Database errors by SQLite result code, never by message text.
+/// Database errors by SQLite result code (extended, for constraints), never by message text.
 pub(crate) fn translate(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            ErrorCode::ConstraintViolation => {
+                let kind = match f.extended_code {
+                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ConstraintKind::Unique,
+                    ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ConstraintKind::ForeignKey,
+                    ffi::SQLITE_CONSTRAINT_CHECK => ConstraintKind::Check,
+                    ffi::SQLITE_CONSTRAINT_NOTNULL => ConstraintKind::NotNull,
+                    _ => ConstraintKind::Other,
+                };
+                tracing::debug!(cause = %e, "constraint violation");
+                StoreError::Constraint(Constraint { kind, name: None })
+            }
             ErrorCode::DatabaseBusy
             | ErrorCode::DatabaseLocked
             | ErrorCode::CannotOpen

@@ -1,16 +1,20 @@
 //! Uploaded packages on SQLite (the single tenant, `public`).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::package::{
-    NewPackage, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest,
+    NewPackage, PackageDeleted, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, UploadPlan,
+    workflows_in_force, workflows_of_newest,
 };
-use cloacina_domain::ports::{PackageStore, StoreError};
+use cloacina_domain::ports::{Lookup, PackageStore, StoreError};
 use cloacina_domain::{ApiKeyId, TenantName, workflow::WorkflowRow};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::SqliteDb;
+use crate::db::translate;
 use crate::keys::ts;
 
 const COLUMNS: &str = "id, name, version, description, content_hash, size_bytes, workflows, uploaded_at, uploaded_by";
@@ -38,29 +42,25 @@ fn record(row: &Row<'_>) -> rusqlite::Result<PackageRecord> {
     })
 }
 
-/// Whether `version` is the highest stored version of package `name`.
-fn is_newest(conn: &Connection, name: &str, version: &semver::Version) -> rusqlite::Result<bool> {
+/// The stored versions of package `name`, as text.
+fn versions(conn: &Connection, name: &str) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached("SELECT version FROM packages WHERE name = ?1")?;
-    let versions = stmt.query_map([name], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
-    Ok(versions.iter().filter_map(|v| semver::Version::parse(v).ok()).all(|v| v <= *version))
+    stmt.query_map([name], |r| r.get::<_, String>(0))?.collect()
 }
 
-/// Makes `workflows` (one package version's) the ones in force for `package`: upserted,
-/// paused flags kept, and the package's other workflows removed. A name another package
-/// declares is a conflict when `strict`, and left alone otherwise.
-fn put_in_force(conn: &Connection, package: &str, workflows: &[WorkflowRow], strict: bool) -> Result<(), StoreError> {
+/// The package that owns each of `workflows`' names now, by workflow name.
+fn owners(conn: &Connection, workflows: &[WorkflowRow]) -> rusqlite::Result<HashMap<String, String>> {
+    let names = serde_json::to_string(&workflows.iter().map(|w| &w.name).collect::<Vec<_>>()).unwrap_or_default();
+    let mut stmt = conn
+        .prepare_cached("SELECT name, package_name FROM workflows WHERE name IN (SELECT value FROM json_each(?1))")?;
+    stmt.query_map([names], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+}
+
+/// Makes `workflows` the ones in force for `package`: upserted, paused flags kept, and the
+/// package's other workflows removed.
+fn put_in_force(conn: &Connection, package: &str, workflows: &[&WorkflowRow]) -> rusqlite::Result<()> {
     let mut kept = Vec::new();
     for w in workflows {
-        let owner: Option<String> = conn
-            .query_row("SELECT package_name FROM workflows WHERE name = ?1", [&w.name], |r| r.get(0))
-            .optional()
-            .map_err(crate::db::translate)?;
-        if let Some(owner) = owner.filter(|o| o != package) {
-            if strict {
-                return Err(StoreError::Conflict(format!("workflow '{}' belongs to package '{owner}'", w.name)));
-            }
-            continue;
-        }
         conn.execute(
             "INSERT INTO workflows (name, package_name, version, description, tasks, paused, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
@@ -74,16 +74,14 @@ fn put_in_force(conn: &Connection, package: &str, workflows: &[WorkflowRow], str
                 serde_json::to_string(&w.tasks).unwrap_or_else(|_| "[]".into()),
                 ts(w.updated_at)
             ],
-        )
-        .map_err(crate::db::translate)?;
+        )?;
         kept.push(w.name.clone());
     }
     let keep = serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into());
     conn.execute(
         "DELETE FROM workflows WHERE package_name = ?1 AND name NOT IN (SELECT value FROM json_each(?2))",
         params![package, keep],
-    )
-    .map_err(crate::db::translate)?;
+    )?;
     Ok(())
 }
 
@@ -92,8 +90,8 @@ fn delete(
     name: &str,
     version: &str,
     at: DateTime<Utc>,
-) -> Result<Option<PackageRecord>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(crate::db::translate)?;
+) -> Result<Lookup<PackageDeleted>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
     let Some(rec) = tx
         .query_row(
             &format!("SELECT {COLUMNS} FROM packages WHERE name = ?1 AND version = ?2"),
@@ -101,42 +99,41 @@ fn delete(
             record,
         )
         .optional()
-        .map_err(crate::db::translate)?
+        .map_err(translate)?
     else {
-        return Ok(None);
+        return Ok(Lookup::Missing);
     };
-    let in_use: i64 = tx
+    let unfinished: i64 = tx
         .query_row(
             "SELECT count(*) FROM executions WHERE package_id = ?1 AND status IN ('pending', 'running')",
             [rec.id.to_string()],
             |r| r.get(0),
         )
-        .map_err(crate::db::translate)?;
-    if in_use > 0 {
-        return Err(StoreError::Conflict(format!(
-            "package {name} {version} is in use by {in_use} unfinished execution(s): cancel them or let them finish first"
-        )));
+        .map_err(translate)?;
+    if let Err(refused) = rec.check_delete(unfinished.unsigned_abs()) {
+        return Ok(Lookup::Found(PackageDeleted::Refused(refused)));
     }
-    tx.execute("DELETE FROM packages WHERE id = ?1", [rec.id.to_string()]).map_err(crate::db::translate)?;
+    tx.execute("DELETE FROM packages WHERE id = ?1", [rec.id.to_string()]).map_err(translate)?;
     let in_force: Option<String> = tx
         .query_row("SELECT version FROM workflows WHERE package_name = ?1 LIMIT 1", [name], |r| r.get(0))
         .optional()
-        .map_err(crate::db::translate)?;
-    if in_force.as_deref() == Some(&rec.version.to_string()) {
-        let mut stmt = tx
-            .prepare_cached("SELECT version, manifest FROM packages WHERE name = ?1")
-            .map_err(crate::db::translate)?;
+        .map_err(translate)?;
+    if rec.was_in_force(in_force.as_deref()) {
+        let mut stmt =
+            tx.prepare_cached("SELECT version, manifest FROM packages WHERE name = ?1").map_err(translate)?;
         let rest = stmt
             .query_map([name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(crate::db::translate)?;
+            .map_err(translate)?;
         drop(stmt);
         let workflows = workflows_of_newest(rest, at)
             .map_err(|e| StoreError::Unexpected(format!("stored manifest of {name} no longer parses: {e}")))?;
-        put_in_force(&tx, name, &workflows, false)?;
+        let owners = owners(&tx, &workflows).map_err(translate)?;
+        let kept = workflows_in_force(name, &workflows, &owners, false).unwrap_or_default();
+        put_in_force(&tx, name, &kept).map_err(translate)?;
     }
-    tx.commit().map_err(crate::db::translate)?;
-    Ok(Some(rec))
+    tx.commit().map_err(translate)?;
+    Ok(Lookup::Found(PackageDeleted::Deleted(rec)))
 }
 
 /// The size of the chunks archives are stored in.
@@ -149,7 +146,7 @@ fn store_chunks(tx: &Connection, id: &str, path: &std::path::Path) -> Result<(),
         std::fs::File::open(path).map_err(|e| StoreError::Unexpected(format!("cannot read the upload: {e}")))?;
     let mut insert = tx
         .prepare_cached("INSERT INTO package_chunks (package_id, seq, bytes) VALUES (?1, ?2, ?3)")
-        .map_err(crate::db::translate)?;
+        .map_err(translate)?;
     let mut buf = vec![0u8; CHUNK];
     for seq in 0i64.. {
         let mut filled = 0;
@@ -163,7 +160,7 @@ fn store_chunks(tx: &Connection, id: &str, path: &std::path::Path) -> Result<(),
         if filled == 0 {
             break;
         }
-        insert.execute(params![id, seq, &buf[..filled]]).map_err(crate::db::translate)?;
+        insert.execute(params![id, seq, &buf[..filled]]).map_err(translate)?;
         if filled < CHUNK {
             break;
         }
@@ -172,29 +169,28 @@ fn store_chunks(tx: &Connection, id: &str, path: &std::path::Path) -> Result<(),
 }
 
 fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(crate::db::translate)?;
-    let existing = tx
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
+    let same_bytes = tx
         .query_row(&format!("SELECT {COLUMNS} FROM packages WHERE content_hash = ?1"), [&new.content_hash], record)
         .optional()
-        .map_err(crate::db::translate)?;
-    if let Some(found) = existing {
-        return Ok(PackageStored::Existing(found));
-    }
+        .map_err(translate)?;
     let rec = new.record();
-    let taken: Option<String> = tx
-        .query_row(
-            "SELECT content_hash FROM packages WHERE name = ?1 AND version = ?2",
-            params![rec.name.as_str(), rec.version.to_string()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(crate::db::translate)?;
-    if taken.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "package {} {} was uploaded before with other content; versions are immutable: give this one a new version",
-            rec.name, rec.version
-        )));
-    }
+    let stored_versions = versions(&tx, rec.name.as_str()).map_err(translate)?;
+    let in_force = match new.plan_upload(same_bytes, &stored_versions) {
+        Ok(UploadPlan::Existing(found)) => return Ok(PackageStored::Existing(found)),
+        Ok(UploadPlan::Store { in_force }) => in_force,
+        Err(refused) => return Ok(PackageStored::Refused(refused)),
+    };
+    let rows = new.workflow_rows();
+    let kept = if in_force {
+        let owners = owners(&tx, &rows).map_err(translate)?;
+        match workflows_in_force(rec.name.as_str(), &rows, &owners, true) {
+            Ok(kept) => Some(kept),
+            Err(refused) => return Ok(PackageStored::Refused(refused)),
+        }
+    } else {
+        None
+    };
     tx.execute(
         "INSERT INTO packages (id, name, version, description, content_hash, size_bytes, manifest, workflows, archive,
                                uploaded_at, uploaded_by)
@@ -213,12 +209,12 @@ fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, Store
             rec.uploaded_by.map(|k| k.to_string()),
         ],
     )
-    .map_err(crate::db::translate)?;
+    .map_err(translate)?;
     store_chunks(&tx, &rec.id.to_string(), &new.archive)?;
-    if is_newest(&tx, rec.name.as_str(), &rec.version).map_err(crate::db::translate)? {
-        put_in_force(&tx, rec.name.as_str(), &new.workflow_rows(), true)?;
+    if let Some(kept) = kept {
+        put_in_force(&tx, rec.name.as_str(), &kept).map_err(translate)?;
     }
-    tx.commit().map_err(crate::db::translate)?;
+    tx.commit().map_err(translate)?;
     Ok(PackageStored::Created(rec))
 }
 
@@ -252,12 +248,12 @@ impl PackageStore for SqliteDb {
         name: &str,
         version: &str,
         at: DateTime<Utc>,
-    ) -> Result<Option<Option<PackageRecord>>, StoreError> {
+    ) -> Result<Lookup<PackageDeleted>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         let (name, version) = (name.to_owned(), version.to_owned());
-        self.write_store(move |conn| delete(conn, &name, &version, at)).await.map(Some)
+        self.write_store(move |conn| delete(conn, &name, &version, at)).await
     }
 
     async fn package_manifest(
@@ -265,9 +261,9 @@ impl PackageStore for SqliteDb {
         tenant: &TenantName,
         name: &str,
         version: &str,
-    ) -> Result<Option<Option<StoredManifest>>, StoreError> {
+    ) -> Result<Lookup<StoredManifest>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         let (name, version) = (name.to_owned(), version.to_owned());
         let found: Option<(String, String)> = self
@@ -284,16 +280,12 @@ impl PackageStore for SqliteDb {
                     .map_err(|e: uuid::Error| StoreError::Unexpected(e.to_string()))
             })
             .transpose()
-            .map(Some)
+            .map(Lookup::from_option)
     }
 
-    async fn package_archive(
-        &self,
-        tenant: &TenantName,
-        id: uuid::Uuid,
-    ) -> Result<Option<Option<StoredArchive>>, StoreError> {
+    async fn package_archive(&self, tenant: &TenantName, id: uuid::Uuid) -> Result<Lookup<StoredArchive>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         self.read(move |conn| {
             let Some(mut found) = conn
@@ -313,6 +305,6 @@ impl PackageStore for SqliteDb {
             Ok(Some(found))
         })
         .await
-        .map(Some)
+        .map(Lookup::from_option)
     }
 }

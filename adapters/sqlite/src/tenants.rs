@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantDeleted, TenantDirectory, TenantStore};
-use cloacina_domain::{NewTenant, TaskNetwork, TenantChange, TenantName, TenantRecord};
+use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantCreated, TenantDeleted, TenantDirectory, TenantStore};
+use cloacina_domain::{NewTenant, Setting, TaskNetwork, TenantChange, TenantName, TenantRecord};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::SqliteDb;
@@ -79,7 +79,7 @@ pub(crate) fn stored_network(conn: &Connection) -> Result<Option<TaskNetwork>, S
 
 #[async_trait]
 impl TenantStore for SqliteDb {
-    async fn create_tenant(&self, _new: &NewTenant) -> Result<TenantRecord, StoreError> {
+    async fn create_tenant(&self, _new: &NewTenant) -> Result<TenantCreated, StoreError> {
         Err(StoreError::Unsupported(SINGLE_TENANT.into()))
     }
 
@@ -99,8 +99,8 @@ impl TenantStore for SqliteDb {
         if !name.is_public() {
             return Ok(None);
         }
-        if let Some(network) = change.task_network {
-            let value = network.map(TaskNetwork::as_str);
+        if change.task_network != Setting::Keep {
+            let value = change.task_network.applied_to(None).map(TaskNetwork::as_str);
             self.write(move |conn| {
                 conn.execute(
                     "INSERT INTO tenant_settings (tenant, task_network) VALUES ('public', ?1)

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cloacina_domain::ports::{StoreError, WorkflowStore};
+use cloacina_domain::ports::{Lookup, StoreError, WorkflowStore};
 use cloacina_domain::{TenantName, WorkflowSummary};
 use rusqlite::OptionalExtension;
 use rusqlite::types::Type;
@@ -56,16 +56,12 @@ impl WorkflowStore for SqliteDb {
         .await
     }
 
-    async fn get_workflow(
-        &self,
-        tenant: &TenantName,
-        name: &str,
-    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
+    async fn get_workflow(&self, tenant: &TenantName, name: &str) -> Result<Lookup<WorkflowSummary>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         let name = name.to_owned();
-        self.read(move |conn| find(conn, &name).map(Some)).await
+        self.read(move |conn| find(conn, &name)).await.map(Lookup::from_option)
     }
 
     async fn set_paused(
@@ -74,9 +70,9 @@ impl WorkflowStore for SqliteDb {
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
-    ) -> Result<Option<Option<WorkflowSummary>>, StoreError> {
+    ) -> Result<Lookup<WorkflowSummary>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         let name = name.to_owned();
         self.write(move |conn| {
@@ -84,8 +80,9 @@ impl WorkflowStore for SqliteDb {
                 "UPDATE workflows SET paused = ?2, updated_at = ?3 WHERE name = ?1 AND paused <> ?2",
                 rusqlite::params![name, paused, crate::keys::ts(at)],
             )?;
-            find(conn, &name).map(Some)
+            find(conn, &name)
         })
         .await
+        .map(Lookup::from_option)
     }
 }

@@ -110,6 +110,18 @@ pub enum PackageStored {
     Created(PackageRecord),
     /// These exact bytes were uploaded before: nothing changed.
     Existing(PackageRecord),
+    /// Refused, nothing stored: the version holds other bytes, or a workflow name is another
+    /// package's.
+    Refused(super::PackageConflict),
+}
+
+/// What deleting a package version did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageDeleted {
+    /// Deleted; this was its row.
+    Deleted(PackageRecord),
+    /// Refused, nothing changed: unfinished executions use it.
+    Refused(super::PackageConflict),
 }
 
 /// The workflows in force once the version in force is gone: those of the highest remaining

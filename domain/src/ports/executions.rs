@@ -9,10 +9,16 @@ use crate::execution::{
 };
 use crate::tenant::TenantName;
 
-use super::StoreError;
+use super::{Lookup, StoreError};
 
-/// A tenant's executions. Every method runs in the tenant's own scope; `None` means no such
-/// tenant and `Some(None)` (where it appears) no such execution.
+/// A tenant's executions. Every method runs in the tenant's own scope. Where a method returns
+/// an `Option`, it MUST be `None` when there is no such tenant; where a [`Lookup`], it MUST
+/// be [`Lookup::NoTenant`] then, and [`Lookup::Missing`] when there is no such execution.
+///
+/// # Errors
+/// Every method fails with [`StoreError::Unavailable`] when the database cannot be reached
+/// and [`StoreError::Unexpected`] for anything it cannot explain (a stored plan that no
+/// longer decodes, for one).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
@@ -34,18 +40,14 @@ pub trait ExecutionStore: Send + Sync {
         query: &ExecutionQuery,
     ) -> Result<Option<ExecutionPage>, StoreError>;
 
-    async fn get_execution(
-        &self,
-        tenant: &TenantName,
-        id: ExecutionId,
-    ) -> Result<Option<Option<ExecutionRecord>>, StoreError>;
+    async fn get_execution(&self, tenant: &TenantName, id: ExecutionId) -> Result<Lookup<ExecutionRecord>, StoreError>;
 
     /// The execution's tasks in plan order.
     async fn execution_tasks(
         &self,
         tenant: &TenantName,
         id: ExecutionId,
-    ) -> Result<Option<Option<Vec<TaskRecord>>>, StoreError>;
+    ) -> Result<Lookup<Vec<TaskRecord>>, StoreError>;
 
     /// Up to `limit` events with an id above `since`, oldest first.
     async fn execution_events(
@@ -54,7 +56,7 @@ pub trait ExecutionStore: Send + Sync {
         id: ExecutionId,
         since: i64,
         limit: u32,
-    ) -> Result<Option<Option<Vec<EventRecord>>>, StoreError>;
+    ) -> Result<Lookup<Vec<EventRecord>>, StoreError>;
 
     /// The captured output of every attempt of one task, oldest first (empty if it never ran).
     async fn task_logs(
@@ -62,10 +64,11 @@ pub trait ExecutionStore: Send + Sync {
         tenant: &TenantName,
         id: ExecutionId,
         task: &str,
-    ) -> Result<Option<Option<Vec<TaskLog>>>, StoreError>;
+    ) -> Result<Lookup<Vec<TaskLog>>, StoreError>;
 
-    /// Cancels every unfinished task of an unfinished execution, atomically.
-    /// [`Transition::Refused`] (unchanged) if it had finished.
+    /// Applies the domain's [`crate::execution::Command::Cancel`] to the execution under its
+    /// lock: every unfinished task cancelled, atomically. MUST return
+    /// [`Transition::Refused`], changing nothing, if it had finished.
     async fn cancel_execution(
         &self,
         tenant: &TenantName,
@@ -73,8 +76,9 @@ pub trait ExecutionStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<Option<Transition>, StoreError>;
 
-    /// Runs the unsuccessful tasks of a failed or cancelled execution again (domain
-    /// `Plan::settle_retry`), atomically. [`Transition::Refused`] (unchanged) otherwise.
+    /// Applies the domain's [`crate::execution::Command::Retry`] under the execution's lock:
+    /// the unsuccessful tasks of a failed or cancelled execution run again, atomically. MUST
+    /// return [`Transition::Refused`], changing nothing, from any other status.
     async fn retry_execution(
         &self,
         tenant: &TenantName,

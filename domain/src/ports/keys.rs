@@ -28,7 +28,9 @@ pub enum RevokeOutcome {
 pub trait KeyStore: Send + Sync {
     /// Inserts a new row.
     ///
-    /// MUST return [`StoreError::Conflict`] if the id exists, and leave the table unchanged.
+    /// # Errors
+    /// MUST fail with a unique [`StoreError::Constraint`] if the id exists (ids are random:
+    /// a bug, never a business case), leaving the table unchanged.
     async fn insert(&self, key: &NewKey) -> Result<(), StoreError>;
 
     /// Inserts `key`, a god key, only if no active god key exists at `now`; the check and the

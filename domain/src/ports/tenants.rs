@@ -17,6 +17,14 @@ pub trait TenantDirectory: Send + Sync {
     async fn exists(&self, tenant: &TenantName) -> Result<bool, StoreError>;
 }
 
+/// What creating a tenant did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantCreated {
+    Created(TenantRecord),
+    /// A tenant has this name already; nothing changed.
+    NameTaken,
+}
+
 /// What deleting a tenant did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantDeleted {
@@ -33,9 +41,13 @@ pub trait TenantStore: Send + Sync {
     /// Creates the registry row, the schema, the database role (with `new.db_password`), its
     /// grants and the tenant migrations: all of it, or (on any failure) none of it.
     ///
-    /// MUST return [`StoreError::Conflict`] if the name is taken, and
-    /// [`StoreError::Unsupported`] on a single-tenant backend.
-    async fn create_tenant(&self, new: &NewTenant) -> Result<TenantRecord, StoreError>;
+    /// MUST return [`TenantCreated::NameTaken`] if the name is taken (also when a concurrent
+    /// create of it committed first).
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] on a single-tenant backend; [`StoreError::Unavailable`]
+    /// when the database cannot be reached.
+    async fn create_tenant(&self, new: &NewTenant) -> Result<TenantCreated, StoreError>;
 
     /// Every tenant, `public` first, then by name.
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;

@@ -9,8 +9,8 @@ use cloacina_domain::execution::{
     Attempt, AttemptReport, ClaimedTask, ExecutionCreated, ExecutionId, ExecutionQuery, ExecutionRecord,
     ExecutionStatus, NewExecution, Plan, Recorded, TaskStatus, Transition,
 };
-use cloacina_domain::package::{Manifest, NewPackage, PackageStored};
-use cloacina_domain::ports::StoreError;
+use cloacina_domain::package::{Manifest, NewPackage, PackageConflict, PackageDeleted, PackageStored};
+use cloacina_domain::ports::{Lookup, StoreError};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -120,12 +120,12 @@ async fn finish(store: &Store, worker: &str, r: AttemptReport, at: DateTime<Utc>
 }
 
 async fn statuses(store: &Store, id: ExecutionId) -> Vec<TaskStatus> {
-    let tasks = store.execution_tasks(&TenantName::public(), id).await.unwrap().unwrap().unwrap();
+    let tasks = store.execution_tasks(&TenantName::public(), id).await.unwrap().into_found().unwrap();
     tasks.iter().map(|t| t.status).collect()
 }
 
 async fn get(store: &Store, id: ExecutionId) -> ExecutionRecord {
-    store.get_execution(&TenantName::public(), id).await.unwrap().unwrap().unwrap()
+    store.get_execution(&TenantName::public(), id).await.unwrap().into_found().unwrap()
 }
 
 pub async fn an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_the_first(store: Store) {
@@ -141,21 +141,21 @@ pub async fn an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_th
         Some(ExecutionCreated::Existing(r)) => assert_eq!(r.id, first.id),
         other => panic!("expected the first execution: {other:?}"),
     }
-    assert!(store.get_execution(&TenantName::public(), repeat.id).await.unwrap().unwrap().is_none());
+    assert_eq!(store.get_execution(&TenantName::public(), repeat.id).await.unwrap(), Lookup::Missing);
     let stranger = TenantName::parse("nobody-here").unwrap();
     assert!(store.create_execution(&stranger, &repeat).await.unwrap().is_none());
-    assert!(store.get_execution(&stranger, first.id).await.unwrap().is_none());
-    let events = store.execution_events(&TenantName::public(), first.id, 0, 100).await.unwrap().unwrap().unwrap();
+    assert_eq!(store.get_execution(&stranger, first.id).await.unwrap(), Lookup::NoTenant);
+    let events = store.execution_events(&TenantName::public(), first.id, 0, 100).await.unwrap().into_found().unwrap();
     assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["execution_created"]);
 }
 
 pub async fn a_paused_workflow_and_a_vanished_package_accept_nothing(store: Store) {
     let public = TenantName::public();
     let (plan, package) = setup(&store, 0).await;
-    store.set_paused(&public, "pipe", true, t0()).await.unwrap();
+    assert!(matches!(store.set_paused(&public, "pipe", true, t0()).await.unwrap(), Lookup::Found(_)));
     let new = new_execution(&plan, package, t0(), None);
     assert_eq!(store.create_execution(&public, &new).await.unwrap(), Some(ExecutionCreated::Paused));
-    store.set_paused(&public, "pipe", false, t0()).await.unwrap();
+    assert!(matches!(store.set_paused(&public, "pipe", false, t0()).await.unwrap(), Lookup::Found(_)));
     let elsewhere = NewExecution { package_id: Uuid::new_v4(), ..new.clone() };
     assert_eq!(store.create_execution(&public, &elsewhere).await.unwrap(), Some(ExecutionCreated::Gone));
     let page = store.list_executions(&public, &ExecutionQuery { limit: 10, ..Default::default() }).await.unwrap();
@@ -190,16 +190,16 @@ pub async fn a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_
     let e = get(&store, new.id).await;
     assert_eq!(e.status, ExecutionStatus::Succeeded);
     assert_eq!(e.finished_at, Some(t0() + secs(5)));
-    let tasks = store.execution_tasks(&TenantName::public(), new.id).await.unwrap().unwrap().unwrap();
+    let tasks = store.execution_tasks(&TenantName::public(), new.id).await.unwrap().into_found().unwrap();
     assert_eq!(tasks[0].output.clone().map(Value::Object), Some(json!({"doubled": 6})));
-    let logs = store.task_logs(&TenantName::public(), new.id, "a").await.unwrap().unwrap().unwrap();
+    let logs = store.task_logs(&TenantName::public(), new.id, "a").await.unwrap().into_found().unwrap();
     assert_eq!(logs.len(), 1);
     assert_eq!((logs[0].attempt, logs[0].stdout.as_str()), (1, "out of a #1"));
     let kinds: Vec<String> = store
         .execution_events(&TenantName::public(), new.id, 0, 100)
         .await
         .unwrap()
-        .unwrap()
+        .into_found()
         .unwrap()
         .into_iter()
         .map(|e| e.kind.as_str().to_owned())
@@ -221,13 +221,13 @@ pub async fn a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_
 }
 
 pub async fn a_claim_carries_the_tenants_task_network_as_it_is_when_claimed(store: Store) {
-    use cloacina_domain::{TaskNetwork, TenantChange};
+    use cloacina_domain::{Setting, TaskNetwork, TenantChange};
     let (plan, package) = setup(&store, 0).await;
     create(&store, &new_execution(&plan, package, t0(), None)).await;
     let first = claim(&store, "w", t0(), 1).await;
     assert_eq!(first[0].network, None, "no setting: the deployment's");
     store.record_one(&TenantName::public(), "w", &report(&first[0], Attempt::Succeeded, None), t0()).await.unwrap();
-    let change = TenantChange { task_network: Some(Some(TaskNetwork::Host)) };
+    let change = TenantChange { task_network: Setting::Set(TaskNetwork::Host) };
     store.update_tenant(&TenantName::public(), &change).await.unwrap();
     let second = claim(&store, "w", t0() + secs(1), 1).await;
     assert_eq!((second[0].task_id.as_str(), second[0].network), ("b", Some(TaskNetwork::Host)));
@@ -261,9 +261,9 @@ pub async fn a_failure_is_retried_after_its_delay_then_fails_the_execution_and_s
     let e = get(&store, new.id).await;
     assert_eq!(e.status, ExecutionStatus::Failed);
     assert_eq!(e.error.as_deref(), Some("task 'a' failed after 2 attempt(s): timed out after 1s"));
-    let logs = store.task_logs(&public, new.id, "a").await.unwrap().unwrap().unwrap();
+    let logs = store.task_logs(&public, new.id, "a").await.unwrap().into_found().unwrap();
     assert_eq!(logs.iter().map(|l| l.attempt).collect::<Vec<_>>(), [1, 2]);
-    assert!(store.task_logs(&public, new.id, "b").await.unwrap().unwrap().unwrap().is_empty());
+    assert!(store.task_logs(&public, new.id, "b").await.unwrap().into_found().unwrap().is_empty());
 }
 
 pub async fn an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stale(store: Store) {
@@ -291,7 +291,7 @@ pub async fn an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stal
         .execution_events(&public, new.id, 0, 100)
         .await
         .unwrap()
-        .unwrap()
+        .into_found()
         .unwrap()
         .into_iter()
         .map(|e| e.kind.as_str().to_owned())
@@ -353,7 +353,7 @@ pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(st
     };
     assert_eq!((e.status, e.error, e.finished_at), (ExecutionStatus::Running, None, None));
     assert_eq!(statuses(&store, new.id).await, [TaskStatus::Succeeded, TaskStatus::Ready]);
-    let tasks = store.execution_tasks(&public, new.id).await.unwrap().unwrap().unwrap();
+    let tasks = store.execution_tasks(&public, new.id).await.unwrap().into_found().unwrap();
     assert_eq!((tasks[1].error.as_deref(), tasks[1].started_at, tasks[1].attempts), (None, None, 0), "b starts over");
     assert!(tasks[0].output.is_some(), "a keeps its output");
     let b2 = claim(&store, "w", t0() + secs(3), 1).await.remove(0);
@@ -361,7 +361,7 @@ pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(st
     assert_eq!(b2.context.get("x"), Some(&json!(1)), "the kept output still flows downstream");
     store.record_one(&public, "w", &report(&b2, Attempt::Succeeded, None), t0() + secs(4)).await.unwrap();
     assert_eq!(get(&store, new.id).await.status, ExecutionStatus::Succeeded);
-    let logs = store.task_logs(&public, new.id, "b").await.unwrap().unwrap().unwrap();
+    let logs = store.task_logs(&public, new.id, "b").await.unwrap().into_found().unwrap();
     assert_eq!(logs.len(), 2, "both runs' logs are kept");
 }
 
@@ -401,15 +401,15 @@ pub async fn events_page_after_an_id(store: Store) {
     create(&store, &new).await;
     let a = claim(&store, "w", t0(), 1).await.remove(0);
     store.record_one(&public, "w", &report(&a, Attempt::Succeeded, None), t0() + secs(1)).await.unwrap();
-    let all = store.execution_events(&public, new.id, 0, 100).await.unwrap().unwrap().unwrap();
+    let all = store.execution_events(&public, new.id, 0, 100).await.unwrap().into_found().unwrap();
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
-    let first_two = store.execution_events(&public, new.id, 0, 2).await.unwrap().unwrap().unwrap();
+    let first_two = store.execution_events(&public, new.id, 0, 2).await.unwrap().into_found().unwrap();
     assert_eq!(first_two, all[..2]);
-    let rest = store.execution_events(&public, new.id, first_two[1].id, 100).await.unwrap().unwrap().unwrap();
+    let rest = store.execution_events(&public, new.id, first_two[1].id, 100).await.unwrap().into_found().unwrap();
     assert_eq!(rest, all[2..]);
     let unknown = ExecutionId::from_uuid(Uuid::new_v4());
-    assert_eq!(store.execution_events(&public, unknown, 0, 10).await.unwrap(), Some(None));
+    assert_eq!(store.execution_events(&public, unknown, 0, 10).await.unwrap(), Lookup::Missing);
 }
 
 pub async fn pruning_deletes_only_executions_finished_before_the_cutoff(store: Store) {
@@ -424,10 +424,10 @@ pub async fn pruning_deletes_only_executions_finished_before_the_cutoff(store: S
     store.cancel_execution(&public, old.id, t0() + secs(10)).await.unwrap();
     store.cancel_execution(&public, recent.id, t0() + secs(100)).await.unwrap();
     assert_eq!(store.prune_executions(&public, t0() + secs(50)).await.unwrap(), 1);
-    assert!(store.get_execution(&public, old.id).await.unwrap().unwrap().is_none());
-    assert!(store.execution_tasks(&public, old.id).await.unwrap().unwrap().is_none());
-    assert!(store.get_execution(&public, recent.id).await.unwrap().unwrap().is_some());
-    assert!(store.get_execution(&public, open.id).await.unwrap().unwrap().is_some());
+    assert_eq!(store.get_execution(&public, old.id).await.unwrap(), Lookup::Missing);
+    assert_eq!(store.execution_tasks(&public, old.id).await.unwrap(), Lookup::Missing);
+    assert!(matches!(store.get_execution(&public, recent.id).await.unwrap(), Lookup::Found(_)));
+    assert!(matches!(store.get_execution(&public, open.id).await.unwrap(), Lookup::Found(_)));
 }
 
 pub async fn a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted(store: Store) {
@@ -436,10 +436,16 @@ pub async fn a_package_version_in_use_by_an_unfinished_execution_cannot_be_delet
     let new = new_execution(&plan, package, t0(), None);
     create(&store, &new).await;
     let refused = store.delete_package(&public, "pkg", "1.0.0", t0()).await;
-    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(
+        matches!(&refused, Ok(Lookup::Found(PackageDeleted::Refused(PackageConflict::InUse { executions: 1, .. })))),
+        "{refused:?}"
+    );
     store.cancel_execution(&public, new.id, t0()).await.unwrap();
-    assert!(store.delete_package(&public, "pkg", "1.0.0", t0()).await.unwrap().unwrap().is_some());
-    assert!(store.get_execution(&public, new.id).await.unwrap().unwrap().is_some(), "history stays");
+    assert!(matches!(
+        store.delete_package(&public, "pkg", "1.0.0", t0()).await.unwrap(),
+        Lookup::Found(PackageDeleted::Deleted(_))
+    ));
+    assert!(matches!(store.get_execution(&public, new.id).await.unwrap(), Lookup::Found(_)), "history stays");
 }
 
 pub async fn no_work_means_no_tenant_is_due(store: Store) {

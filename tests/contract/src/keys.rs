@@ -1,7 +1,7 @@
 //! The `KeyStore` contract.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use cloacina_domain::ports::{RevokeOutcome, StoreError};
+use cloacina_domain::ports::{Constraint, ConstraintKind, RevokeOutcome, StoreError};
 use cloacina_domain::{ApiKeyId, Authority, KeyDigest, KeyName, NewKey, Role, StoredSecret, TenantName};
 use uuid::Uuid;
 
@@ -50,7 +50,10 @@ pub async fn a_duplicate_id_conflicts_and_changes_nothing(store: Store) {
     store.insert(&key(1, Authority::God, t0())).await.unwrap();
     let mut again = key(1, public(Role::Read), t0());
     again.name = KeyName::parse("other").unwrap();
-    assert!(matches!(store.insert(&again).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.insert(&again).await,
+        Err(StoreError::Constraint(Constraint { kind: ConstraintKind::Unique, .. }))
+    ));
     assert!(store.find(id(1)).await.unwrap().unwrap().authority.is_god());
     assert_eq!(store.list(None).await.unwrap().len(), 1);
 }

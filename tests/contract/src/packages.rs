@@ -2,8 +2,8 @@
 
 use chrono::{TimeZone, Utc};
 use cloacina_domain::TenantName;
-use cloacina_domain::package::{Manifest, NewPackage, PackageStored};
-use cloacina_domain::ports::StoreError;
+use cloacina_domain::package::{Manifest, NewPackage, PackageConflict, PackageDeleted, PackageRecord, PackageStored};
+use cloacina_domain::ports::{Lookup, StoreError};
 use uuid::Uuid;
 
 use crate::Store;
@@ -63,9 +63,9 @@ pub async fn an_upload_is_stored_once_and_its_workflows_are_in_force(store: Stor
     assert_eq!((wf[0].name.as_str(), wf[0].tasks.clone()), ("nightly", vec!["a".to_owned(), "b".to_owned()]));
     assert_eq!((wf[0].package_id, wf[0].created_at), (rec.id, rec.uploaded_at), "the version in force");
     let paused = store.set_paused(&public, "nightly", true, rec.uploaded_at + chrono::Duration::hours(1)).await;
-    let paused = paused.unwrap().unwrap().unwrap();
+    let paused = paused.unwrap().into_found().unwrap();
     assert_eq!((paused.package_id, paused.created_at, paused.paused), (rec.id, rec.uploaded_at, true));
-    store.set_paused(&public, "nightly", false, rec.uploaded_at).await.unwrap();
+    assert!(matches!(store.set_paused(&public, "nightly", false, rec.uploaded_at).await.unwrap(), Lookup::Found(_)));
     assert_eq!(store.list_packages(&TenantName::parse("nobody").unwrap()).await.unwrap(), None);
     assert_eq!(store.store_package(&TenantName::parse("nobody").unwrap(), &first).await.unwrap(), None);
 }
@@ -93,7 +93,10 @@ pub async fn versions_are_immutable_and_the_newest_is_in_force(store: Store) {
     let public = TenantName::public();
     store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly", "hourly"], "v1")).await.unwrap();
     let clash = upload("acme-etl", "1.0.0", &["nightly"], "other bytes");
-    assert!(matches!(store.store_package(&public, &clash).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.store_package(&public, &clash).await,
+        Ok(Some(PackageStored::Refused(PackageConflict::VersionTaken { .. })))
+    ));
     store.store_package(&public, &upload("acme-etl", "1.1.0", &["nightly"], "v11")).await.unwrap();
     assert_eq!(
         versions_in_force(&store).await,
@@ -115,26 +118,30 @@ pub async fn a_workflow_name_belongs_to_one_package(store: Store) {
     let public = TenantName::public();
     store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly"], "a")).await.unwrap();
     let rival = upload("other-pkg", "1.0.0", &["nightly"], "b");
-    let err = store.store_package(&public, &rival).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Conflict(m) if m.contains("acme-etl")), "{err}");
+    let refused = store.store_package(&public, &rival).await.unwrap();
+    assert!(
+        matches!(&refused, Some(PackageStored::Refused(PackageConflict::WorkflowTaken { workflow, owner }))
+            if workflow == "nightly" && owner == "acme-etl"),
+        "{refused:?}"
+    );
     assert_eq!(store.list_packages(&public).await.unwrap().unwrap().len(), 1, "the refused upload left nothing");
 }
 
 pub async fn a_workflow_is_found_paused_and_resumed_and_stays_paused_across_versions(store: Store) {
     let public = TenantName::public();
     let at = Utc.with_ymd_and_hms(2026, 6, 2, 8, 0, 0).unwrap();
-    assert_eq!(store.get_workflow(&public, "nightly").await.unwrap(), Some(None));
-    assert_eq!(store.set_paused(&public, "nightly", true, at).await.unwrap(), Some(None));
+    assert_eq!(store.get_workflow(&public, "nightly").await.unwrap(), Lookup::Missing);
+    assert_eq!(store.set_paused(&public, "nightly", true, at).await.unwrap(), Lookup::Missing);
     store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly"], "v1")).await.unwrap();
-    let paused = store.set_paused(&public, "nightly", true, at).await.unwrap().unwrap().unwrap();
+    let paused = store.set_paused(&public, "nightly", true, at).await.unwrap().into_found().unwrap();
     assert!(paused.paused);
     assert_eq!(paused.updated_at, at);
     store.store_package(&public, &upload("acme-etl", "2.0.0", &["nightly"], "v2")).await.unwrap();
-    let found = store.get_workflow(&public, "nightly").await.unwrap().unwrap().unwrap();
+    let found = store.get_workflow(&public, "nightly").await.unwrap().into_found().unwrap();
     assert_eq!((found.version.as_str(), found.paused), ("2.0.0", true), "a new version keeps the pause");
-    let resumed = store.set_paused(&public, "nightly", false, at).await.unwrap().unwrap().unwrap();
+    let resumed = store.set_paused(&public, "nightly", false, at).await.unwrap().into_found().unwrap();
     assert!(!resumed.paused);
-    assert_eq!(store.get_workflow(&TenantName::parse("nobody").unwrap(), "nightly").await.unwrap(), None);
+    assert_eq!(store.get_workflow(&TenantName::parse("nobody").unwrap(), "nightly").await.unwrap(), Lookup::NoTenant);
 }
 
 pub async fn deleting_the_version_in_force_falls_back_to_the_newest_left(store: Store) {
@@ -143,11 +150,11 @@ pub async fn deleting_the_version_in_force_falls_back_to_the_newest_left(store: 
     store.store_package(&public, &upload("acme-etl", "1.0.0", &["nightly", "hourly"], "v1")).await.unwrap();
     store.store_package(&public, &upload("acme-etl", "1.1.0", &["nightly"], "v11")).await.unwrap();
     store.store_package(&public, &upload("acme-etl", "0.5.0", &["nightly"], "v05")).await.unwrap();
-    store.set_paused(&public, "nightly", true, at).await.unwrap();
-    let gone = store.delete_package(&public, "acme-etl", "0.5.0", at).await.unwrap().unwrap().unwrap();
+    assert!(matches!(store.set_paused(&public, "nightly", true, at).await.unwrap(), Lookup::Found(_)));
+    let gone = deleted(store.delete_package(&public, "acme-etl", "0.5.0", at).await);
     assert_eq!(gone.version.to_string(), "0.5.0");
     assert_eq!(versions_in_force(&store).await, vec![("nightly".into(), "acme-etl".into(), "1.1.0".into())]);
-    store.delete_package(&public, "acme-etl", "1.1.0", at).await.unwrap().unwrap().unwrap();
+    deleted(store.delete_package(&public, "acme-etl", "1.1.0", at).await);
     assert_eq!(
         versions_in_force(&store).await,
         vec![
@@ -156,10 +163,10 @@ pub async fn deleting_the_version_in_force_falls_back_to_the_newest_left(store: 
         ],
         "1.0.0 is in force again, 'hourly' with it"
     );
-    assert!(store.get_workflow(&public, "nightly").await.unwrap().unwrap().unwrap().paused, "the pause is kept");
-    store.delete_package(&public, "acme-etl", "1.0.0", at).await.unwrap().unwrap().unwrap();
+    assert!(store.get_workflow(&public, "nightly").await.unwrap().into_found().unwrap().paused, "the pause is kept");
+    deleted(store.delete_package(&public, "acme-etl", "1.0.0", at).await);
     assert!(versions_in_force(&store).await.is_empty());
-    assert_eq!(store.delete_package(&public, "acme-etl", "1.0.0", at).await.unwrap(), Some(None));
+    assert_eq!(store.delete_package(&public, "acme-etl", "1.0.0", at).await.unwrap(), Lookup::Missing);
     assert!(store.list_packages(&public).await.unwrap().unwrap().is_empty());
 }
 
@@ -179,13 +186,21 @@ pub async fn an_archive_reads_back_whole_from_its_chunks_and_its_manifest_by_ver
         uploaded_by: None,
     };
     store.store_package(&public, &new).await.unwrap();
-    let back = store.package_archive(&public, new.id).await.unwrap().unwrap().unwrap();
+    let back = store.package_archive(&public, new.id).await.unwrap().into_found().unwrap();
     assert_eq!(back.content_hash, "cd".repeat(32));
     assert!(back.bytes == content, "{} bytes back for {}", back.bytes.len(), content.len());
-    assert_eq!(store.package_archive(&public, Uuid::new_v4()).await.unwrap(), Some(None));
-    let m = store.package_manifest(&public, "big", "1.0.0").await.unwrap().unwrap().unwrap();
+    assert_eq!(store.package_archive(&public, Uuid::new_v4()).await.unwrap(), Lookup::Missing);
+    let m = store.package_manifest(&public, "big", "1.0.0").await.unwrap().into_found().unwrap();
     assert_eq!((m.id, m.manifest), (new.id, text));
-    assert_eq!(store.package_manifest(&public, "big", "2.0.0").await.unwrap(), Some(None));
+    assert_eq!(store.package_manifest(&public, "big", "2.0.0").await.unwrap(), Lookup::Missing);
     let stranger = TenantName::parse("nobody-here").unwrap();
-    assert_eq!(store.package_archive(&stranger, new.id).await.unwrap(), None);
+    assert_eq!(store.package_archive(&stranger, new.id).await.unwrap(), Lookup::NoTenant);
+}
+
+/// The row a delete that must succeed returns.
+fn deleted(result: Result<Lookup<PackageDeleted>, StoreError>) -> PackageRecord {
+    match result {
+        Ok(Lookup::Found(PackageDeleted::Deleted(rec))) => rec,
+        other => panic!("expected a deleted version, got {other:?}"),
+    }
 }

@@ -4,10 +4,10 @@
 //! [`StoreError::Unsupported`] and everything else behaves as with one tenant, `public`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use cloacina_domain::ports::{StoreError, TenantDeleted};
+use cloacina_domain::ports::{StoreError, TenantCreated, TenantDeleted};
 use cloacina_domain::{
-    ApiKeyId, Authority, KeyDigest, KeyName, NewKey, NewTenant, Role, Secret, StoredSecret, TaskNetwork, TenantChange,
-    TenantDescription, TenantName,
+    ApiKeyId, Authority, KeyDigest, KeyName, NewKey, NewTenant, Role, Secret, Setting, StoredSecret, TaskNetwork,
+    TenantChange, TenantDescription, TenantName,
 };
 use uuid::Uuid;
 
@@ -77,26 +77,26 @@ pub async fn a_tenant_is_created_listed_and_found_once(store: Store) {
     if !multi_tenant(&store).await {
         return;
     }
-    let created = store.create_tenant(&new_tenant("acme")).await.unwrap();
-    assert_eq!(created.name, name("acme"));
-    assert_eq!(created.created_at, t0());
-    assert_eq!(created.description.as_ref().map(TenantDescription::as_str), Some("Acme, EU"));
-    assert!(created.db_role.as_deref().is_some_and(|r| r.ends_with("_acme")));
-    assert!(created.schema.contains("acme"));
-    assert!(matches!(store.create_tenant(&new_tenant("acme")).await, Err(StoreError::Conflict(_))));
-    store.create_tenant(&new_tenant("globex")).await.unwrap();
+    let acme = created(&store, "acme").await;
+    assert_eq!(acme.name, name("acme"));
+    assert_eq!(acme.created_at, t0());
+    assert_eq!(acme.description.as_ref().map(TenantDescription::as_str), Some("Acme, EU"));
+    assert!(acme.db_role.as_deref().is_some_and(|r| r.ends_with("_acme")));
+    assert!(acme.schema.contains("acme"));
+    assert!(matches!(store.create_tenant(&new_tenant("acme")).await, Ok(TenantCreated::NameTaken)));
+    assert_eq!(created(&store, "globex").await.name, name("globex"));
     let names: Vec<_> = store.list_tenants().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
     assert_eq!(names, ["public", "acme", "globex"]);
     assert!(store.exists(&name("acme")).await.unwrap());
-    assert_eq!(store.get_tenant(&name("acme")).await.unwrap(), Some(created));
+    assert_eq!(store.get_tenant(&name("acme")).await.unwrap(), Some(acme));
 }
 
 pub async fn deleting_a_tenant_revokes_its_keys_and_frees_its_name(store: Store) {
     if !multi_tenant(&store).await {
         return;
     }
-    store.create_tenant(&new_tenant("acme")).await.unwrap();
-    store.create_tenant(&new_tenant("globex")).await.unwrap();
+    assert_eq!(created(&store, "acme").await.name, name("acme"));
+    assert_eq!(created(&store, "globex").await.name, name("globex"));
     store.insert(&tenant_key(1, "acme")).await.unwrap();
     store.insert(&tenant_key(2, "acme")).await.unwrap();
     store.insert(&tenant_key(3, "globex")).await.unwrap();
@@ -109,12 +109,12 @@ pub async fn deleting_a_tenant_revokes_its_keys_and_frees_its_name(store: Store)
     assert!(first.revoked && first.revoked_at == Some(at), "its keys are revoked, never deleted");
     assert!(!store.find(ApiKeyId::from_uuid(Uuid::from_bytes([3; 16]))).await.unwrap().unwrap().revoked);
     assert_eq!(store.delete_tenant(&name("acme"), at).await.unwrap(), TenantDeleted::NotFound);
-    store.create_tenant(&new_tenant("acme")).await.unwrap();
+    assert_eq!(created(&store, "acme").await.name, name("acme"));
     assert!(store.exists(&name("acme")).await.unwrap(), "the name can be taken again at once");
 }
 
 fn network(n: Option<TaskNetwork>) -> TenantChange {
-    TenantChange { task_network: Some(n) }
+    TenantChange { task_network: n.map_or(Setting::Default, Setting::Set) }
 }
 
 pub async fn a_tenants_task_network_is_set_kept_and_cleared_and_an_unknown_tenant_has_none(store: Store) {
@@ -132,16 +132,24 @@ pub async fn a_tenants_task_network_is_set_kept_and_cleared_and_an_unknown_tenan
     assert_eq!(cleared.task_network, None);
     assert_eq!(store.update_tenant(&name("never-created"), &network(Some(TaskNetwork::Host))).await.unwrap(), None);
     if multi_tenant(&store).await {
-        store.create_tenant(&new_tenant("acme")).await.unwrap();
+        assert_eq!(created(&store, "acme").await.name, name("acme"));
         let acme = store.update_tenant(&name("acme"), &network(Some(TaskNetwork::Host))).await.unwrap().unwrap();
         assert_eq!(acme.task_network, Some(TaskNetwork::Host));
         assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().task_network, None, "each tenant its own");
         store.delete_tenant(&name("acme"), t0()).await.unwrap();
-        store.create_tenant(&new_tenant("acme")).await.unwrap();
+        assert_eq!(created(&store, "acme").await.name, name("acme"));
         assert_eq!(
             store.get_tenant(&name("acme")).await.unwrap().unwrap().task_network,
             None,
             "a new tenant starts afresh"
         );
+    }
+}
+
+/// Creates a tenant that must not exist yet.
+async fn created(store: &Store, tenant: &str) -> cloacina_domain::TenantRecord {
+    match store.create_tenant(&new_tenant(tenant)).await {
+        Ok(TenantCreated::Created(record)) => record,
+        other => panic!("expected {tenant} created, got {other:?}"),
     }
 }

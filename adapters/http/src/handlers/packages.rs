@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cloacina_domain::package::{PackageRecord, PackageStored};
+use cloacina_domain::package::PackageRecord;
 use cloacina_ports::PackageError;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt as _;
@@ -80,7 +80,7 @@ fn from_error(e: PackageError) -> ApiError {
             err
         }
         e @ PackageError::NoSuchVersion(..) => ApiError::not_found("package_not_found", e.to_string()),
-        PackageError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "package_conflict", m),
+        PackageError::Conflict(c) => ApiError::new(StatusCode::CONFLICT, "package_conflict", c.to_string()),
         PackageError::Store(e) => ApiError::store(&e),
     }
 }
@@ -132,11 +132,8 @@ pub async fn upload(
     }
     let archive = archive.ok_or_else(|| ApiError::invalid_field("file", "the multipart field 'file' is missing"))?;
     let stored = state.packages.upload(&caller.0, &tenant, archive.path()).await.map_err(from_error)?;
-    let (status, record, created) = match &stored {
-        PackageStored::Created(r) => (StatusCode::CREATED, r, true),
-        PackageStored::Existing(r) => (StatusCode::OK, r, false),
-    };
-    Ok((status, Json(Uploaded { package: PackageView::new(tenant.as_str(), record), created })))
+    let status = if stored.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(Uploaded { package: PackageView::new(tenant.as_str(), &stored.record), created: stored.created })))
 }
 
 /// `GET /v1/tenants/{tenant}/packages`: every uploaded version, by name, newest first.

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use cloacina_domain::tenant::TenantPassword;
-use cloacina_domain::{Secret, TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord};
+use cloacina_domain::{Secret, Setting, TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord};
 use cloacina_ports::TenantError;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -68,14 +68,15 @@ impl From<&TenantRecord> for TenantView {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenantBody {
     /// `"host"`, `"none"`, or `null` to follow the servers' `--task-network` again.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "setting")]
     #[schema(value_type = Option<String>, example = "host")]
-    pub task_network: Option<Option<String>>,
+    pub task_network: Setting<String>,
 }
 
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`, the default).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+/// Tells a field given as `null` ([`Setting::Default`]) from one left out ([`Setting::Keep`],
+/// serde's default when the field is absent).
+fn setting<'de, D: Deserializer<'de>>(d: D) -> Result<Setting<String>, D::Error> {
+    Option::<String>::deserialize(d).map(|v| v.map_or(Setting::Default, Setting::Set))
 }
 
 /// A listing: the list envelope.
@@ -185,8 +186,7 @@ pub async fn update(
 ) -> Result<Json<TenantView>, ApiError> {
     let task_network = body
         .task_network
-        .map(|n| n.as_deref().map(str::parse::<TaskNetwork>).transpose())
-        .transpose()
+        .try_map(|n| n.parse::<TaskNetwork>())
         .map_err(|e| ApiError::invalid_field("task_network", format!("task_network: {e}")))?;
     let record = state.tenants.update(&caller.0, &tenant, &TenantChange { task_network }).await.map_err(from_error)?;
     Ok(Json(TenantView::from(&record)))

@@ -20,7 +20,7 @@ use cloacina_domain::execution::{
     ExecutionQuery, ExecutionRecord, ExecutionStatus, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord,
     Transition,
 };
-use cloacina_domain::ports::{DueWork, ExecutionStore, StoreError, TaskQueue};
+use cloacina_domain::ports::{DueWork, ExecutionStore, Lookup, StoreError, TaskQueue};
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
@@ -125,29 +125,25 @@ impl ExecutionStore for PgDb {
         Ok(Some(ExecutionPage { executions, total: total.unsigned_abs() }))
     }
 
-    async fn get_execution(
-        &self,
-        tenant: &TenantName,
-        id: ExecutionId,
-    ) -> Result<Option<Option<ExecutionRecord>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    async fn get_execution(&self, tenant: &TenantName, id: ExecutionId) -> Result<Lookup<ExecutionRecord>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let found = find_execution(&mut tx, id, false).await?;
         tx.commit().await.map_err(translate)?;
-        Ok(Some(found))
+        Ok(Lookup::from_option(found))
     }
 
     async fn execution_tasks(
         &self,
         tenant: &TenantName,
         id: ExecutionId,
-    ) -> Result<Option<Option<Vec<TaskRecord>>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    ) -> Result<Lookup<Vec<TaskRecord>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let plan: Option<Json<Value>> = sqlx::query_scalar("SELECT plan FROM executions WHERE id = $1")
             .bind(id.as_uuid())
             .fetch_optional(&mut *tx)
             .await
             .map_err(translate)?;
-        let Some(plan) = plan else { return Ok(Some(None)) };
+        let Some(plan) = plan else { return Ok(Lookup::Missing) };
         let plan = Plan::from_json(&plan.0).map_err(unexpected)?;
         let rows = sqlx::query(
             "SELECT position, task_id, status, attempts, ready_at, started_at, finished_at, output, error
@@ -158,7 +154,7 @@ impl ExecutionStore for PgDb {
         .await
         .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        rows.iter().map(|r| task(r, &plan)).collect::<Result<Vec<_>, _>>().map(|t| Some(Some(t))).map_err(translate)
+        rows.iter().map(|r| task(r, &plan)).collect::<Result<Vec<_>, _>>().map(Lookup::Found).map_err(translate)
     }
 
     async fn execution_events(
@@ -167,10 +163,10 @@ impl ExecutionStore for PgDb {
         id: ExecutionId,
         since: i64,
         limit: u32,
-    ) -> Result<Option<Option<Vec<EventRecord>>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    ) -> Result<Lookup<Vec<EventRecord>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         if !exists(&mut tx, id).await? {
-            return Ok(Some(None));
+            return Ok(Lookup::Missing);
         }
         let rows: Vec<(i64, DateTime<Utc>, String, Option<String>, Json<Value>)> = sqlx::query_as(
             "SELECT id, at, kind, task, detail FROM execution_events WHERE execution_id = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -189,7 +185,7 @@ impl ExecutionStore for PgDb {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(translate)?;
-        Ok(Some(Some(events)))
+        Ok(Lookup::Found(events))
     }
 
     async fn task_logs(
@@ -197,10 +193,10 @@ impl ExecutionStore for PgDb {
         tenant: &TenantName,
         id: ExecutionId,
         task_id: &str,
-    ) -> Result<Option<Option<Vec<TaskLog>>>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+    ) -> Result<Lookup<Vec<TaskLog>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         if !exists(&mut tx, id).await? {
-            return Ok(Some(None));
+            return Ok(Lookup::Missing);
         }
         let rows: Vec<(String, i32, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
             "SELECT task_id, attempt, stdout, stderr, truncated, at FROM task_logs
@@ -212,7 +208,7 @@ impl ExecutionStore for PgDb {
         .await
         .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        Ok(Some(Some(
+        Ok(Lookup::Found(
             rows.into_iter()
                 .map(|(task_id, attempt, stdout, stderr, truncated, at)| TaskLog {
                     task_id,
@@ -223,7 +219,7 @@ impl ExecutionStore for PgDb {
                     at,
                 })
                 .collect(),
-        )))
+        ))
     }
 
     async fn cancel_execution(

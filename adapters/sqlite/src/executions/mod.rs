@@ -15,7 +15,7 @@ use cloacina_domain::execution::{
     AttemptReport, ClaimedTask, Command, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
     ExecutionQuery, ExecutionRecord, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord, Transition,
 };
-use cloacina_domain::ports::{DueWork, ExecutionStore, StoreError, TaskQueue};
+use cloacina_domain::ports::{DueWork, ExecutionStore, Lookup, StoreError, TaskQueue};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::SqliteDb;
@@ -72,24 +72,20 @@ impl ExecutionStore for SqliteDb {
         self.read(move |conn| list(conn, &query)).await.map(Some)
     }
 
-    async fn get_execution(
-        &self,
-        tenant: &TenantName,
-        id: ExecutionId,
-    ) -> Result<Option<Option<ExecutionRecord>>, StoreError> {
+    async fn get_execution(&self, tenant: &TenantName, id: ExecutionId) -> Result<Lookup<ExecutionRecord>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
-        self.read(move |conn| find_execution(conn, id)).await.map(Some)
+        self.read(move |conn| find_execution(conn, id)).await.map(Lookup::from_option)
     }
 
     async fn execution_tasks(
         &self,
         tenant: &TenantName,
         id: ExecutionId,
-    ) -> Result<Option<Option<Vec<TaskRecord>>>, StoreError> {
+    ) -> Result<Lookup<Vec<TaskRecord>>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         self.read(move |conn| {
             let plan: Option<String> = conn
@@ -109,7 +105,7 @@ impl ExecutionStore for SqliteDb {
             .map(Some)
         })
         .await
-        .map(Some)
+        .map(Lookup::from_option)
     }
 
     async fn execution_events(
@@ -118,9 +114,9 @@ impl ExecutionStore for SqliteDb {
         id: ExecutionId,
         since: i64,
         limit: u32,
-    ) -> Result<Option<Option<Vec<EventRecord>>>, StoreError> {
+    ) -> Result<Lookup<Vec<EventRecord>>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         self.read(move |conn| {
             if !exists(conn, id)? {
@@ -144,7 +140,7 @@ impl ExecutionStore for SqliteDb {
             .map(Some)
         })
         .await
-        .map(Some)
+        .map(Lookup::from_option)
     }
 
     async fn task_logs(
@@ -152,9 +148,9 @@ impl ExecutionStore for SqliteDb {
         tenant: &TenantName,
         id: ExecutionId,
         task: &str,
-    ) -> Result<Option<Option<Vec<TaskLog>>>, StoreError> {
+    ) -> Result<Lookup<Vec<TaskLog>>, StoreError> {
         if !tenant.is_public() {
-            return Ok(None);
+            return Ok(Lookup::NoTenant);
         }
         let task = task.to_owned();
         self.read(move |conn| {
@@ -178,7 +174,7 @@ impl ExecutionStore for SqliteDb {
             .map(Some)
         })
         .await
-        .map(Some)
+        .map(Lookup::from_option)
     }
 
     async fn cancel_execution(
