@@ -26,6 +26,7 @@ mod cli;
 mod executions;
 mod harness;
 mod packages;
+mod pg_restart;
 mod postgres;
 mod reliability;
 mod sandbox;
