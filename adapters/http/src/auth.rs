@@ -59,6 +59,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
     let ip = client_ip(&req, app.config.behind_proxy);
     if let Some(wait) = app.throttle.blocked_for(ip) {
         app.metrics.auth_outcome(AuthOutcome::RateLimited);
+        app.throttle.hold(wait).await;
         return ApiError::too_many_requests(wait.as_secs().max(1)).into_response();
     }
     let Some(token) = bearer(req.headers()) else {
@@ -72,6 +73,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         Err(e) => {
             if let Some(wait) = app.throttle.failure(ip) {
                 tracing::warn!(client = %ip, "failed authentication attempts over the limit");
+                app.throttle.hold(wait).await;
                 return ApiError::too_many_requests(wait.as_secs().max(1)).into_response();
             }
             return ApiError::unauthorized("invalid_api_key", e.to_string()).into_response();
@@ -152,11 +154,21 @@ impl<S: Send + Sync> FromRequestParts<S> for TargetTenant {
 }
 
 /// Failed authentications per client address: past the quota the address is refused with
-/// 429 for as long as the quota needs to refill, before any key is looked at.
+/// 429 for as long as the quota needs to refill, before any key is looked at. A refused
+/// request is answered only after a pause ([`TARPIT`], at most [`TARPITS`] at a time), so a
+/// client that floods in a loop slows itself down instead of taking the CPU from others.
 pub struct AuthThrottle {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     blocked: quick_cache::sync::Cache<IpAddr, Instant>,
+    tarpit: tokio::sync::Semaphore,
 }
+
+/// How long a refused request waits before its 429 (or less, if its address is free sooner).
+pub const TARPIT: Duration = Duration::from_millis(250);
+
+/// The most refused requests held at once; past that they are answered at once, so holding
+/// them never costs more than this many timers.
+pub const TARPITS: usize = 1024;
 
 impl std::fmt::Debug for AuthThrottle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,7 +180,15 @@ impl AuthThrottle {
     /// `per_minute` failures allowed per address (a burst of that many); 0 turns it off.
     pub fn new(per_minute: u32) -> Self {
         let limiter = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-        Self { limiter, blocked: quick_cache::sync::Cache::new(10_000) }
+        Self { limiter, blocked: quick_cache::sync::Cache::new(10_000), tarpit: tokio::sync::Semaphore::new(TARPITS) }
+    }
+
+    /// Holds a refused request for [`TARPIT`] (or `wait`, if shorter), unless [`TARPITS`]
+    /// are held already.
+    pub async fn hold(&self, wait: Duration) {
+        if let Ok(_held) = self.tarpit.try_acquire() {
+            tokio::time::sleep(TARPIT.min(wait)).await;
+        }
     }
 
     /// How long `ip` is still refused, if it is.
@@ -219,6 +239,21 @@ mod tests {
         assert!(wait >= Duration::from_secs(1));
         assert!(t.blocked_for(ip).is_some());
         assert!(t.blocked_for(other).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_request_is_held_for_the_tarpit_or_its_wait_and_never_past_the_cap() {
+        let t = AuthThrottle::new(1);
+        let start = tokio::time::Instant::now();
+        t.hold(Duration::from_secs(30)).await;
+        assert_eq!(start.elapsed(), TARPIT);
+        let start = tokio::time::Instant::now();
+        t.hold(Duration::from_millis(40)).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(40), "never past the address's own wait");
+        let _all = t.tarpit.acquire_many(u32::try_from(TARPITS).unwrap()).await.unwrap();
+        let start = tokio::time::Instant::now();
+        t.hold(Duration::from_secs(30)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "with every place taken a request is answered at once");
     }
 
     #[test]
