@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use cloacina_archive::Limits;
+use cloacina_archive::{Archives, Limits};
 use cloacina_cli::args::{Globals, ServeArgs};
 use cloacina_cli::config::ConfigFile;
 use cloacina_cli::home::{Home, write_private_file};
@@ -157,7 +157,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         keys,
         tenants,
         workflows: Workflows::new(storage.clone(), storage.clone(), deps.clock.clone()),
-        packages: Packages::new(deps.clone(), storage.clone(), Limits::default()),
+        packages: Packages::new(deps.clone(), storage.clone(), Arc::new(Archives::default())),
         executions: Executions::new(deps.clone(), storage.clone(), storage.clone(), storage.clone()),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);

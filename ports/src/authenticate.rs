@@ -21,7 +21,7 @@ use cloacina_domain::{ApiKeyId, KeyDigest, PresentedKey, Principal, Secret, Stor
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
-use crate::metrics::{AuthOutcome, Metrics};
+use cloacina_domain::ports::{AuthOutcome, Metrics};
 
 /// `last_used_at` is written at most this often per key.
 const LAST_USED_GRANULARITY_SECS: i64 = 60;

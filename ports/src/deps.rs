@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cloacina_domain::ports::{Clock, KeyGenerator, KeyStore, SecretHasher, TenantDirectory};
 
-use crate::metrics::Metrics;
+use cloacina_domain::ports::Metrics;
 
 /// Every port the services use, shared (`Arc<dyn _>`): cheap to clone, one set per process.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use cloacina_domain::ports::{
 use tokio::sync::watch;
 
 use super::{Engine, EngineConfig, EnginePorts};
-use crate::metrics::{AttemptOutcome, AuthOutcome, Metrics, PoolProbe, WorkerProbe};
+use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, PoolProbe, WorkerProbe};
 
 /// Counts attempt outcomes.
 #[derive(Default)]

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`deps`] — [`Deps`], the bundle of ports every service is built from.
-//! - [`metrics`] — the [`Metrics`] port that telemetry implements.
+//! - the [`Metrics`] port (in the domain, re-exported here) that telemetry implements.
 //! - [`authenticate`] — [`Authenticator`], bearer token → principal, with the verified-key cache.
 //! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
 //! - [`bootstrap`] — the first god key at start-up.
@@ -21,7 +21,6 @@ pub mod deps;
 pub mod engine;
 pub mod executions;
 pub mod list_keys;
-pub mod metrics;
 pub mod packages;
 pub mod revoke_key;
 pub mod tenants;
@@ -29,12 +28,12 @@ pub mod workflows;
 
 pub use authenticate::{AuthError, Authenticator};
 pub use bootstrap::{BootstrapOutcome, bootstrap};
+pub use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, WorkerProbe};
 pub use create_key::{CreateKey, CreateKeyError, CreatedKey};
 pub use deps::Deps;
 pub use engine::{Engine, EngineConfig, EnginePorts};
 pub use executions::{Accepted, ExecutionError, Executions};
 pub use list_keys::{KeyScope, ListKeysError};
-pub use metrics::{AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, WorkerProbe};
 pub use packages::{PackageError, Packages};
 pub use revoke_key::RevokeKeyError;
 pub use tenants::{DeletedTenant, TenantError, Tenants};

@@ -3,12 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cloacina_archive::{ArchiveError, Limits, inspect};
 use cloacina_domain::authz::authorize;
 use cloacina_domain::package::{NewPackage, PackageConflict, PackageDeleted, PackageRecord, PackageStored};
-use cloacina_domain::ports::{PackageStore, StoreError};
+use cloacina_domain::ports::{ArchiveRefused, PackageArchives, PackageStore, StoreError};
 use cloacina_domain::{Denied, Permission, Principal, TenantName};
-use sha2::{Digest, Sha256};
 
 use crate::Deps;
 
@@ -17,12 +15,12 @@ use crate::Deps;
 pub struct Packages {
     deps: Deps,
     store: Arc<dyn PackageStore>,
-    limits: Limits,
+    archives: Arc<dyn PackageArchives>,
 }
 
 impl std::fmt::Debug for Packages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Packages").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Packages").finish_non_exhaustive()
     }
 }
 
@@ -35,9 +33,10 @@ pub enum PackageError {
     NoSuchTenant(TenantName),
     #[error("package {0} {1} does not exist")]
     NoSuchVersion(String, String),
-    /// The archive or its manifest is refused; the text says why, naming the field at fault.
+    /// The archive or its manifest is refused; the text says why, naming the entry or field
+    /// at fault.
     #[error("{0}")]
-    Invalid(ArchiveError),
+    Invalid(String),
     /// A version uploaded before with other content, a workflow another package declares,
     /// or a version still in use.
     #[error(transparent)]
@@ -55,8 +54,8 @@ pub struct Uploaded {
 }
 
 impl Packages {
-    pub fn new(deps: Deps, store: Arc<dyn PackageStore>, limits: Limits) -> Self {
-        Self { deps, store, limits }
+    pub fn new(deps: Deps, store: Arc<dyn PackageStore>, archives: Arc<dyn PackageArchives>) -> Self {
+        Self { deps, store, archives }
     }
 
     /// Checks an uploaded archive (as hostile input, within the limits) and stores it. The
@@ -74,25 +73,24 @@ impl Packages {
         archive: &Path,
     ) -> Result<Uploaded, PackageError> {
         authorize(caller, Permission::WorkflowUpload, Some(tenant))?;
+        let archives = self.archives.clone();
         let path = archive.to_owned();
-        let limits = self.limits;
-        let (checked, content_hash, size_bytes) = tokio::task::spawn_blocking(move || {
-            let open = || std::fs::File::open(&path).map(std::io::BufReader::new);
-            let unreadable = |e: std::io::Error| StoreError::Unexpected(format!("cannot read the spooled upload: {e}"));
-            let mut hasher = Sha256::new();
-            let size = std::io::copy(&mut open().map_err(unreadable)?, &mut hasher).map_err(unreadable)?;
-            let checked = inspect(open().map_err(unreadable)?, &limits).map_err(PackageError::Invalid)?;
-            Ok::<_, PackageError>((checked, format!("{:x}", hasher.finalize()), size))
-        })
-        .await
-        .map_err(|e| StoreError::Unexpected(format!("checking the upload failed: {e}")))??;
+        let checked = tokio::task::spawn_blocking(move || archives.check(&path))
+            .await
+            .map_err(|e| StoreError::Unexpected(format!("checking the upload failed: {e}")))?
+            .map_err(|refused| match refused {
+                ArchiveRefused::Invalid(why) => PackageError::Invalid(why),
+                ArchiveRefused::Unreadable(e) => {
+                    StoreError::Unexpected(format!("cannot read the spooled upload: {e}")).into()
+                }
+            })?;
         let new = NewPackage {
             id: self.deps.keygen.key_id().as_uuid(),
             manifest: checked.manifest,
             manifest_text: checked.manifest_text,
-            content_hash,
+            content_hash: checked.content_hash,
             archive: archive.to_owned(),
-            size_bytes,
+            size_bytes: checked.size_bytes,
             uploaded_at: self.deps.clock.now(),
             uploaded_by: Some(caller.key_id),
         };

@@ -5,27 +5,33 @@
 //!
 //! # Layout
 //! - [`error`] — [`StoreError`], the failure every storage port reports.
+//! - [`archives`] — [`PackageArchives`], reading uploads whatever their format.
 //! - [`keys`] — [`KeyStore`].
 //! - [`tenants`] — [`TenantDirectory`], [`TenantStore`], [`Invalidation`], [`DatabaseHealth`].
 //! - [`workflows`] — [`WorkflowStore`].
 //! - [`packages`] — [`PackageStore`].
 //! - [`executions`] — [`ExecutionStore`].
+//! - [`metrics`] — [`Metrics`] and the closed label sets it counts by.
 //! - [`engine`] — [`TaskQueue`], [`PackageFiles`], [`TaskRunner`] and what they exchange.
 //! - [`system`] — [`Clock`], [`KeyGenerator`], [`SecretHasher`].
 
+pub mod archives;
 pub mod engine;
 pub mod error;
 pub mod executions;
 pub mod keys;
+pub mod metrics;
 pub mod packages;
 pub mod system;
 pub mod tenants;
 pub mod workflows;
 
+pub use archives::*;
 pub use engine::*;
 pub use error::*;
 pub use executions::*;
 pub use keys::*;
+pub use metrics::*;
 pub use packages::*;
 pub use system::*;
 pub use tenants::*;

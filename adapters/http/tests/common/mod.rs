@@ -88,7 +88,7 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         keys,
         tenants,
         workflows: Workflows::new(db.clone(), db.clone(), deps.clock.clone()),
-        packages: Packages::new(deps.clone(), db.clone(), cloacina_archive::Limits::default()),
+        packages: Packages::new(deps.clone(), db.clone(), Arc::new(cloacina_archive::Archives::default())),
         executions: Executions::new(deps.clone(), db.clone(), db.clone(), db.clone()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);

@@ -1,4 +1,5 @@
-//! The metrics port. The telemetry adapter implements it with opentelemetry-prometheus.
+//! The metrics port: what the server counts. The telemetry adapter implements it with
+//! opentelemetry-prometheus.
 
 /// How an authentication attempt ended: a closed set, so the metric's cardinality is bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

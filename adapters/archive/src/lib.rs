@@ -13,12 +13,15 @@
 //! to the same bytes and the server's content hash makes a repeated upload idempotent.
 //!
 //! # Layout
+//! - [`check`] — [`Archives`], the domain's `PackageArchives` port: an upload hashed and inspected.
 //! - [`pack`] — a folder to an archive.
 //! - [`read`] — an archive's manifest and files, checked, optionally unpacked.
 
+pub mod check;
 pub mod pack;
 pub mod read;
 
+pub use check::Archives;
 pub use pack::{PackError, pack};
 pub use read::{ArchiveError, Limits, Unpacked, inspect, unpack};
 
