@@ -21,8 +21,8 @@ use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, Executions, Keys, Metrics, Packages,
-    PoolStats, Tenants, Workflows, bootstrap,
+    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Keys, Metrics,
+    Packages, PoolStats, Tenants, Workflows, bootstrap,
 };
 use cloacina_runner::PackageCache;
 use cloacina_sqlite::SqliteLocation;
@@ -191,9 +191,9 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
             },
             ..EngineConfig::default()
         };
-        let engine = Engine::new(ports, config, worker_id());
-        let _ = engine_slot.set(engine.clone());
-        tokio::spawn(engine.run(stop_rx.clone(), drain))
+        let run = EngineRun::new(ports, config, worker_id());
+        let _ = engine_slot.set(run.engine().clone());
+        tokio::spawn(run.run(stop_rx.clone(), drain))
     });
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut drain_rx = stop_rx.clone();

@@ -23,7 +23,7 @@ use cloacina_domain::ports::{
     Clock, ExecutionStore, PackageFiles, PackageStore, TaskJob, TaskOutcome, TaskQueue, TaskRun, TaskRunner,
     TenantStore,
 };
-use cloacina_ports::{Engine, EngineConfig, EnginePorts};
+use cloacina_ports::{EngineConfig, EnginePorts, EngineRun};
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
 use cloacina_system::SystemClock;
@@ -130,7 +130,7 @@ async fn submit(store: &dyn Store, tenant: &TenantName, plan: &Plan, package: Uu
     }
 }
 
-fn engine(store: Arc<dyn Store>, workers: usize, nap: Duration, poll: Duration) -> Arc<Engine> {
+fn engine(store: Arc<dyn Store>, workers: usize, nap: Duration, poll: Duration) -> EngineRun {
     let queue: Arc<dyn TaskQueue> = store;
     let ports = EnginePorts {
         queue,
@@ -139,7 +139,7 @@ fn engine(store: Arc<dyn Store>, workers: usize, nap: Duration, poll: Duration) 
         clock: Arc::new(SystemClock),
         metrics: Arc::new(cloacina_ports::NoMetrics),
     };
-    Engine::new(
+    EngineRun::new(
         ports,
         EngineConfig { workers, lease: Duration::from_secs(30), batch: 32, poll },
         format!("bench-{}", std::process::id()),
@@ -238,7 +238,7 @@ async fn measure(
     let (stop_tx, stop_rx) = watch::channel(false);
     let e = engine(store.clone(), workers, Duration::ZERO, Duration::from_secs(30));
     let started = Instant::now();
-    let running = tokio::spawn(e.clone().run(stop_rx, Duration::from_secs(5)));
+    let running = tokio::spawn(e.run(stop_rx, Duration::from_secs(5)));
     wait_done(store.as_ref(), tenant, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
     let tasks_per_s = (executions * plan.tasks.len()) as f64 / elapsed.as_secs_f64();
@@ -446,7 +446,7 @@ pub async fn b5(o: &Options) -> anyhow::Result<String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = store.listen(Arc::new(|_| {}), stop_rx.clone()).await?;
     let e = engine(Arc::new(store.clone()), 8, Duration::from_millis(20), Duration::from_secs(30));
-    let running = tokio::spawn(e.clone().run(stop_rx, Duration::from_secs(1)));
+    let running = tokio::spawn(e.run(stop_rx, Duration::from_secs(1)));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut waits = Vec::new();
     for _ in 0..o.runs.clamp(3, 9) {

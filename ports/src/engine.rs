@@ -1,6 +1,5 @@
 //! The engine: a server's workers, claiming ready tasks from the queue in the database,
-//! running them through the runner port, and recording how they ended (docs/engine.md,
-//! docs/engine.md).
+//! running them through the runner port, and recording how they ended (docs/engine.md).
 //!
 //! One loop claims; each claimed attempt runs in a task of its own, holding one of the
 //! server's `workers` slots. The loop takes the tenants with work due round-robin, claiming
@@ -10,8 +9,11 @@
 //! leases of running attempts every third of the lease; an attempt whose lease is gone
 //! (expired, or its execution cancelled) is stopped. On shutdown the loop stops claiming,
 //! running attempts get the drain time to finish, and the rest are given back.
+//!
+//! Here: the claim loop and the attempts. `record` holds the recorder, `leases` the
+//! heartbeat and the give-back at shutdown. [`EngineRun`] is the one right to run it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,7 +87,20 @@ pub struct Engine {
     /// Outcomes go to one recorder, which writes all that have queued up in one transaction:
     /// one at a time when idle, batched under load.
     outcomes: mpsc::UnboundedSender<ToRecord>,
-    recorder: Mutex<Option<mpsc::UnboundedReceiver<ToRecord>>>,
+}
+
+/// The one right to run an [`Engine`], handed out with it by [`EngineRun::new`]: running consumes
+/// it, so an engine runs once, and it owns the recorder's end of the outcome channel.
+#[must_use = "an engine claims nothing until its run is started"]
+pub struct EngineRun {
+    engine: Arc<Engine>,
+    recorder: mpsc::UnboundedReceiver<ToRecord>,
+}
+
+impl std::fmt::Debug for EngineRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineRun").field("engine", &self.engine).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -102,12 +117,13 @@ fn later(now: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<ch
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-impl Engine {
-    /// An engine whose leases carry `worker` as their owner (unique per server process).
-    pub fn new(ports: EnginePorts, config: EngineConfig, worker: String) -> Arc<Self> {
+impl EngineRun {
+    /// An engine whose leases carry `worker` as their owner (unique per server process), and
+    /// the right to run it.
+    pub fn new(ports: EnginePorts, config: EngineConfig, worker: String) -> Self {
         let slots = Arc::new(Semaphore::new(config.workers.max(1)));
         let (outcomes, recorder) = mpsc::unbounded_channel();
-        Arc::new(Self {
+        let engine = Arc::new(Engine {
             ports,
             config,
             worker,
@@ -115,10 +131,24 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             local: Notify::new(),
             outcomes,
-            recorder: Mutex::new(Some(recorder)),
-        })
+        });
+        Self { engine, recorder }
     }
 
+    /// The engine, to hand to whoever must reach it while it runs (to stop a deleted
+    /// tenant's attempts, to count what runs).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Runs until `stop` turns true, then drains for at most `drain` and gives back what is
+    /// still running.
+    pub async fn run(self, stop: watch::Receiver<bool>, drain: Duration) {
+        self.engine.run(self.recorder, stop, drain).await;
+    }
+}
+
+impl Engine {
     /// Attempts running now.
     pub fn running(&self) -> usize {
         self.attempts().len()
@@ -151,10 +181,14 @@ impl Engine {
 
     /// Runs until `stop` turns true, then drains for at most `drain` and gives back what is
     /// still running.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
+    async fn run(
+        self: Arc<Self>,
+        recorder: mpsc::UnboundedReceiver<ToRecord>,
+        mut stop: watch::Receiver<bool>,
+        drain: Duration,
+    ) {
         let heartbeat = tokio::spawn(self.clone().heartbeat());
-        let recorder =
-            self.recorder.lock().ok().and_then(|mut r| r.take()).map(|rx| tokio::spawn(self.clone().record_loop(rx)));
+        let recorder = tokio::spawn(self.clone().record_loop(recorder));
         let mut cursor = 0usize;
         tracing::info!(worker = %self.worker, workers = self.config.workers, "workers started");
         let (slots, all) = (self.slots.clone(), self.config.workers.max(1) as u64);
@@ -200,9 +234,7 @@ impl Engine {
         }
         self.drain(drain).await;
         heartbeat.abort();
-        if let Some(r) = recorder {
-            r.abort();
-        }
+        recorder.abort();
         tracing::info!(worker = %self.worker, "workers stopped");
     }
 
@@ -339,110 +371,10 @@ impl Engine {
             }
         }
     }
-
-    /// Records outcomes as they come, all that have queued up (per tenant) in one transaction.
-    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<ToRecord>) {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < RECORD_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            let mut by_tenant: BTreeMap<TenantName, Vec<ToRecord>> = BTreeMap::new();
-            for item in batch {
-                by_tenant.entry(item.tenant.clone()).or_default().push(item);
-            }
-            for (tenant, items) in by_tenant {
-                let reports: Vec<AttemptReport> = items.iter().map(|i| i.report.clone()).collect();
-                let n = reports.len();
-                match self.ports.queue.record(&tenant, &self.worker, reports, self.ports.clock.now()).await {
-                    Ok(recorded) if recorded.len() == n => {
-                        for (item, r) in items.into_iter().zip(recorded) {
-                            let _ = item.done.send(Ok(r));
-                        }
-                    }
-                    Ok(other) => {
-                        let e = StoreError::Unexpected(format!("{} outcomes recorded for {n} reports", other.len()));
-                        for item in items {
-                            let _ = item.done.send(Err(e.clone()));
-                        }
-                    }
-                    Err(e) => {
-                        for item in items {
-                            let _ = item.done.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Renews the leases of running attempts every third of the lease, draining included;
-    /// stops those no longer held. Ends when the engine aborts it.
-    async fn heartbeat(self: Arc<Self>) {
-        let every = (self.config.lease / 3).max(Duration::from_millis(10));
-        loop {
-            tokio::time::sleep(every).await;
-            self.renew_all().await;
-        }
-    }
-
-    async fn renew_all(&self) {
-        let by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = {
-            let running = self.attempts();
-            let mut m: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
-            for (key, r) in running.iter() {
-                m.entry(r.tenant.clone()).or_default().push(*key);
-            }
-            m
-        };
-        for (tenant, keys) in by_tenant {
-            let until = later(self.ports.clock.now(), self.config.lease);
-            match self.ports.queue.renew(&tenant, &self.worker, keys.clone(), until).await {
-                Ok(held) => {
-                    for key in keys.iter().filter(|k| !held.contains(k)) {
-                        let stopped = self.attempts().remove(key);
-                        if let Some(r) = stopped {
-                            r.abort.abort();
-                            self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
-                            self.local.notify_one();
-                            tracing::info!(%tenant, execution = %key.execution_id, position = key.position,
-                                "attempt stopped: its lease is gone (cancelled or expired)");
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(%tenant, error = %e, "cannot renew task leases"),
-            }
-        }
-    }
-
-    /// Waits up to `drain` for running attempts, then stops the rest and gives them back.
-    async fn drain(&self, drain: Duration) {
-        let deadline = tokio::time::Instant::now() + drain;
-        while self.running() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                () = self.local.notified() => {}
-                () = tokio::time::sleep_until(deadline) => {}
-            }
-        }
-        let left: Vec<(TaskKey, Running)> = self.attempts().drain().collect();
-        let mut by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
-        for (key, r) in left {
-            r.abort.abort();
-            self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
-            by_tenant.entry(r.tenant).or_default().push(key);
-        }
-        for (tenant, keys) in by_tenant {
-            let n = keys.len();
-            match self.ports.queue.release(&tenant, &self.worker, keys, self.ports.clock.now()).await {
-                Ok(()) => tracing::info!(%tenant, attempts = n, "gave back unfinished attempts at shutdown"),
-                Err(e) => tracing::warn!(%tenant, error = %e, "cannot give back attempts; their leases will expire"),
-            }
-        }
-    }
 }
+
+mod leases;
+mod record;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -16,7 +16,7 @@ use cloacina_domain::ports::{
 };
 use tokio::sync::watch;
 
-use super::{Engine, EngineConfig, EnginePorts};
+use super::{EngineConfig, EnginePorts, EngineRun};
 use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, PoolProbe, WorkerProbe};
 
 /// Counts attempt outcomes.
@@ -76,7 +76,7 @@ fn ran(output: TaskOutcome) -> TaskRun {
 
 /// The ports, with a queue the test shapes, a runner that takes `run_for` per attempt, and a
 /// fixed wall clock.
-fn engine(queue: MockTaskQueue, run_for: Duration, workers: usize) -> (Arc<Engine>, Arc<Outcomes>) {
+fn engine(queue: MockTaskQueue, run_for: Duration, workers: usize) -> (EngineRun, Arc<Outcomes>) {
     let mut runner = MockTaskRunner::new();
     runner.expect_run().returning(|_| ran(TaskOutcome::Succeeded { output: None }));
     let runner = Slow { inner: runner, run_for };
@@ -93,7 +93,7 @@ fn engine(queue: MockTaskQueue, run_for: Duration, workers: usize) -> (Arc<Engin
         metrics: outcomes.clone(),
     };
     let config = EngineConfig { workers, lease: Duration::from_secs(30), batch: 32, poll: Duration::from_secs(30) };
-    (Engine::new(ports, config, "w1".into()), outcomes)
+    (EngineRun::new(ports, config, "w1".into()), outcomes)
 }
 
 /// The mocked queue, whose wait for work takes its time on tokio's clock (a mock answers at
@@ -204,7 +204,8 @@ async fn a_tenant_with_a_deep_backlog_does_not_starve_one_with_a_single_task() {
     queue.expect_renew().returning(|_, _, keys, _| Ok(keys));
     let (engine, _) = engine(queue, Duration::from_secs(60), 4);
     let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(engine.clone().run(rx, Duration::ZERO));
+    let handle = engine;
+    let run = tokio::spawn(handle.run(rx, Duration::ZERO));
     until(|| claims.lock().unwrap().iter().any(|(t, _)| t == "small")).await;
     let first_round: Vec<(String, usize)> = claims.lock().unwrap().iter().take(2).cloned().collect();
     assert!(first_round.iter().any(|(t, _)| t == "small"), "small is claimed in the first round: {first_round:?}");
@@ -221,7 +222,8 @@ async fn a_heartbeat_that_finds_the_lease_gone_stops_the_attempt() {
     queue.expect_record().never();
     let (engine, outcomes) = engine(queue, Duration::from_secs(3600), 2);
     let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(engine.clone().run(rx, Duration::ZERO));
+    let (engine, handle) = (engine.engine().clone(), engine);
+    let run = tokio::spawn(handle.run(rx, Duration::ZERO));
     until(|| outcomes.get(AttemptOutcome::Stopped) == 1).await;
     assert_eq!(engine.running(), 0, "nothing of it is left running");
     let _ = stop.send(true);
@@ -241,7 +243,8 @@ async fn at_shutdown_an_unfinished_attempt_is_given_back_after_the_drain() {
     });
     let (engine, outcomes) = engine(queue, Duration::from_secs(3600), 2);
     let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(engine.clone().run(rx, Duration::from_secs(5)));
+    let (engine, handle) = (engine.engine().clone(), engine);
+    let run = tokio::spawn(handle.run(rx, Duration::from_secs(5)));
     until(|| engine.running() == 1).await;
     let _ = stop.send(true);
     run.await.unwrap();
@@ -264,7 +267,8 @@ async fn outcomes_that_finish_together_are_recorded_in_one_call() {
     });
     let (engine, outcomes) = engine(queue, Duration::from_secs(1), 8);
     let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(engine.clone().run(rx, Duration::ZERO));
+    let handle = engine;
+    let run = tokio::spawn(handle.run(rx, Duration::ZERO));
     until(|| outcomes.get(AttemptOutcome::Succeeded) == 8).await;
     let batches = batches.lock().unwrap().clone();
     assert_eq!(batches.iter().sum::<usize>(), 8, "{batches:?}");
@@ -280,7 +284,8 @@ async fn an_outcome_the_store_calls_stale_is_dropped_and_counted_as_such() {
     queue.expect_record().returning(|_, _, r, _| Ok(r.iter().map(|_| Recorded::Stale).collect()));
     let (engine, outcomes) = engine(queue, Duration::from_millis(10), 2);
     let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(engine.clone().run(rx, Duration::ZERO));
+    let handle = engine;
+    let run = tokio::spawn(handle.run(rx, Duration::ZERO));
     until(|| outcomes.get(AttemptOutcome::Stale) == 1).await;
     assert_eq!(outcomes.get(AttemptOutcome::Succeeded), 0);
     let _ = stop.send(true);
@@ -294,7 +299,8 @@ async fn a_deleted_tenants_attempts_stop_and_another_tenants_run_on() {
     queue.expect_record().never();
     let (engine, outcomes) = engine(queue, Duration::from_secs(3600), 4);
     let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(engine.clone().run(rx, Duration::ZERO));
+    let (engine, handle) = (engine.engine().clone(), engine);
+    let run = tokio::spawn(handle.run(rx, Duration::ZERO));
     until(|| engine.running() == 3).await;
     assert_eq!(engine.stop_tenant(&tenant("doomed")), 2);
     assert_eq!(engine.running(), 1, "the other tenant's attempt runs on");
@@ -308,17 +314,17 @@ async fn a_poisoned_lock_never_drops_a_claimed_attempt() {
     let (mut queue, _) = queue_with(vec![("acme", vec![task(9)])]);
     queue.expect_renew().returning(|_, _, keys, _| Ok(keys));
     queue.expect_record().returning(|_, _, r, _| Ok(r.iter().map(|_| Recorded::Done { readied: false }).collect()));
-    let (engine, outcomes) = engine(queue, Duration::from_millis(10), 2);
+    let (handle, outcomes) = engine(queue, Duration::from_millis(10), 2);
     // Something panicked while it held the running attempts' lock.
-    let poisoner = engine.clone();
+    let poisoner = handle.engine().clone();
     let _ = std::thread::spawn(move || {
         let _held = poisoner.running.lock().unwrap();
         panic!("poison the lock");
     })
     .join();
-    assert!(engine.running.is_poisoned());
+    assert!(handle.engine().running.is_poisoned());
     let (stop, rx) = watch::channel(false);
-    let run = tokio::spawn(engine.clone().run(rx, Duration::ZERO));
+    let run = tokio::spawn(handle.run(rx, Duration::ZERO));
     until(|| outcomes.get(AttemptOutcome::Succeeded) == 1).await;
     let _ = stop.send(true);
     run.abort();

@@ -31,7 +31,7 @@ pub use bootstrap::{BootstrapOutcome, bootstrap};
 pub use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, WorkerProbe};
 pub use create_key::{CreateKey, CreateKeyError, CreatedKey};
 pub use deps::Deps;
-pub use engine::{Engine, EngineConfig, EnginePorts};
+pub use engine::{Engine, EngineConfig, EnginePorts, EngineRun};
 pub use executions::{Accepted, ExecutionError, Executions};
 pub use list_keys::{KeyScope, ListKeysError};
 pub use packages::{PackageError, Packages};

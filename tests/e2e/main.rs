@@ -29,6 +29,7 @@ mod packages;
 mod pg_restart;
 mod postgres;
 mod reliability;
+mod replicas;
 mod sandbox;
 mod schemathesis;
 mod seed_001;

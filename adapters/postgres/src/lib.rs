@@ -21,6 +21,7 @@ pub mod keys;
 pub mod listen;
 pub mod migrate;
 pub mod packages;
+pub mod tenant_scope;
 pub mod tenants;
 pub mod workflows;
 

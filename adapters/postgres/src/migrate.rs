@@ -13,7 +13,8 @@ use sqlx::{Acquire, PgConnection, Row};
 
 use crate::PgDb;
 use crate::db::{sqlstate, translate};
-use crate::tenants::{ensure_public_tenant, enter_tenant};
+use crate::tenant_scope::enter_tenant;
+use crate::tenants::ensure_public_tenant;
 
 /// A migration: (version, name, SQL). Append only.
 pub type Migration = (i64, &'static str, &'static str);

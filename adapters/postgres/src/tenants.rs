@@ -15,12 +15,13 @@ use cloacina_domain::{
 };
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
-use sqlx::{Acquire, PgConnection, Postgres, Row, Transaction};
+use sqlx::{Acquire, PgConnection, Row};
 
 use crate::PgDb;
-use crate::db::{TenantPlace, ident, sqlstate, translate};
+use crate::db::{ident, sqlstate, translate};
 use crate::listen::{Topic, notify};
 use crate::migrate::{TENANT, apply, latest_control, record_tenant_version};
+use crate::tenant_scope::enter_tenant;
 
 /// The advisory lock key serialising tenant DDL ("cloacina" + 3): creates and deletes are
 /// rare, and catalog updates of concurrent role grants can otherwise collide.
@@ -79,16 +80,6 @@ async fn lock_tenant_tables(tx: &mut PgConnection, schema: &str, role: &str, wai
     }
     sql.push_str("SET LOCAL ROLE NONE; SET LOCAL search_path TO DEFAULT;");
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map(drop)
-}
-
-/// Makes the rest of the current transaction run as the tenant's role, in its schema.
-pub(crate) async fn enter_tenant(conn: &mut PgConnection, schema: &str, role: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('role', $1, true), set_config('search_path', $2, true)")
-        .bind(role)
-        .bind(ident(schema))
-        .execute(conn)
-        .await
-        .map(drop)
 }
 
 /// Creates a tenant's row, role, schema and tables inside the caller's transaction.
@@ -167,91 +158,6 @@ pub(crate) async fn ensure_public_tenant(db: &PgDb, conn: &mut PgConnection) -> 
     db.forget_tenants();
     tracing::info!("created the built-in tenant 'public'");
     Ok(())
-}
-
-impl PgDb {
-    /// Where a tenant lives, from the cache or the registry. `None` if there is no such tenant.
-    pub(crate) async fn place(&self, tenant: &TenantName) -> Result<Option<TenantPlace>, StoreError> {
-        if let Some(place) = self.cached_place(tenant) {
-            return Ok(Some(place));
-        }
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT schema_name, db_role FROM tenants WHERE name = $1 AND status = 'active'")
-                .bind(tenant.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(translate)?;
-        Ok(row.map(|(schema, role)| self.remember_place(tenant.clone(), schema, role)))
-    }
-
-    /// Begins a transaction that runs as `tenant`'s database role with `search_path` set to
-    /// its schema (one round trip: `BEGIN` and the two settings travel together). `None` if
-    /// there is no such tenant.
-    ///
-    /// # Errors
-    /// The store error if the database cannot be reached.
-    pub async fn begin_tenant(
-        &self,
-        tenant: &TenantName,
-    ) -> Result<Option<Transaction<'static, Postgres>>, StoreError> {
-        let Some(place) = self.place(tenant).await? else { return Ok(None) };
-        // Two round trips, not one `BEGIN; enter` statement: when entering fails (the tenant's
-        // role was just dropped), the transaction must be one sqlx knows it holds, so that
-        // dropping it rolls it back. A failed custom BEGIN statement would go back to the pool
-        // inside an aborted transaction, and fail whatever request took it next.
-        let mut tx = self.pool.begin().await.map_err(translate)?;
-        match sqlx::raw_sql(AssertSqlSafe(enter_sql(&place))).execute(&mut *tx).await {
-            Ok(_) => Ok(Some(tx)),
-            Err(e) => self.forget_if_gone(tenant, e).map(|()| None),
-        }
-    }
-
-    /// Runs one read-only `select` as `tenant`'s role in its schema, in a single round trip
-    /// (the settings and the query form one implicit transaction, which also ends them).
-    /// `None` if there is no such tenant.
-    ///
-    /// # Errors
-    /// The store error if the database cannot be reached or the query fails.
-    pub async fn tenant_read(
-        &self,
-        tenant: &TenantName,
-        select: &'static str,
-    ) -> Result<Option<Vec<PgRow>>, StoreError> {
-        let Some(place) = self.place(tenant).await? else { return Ok(None) };
-        let sql = format!("{}; {select}", enter_sql(&place));
-        match sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
-            // The first row is the settings' own.
-            Ok(rows) => Ok(Some(rows.into_iter().skip(1).collect())),
-            Err(e) => self.forget_if_gone(tenant, e).map(|()| None),
-        }
-    }
-
-    /// A tenant deleted (by another replica) since we cached where it lives shows up as a
-    /// role that no longer exists: forget the place, and report the tenant gone.
-    fn forget_if_gone(&self, tenant: &TenantName, e: sqlx::Error) -> Result<(), StoreError> {
-        if matches!(sqlstate(&e).as_deref(), Some("22023" | "42704" | "3F000")) {
-            self.places.remove(tenant);
-            Ok(())
-        } else {
-            Err(translate(e))
-        }
-    }
-}
-
-/// The statement that makes the rest of a transaction run as the tenant. Simple-protocol
-/// text, so no bind parameters: the names are literals, generated by us from validated tenant
-/// names (`[a-z0-9_-]`), and quoted regardless.
-fn enter_sql(place: &TenantPlace) -> String {
-    format!(
-        "SELECT set_config('role', {}, true), set_config('search_path', {}, true)",
-        literal(&place.role),
-        literal(&ident(&place.schema))
-    )
-}
-
-/// A SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[async_trait]
