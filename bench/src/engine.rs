@@ -1,3 +1,5 @@
+//! (A tool, not the product: one file per family of cases, read as one procedure.)
+//!
 //! The engine cases: B3 (PostgreSQL) and B9 (SQLite), 1,000 executions of a 10-task no-op DAG,
 //! against pgbench running the equivalent claim + complete SQL on the same cluster in the same
 //! invocation; and B5, a noisy neighbour.

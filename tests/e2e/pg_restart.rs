@@ -1,8 +1,9 @@
-//! PostgreSQL restarted while executions are submitted and run and authenticated reads go on
-//! (the reliability scoreboard's restart row): `/health` answers 200 throughout; while the
+//! PostgreSQL going away under a running server. Restarted while executions are submitted and
+//! run and authenticated reads go on (the reliability scoreboard's restart row): `/health` answers 200 throughout; while the
 //! database is away a request is refused with `503 database_unavailable` and nothing else;
 //! once it is back, not one request fails; every execution submitted (retried with its
-//! idempotency key) runs to completion exactly once.
+//! idempotency key) runs to completion exactly once. And stopped under an idle server: `/ready`
+//! says so at once, and recovers by itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -194,4 +195,44 @@ async fn postgres_restarted_under_load_refuses_only_while_away_and_loses_no_exec
     assert_eq!(server.get("/ready", None).await.0, 200);
     drop(server);
     pg.stop();
+}
+
+/// PostgreSQL goes away under a running server: `/health` stays 200, `/ready` answers 503
+/// promptly, and both come back without a restart or a stale connection once it returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_is_503_while_postgres_is_down_and_200_again_when_it_returns() {
+    let pg = TestPg::private();
+    let db = pg.database().await;
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        home.path(),
+        &["--database-url", &db.url, "--db-max-connections", "4", "--db-connect-timeout", "1"],
+        &[],
+    );
+    let god = bootstrap_key(home.path());
+    assert_eq!(server.get("/ready", None).await.0, 200);
+    assert_eq!(server.get("/v1/tenants", Some(&god)).await.0, 200);
+    pg.stop();
+    let start = Instant::now();
+    let (status, body) = server.get("/ready", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(start.elapsed() < Duration::from_secs(3), "/ready answered in {:?}", start.elapsed());
+    assert_eq!(server.get("/health", None).await.0, 200);
+    let (status, body) = server.get("/v1/tenants", Some(&god)).await;
+    assert_eq!(status, 503, "the database is unavailable: {body}");
+    assert_eq!(body["code"], "database_unavailable");
+    pg.start_again();
+    let start = Instant::now();
+    loop {
+        if server.get("/ready", None).await.0 == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "/ready did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..20 {
+        let (status, body) = server.get("/v1/tenants", Some(&god)).await;
+        assert_eq!(status, 200, "no stale connection after recovery: {body}");
+    }
+    server.stop();
 }

@@ -1,4 +1,7 @@
 //! The grammar: `cloacinactl [globals] <noun> <verb>`.
+//!
+//! One file on purpose, past the usual size: it is the whole command tree as clap derives it,
+//! read top to bottom as the `--help` pages are, and splitting it would scatter one grammar.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

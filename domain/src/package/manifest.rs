@@ -1,4 +1,8 @@
 //! `package.toml`: its fixed shape (docs/packages.md), parsed and checked.
+//!
+//! One file past the usual size on purpose: the raw shape serde reads and the checks that
+//! turn it into a [`Manifest`] mirror each other field by field, and every error names its
+//! field's path; names, limits and the DAG live in their own modules.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

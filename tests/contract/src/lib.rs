@@ -9,7 +9,8 @@
 //! The store type must implement every storage port.
 //!
 //! # Layout
-//! - [`executions`] — the `ExecutionStore` and `TaskQueue` contract.
+//! - [`executions`] — the `ExecutionStore` contract.
+//! - [`queue`] — the `TaskQueue` contract.
 //! - [`keys`] — the `KeyStore` contract.
 //! - [`packages`] — the `PackageStore` contract.
 //! - [`workflows`] — the `WorkflowStore` contract.
@@ -21,6 +22,7 @@
 pub mod executions;
 pub mod keys;
 pub mod packages;
+pub mod queue;
 pub mod tenants;
 pub mod workflows;
 
@@ -101,19 +103,19 @@ macro_rules! storage_contract {
             packages::an_archive_reads_back_whole_from_its_chunks_and_its_manifest_by_version,
             executions::an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_the_first,
             executions::a_paused_workflow_and_a_vanished_package_accept_nothing,
-            executions::a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_the_merged_context,
-            executions::a_claim_carries_the_tenants_task_network_as_it_is_when_claimed,
-            executions::a_failure_is_retried_after_its_delay_then_fails_the_execution_and_skips_what_depends_on_it,
-            executions::an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stale,
-            executions::released_attempts_are_ready_again_at_once,
+            queue::a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_the_merged_context,
+            queue::a_claim_carries_the_tenants_task_network_as_it_is_when_claimed,
+            queue::a_failure_is_retried_after_its_delay_then_fails_the_execution_and_skips_what_depends_on_it,
+            queue::an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stale,
+            queue::released_attempts_are_ready_again_at_once,
             executions::cancel_stops_what_has_not_finished_and_refuses_a_finished_execution,
             executions::retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded,
             executions::listing_filters_by_status_and_workflow_and_pages_newest_first_with_a_total,
             executions::events_page_after_an_id,
             executions::pruning_deletes_only_executions_finished_before_the_cutoff,
             executions::a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted,
-            executions::no_work_means_no_tenant_is_due,
-            executions::a_batch_records_each_outcome_in_order_and_skips_stale_reports
+            queue::no_work_means_no_tenant_is_due,
+            queue::a_batch_records_each_outcome_in_order_and_skips_stale_reports
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
