@@ -17,7 +17,13 @@ pub struct DueWork {
     pub next: Option<DateTime<Utc>>,
 }
 
-/// The engine's queue: ready tasks, claims with leases, outcomes.
+/// The engine's queue: ready tasks, claims with leases, outcomes. A report whose attempt no
+/// longer holds its task (the domain's `AttemptReport::holds`) MUST come back
+/// `Recorded::Stale`, changing nothing.
+///
+/// # Errors
+/// Every method fails with [`StoreError::Unavailable`] when the database cannot be reached
+/// (callers retry later), and [`StoreError::Unexpected`] for anything it cannot explain.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TaskQueue: Send + Sync {
@@ -73,6 +79,10 @@ pub trait TaskQueue: Send + Sync {
 }
 
 /// Where a package version's files are, unpacked, for its tasks to run in.
+///
+/// # Errors
+/// A text saying what failed (the tenant or version gone, an unpacking refused); the engine
+/// fails the attempt with it.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PackageFiles: Send + Sync {

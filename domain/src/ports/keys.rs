@@ -23,6 +23,10 @@ pub enum RevokeOutcome {
 }
 
 /// The `api_keys` table.
+///
+/// # Errors
+/// Every method fails with [`StoreError::Unavailable`] when the database cannot be reached
+/// (callers retry later), and [`StoreError::Unexpected`] for anything it cannot explain.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait KeyStore: Send + Sync {

@@ -31,7 +31,14 @@ pub struct HashError(pub String);
 #[async_trait]
 pub trait SecretHasher: Send + Sync {
     /// A PHC string for `secret`.
+    ///
+    /// # Errors
+    /// [`HashError`] when the hasher fails (never because of the secret's content).
     async fn hash(&self, secret: &Secret) -> Result<String, HashError>;
-    /// Whether `secret` matches the PHC string `hash`.
+    /// Whether `secret` matches the PHC string `hash`. A secret that does not match is
+    /// `Ok(false)`, never an error.
+    ///
+    /// # Errors
+    /// [`HashError`] for a `hash` that is not a PHC string this hasher reads.
     async fn verify(&self, secret: &Secret, hash: &str) -> Result<bool, HashError>;
 }

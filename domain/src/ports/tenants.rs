@@ -10,6 +10,10 @@ use crate::tenant::{NewTenant, TenantName, TenantRecord};
 use super::StoreError;
 
 /// Which tenants exist.
+///
+/// # Errors
+/// Every method fails with [`StoreError::Unavailable`] when the database cannot be reached
+/// (callers retry later), and [`StoreError::Unexpected`] for anything it cannot explain.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TenantDirectory: Send + Sync {
@@ -35,6 +39,10 @@ pub enum TenantDeleted {
 }
 
 /// The tenant registry and the database objects behind each tenant.
+///
+/// # Errors
+/// Every method fails with [`StoreError::Unavailable`] when the database cannot be reached
+/// (callers retry later), and [`StoreError::Unexpected`] for anything it cannot explain.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TenantStore: Send + Sync {
