@@ -89,14 +89,6 @@ impl<T> Lookup<T> {
         item.map_or(Lookup::Missing, Lookup::Found)
     }
 
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
-        match self {
-            Lookup::Found(t) => Lookup::Found(f(t)),
-            Lookup::Missing => Lookup::Missing,
-            Lookup::NoTenant => Lookup::NoTenant,
-        }
-    }
-
     /// The item, or the error each absence is for the caller.
     ///
     /// # Errors
