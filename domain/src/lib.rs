@@ -17,6 +17,7 @@
 //! - [`record`] — stored key rows ([`KeyRecord`]) and what creating one needs.
 //! - [`workflow`] — [`WorkflowSummary`], a workflow as listings show it.
 //! - [`package`] — workflow packages: the manifest, names, the task graph.
+//! - [`trigger`] — cron triggers: schedules, catch-up and overlap, what a due trigger fires.
 //! - [`ports`] — the port traits (key store, tenant directory, clock, key generator, hasher).
 
 pub mod authz;
@@ -31,6 +32,7 @@ pub mod role;
 pub mod secret;
 pub mod task_network;
 pub mod tenant;
+pub mod trigger;
 pub mod workflow;
 
 pub use authz::Denied;

@@ -17,6 +17,8 @@ pub enum PackageConflict {
     VersionTaken { name: PackageName, version: semver::Version },
     #[error("workflow '{workflow}' belongs to package '{owner}'")]
     WorkflowTaken { workflow: String, owner: String },
+    #[error("trigger '{trigger}' belongs to package '{owner}': trigger names are unique in a tenant")]
+    TriggerTaken { trigger: String, owner: String },
     #[error(
         "package {name} {version} is in use by {executions} unfinished execution(s): cancel them or let them finish first"
     )]

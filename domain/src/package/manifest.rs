@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -40,7 +39,7 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
-    pub(super) fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
         Self { field: field.into(), message: message.to_string() }
     }
 }
@@ -144,55 +143,7 @@ impl RetryPolicy {
     }
 }
 
-/// One `[[workflow.trigger]]`: a cron schedule in a time zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerDef {
-    pub name: WorkflowName,
-    pub cron: CronExpr,
-    pub timezone: chrono_tz::Tz,
-}
-
-/// A checked cron expression (five fields, or six with seconds first).
-#[derive(Clone)]
-pub struct CronExpr {
-    text: String,
-    parsed: croner::Cron,
-}
-
-impl CronExpr {
-    /// Checks an expression.
-    ///
-    /// # Errors
-    /// The parser's reason, as text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let parsed = croner::Cron::from_str(text.trim()).map_err(|e| e.to_string())?;
-        Ok(Self { text: text.trim().to_owned(), parsed })
-    }
-
-    /// The expression as written (trimmed).
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The first time after `after` (exclusive) that matches, in `tz`.
-    pub fn next_after(&self, after: &chrono::DateTime<chrono_tz::Tz>) -> Option<chrono::DateTime<chrono_tz::Tz>> {
-        self.parsed.find_next_occurrence(after, false).ok()
-    }
-}
-
-impl PartialEq for CronExpr {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl Eq for CronExpr {}
-
-impl fmt::Debug for CronExpr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CronExpr({:?})", self.text)
-    }
-}
+pub use crate::trigger::{CronExpr, TriggerDef};
 
 // The shape on disk. Unknown fields are errors, so a typo never passes silently.
 
@@ -222,7 +173,7 @@ struct RawWorkflow {
     #[serde(default)]
     task: Vec<RawTask>,
     #[serde(default)]
-    trigger: Vec<RawTrigger>,
+    trigger: Vec<crate::trigger::def::RawTrigger>,
 }
 
 #[derive(Deserialize)]
@@ -248,14 +199,6 @@ struct RawTask {
     limits: Option<RawLimits>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrigger {
-    name: String,
-    cron: String,
-    #[serde(default)]
-    timezone: Option<String>,
-}
 
 impl Manifest {
     /// Parses and checks `package.toml` text.
@@ -319,11 +262,21 @@ fn check(raw: RawManifest) -> Result<Manifest, ManifestError> {
         return Err(ManifestError::new("workflow", format!("at most {MAX_WORKFLOWS} workflows")));
     }
     let mut seen = HashSet::new();
+    // Trigger names are unique in the package (the API names a trigger without its workflow).
+    let mut trigger_names = HashSet::new();
     let mut workflows = Vec::with_capacity(raw.workflow.len());
     for (w, raw_w) in raw.workflow.into_iter().enumerate() {
         let wf = check_workflow(&format!("workflow[{w}]"), raw_w)?;
         if !seen.insert(wf.name.clone()) {
             return Err(ManifestError::new(format!("workflow[{w}].name"), format!("'{}' is declared twice", wf.name)));
+        }
+        for (g, t) in wf.triggers.iter().enumerate() {
+            if !trigger_names.insert(t.name.clone()) {
+                return Err(ManifestError::new(
+                    format!("workflow[{w}].trigger[{g}].name"),
+                    format!("'{}' is declared twice in this package", t.name),
+                ));
+            }
         }
         workflows.push(wf);
     }
@@ -362,29 +315,9 @@ fn check_workflow(at: &str, raw: RawWorkflow) -> Result<WorkflowDef, ManifestErr
     if raw.trigger.len() > MAX_TRIGGERS {
         return Err(ManifestError::new(format!("{at}.trigger"), format!("at most {MAX_TRIGGERS} triggers")));
     }
-    let mut trigger_names = HashSet::new();
     let mut triggers = Vec::with_capacity(raw.trigger.len());
     for (g, raw_g) in raw.trigger.into_iter().enumerate() {
-        let f = format!("{at}.trigger[{g}]");
-        let trigger = TriggerDef {
-            name: name(&format!("{f}.name"), WorkflowName::parse, &raw_g.name)?,
-            cron: CronExpr::parse(&raw_g.cron).map_err(|e| {
-                ManifestError::new(format!("{f}.cron"), format!("'{}' is not a cron expression: {e}", raw_g.cron))
-            })?,
-            timezone: match raw_g.timezone.as_deref() {
-                None => chrono_tz::UTC,
-                Some(tz) => tz.parse().map_err(|_| {
-                    ManifestError::new(
-                        format!("{f}.timezone"),
-                        format!("'{tz}' is not an IANA time zone like \"Europe/Paris\""),
-                    )
-                })?,
-            },
-        };
-        if !trigger_names.insert(trigger.name.clone()) {
-            return Err(ManifestError::new(format!("{f}.name"), format!("'{}' is declared twice", trigger.name)));
-        }
-        triggers.push(trigger);
+        triggers.push(raw_g.check(&format!("{at}.trigger[{g}]"))?);
     }
     Ok(WorkflowDef { name: wf_name, description, tasks, triggers })
 }

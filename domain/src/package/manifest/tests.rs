@@ -127,6 +127,12 @@ fn every_error_names_the_field_at_fault() {
             "unknown field",
         ),
         (with("command = [\"sh\", \"load.sh\"]", "command = \"sh load.sh\""), "workflow[0].task[1].command", ""),
+        (with("timezone = \"UTC\"", "catchup = \"some\""), "workflow[0].trigger[0].catchup", "latest"),
+        (with("timezone = \"UTC\"", "overlap = \"queue\""), "workflow[0].trigger[0].overlap", "buffer_one"),
+        (with("timezone = \"UTC\"", "catchup_window = \"soon\""), "workflow[0].trigger[0].catchup_window", "duration"),
+        (with("timezone = \"UTC\"", "catchup_window = \"30d\""), "workflow[0].trigger[0].catchup_window", "7d"),
+        (with("timezone = \"UTC\"", "context = \"x\""), "workflow[0].trigger[0].context", ""),
+        (with("cron = \"0 2 * * *\"", "cron = \"61 * * * * *\""), "workflow[0].trigger[0].cron", "cron"),
     ];
     for (text, field, words) in cases {
         let err = error_of(&text);
@@ -162,6 +168,27 @@ fn retry_delays_double_up_to_the_cap_or_stay_fixed() {
     assert_eq!(p.delay_before(1_000).as_secs(), 60, "no overflow");
     p.backoff = Backoff::Fixed;
     assert_eq!(p.delay_before(7), Duration::from_secs(1));
+}
+
+#[test]
+fn a_trigger_takes_its_policies_and_context_and_its_name_is_unique_in_the_package() {
+    let m = Manifest::parse(&with(
+        "timezone = \"UTC\"",
+        "cron = \"*/10 * * * * *\"\ncatchup = \"all\"\ncatchup_window = \"10m\"\noverlap = \"cancel_other\"\ncontext = { region = \"eu\", n = 3 }",
+    ).replacen("cron = \"0 2 * * *\"\n", "", 1))
+    .unwrap();
+    let t = &m.workflows[0].triggers[0];
+    assert_eq!(t.cron.as_str(), "*/10 * * * * *");
+    assert_eq!((t.catchup, t.overlap), (crate::trigger::Catchup::All, crate::trigger::Overlap::CancelOther));
+    assert_eq!(t.catchup_window, Duration::from_secs(600));
+    assert_eq!(serde_json::Value::Object(t.context.clone()), serde_json::json!({"region": "eu", "n": 3}));
+    let defaults = &Manifest::parse(EXAMPLE).unwrap().workflows[0].triggers[0];
+    assert_eq!(defaults.catchup_window, Duration::from_secs(3600));
+    let twice = format!(
+        "{EXAMPLE}\n[[workflow]]\nname = \"other\"\n[[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n[[workflow.trigger]]\nname = \"nightly\"\ncron = \"* * * * *\"\n"
+    );
+    let err = error_of(&twice);
+    assert_eq!(err.field, "workflow[1].trigger[0].name", "{err}");
 }
 
 #[test]

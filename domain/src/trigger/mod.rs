@@ -1,0 +1,43 @@
+//! Cron triggers (docs/triggers.md): what a manifest declares, a trigger as stored, and the
+//! decisions a scheduler takes once it has locked a due trigger: which scheduled times fire,
+//! which are skipped and why, what an overlap does, and when the trigger is next due.
+//!
+//! # Layout
+//! - [`schedule`] — [`CronExpr`] and the due times of a schedule in its time zone.
+//! - [`policy`] — [`Catchup`] and [`Overlap`], parsed from their manifest words.
+//! - [`def`] — `[[workflow.trigger]]` checked into a [`TriggerDef`].
+//! - [`stored`] — [`TriggerRecord`], its counts, and what putting triggers in force writes.
+//! - [`tick`] — [`TriggerRecord::tick`]: one scheduler pass over a due trigger.
+
+pub mod def;
+pub mod policy;
+pub mod schedule;
+pub mod stored;
+pub mod tick;
+
+pub use def::TriggerDef;
+pub use policy::{Catchup, Overlap};
+pub use schedule::CronExpr;
+pub use stored::{FireCounts, FireOutcome, TriggerRecord, TriggerSync, TriggerWrite, sync_triggers};
+pub use tick::{Fire, TickPlan};
+
+/// How late a due time may be seen and still count as on time (a late fire, not a missed
+/// one): longer than any stall of a loaded scheduler, shorter than a restart.
+pub const ON_TIME_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// While a buffered fire waits for the running execution to finish, the trigger is looked at
+/// again this often.
+pub const BUFFER_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The idempotency-key prefix reserved for scheduled fires; callers may not use it.
+pub const RESERVED_KEY_PREFIX: &str = "cloacina:";
+
+/// The idempotency key of a scheduled fire: one execution per (trigger, scheduled time).
+pub fn fire_key(trigger: &str, scheduled_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{RESERVED_KEY_PREFIX}trigger:{trigger}:{}", scheduled_at.timestamp())
+}
+
+/// An execution's `origin` when `trigger` started it: on schedule, or fired by hand.
+pub fn origin(trigger: &str, by_hand: bool) -> String {
+    if by_hand { format!("trigger:{trigger}:manual") } else { format!("trigger:{trigger}") }
+}

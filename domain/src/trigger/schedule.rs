@@ -1,0 +1,128 @@
+//! A cron schedule and its due times in a time zone.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// A checked cron expression: five fields, or six with seconds first for sub-minute
+/// schedules.
+#[derive(Clone)]
+pub struct CronExpr {
+    text: String,
+    parsed: croner::Cron,
+}
+
+impl CronExpr {
+    /// Checks an expression.
+    ///
+    /// # Errors
+    /// The parser's reason, as text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parsed: croner::Cron = text.trim().parse().map_err(|e: croner::errors::CronError| e.to_string())?;
+        Ok(Self { text: text.trim().to_owned(), parsed })
+    }
+
+    /// The expression as written (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The first time after `after` (exclusive) that matches, in `tz`.
+    pub fn next_after(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        self.parsed.find_next_occurrence(after, false).ok()
+    }
+
+    /// The first due time after `after` (exclusive) of this schedule read in `tz`, as an
+    /// instant. Through daylight saving: a local time that does not exist that day is due at
+    /// the first valid instant after the gap, and a local time that occurs twice is due once,
+    /// at its first occurrence (wildcard and step fields match each wall-clock time they
+    /// meet). `None` if it never matches again.
+    pub fn due_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        // Whole seconds only: a schedule has no finer grain, and a due time is stored as one.
+        let after = after.with_timezone(&tz);
+        self.next_after(&after).map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The first due time at or after `from`.
+    pub fn due_from(&self, from: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.parsed.find_next_occurrence(&from.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The next `n` due times after `after`.
+    pub fn upcoming(&self, after: DateTime<Utc>, tz: Tz, n: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(n);
+        let mut at = after;
+        while out.len() < n {
+            let Some(next) = self.due_after(at, tz) else { break };
+            out.push(next);
+            at = next;
+        }
+        out
+    }
+}
+
+impl PartialEq for CronExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CronExpr {}
+
+impl fmt::Debug for CronExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronExpr({:?})", self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn six_fields_schedule_by_the_second() {
+        let c = CronExpr::parse("*/2 * * * * *").unwrap();
+        let t = utc(2026, 1, 1, 0, 0, 1);
+        assert_eq!(c.upcoming(t, chrono_tz::UTC, 3), [utc(2026, 1, 1, 0, 0, 2), utc(2026, 1, 1, 0, 0, 4), utc(2026, 1, 1, 0, 0, 6)]);
+        assert_eq!(c.due_from(utc(2026, 1, 1, 0, 0, 4), chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 4)));
+    }
+
+    #[test]
+    fn berlin_0230_in_spring_fires_once_at_the_first_instant_after_the_gap() {
+        // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist.
+        let c = CronExpr::parse("30 2 * * *").unwrap();
+        let tz = chrono_tz::Europe::Berlin;
+        let fires = c.upcoming(utc(2026, 3, 27, 12, 0, 0), tz, 3);
+        assert_eq!(
+            fires,
+            [
+                utc(2026, 3, 28, 1, 30, 0), // 02:30 CET
+                utc(2026, 3, 29, 1, 0, 0),  // 03:00 CEST, the first valid instant
+                utc(2026, 3, 30, 0, 30, 0), // 02:30 CEST
+            ]
+        );
+    }
+
+    #[test]
+    fn berlin_0230_in_autumn_fires_once_although_the_hour_repeats() {
+        // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+        let c = CronExpr::parse("30 2 * * *").unwrap();
+        let tz = chrono_tz::Europe::Berlin;
+        let fires = c.upcoming(utc(2026, 10, 23, 12, 0, 0), tz, 3);
+        assert_eq!(
+            fires,
+            [
+                utc(2026, 10, 24, 0, 30, 0), // 02:30 CEST
+                utc(2026, 10, 25, 0, 30, 0), // 02:30 CEST, the first of the two
+                utc(2026, 10, 26, 1, 30, 0), // 02:30 CET
+            ]
+        );
+    }
+}
