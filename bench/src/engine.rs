@@ -125,6 +125,7 @@ async fn submit(store: &dyn Store, tenant: &TenantName, plan: &Plan, package: Uu
         idempotency_key: None,
         created_at: SystemClock.now(),
         created_by: None,
+        fired: None,
     };
     match store.create_execution(tenant, &new).await? {
         Some(ExecutionCreated::Created(_)) => Ok(new.id),

@@ -11,6 +11,8 @@ pub struct WorkflowRow {
     pub description: Option<String>,
     /// Task ids, in dependency order.
     pub tasks: Vec<String>,
+    /// The triggers it declares, put in force with it.
+    pub triggers: Vec<crate::trigger::TriggerDef>,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -47,7 +47,9 @@ pub enum ExecutionError {
     #[error("workflow '{0}' is paused: resume it to run it")]
     Paused(String),
     /// The `Idempotency-Key` is malformed.
-    #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters")]
+    #[error(
+        "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters, not starting with 'cloacina:' (reserved for scheduled fires)"
+    )]
     BadIdempotencyKey,
     /// The `Idempotency-Key` was used for an execution of another workflow.
     #[error("Idempotency-Key was used before for execution {0} of workflow '{1}'")]
@@ -96,7 +98,10 @@ impl Executions {
     ) -> Result<Accepted, ExecutionError> {
         authorize(caller, Permission::WorkflowExecute, Some(tenant))?;
         if let Some(k) = &idempotency_key
-            && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY || !k.bytes().all(|b| b.is_ascii_graphic()))
+            && (k.is_empty()
+                || k.len() > MAX_IDEMPOTENCY_KEY
+                || !k.bytes().all(|b| b.is_ascii_graphic())
+                || k.starts_with(cloacina_domain::trigger::RESERVED_KEY_PREFIX))
         {
             return Err(ExecutionError::BadIdempotencyKey);
         }
@@ -132,6 +137,7 @@ impl Executions {
             idempotency_key,
             created_at: self.deps.clock.now(),
             created_by: Some(caller.key_id),
+            fired: None,
         };
         match self.store.create_execution(tenant, &new).await?.ok_or_else(no_tenant(tenant))? {
             ExecutionCreated::Created(execution) => {

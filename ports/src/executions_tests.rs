@@ -56,6 +56,7 @@ fn execution(id: ExecutionId, workflow: &str, status: ExecutionStatus) -> Execut
         started_at: None,
         finished_at: None,
         created_by: None,
+        fired: None,
     }
 }
 
@@ -136,7 +137,8 @@ async fn a_malformed_idempotency_key_is_refused_before_any_lookup() {
     let mut store = MockExecutionStore::new();
     store.expect_create_execution().never();
     let s = service(store);
-    for bad in ["", "has space", &"x".repeat(256), "naïve"] {
+    // `cloacina:` keys are the scheduled fires' own (one per trigger and scheduled time).
+    for bad in ["", "has space", &"x".repeat(256), "naïve", "cloacina:trigger:nightly:1780000000"] {
         let err =
             s.execute(&caller(Role::Write), &public(), "nightly", Map::new(), Some(bad.into())).await.unwrap_err();
         assert!(matches!(err, ExecutionError::BadIdempotencyKey), "{bad:?}: {err:?}");

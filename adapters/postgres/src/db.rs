@@ -79,6 +79,8 @@ pub struct PgDb {
     /// Wakes this server's workers: a commit here, or a `cloacina_work` notification from
     /// any replica, readied tasks.
     pub(crate) work: Arc<tokio::sync::Notify>,
+    /// Wakes this server's trigger scheduler: a `cloacina_triggers` notification.
+    pub(crate) triggers: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for PgDb {
@@ -128,6 +130,7 @@ impl PgDb {
             target: target(&options).into(),
             places: Arc::new(Cache::new(10_000)),
             work: Arc::new(tokio::sync::Notify::new()),
+            triggers: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

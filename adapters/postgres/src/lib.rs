@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod packages;
 pub mod tenant_scope;
 pub mod tenants;
+pub mod triggers;
 pub mod workflows;
 
 #[cfg(test)]

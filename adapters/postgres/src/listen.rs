@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::PgDb;
 use crate::executions::WORK_CHANNEL;
+use crate::triggers::TRIGGER_CHANNEL;
 
 /// The notification channel.
 pub const CHANNEL: &str = "cloacina_invalidate";
@@ -76,6 +77,7 @@ impl PgDb {
                 tokio::select! {
                     received = listener.try_recv() => match received {
                         Ok(Some(n)) if n.channel() == WORK_CHANNEL => db.work.notify_one(),
+                        Ok(Some(n)) if n.channel() == TRIGGER_CHANNEL => db.triggers.notify_one(),
                         Ok(Some(n)) => db.deliver(&on, parse(n.payload())),
                         Ok(None) | Err(_) => {
                             tracing::warn!("lost the invalidation listener's connection; forgetting cached keys and listening again");
@@ -87,6 +89,7 @@ impl PgDb {
                             db.deliver(&on, Invalidation::Everything);
                             // Wake-ups may have been missed too.
                             db.work.notify_one();
+                            db.triggers.notify_one();
                             tracing::info!("invalidation listener is back");
                         }
                     },
@@ -108,7 +111,7 @@ impl PgDb {
         // A dropped connection surfaces from try_recv (Ok(None)); we reconnect ourselves so
         // we know when listening resumed.
         listener.ignore_pool_close_event(false);
-        listener.listen_all([CHANNEL, WORK_CHANNEL]).await?;
+        listener.listen_all([CHANNEL, WORK_CHANNEL, TRIGGER_CHANNEL]).await?;
         Ok(listener)
     }
 

@@ -24,6 +24,7 @@ pub const CONTROL: &[Migration] = &[
     (1, "control", include_str!("../../../migrations/postgres/control/0001_control.sql")),
     (2, "tenant_work", include_str!("../../../migrations/postgres/control/0002_tenant_work.sql")),
     (3, "tenant_task_network", include_str!("../../../migrations/postgres/control/0003_tenant_task_network.sql")),
+    (4, "trigger_due", include_str!("../../../migrations/postgres/control/0004_trigger_due.sql")),
 ];
 
 /// Every tenant schema's migrations.
@@ -33,6 +34,7 @@ pub const TENANT: &[Migration] = &[
     (3, "packages", include_str!("../../../migrations/postgres/tenant/0003_packages.sql")),
     (4, "executions", include_str!("../../../migrations/postgres/tenant/0004_executions.sql")),
     (5, "package_chunks", include_str!("../../../migrations/postgres/tenant/0005_package_chunks.sql")),
+    (6, "triggers", include_str!("../../../migrations/postgres/tenant/0006_triggers.sql")),
 ];
 
 /// The advisory lock key held while migrating ("cloacina" + 1).
@@ -233,9 +235,10 @@ mod tests {
         // Roll acme's schema back one step, as an older binary would have left it.
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "DROP TABLE tenant_acme.package_chunks;
-             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 5;
-             UPDATE tenants SET schema_version = 4 WHERE name = 'acme'",
+            "DROP TABLE tenant_acme.triggers;
+             ALTER TABLE tenant_acme.executions DROP COLUMN trigger, DROP COLUMN scheduled_at;
+             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 6;
+             UPDATE tenants SET schema_version = 5 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await

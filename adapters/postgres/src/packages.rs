@@ -97,7 +97,7 @@ async fn delete(
     name: &str,
     version: &str,
     at: DateTime<Utc>,
-) -> Result<Lookup<PackageDeleted>, StoreError> {
+) -> Result<(Lookup<PackageDeleted>, Option<DateTime<Utc>>), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cloacina-package:' || $1))")
         .bind(name)
         .execute(&mut *tx)
@@ -111,7 +111,7 @@ async fn delete(
     .fetch_optional(&mut *tx)
     .await
     .map_err(translate)?;
-    let Some(row) = row else { return Ok(Lookup::Missing) };
+    let Some(row) = row else { return Ok((Lookup::Missing, None)) };
     let rec = record(&row).map_err(translate)?;
     let unfinished: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM executions WHERE package_id = $1 AND status IN ('pending', 'running')",
@@ -121,13 +121,14 @@ async fn delete(
     .await
     .map_err(translate)?;
     if let Err(refused) = rec.check_delete(unfinished.unsigned_abs()) {
-        return Ok(Lookup::Found(PackageDeleted::Refused(refused)));
+        return Ok((Lookup::Found(PackageDeleted::Refused(refused)), None));
     }
     let in_force: Option<String> = sqlx::query_scalar("SELECT version FROM workflows WHERE package_name = $1 LIMIT 1")
         .bind(name)
         .fetch_optional(&mut *tx)
         .await
         .map_err(translate)?;
+    let mut due = None;
     if rec.was_in_force(in_force.as_deref()) {
         let rest: Vec<(String, String)> = sqlx::query_as("SELECT version, manifest FROM packages WHERE name = $1")
             .bind(name)
@@ -139,8 +140,10 @@ async fn delete(
         let owners = owners(tx, &workflows).await?;
         let kept = workflows_in_force(name, &workflows, &owners, false).unwrap_or_default();
         put_in_force(tx, name, &kept).await?;
+        // Not strict: a trigger name another package holds stays its owner's.
+        due = crate::triggers::put_in_force(tx, name, &kept, at, false).await?.unwrap_or_default();
     }
-    Ok(Lookup::Found(PackageDeleted::Deleted(rec)))
+    Ok((Lookup::Found(PackageDeleted::Deleted(rec)), due))
 }
 
 /// The size of the chunks archives are stored in.
@@ -177,7 +180,8 @@ async fn store_chunks(tx: &mut PgConnection, id: Uuid, path: &std::path::Path) -
     Ok(())
 }
 
-async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored, StoreError> {
+/// Stores an upload; with it, the earliest due time of the triggers it put in force.
+async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<(PackageStored, Option<DateTime<Utc>>), StoreError> {
     let rec = new.record();
     // Serialise uploads of one package, so "is this the newest version" stays true to commit,
     // and look for the same bytes only under the lock: a concurrent upload of them has either
@@ -201,16 +205,16 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
         .await
         .map_err(translate)?;
     let in_force = match new.plan_upload(same_bytes, &versions) {
-        Ok(UploadPlan::Existing(found)) => return Ok(PackageStored::Existing(found)),
+        Ok(UploadPlan::Existing(found)) => return Ok((PackageStored::Existing(found), None)),
         Ok(UploadPlan::Store { in_force }) => in_force,
-        Err(refused) => return Ok(PackageStored::Refused(refused)),
+        Err(refused) => return Ok((PackageStored::Refused(refused), None)),
     };
     let rows = new.workflow_rows();
     let kept = if in_force {
         let owners = owners(tx, &rows).await?;
         match workflows_in_force(rec.name.as_str(), &rows, &owners, true) {
             Ok(kept) => Some(kept),
-            Err(refused) => return Ok(PackageStored::Refused(refused)),
+            Err(refused) => return Ok((PackageStored::Refused(refused), None)),
         }
     } else {
         None
@@ -235,18 +239,27 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<PackageStored,
     .await
     .map_err(translate)?;
     store_chunks(tx, rec.id, &new.archive).await?;
+    let mut due = None;
     if let Some(kept) = kept {
         put_in_force(tx, rec.name.as_str(), &kept).await?;
+        match crate::triggers::put_in_force(tx, rec.name.as_str(), &kept, rec.uploaded_at, true).await? {
+            Ok(next) => due = next,
+            Err(refused) => return Ok((PackageStored::Refused(refused), None)),
+        }
     }
-    Ok(PackageStored::Created(rec))
+    Ok((PackageStored::Created(rec), due))
 }
 
 #[async_trait]
 impl PackageStore for PgDb {
     async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let stored = store(&mut tx, new).await?;
+        let (stored, due) = store(&mut tx, new).await?;
         // A refusal stored nothing; dropping the transaction rolls back its lock.
+        if let Some(due) = due {
+            // Triggers came into force: every scheduler learns when (last, as the login role).
+            crate::triggers::wake_schedulers(&mut tx, tenant, due).await?;
+        }
         if !matches!(stored, PackageStored::Refused(_)) {
             tx.commit().await.map_err(translate)?;
         }
@@ -270,9 +283,12 @@ impl PackageStore for PgDb {
         at: DateTime<Utc>,
     ) -> Result<Lookup<PackageDeleted>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
-        let deleted = delete(&mut tx, name, version, at).await?;
+        let (deleted, due) = delete(&mut tx, name, version, at).await?;
         // A refused delete is undone by dropping the transaction uncommitted.
         if matches!(deleted, Lookup::Found(PackageDeleted::Deleted(_))) {
+            if let Some(due) = due {
+                crate::triggers::wake_schedulers(&mut tx, tenant, due).await?;
+            }
             tx.commit().await.map_err(translate)?;
         }
         Ok(deleted)

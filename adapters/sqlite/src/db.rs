@@ -37,6 +37,8 @@ pub struct SqliteDb {
 pub(crate) struct Inner {
     /// Wakes this process's workers when a commit readied tasks.
     pub(crate) work: tokio::sync::Notify,
+    /// Wakes this process's trigger scheduler when triggers changed.
+    pub(crate) triggers: tokio::sync::Notify,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -73,6 +75,7 @@ impl SqliteDb {
         Ok(Self {
             inner: Arc::new(Inner {
                 work: tokio::sync::Notify::new(),
+                triggers: tokio::sync::Notify::new(),
                 writer: Mutex::new(writer),
                 reader_turns: Arc::new(Semaphore::new(readers.len().max(1))),
                 readers,

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "executions", include_str!("../../../migrations/sqlite/0004_executions.sql")),
     (5, "package_chunks", include_str!("../../../migrations/sqlite/0005_package_chunks.sql")),
     (6, "tenant_settings", include_str!("../../../migrations/sqlite/0006_tenant_settings.sql")),
+    (7, "triggers", include_str!("../../../migrations/sqlite/0007_triggers.sql")),
 ];
 
 /// The version this binary expects.

@@ -131,6 +131,8 @@ fn delete(
         let owners = owners(&tx, &workflows).map_err(translate)?;
         let kept = workflows_in_force(name, &workflows, &owners, false).unwrap_or_default();
         put_in_force(&tx, name, &kept).map_err(translate)?;
+        // Not strict: a trigger name another package holds stays its owner's.
+        let _ = crate::triggers::put_in_force(&tx, name, &kept, at, false)?;
     }
     tx.commit().map_err(translate)?;
     Ok(Lookup::Found(PackageDeleted::Deleted(rec)))
@@ -213,6 +215,9 @@ fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, Store
     store_chunks(&tx, &rec.id.to_string(), &new.archive)?;
     if let Some(kept) = kept {
         put_in_force(&tx, rec.name.as_str(), &kept).map_err(translate)?;
+        if let Err(refused) = crate::triggers::put_in_force(&tx, rec.name.as_str(), &kept, rec.uploaded_at, true)? {
+            return Ok(PackageStored::Refused(refused));
+        }
     }
     tx.commit().map_err(translate)?;
     Ok(PackageStored::Created(rec))
@@ -225,7 +230,9 @@ impl PackageStore for SqliteDb {
             return Ok(None);
         }
         let new = new.clone();
-        self.write_store(move |conn| store(conn, &new)).await.map(Some)
+        let stored = self.write_store(move |conn| store(conn, &new)).await?;
+        self.inner.triggers.notify_one();
+        Ok(Some(stored))
     }
 
     async fn list_packages(&self, tenant: &TenantName) -> Result<Option<Vec<PackageRecord>>, StoreError> {
@@ -253,7 +260,9 @@ impl PackageStore for SqliteDb {
             return Ok(Lookup::NoTenant);
         }
         let (name, version) = (name.to_owned(), version.to_owned());
-        self.write_store(move |conn| delete(conn, &name, &version, at)).await
+        let deleted = self.write_store(move |conn| delete(conn, &name, &version, at)).await?;
+        self.inner.triggers.notify_one();
+        Ok(deleted)
     }
 
     async fn package_manifest(

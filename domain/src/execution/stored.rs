@@ -68,11 +68,21 @@ pub struct NewExecution {
     pub plan: Plan,
     /// The context it starts with.
     pub context: Map<String, Value>,
-    /// `api`, or `trigger:<name>`.
+    /// `api`, `trigger:<name>` (on schedule) or `trigger:<name>:manual` (fired by hand).
     pub origin: String,
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub created_by: Option<ApiKeyId>,
+    /// The trigger that started it, if one did.
+    pub fired: Option<Fired>,
+}
+
+/// Which trigger started an execution, for which scheduled time (the time it was fired, for
+/// a fire by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub trigger: String,
+    pub scheduled_at: DateTime<Utc>,
 }
 
 /// One execution as stored.
@@ -92,6 +102,7 @@ pub struct ExecutionRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub created_by: Option<ApiKeyId>,
+    pub fired: Option<Fired>,
 }
 
 /// What storing a new execution did.

@@ -199,7 +199,6 @@ struct RawTask {
     limits: Option<RawLimits>,
 }
 
-
 impl Manifest {
     /// Parses and checks `package.toml` text.
     ///

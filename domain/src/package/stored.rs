@@ -73,6 +73,7 @@ impl Manifest {
                 version: self.package.version.to_string(),
                 description: w.description.clone(),
                 tasks: w.tasks.iter().map(|t| t.id.to_string()).collect(),
+                triggers: w.triggers.clone(),
                 updated_at: at,
             })
             .collect()

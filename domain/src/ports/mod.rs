@@ -11,6 +11,7 @@
 //! - [`workflows`] — [`WorkflowStore`].
 //! - [`packages`] — [`PackageStore`].
 //! - [`executions`] — [`ExecutionStore`].
+//! - [`triggers`] — [`TriggerStore`]: triggers and the scheduler's passes.
 //! - [`metrics`] — [`Metrics`] and the closed label sets it counts by.
 //! - [`engine`] — [`TaskQueue`], [`PackageFiles`], [`TaskRunner`] and what they exchange.
 //! - [`system`] — [`Clock`], [`KeyGenerator`], [`SecretHasher`].
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod packages;
 pub mod system;
 pub mod tenants;
+pub mod triggers;
 pub mod workflows;
 
 pub use archives::*;
@@ -35,4 +37,5 @@ pub use metrics::*;
 pub use packages::*;
 pub use system::*;
 pub use tenants::*;
+pub use triggers::*;
 pub use workflows::*;

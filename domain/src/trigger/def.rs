@@ -16,7 +16,7 @@ pub const MAX_CATCHUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
 
 /// One checked `[[workflow.trigger]]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerDef {
     pub name: WorkflowName,
     pub cron: CronExpr,
@@ -52,9 +52,8 @@ impl RawTrigger {
         let field = |name: &str| format!("{at}.{name}");
         let name = WorkflowName::parse(&self.name)
             .map_err(|e| ManifestError::new(field("name"), format!("'{}' {e}", self.name)))?;
-        let cron = CronExpr::parse(&self.cron).map_err(|e| {
-            ManifestError::new(field("cron"), format!("'{}' is not a cron expression: {e}", self.cron))
-        })?;
+        let cron = CronExpr::parse(&self.cron)
+            .map_err(|e| ManifestError::new(field("cron"), format!("'{}' is not a cron expression: {e}", self.cron)))?;
         let timezone = match self.timezone.as_deref() {
             None => chrono_tz::UTC,
             Some(tz) => tz.parse().map_err(|_| {
@@ -86,8 +85,42 @@ impl RawTrigger {
         };
         let context = self.context.unwrap_or_default();
         if serde_json::to_vec(&context).map_or(usize::MAX, |v| v.len()) > MAX_CONTEXT_BYTES {
-            return Err(ManifestError::new(field("context"), format!("must be at most {MAX_CONTEXT_BYTES} bytes as JSON")));
+            return Err(ManifestError::new(
+                field("context"),
+                format!("must be at most {MAX_CONTEXT_BYTES} bytes as JSON"),
+            ));
         }
         Ok(TriggerDef { name, cron, timezone, catchup, catchup_window, overlap, context })
+    }
+}
+
+impl TriggerDef {
+    /// A definition as a store keeps it, read back.
+    ///
+    /// # Errors
+    /// What no longer parses, as text.
+    pub fn from_stored(
+        name: &str,
+        cron: &str,
+        timezone: &str,
+        catchup: &str,
+        catchup_window_ms: u64,
+        overlap: &str,
+        context: Map<String, Value>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            name: WorkflowName::parse(name).map_err(|e| format!("trigger name '{name}' {e}"))?,
+            cron: CronExpr::parse(cron)?,
+            timezone: timezone.parse().map_err(|_| format!("unknown time zone '{timezone}'"))?,
+            catchup: catchup.parse()?,
+            catchup_window: Duration::from_millis(catchup_window_ms),
+            overlap: overlap.parse()?,
+            context,
+        })
+    }
+
+    /// The catch-up window in milliseconds, as stores keep it.
+    pub fn catchup_window_ms(&self) -> u64 {
+        u64::try_from(self.catchup_window.as_millis()).unwrap_or(u64::MAX)
     }
 }

@@ -8,17 +8,20 @@
 //! - [`def`] — `[[workflow.trigger]]` checked into a [`TriggerDef`].
 //! - [`stored`] — [`TriggerRecord`], its counts, and what putting triggers in force writes.
 //! - [`tick`] — [`TriggerRecord::tick`]: one scheduler pass over a due trigger.
+//! - [`fire`] — the execution a fire starts: its key, origin and context.
 
 pub mod def;
+pub mod fire;
 pub mod policy;
 pub mod schedule;
 pub mod stored;
 pub mod tick;
 
 pub use def::TriggerDef;
+pub use fire::{FireKind, execution_for, fire_key, origin};
 pub use policy::{Catchup, Overlap};
 pub use schedule::CronExpr;
-pub use stored::{FireCounts, FireOutcome, TriggerRecord, TriggerSync, TriggerWrite, sync_triggers};
+pub use stored::{FireCounts, FireOutcome, TriggerRecord, TriggerSync, TriggerWrite, declared_triggers, sync_triggers};
 pub use tick::{Fire, TickPlan};
 
 /// How late a due time may be seen and still count as on time (a late fire, not a missed
@@ -31,13 +34,3 @@ pub const BUFFER_RECHECK: std::time::Duration = std::time::Duration::from_secs(1
 
 /// The idempotency-key prefix reserved for scheduled fires; callers may not use it.
 pub const RESERVED_KEY_PREFIX: &str = "cloacina:";
-
-/// The idempotency key of a scheduled fire: one execution per (trigger, scheduled time).
-pub fn fire_key(trigger: &str, scheduled_at: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{RESERVED_KEY_PREFIX}trigger:{trigger}:{}", scheduled_at.timestamp())
-}
-
-/// An execution's `origin` when `trigger` started it: on schedule, or fired by hand.
-pub fn origin(trigger: &str, by_hand: bool) -> String {
-    if by_hand { format!("trigger:{trigger}:manual") } else { format!("trigger:{trigger}") }
-}

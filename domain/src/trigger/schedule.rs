@@ -90,7 +90,10 @@ mod tests {
     fn six_fields_schedule_by_the_second() {
         let c = CronExpr::parse("*/2 * * * * *").unwrap();
         let t = utc(2026, 1, 1, 0, 0, 1);
-        assert_eq!(c.upcoming(t, chrono_tz::UTC, 3), [utc(2026, 1, 1, 0, 0, 2), utc(2026, 1, 1, 0, 0, 4), utc(2026, 1, 1, 0, 0, 6)]);
+        assert_eq!(
+            c.upcoming(t, chrono_tz::UTC, 3),
+            [utc(2026, 1, 1, 0, 0, 2), utc(2026, 1, 1, 0, 0, 4), utc(2026, 1, 1, 0, 0, 6)]
+        );
         assert_eq!(c.due_from(utc(2026, 1, 1, 0, 0, 4), chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 4)));
     }
 

@@ -237,3 +237,8 @@ pub fn sync_triggers(
     }
     Ok(sync)
 }
+
+/// The triggers the workflows going in force declare, each with its workflow's name.
+pub fn declared_triggers(workflows: &[&crate::workflow::WorkflowRow]) -> Vec<(String, TriggerDef)> {
+    workflows.iter().flat_map(|w| w.triggers.iter().map(|t| (w.name.clone(), t.clone()))).collect()
+}

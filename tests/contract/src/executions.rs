@@ -65,6 +65,7 @@ pub(crate) fn new_execution(plan: &Plan, package: Uuid, at: DateTime<Utc>, key: 
         idempotency_key: key.map(str::to_owned),
         created_at: at,
         created_by: None,
+        fired: None,
     }
 }
 

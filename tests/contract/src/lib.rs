@@ -14,6 +14,7 @@
 //! - [`keys`] — the `KeyStore` contract.
 //! - [`packages`] — the `PackageStore` contract.
 //! - [`workflows`] — the `WorkflowStore` contract.
+//! - [`triggers`] — the `TriggerStore` contract.
 //! - [`tenants`] — the `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
 
 // This crate is test code compiled as a library: a failed unwrap is a failed test.
@@ -24,12 +25,14 @@ pub mod keys;
 pub mod packages;
 pub mod queue;
 pub mod tenants;
+pub mod triggers;
 pub mod workflows;
 
 use std::sync::Arc;
 
 use cloacina_domain::ports::{
-    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, WorkflowStore,
+    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, TriggerStore,
+    WorkflowStore,
 };
 
 /// Everything a storage adapter provides.
@@ -41,6 +44,7 @@ pub trait Storage:
     + PackageStore
     + ExecutionStore
     + TaskQueue
+    + TriggerStore
     + DatabaseHealth
     + 'static
 {
@@ -53,6 +57,7 @@ impl<T> Storage for T where
         + PackageStore
         + ExecutionStore
         + TaskQueue
+        + TriggerStore
         + DatabaseHealth
         + 'static
 {
@@ -115,7 +120,13 @@ macro_rules! storage_contract {
             executions::pruning_deletes_only_executions_finished_before_the_cutoff,
             executions::a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted,
             queue::no_work_means_no_tenant_is_due,
-            queue::a_batch_records_each_outcome_in_order_and_skips_stale_reports
+            queue::a_batch_records_each_outcome_in_order_and_skips_stale_reports,
+            triggers::an_uploaded_versions_triggers_are_in_force_and_a_newer_version_replaces_them,
+            triggers::a_trigger_name_belongs_to_one_package,
+            triggers::a_due_trigger_fires_once_per_scheduled_time_and_the_schedule_moves_on,
+            triggers::concurrent_passes_fire_each_scheduled_time_once,
+            triggers::overlap_skip_and_cancel_other_meet_an_unfinished_execution,
+            triggers::a_paused_workflow_counts_each_skip_and_a_paused_trigger_resumes_from_then
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

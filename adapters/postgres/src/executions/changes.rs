@@ -123,7 +123,7 @@ impl Staged {
     }
 }
 
-pub(super) async fn transition(
+pub(crate) async fn transition(
     tx: &mut PgConnection,
     id: ExecutionId,
     at: DateTime<Utc>,

@@ -9,7 +9,7 @@ use crate::db::translate;
 
 use super::*;
 
-pub(super) async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<(ExecutionCreated, bool), StoreError> {
+pub(crate) async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<(ExecutionCreated, bool), StoreError> {
     if let Some(key) = &new.idempotency_key {
         let first =
             sqlx::query(concat!("SELECT ", execution_columns!(), " FROM executions WHERE idempotency_key = $1"))
@@ -42,8 +42,8 @@ pub(super) async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<
     }
     let inserted = sqlx::query(concat!(
         "INSERT INTO executions (id, workflow, package_id, package_version, status, plan, context, origin,
-                                 idempotency_key, created_at, created_by)
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10)
+                                 idempotency_key, created_at, created_by, trigger, scheduled_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING ",
         execution_columns!()
@@ -58,6 +58,8 @@ pub(super) async fn create(tx: &mut PgConnection, new: &NewExecution) -> Result<
     .bind(&new.idempotency_key)
     .bind(new.created_at)
     .bind(new.created_by.map(|k| k.as_uuid()))
+    .bind(new.fired.as_ref().map(|f| f.trigger.as_str()))
+    .bind(new.fired.as_ref().map(|f| f.scheduled_at))
     .fetch_optional(&mut *tx)
     .await
     .map_err(translate)?;

@@ -32,16 +32,16 @@ use crate::db::translate;
 macro_rules! execution_columns {
     () => {
         "id, workflow, package_id, package_version, status, context, error, origin, idempotency_key, created_at, \
-         started_at, finished_at, created_by"
+         started_at, finished_at, created_by, trigger, scheduled_at"
     };
 }
 
-mod changes;
+pub(crate) mod changes;
 mod claim;
-mod create;
-mod queue;
+pub(crate) mod create;
+pub(crate) mod queue;
 mod record;
-mod rows;
+pub(crate) mod rows;
 
 use changes::*;
 use claim::*;
@@ -307,7 +307,7 @@ impl TaskQueue for PgDb {
         };
         let (claimed, _) = claim(&mut tx, worker, now, lease, limit, network).await?;
         let due = next_due(&mut tx).await?;
-        settle_due(&mut tx, tenant, seq, due).await?;
+        settle_due(&mut tx, DueTable::Work, tenant, seq, due).await?;
         tx.commit().await.map_err(translate)?;
         Ok(claimed)
     }

@@ -10,19 +10,53 @@ use crate::db::translate;
 
 use super::*;
 
+/// A registry table of per-tenant due times, kept with the same protocol: the engine's
+/// (`tenant_work`) or the trigger schedulers' (`trigger_due`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DueTable {
+    Work,
+    Triggers,
+}
+
+impl DueTable {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Work => "public.tenant_work",
+            Self::Triggers => "public.trigger_due",
+        }
+    }
+
+    fn channel(self) -> &'static str {
+        match self {
+            Self::Work => WORK_CHANNEL,
+            Self::Triggers => crate::triggers::TRIGGER_CHANNEL,
+        }
+    }
+}
+
 /// The end of a transaction that readied tasks due at `due`: as the login role again, lowers
 /// the tenant's due time, bumps its sequence and wakes the workers. Must come last.
-pub(super) async fn wake(tx: &mut PgConnection, tenant: &TenantName, due: DateTime<Utc>) -> Result<(), StoreError> {
+pub(crate) async fn wake(tx: &mut PgConnection, tenant: &TenantName, due: DateTime<Utc>) -> Result<(), StoreError> {
+    wake_in(tx, DueTable::Work, tenant, due).await
+}
+
+/// [`wake`] for either table.
+pub(crate) async fn wake_in(
+    tx: &mut PgConnection,
+    table: DueTable,
+    tenant: &TenantName,
+    due: DateTime<Utc>,
+) -> Result<(), StoreError> {
     // One round trip: the literals are a validated tenant name and a time we format.
     let t = literal(tenant.as_str());
     let sql = format!(
         "SET LOCAL ROLE NONE;
-         INSERT INTO public.tenant_work (tenant, due_at) VALUES ({t}, {due})
-         ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
-             seq = public.tenant_work.seq + 1;
+         INSERT INTO {table} AS d (tenant, due_at) VALUES ({t}, {due})
+         ON CONFLICT (tenant) DO UPDATE SET due_at = least(d.due_at, excluded.due_at), seq = d.seq + 1;
          SELECT pg_notify({channel}, {t});",
+        table = table.table(),
         due = time_literal(due),
-        channel = literal(WORK_CHANNEL),
+        channel = literal(table.channel()),
     );
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(translate)?;
     Ok(())
@@ -83,22 +117,23 @@ pub(super) async fn next_due(tx: &mut PgConnection) -> Result<Option<DateTime<Ut
 
 /// A claim's last step, as the login role: the tenant's exact next due time, unless a wake-up
 /// came since the claim began (then its lower time stands).
-pub(super) async fn settle_due(
+pub(crate) async fn settle_due(
     tx: &mut PgConnection,
+    table: DueTable,
     tenant: &TenantName,
     seq: Option<i64>,
     due: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
     let t = literal(tenant.as_str());
+    let table = table.table();
     let change = match (seq, due) {
-        (Some(seq), None) => format!("DELETE FROM public.tenant_work WHERE tenant = {t} AND seq = {seq}"),
+        (Some(seq), None) => format!("DELETE FROM {table} WHERE tenant = {t} AND seq = {seq}"),
         (Some(seq), Some(due)) => {
-            format!("UPDATE public.tenant_work SET due_at = {} WHERE tenant = {t} AND seq = {seq}", time_literal(due))
+            format!("UPDATE {table} SET due_at = {} WHERE tenant = {t} AND seq = {seq}", time_literal(due))
         }
         (None, Some(due)) => format!(
-            "INSERT INTO public.tenant_work (tenant, due_at) VALUES ({t}, {})
-             ON CONFLICT (tenant) DO UPDATE SET due_at = least(public.tenant_work.due_at, excluded.due_at),
-                 seq = public.tenant_work.seq + 1",
+            "INSERT INTO {table} AS d (tenant, due_at) VALUES ({t}, {})
+             ON CONFLICT (tenant) DO UPDATE SET due_at = least(d.due_at, excluded.due_at), seq = d.seq + 1",
             time_literal(due)
         ),
         (None, None) => return Ok(()),

@@ -2,7 +2,7 @@
 
 use cloacina_domain::ApiKeyId;
 use cloacina_domain::execution::{
-    EventKind, ExecutionId, ExecutionRecord, ExecutionStatus, Plan, TaskRecord, TaskStatus,
+    EventKind, ExecutionId, ExecutionRecord, ExecutionStatus, Fired, Plan, TaskRecord, TaskStatus,
 };
 use cloacina_domain::ports::StoreError;
 use serde_json::{Map, Value};
@@ -32,6 +32,10 @@ pub(super) fn execution(row: &PgRow) -> Result<ExecutionRecord, sqlx::Error> {
         started_at: row.try_get(10)?,
         finished_at: row.try_get(11)?,
         created_by: row.try_get::<Option<Uuid>, _>(12)?.map(ApiKeyId::from_uuid),
+        fired: match (row.try_get::<Option<String>, _>(13)?, row.try_get::<Option<DateTime<Utc>>, _>(14)?) {
+            (Some(trigger), Some(scheduled_at)) => Some(Fired { trigger, scheduled_at }),
+            _ => None,
+        },
     })
 }
 

@@ -129,16 +129,27 @@ pub(super) fn transition(
     command: Command,
 ) -> Result<(Transition, bool), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
-    let Some(mut loaded) = load(&tx, id)? else { return Ok((Transition::NotFound, false)) };
+    let done = transition_in(&tx, id, at, command)?;
+    tx.commit().map_err(translate)?;
+    Ok(done)
+}
+
+/// [`transition`] inside a transaction the caller commits.
+pub(crate) fn transition_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: ExecutionId,
+    at: DateTime<Utc>,
+    command: Command,
+) -> Result<(Transition, bool), StoreError> {
+    let Some(mut loaded) = load(tx, id)? else { return Ok((Transition::NotFound, false)) };
     let mut progress = loaded.progress.clone();
     let Some(settled) = loaded.plan.command(command, loaded.record.status, &mut progress) else {
         return Ok((Transition::Refused(loaded.record), false));
     };
     loaded.progress = progress;
-    write_settled(&tx, &loaded, &settled, None, at).map_err(translate)?;
-    let record = find_execution(&tx, id)
+    write_settled(tx, &loaded, &settled, None, at).map_err(translate)?;
+    let record = find_execution(tx, id)
         .map_err(translate)?
         .ok_or_else(|| StoreError::Unexpected("lost the execution".into()))?;
-    tx.commit().map_err(translate)?;
     Ok((Transition::Done(record), settled.readied()))
 }

@@ -12,6 +12,16 @@ use super::*;
 
 pub(super) fn create(conn: &mut Connection, new: &NewExecution) -> Result<(ExecutionCreated, bool), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
+    let created = create_in(&tx, new)?;
+    tx.commit().map_err(translate)?;
+    Ok(created)
+}
+
+/// [`create`] inside a transaction the caller commits (a trigger's fires commit with it).
+pub(crate) fn create_in(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewExecution,
+) -> Result<(ExecutionCreated, bool), StoreError> {
     if let Some(key) = &new.idempotency_key {
         let first = tx
             .query_row(
@@ -45,8 +55,8 @@ pub(super) fn create(conn: &mut Connection, new: &NewExecution) -> Result<(Execu
     let at = ts(new.created_at);
     tx.execute(
         "INSERT INTO executions (id, workflow, package_id, package_version, status, plan, context, origin,
-                                 idempotency_key, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?10)",
+                                 idempotency_key, created_at, created_by, trigger, scheduled_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             id,
             new.workflow,
@@ -58,6 +68,8 @@ pub(super) fn create(conn: &mut Connection, new: &NewExecution) -> Result<(Execu
             new.idempotency_key,
             at,
             new.created_by.map(|k| k.to_string()),
+            new.fired.as_ref().map(|f| f.trigger.as_str()),
+            new.fired.as_ref().map(|f| ts(f.scheduled_at)),
         ],
     )
     .map_err(translate)?;
@@ -78,10 +90,9 @@ pub(super) fn create(conn: &mut Connection, new: &NewExecution) -> Result<(Execu
         }
     }
     let created = EventDraft::created(new);
-    insert_event(&tx, new.id, new.created_at, &created).map_err(translate)?;
-    let record = find_execution(&tx, new.id)
+    insert_event(tx, new.id, new.created_at, &created).map_err(translate)?;
+    let record = find_execution(tx, new.id)
         .map_err(translate)?
         .ok_or_else(|| StoreError::Unexpected("lost the new execution".into()))?;
-    tx.commit().map_err(translate)?;
     Ok((ExecutionCreated::Created(record), readied))
 }

@@ -21,11 +21,11 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use crate::SqliteDb;
 use crate::keys::ts;
 
-mod changes;
+pub(crate) mod changes;
 mod claim;
-mod create;
+pub(crate) mod create;
 mod record;
-mod rows;
+pub(crate) mod rows;
 
 use changes::*;
 use claim::*;
@@ -34,7 +34,7 @@ use record::*;
 use rows::*;
 
 const EXECUTION_COLUMNS: &str = "id, workflow, package_id, package_version, status, context, error, origin, \
-    idempotency_key, created_at, started_at, finished_at, created_by";
+    idempotency_key, created_at, started_at, finished_at, created_by, trigger, scheduled_at";
 
 const TASK_COLUMNS: &str = "position, task_id, status, attempts, ready_at, started_at, finished_at, output, error";
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use cloacina_domain::ApiKeyId;
 use cloacina_domain::execution::{
-    EventKind, ExecutionId, ExecutionPage, ExecutionQuery, ExecutionRecord, ExecutionStatus, Plan, TaskRecord,
+    EventKind, ExecutionId, ExecutionPage, ExecutionQuery, ExecutionRecord, ExecutionStatus, Fired, Plan, TaskRecord,
     TaskStatus,
 };
 use rusqlite::types::Type;
@@ -12,25 +12,25 @@ use serde_json::{Map, Value};
 
 use super::*;
 
-pub(super) fn conv<E: std::error::Error + Send + Sync + 'static>(col: usize, e: E) -> rusqlite::Error {
+pub(crate) fn conv<E: std::error::Error + Send + Sync + 'static>(col: usize, e: E) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, Box::new(e))
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(super) struct Bad(pub(super) String);
+pub(crate) struct Bad(pub(crate) String);
 
-pub(super) fn time(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(crate) fn time(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
     row.get::<_, Option<String>>(col)?
         .map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(|e| conv(col, e)))
         .transpose()
 }
 
-pub(super) fn required_time(row: &Row<'_>, col: usize) -> rusqlite::Result<DateTime<Utc>> {
+pub(crate) fn required_time(row: &Row<'_>, col: usize) -> rusqlite::Result<DateTime<Utc>> {
     time(row, col)?.ok_or_else(|| conv(col, Bad("missing time".into())))
 }
 
-pub(super) fn object(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<Map<String, Value>>> {
+pub(crate) fn object(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<Map<String, Value>>> {
     row.get::<_, Option<String>>(col)?
         .map(|s| serde_json::from_str::<Map<String, Value>>(&s).map_err(|e| conv(col, e)))
         .transpose()
@@ -73,6 +73,10 @@ pub(super) fn execution(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
             .get::<_, Option<String>>(12)?
             .map(|s| s.parse::<ApiKeyId>().map_err(|e| conv(12, e)))
             .transpose()?,
+        fired: match (row.get::<_, Option<String>>(13)?, time(row, 14)?) {
+            (Some(trigger), Some(scheduled_at)) => Some(Fired { trigger, scheduled_at }),
+            _ => None,
+        },
     })
 }
 
