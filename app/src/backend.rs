@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
 use cloacina_domain::ports::{
-    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, WorkflowStore,
+    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, TriggerStore,
+    WorkflowStore,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
@@ -106,6 +107,7 @@ pub trait Storage:
     + PackageStore
     + ExecutionStore
     + TaskQueue
+    + TriggerStore
     + DatabaseHealth
     + 'static
 {
@@ -118,6 +120,7 @@ impl<T> Storage for T where
         + PackageStore
         + ExecutionStore
         + TaskQueue
+        + TriggerStore
         + DatabaseHealth
         + 'static
 {

@@ -22,7 +22,7 @@ use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
     Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Keys, Metrics,
-    Packages, PoolStats, Tenants, Workflows, bootstrap,
+    Packages, PoolStats, Tenants, TriggerScheduler, Triggers, Workflows, bootstrap,
 };
 use cloacina_runner::PackageCache;
 use cloacina_sqlite::SqliteLocation;
@@ -159,6 +159,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         workflows: Workflows::new(storage.clone(), storage.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), storage.clone(), Arc::new(Archives::default())),
         executions: Executions::new(deps.clone(), storage.clone(), storage.clone(), storage.clone()),
+        triggers: Triggers::new(deps.clone(), storage.clone(), storage.clone(), storage.clone(), storage.clone()),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 
@@ -171,6 +172,16 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
 
     let background =
         tokio::spawn(background_work(state.clone(), storage.clone(), args.engine.retention, stop_rx.clone()));
+    let scheduler = TriggerScheduler {
+        store: storage.clone(),
+        clock: deps.clock.clone(),
+        backstop: match &backend {
+            Backend::Postgres(_) => Duration::from_secs(30),
+            // Other processes on the same file cannot wake this one.
+            Backend::Sqlite(_) => Duration::from_secs(2),
+        },
+    };
+    let triggers = tokio::spawn(scheduler.run(stop_rx.clone()));
     let drain = Duration::from_secs(args.shutdown_timeout);
     let workers = runner.map(|runner| {
         let packages = runner.task_dir().packages();
@@ -217,6 +228,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     }
     signals.abort();
     let _ = background.await;
+    let _ = triggers.await;
     if let Some(workers) = workers {
         let _ = workers.await;
     }

@@ -152,7 +152,7 @@ fn engine(store: Arc<dyn Store>, workers: usize, nap: Duration, poll: Duration) 
 async fn unfinished(store: &dyn Store, tenant: &TenantName) -> anyhow::Result<u64> {
     let mut n = 0;
     for status in [ExecutionStatus::Pending, ExecutionStatus::Running] {
-        let q = ExecutionQuery { status: Some(status), workflow: None, limit: 1, offset: 0 };
+        let q = ExecutionQuery { status: Some(status), limit: 1, ..Default::default() };
         n += store.list_executions(tenant, &q).await?.context("tenant")?.total;
     }
     Ok(n)
@@ -470,7 +470,7 @@ pub async fn b5(o: &Options) -> anyhow::Result<String> {
         waits.push(ms(started - created));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let done = ExecutionQuery { status: Some(ExecutionStatus::Succeeded), workflow: None, limit: 1, offset: 0 };
+    let done = ExecutionQuery { status: Some(ExecutionStatus::Succeeded), limit: 1, ..Default::default() };
     let backlog = 1000 - store.list_executions(&a, &done).await?.context("tenant")?.total;
     let _ = stop_tx.send(true);
     let _ = running.await;

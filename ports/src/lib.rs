@@ -23,7 +23,9 @@ pub mod executions;
 pub mod list_keys;
 pub mod packages;
 pub mod revoke_key;
+pub mod scheduler;
 pub mod tenants;
+pub mod triggers;
 pub mod workflows;
 
 pub use authenticate::{AuthError, Authenticator};
@@ -36,7 +38,9 @@ pub use executions::{Accepted, ExecutionError, Executions};
 pub use list_keys::{KeyScope, ListKeysError};
 pub use packages::{PackageError, Packages};
 pub use revoke_key::RevokeKeyError;
+pub use scheduler::TriggerScheduler;
 pub use tenants::{DeletedTenant, TenantError, Tenants};
+pub use triggers::{TriggerDetail, TriggerError, Triggers};
 pub use workflows::{WorkflowError, Workflows};
 
 use std::sync::Arc;

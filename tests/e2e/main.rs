@@ -36,4 +36,5 @@ mod seed_001;
 mod seed_verbatim;
 mod task_network;
 mod tenant_delete;
+mod triggers;
 mod wire;

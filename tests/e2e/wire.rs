@@ -2,7 +2,7 @@
 //! reference Cloacina server has, each asserting every reference field and its JSON type, and the reference's status
 //! words, over the real binary on SQLite and on PostgreSQL. The reference's own clients read
 //! our answers only if each is a superset of its shape. A route added later that has a
-//! reference counterpart (triggers, secrets, the WebSocket ticket) joins [`rows`].
+//! reference counterpart (secrets, the WebSocket ticket) joins [`rows`].
 
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ enum Kind {
     Arr,
     /// A string or `null`.
     StrOrNull,
+    /// A number or `null`.
+    NumOrNull,
     /// Exactly this string.
     Is(&'static str),
     /// One of these strings.
@@ -30,7 +32,7 @@ enum Kind {
 const EXECUTION_STATUSES: &[&str] = &["Pending", "Running", "Completed", "Failed", "Cancelled", "Paused"];
 const TASK_STATUSES: &[&str] = &["NotStarted", "Ready", "Running", "Completed", "Failed", "Skipped", "Cancelled"];
 
-use Kind::{Arr, Bool, Is, Num, OneOf, Str, StrOrNull};
+use Kind::{Arr, Bool, Is, Num, NumOrNull, OneOf, Str, StrOrNull};
 
 /// One reference route: the request, the status it answers, the fields of its answer. A path
 /// segment `*` in a field stands for every element of an array (which must not be empty).
@@ -67,6 +69,7 @@ fn holds(value: Option<&Value>, kind: Kind) -> bool {
         (Str, Some(Value::String(_))) | (Num, Some(Value::Number(_))) | (Bool, Some(Value::Bool(_))) => true,
         (Arr, Some(Value::Array(_))) => true,
         (StrOrNull, Some(Value::String(_) | Value::Null)) => true,
+        (NumOrNull, Some(Value::Number(_) | Value::Null)) => true,
         (Is(s), Some(Value::String(v))) => v == s,
         (OneOf(words), Some(Value::String(v))) => words.contains(&v.as_str()),
         _ => false,
@@ -170,6 +173,58 @@ fn rows(t: &'static str, multi_tenant: bool, execution: &str, spare_version: &st
         200,
         &[paused, &[("/paused", Bool)]].concat(),
     ));
+    let listed: &[(&str, Kind)] = &[
+        ("/items/*/id", Str),
+        ("/items/*/schedule_type", Is("cron")),
+        ("/items/*/workflow_name", Is("wired")),
+        ("/items/*/enabled", Bool),
+        ("/items/*/cron_expression", Is("0 3 * * *")),
+        ("/items/*/trigger_name", Is("wired-nightly")),
+        ("/items/*/paused", Bool),
+        ("/items/*/paused_at", StrOrNull),
+        ("/items/*/poll_interval_ms", NumOrNull),
+        ("/items/*/next_run_at", StrOrNull),
+        ("/items/*/last_run_at", StrOrNull),
+        ("/items/*/created_at", Str),
+        ("/items/*/last_poll_at", StrOrNull),
+        ("/tenant_id", Is(t)),
+        ("/total", Num),
+    ];
+    rows.push(row(Method::GET, format!("{base}/triggers?limit=1000&offset=0"), None, 200, listed));
+    rows.push(row(
+        Method::POST,
+        format!("{base}/triggers/wired-nightly/fire"),
+        Some(json!({"event": {"by": "wire"}})),
+        200,
+        &[
+            ("/tenant_id", Is(t)),
+            ("/trigger", Is("wired-nightly")),
+            ("/fired", Bool),
+            ("/executions/*/workflow_name", Is("wired")),
+            ("/executions/*/execution_id", Str),
+        ],
+    ));
+    let inspected: &[(&str, Kind)] = &[
+        ("/schedule/id", Str),
+        ("/schedule/schedule_type", Is("cron")),
+        ("/schedule/workflow_name", Is("wired")),
+        ("/schedule/enabled", Bool),
+        ("/schedule/cron_expression", Is("0 3 * * *")),
+        ("/schedule/trigger_name", Is("wired-nightly")),
+        ("/schedule/paused", Bool),
+        ("/schedule/paused_at", StrOrNull),
+        ("/schedule/poll_interval_ms", NumOrNull),
+        ("/tenant_id", Is(t)),
+        ("/recent_executions/*/id", Str),
+        ("/recent_executions/*/scheduled_time", StrOrNull),
+        ("/recent_executions/*/started_at", Str),
+        ("/recent_executions/*/completed_at", StrOrNull),
+    ];
+    rows.push(row(Method::GET, format!("{base}/triggers/wired-nightly"), None, 200, inspected));
+    let trigger_paused: &[(&str, Kind)] =
+        &[("/tenant_id", Is(t)), ("/id", Str), ("/name", Is("wired-nightly")), ("/status", Str), ("/paused", Bool)];
+    rows.push(row(Method::POST, format!("{base}/triggers/wired-nightly/pause"), None, 200, trigger_paused));
+    rows.push(row(Method::POST, format!("{base}/triggers/wired-nightly/resume"), None, 200, trigger_paused));
     rows.push(row(
         Method::DELETE,
         format!("{base}/workflows/spare/{spare_version}"),
@@ -291,7 +346,8 @@ async fn wire_contract(
         "wired",
         "1.0.0",
         "[[workflow]]\nname = \"wired\"\n[[workflow.task]]\nid = \"first\"\ncommand = [\"true\"]\n\
-         [[workflow.task]]\nid = \"second\"\ncommand = [\"true\"]\ndepends_on = [\"first\"]\nretries = 2\n",
+         [[workflow.task]]\nid = \"second\"\ncommand = [\"true\"]\ndepends_on = [\"first\"]\nretries = 2\n\
+         [[workflow.trigger]]\nname = \"wired-nightly\"\ncron = \"0 3 * * *\"\n",
         &[],
     );
     let (status, uploaded) = upload(server, tenant, &god, &wired).await;

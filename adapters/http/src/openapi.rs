@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, whoami, workflows};
+use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, triggers, whoami, workflows};
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -65,6 +65,11 @@ pub struct StatusBody {
         execution_detail::logs,
         executions::cancel,
         executions::retry,
+        triggers::list,
+        triggers::get,
+        triggers::pause,
+        triggers::resume,
+        triggers::fire,
     ),
     modifiers(&BearerKeys, &PathRules, &LegacyKeyPaths)
 )]

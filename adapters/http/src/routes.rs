@@ -13,7 +13,7 @@ use cloacina_domain::Permission;
 
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, whoami, workflows};
+use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, triggers, whoami, workflows};
 use crate::state::AppState;
 use crate::{observe, openapi};
 
@@ -130,6 +130,17 @@ pub static ROUTES: &[RouteSpec] = &[
         Key(P::WorkflowExecute),
         handler!(executions::execute),
     ),
+    // One tenant's triggers.
+    spec(Method::GET, "/v1/tenants/{tenant}/triggers", Key(P::TriggerRead), handler!(triggers::list)),
+    spec(Method::GET, "/v1/tenants/{tenant}/triggers/{name}", Key(P::TriggerRead), handler!(triggers::get)),
+    spec(Method::POST, "/v1/tenants/{tenant}/triggers/{name}/pause", Key(P::TriggerManage), handler!(triggers::pause)),
+    spec(
+        Method::POST,
+        "/v1/tenants/{tenant}/triggers/{name}/resume",
+        Key(P::TriggerManage),
+        handler!(triggers::resume),
+    ),
+    spec(Method::POST, "/v1/tenants/{tenant}/triggers/{name}/fire", Key(P::TriggerManage), handler!(triggers::fire)),
     // One tenant's executions.
     spec(Method::GET, "/v1/tenants/{tenant}/executions", Key(P::ExecutionRead), handler!(executions::list)),
     spec(Method::GET, "/v1/tenants/{tenant}/executions/{id}", Key(P::ExecutionRead), handler!(executions::get)),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
-use cloacina_ports::{Authenticator, Executions, Keys, Metrics, Packages, Tenants, Workflows};
+use cloacina_ports::{Authenticator, Executions, Keys, Metrics, Packages, Tenants, Triggers, Workflows};
 
 use crate::auth::AuthThrottle;
 
@@ -45,6 +45,7 @@ pub struct Services {
     pub workflows: Workflows,
     pub packages: Packages,
     pub executions: Executions,
+    pub triggers: Triggers,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -60,6 +61,7 @@ pub struct Shared {
     pub workflows: Workflows,
     pub packages: Packages,
     pub executions: Executions,
+    pub triggers: Triggers,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -91,7 +93,7 @@ impl AppState {
         config: HttpConfig,
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
-        let Services { auth, keys, tenants, workflows, packages, executions } = services;
+        let Services { auth, keys, tenants, workflows, packages, executions, triggers } = services;
         Self(Arc::new(Shared {
             auth,
             keys,
@@ -99,6 +101,7 @@ impl AppState {
             workflows,
             packages,
             executions,
+            triggers,
             health,
             metrics,
             config,

@@ -163,6 +163,8 @@ pub struct TaskLog {
 pub struct ExecutionQuery {
     pub status: Option<ExecutionStatus>,
     pub workflow: Option<String>,
+    /// Only the executions this trigger started.
+    pub trigger: Option<String>,
     pub limit: u32,
     pub offset: u64,
 }

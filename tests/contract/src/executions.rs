@@ -233,6 +233,7 @@ pub async fn listing_filters_by_status_and_workflow_and_pages_newest_first_with_
     let q = |status, workflow: Option<&str>, limit, offset| ExecutionQuery {
         status,
         workflow: workflow.map(str::to_owned),
+        trigger: None,
         limit,
         offset,
     };

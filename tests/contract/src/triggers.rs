@@ -144,7 +144,11 @@ pub async fn concurrent_passes_fire_each_scheduled_time_once(store: Store) {
     let page = store
         .list_executions(
             &TenantName::public(),
-            &cloacina_domain::execution::ExecutionQuery { status: None, workflow: None, limit: 100, offset: 0 },
+            &cloacina_domain::execution::ExecutionQuery {
+                trigger: Some("every".into()),
+                limit: 100,
+                ..Default::default()
+            },
         )
         .await
         .unwrap()

@@ -128,7 +128,7 @@ pub struct ExecutionView {
     pub context: Map<String, Value>,
     /// Why it failed.
     pub error: Option<String>,
-    /// `api`, or `trigger:<name>`.
+    /// `api`, `trigger:<name>` (on schedule) or `trigger:<name>:manual` (fired by hand).
     pub origin: String,
     /// The same, under the reference server's name.
     pub trigger_origin: String,
@@ -141,6 +141,10 @@ pub struct ExecutionView {
     /// From start to finish (or to now, while it runs), in milliseconds.
     pub duration_ms: Option<i64>,
     pub created_by: Option<String>,
+    /// The trigger that started it, if one did.
+    pub trigger: Option<String>,
+    /// The scheduled time it was fired for (the time of a fire by hand).
+    pub scheduled_time: Option<String>,
 }
 
 impl ExecutionView {
@@ -164,6 +168,8 @@ impl ExecutionView {
             completed_at: e.finished_at.map(wire_time),
             duration_ms,
             created_by: e.created_by.map(|k| k.to_string()),
+            trigger: e.fired.as_ref().map(|f| f.trigger.clone()),
+            scheduled_time: e.fired.map(|f| wire_time(f.scheduled_at)),
         }
     }
 }
@@ -177,6 +183,8 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Only executions of this workflow.
     pub workflow: Option<String>,
+    /// Only executions this trigger started (on schedule or by hand).
+    pub trigger: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
@@ -222,7 +230,7 @@ pub async fn list(
     let (limit, offset) = pagination(q.limit.as_deref(), q.offset.as_deref(), DEFAULT_PAGE)?;
     let page = state
         .executions
-        .list(&caller.0, &tenant, &ExecutionQuery { status, workflow: q.workflow, limit, offset })
+        .list(&caller.0, &tenant, &ExecutionQuery { status, workflow: q.workflow, trigger: q.trigger, limit, offset })
         .await
         .map_err(from_error)?;
     Ok(Json(ExecutionList {

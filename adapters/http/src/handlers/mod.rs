@@ -16,6 +16,7 @@ pub mod health;
 pub mod keys;
 pub mod packages;
 pub mod tenants;
+pub mod triggers;
 pub mod whoami;
 pub mod workflows;
 

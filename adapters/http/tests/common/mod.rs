@@ -14,12 +14,14 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
 use cloacina_domain::ports::{
-    DatabaseHealth, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore, WorkflowStore,
+    DatabaseHealth, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore, TriggerStore,
+    WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Executions, Keys, NoMetrics, Packages, Tenants, Workflows, bootstrap,
+    Authenticator, BootstrapOutcome, Deps, Executions, Keys, NoMetrics, Packages, Tenants, Triggers, Workflows,
+    bootstrap,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
@@ -36,7 +38,15 @@ pub struct App {
 
 /// Every storage port of one backend.
 pub trait Store:
-    KeyStore + TenantDirectory + TenantStore + WorkflowStore + PackageStore + ExecutionStore + DatabaseHealth + 'static
+    KeyStore
+    + TenantDirectory
+    + TenantStore
+    + WorkflowStore
+    + PackageStore
+    + ExecutionStore
+    + TriggerStore
+    + DatabaseHealth
+    + 'static
 {
 }
 impl<T> Store for T where
@@ -46,6 +56,7 @@ impl<T> Store for T where
         + WorkflowStore
         + PackageStore
         + ExecutionStore
+        + TriggerStore
         + DatabaseHealth
         + 'static
 {
@@ -90,6 +101,7 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         workflows: Workflows::new(db.clone(), db.clone(), deps.clock.clone()),
         packages: Packages::new(deps.clone(), db.clone(), Arc::new(cloacina_archive::Archives::default())),
         executions: Executions::new(deps.clone(), db.clone(), db.clone(), db.clone()),
+        triggers: Triggers::new(deps.clone(), db.clone(), db.clone(), db.clone(), db.clone()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }

@@ -102,21 +102,30 @@ impl ExecutionStore for PgDb {
         query: &ExecutionQuery,
     ) -> Result<Option<ExecutionPage>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let filter = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow = $2)";
+        // The trigger is the last parameter of each statement.
+        let filter = |t: u8| {
+            format!(
+                "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow = $2) AND (${t}::text IS NULL OR trigger = ${t})"
+            )
+        };
         let status = query.status.map(ExecutionStatus::as_str);
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM executions WHERE {filter}")))
-            .bind(status)
-            .bind(&query.workflow)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(translate)?;
+        let total: i64 =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM executions WHERE {}", filter(3))))
+                .bind(status)
+                .bind(&query.workflow)
+                .bind(&query.trigger)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(translate)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE {} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+            filter(5)
         )))
         .bind(status)
         .bind(&query.workflow)
         .bind(i64::from(query.limit))
         .bind(i64::try_from(query.offset).unwrap_or(i64::MAX))
+        .bind(&query.trigger)
         .fetch_all(&mut *tx)
         .await
         .map_err(translate)?;

@@ -103,16 +103,23 @@ pub(super) fn find_execution(conn: &Connection, id: ExecutionId) -> rusqlite::Re
 }
 
 pub(super) fn list(conn: &Connection, q: &ExecutionQuery) -> rusqlite::Result<ExecutionPage> {
-    let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)";
+    // The trigger is the last parameter of each statement.
+    let filter = |t: u8| {
+        format!("(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) AND (?{t} IS NULL OR trigger = ?{t})")
+    };
     let status = q.status.map(ExecutionStatus::as_str);
     let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM executions WHERE {filter}"))?
-        .query_row(params![status, q.workflow], |r| r.get(0))?;
+        .prepare_cached(&format!("SELECT count(*) FROM executions WHERE {}", filter(3)))?
+        .query_row(params![status, q.workflow, q.trigger], |r| r.get(0))?;
     let executions = conn
         .prepare_cached(&format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4",
+            filter(5)
         ))?
-        .query_map(params![status, q.workflow, q.limit, i64::try_from(q.offset).unwrap_or(i64::MAX)], execution)?
+        .query_map(
+            params![status, q.workflow, q.limit, i64::try_from(q.offset).unwrap_or(i64::MAX), q.trigger],
+            execution,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ExecutionPage { executions, total: total.unsigned_abs() })
 }

@@ -1,0 +1,89 @@
+//! The trigger scheduler a server runs (docs/triggers.md): it asks which tenants have a
+//! trigger due, runs a pass over each (the store locks, the domain decides), and sleeps until
+//! the next due time, woken early when triggers change anywhere. Every replica runs one: the
+//! passes' row locks and each fire's unique key keep every scheduled time to one execution,
+//! and a replica that dies leaves nothing for the others to wait on.
+//!
+//! Idle tenants cost nothing: with nothing due, the scheduler makes one query per wake-up
+//! (at the next due time, a change, or the backstop), whatever the number of triggers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloacina_domain::ports::{Clock, TriggerStore};
+use tokio::sync::watch;
+
+/// How many triggers one pass decides at most; a tenant with more gets further passes.
+pub const PASS_LIMIT: usize = 100;
+
+/// What a scheduler needs.
+pub struct TriggerScheduler {
+    pub store: Arc<dyn TriggerStore>,
+    pub clock: Arc<dyn Clock>,
+    /// The longest it sleeps without a wake-up (a missed notification costs at most this).
+    pub backstop: Duration,
+}
+
+impl std::fmt::Debug for TriggerScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TriggerScheduler").field("backstop", &self.backstop).finish_non_exhaustive()
+    }
+}
+
+impl TriggerScheduler {
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let wait = self.once().await;
+            tokio::select! {
+                () = self.store.wait_for_triggers(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One round: every due tenant's passes. Returns how long to sleep.
+    async fn once(&self) -> Duration {
+        let now = self.clock.now();
+        let due = match self.store.due_trigger_tenants(now).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for due triggers; trying again shortly");
+                return Duration::from_secs(1);
+            }
+        };
+        for tenant in &due.tenants {
+            loop {
+                match self.store.fire_due(tenant, now, PASS_LIMIT).await {
+                    Ok(Some(pass)) => {
+                        for s in &pass.started {
+                            let late = (s.created_at - s.scheduled_at).to_std().unwrap_or_default();
+                            tracing::info!(%tenant, trigger = %s.trigger, execution = %s.execution,
+                                scheduled = %s.scheduled_at, late_ms = late.as_millis() as u64,
+                                outcome = s.outcome.as_str(), "trigger fired");
+                        }
+                        if pass.triggers < PASS_LIMIT {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(%tenant, error = %e, "trigger pass failed; trying again shortly");
+                        return Duration::from_secs(1);
+                    }
+                }
+            }
+        }
+        if !due.tenants.is_empty() {
+            // Ask again at once: the passes set each tenant's next due time.
+            return Duration::ZERO;
+        }
+        match due.next {
+            Some(next) => (next - self.clock.now()).to_std().unwrap_or_default().min(self.backstop),
+            None => self.backstop,
+        }
+    }
+}
