@@ -21,9 +21,10 @@ use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Keys, Metrics,
-    Packages, PoolStats, Tenants, TriggerScheduler, Triggers, Workflows, bootstrap,
+    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Keys, Leadership,
+    Metrics, Packages, PoolStats, SoleProcess, Tenants, TriggerScheduler, Triggers, Workflows, bootstrap,
 };
+use cloacina_postgres::PgLeaderLock;
 use cloacina_runner::PackageCache;
 use cloacina_sqlite::SqliteLocation;
 use cloacina_system::{Argon2Hasher, OsKeyGenerator, SystemClock};
@@ -170,11 +171,21 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     println!("API server is running on http://{local}\n{ENDPOINTS}");
     tracing::info!(address = %local, "API server listening");
 
-    let background =
-        tokio::spawn(background_work(state.clone(), storage.clone(), args.engine.retention, stop_rx.clone()));
+    let campaign = Leadership {
+        lock: match &backend {
+            Backend::Postgres(pg) => Arc::new(PgLeaderLock::new(pg)),
+            Backend::Sqlite(_) => Arc::new(SoleProcess),
+        },
+        metrics: deps.metrics.clone(),
+        every: cloacina_ports::leader::HOLD_EVERY,
+    };
+    let (leading, leadership) = campaign.start(stop_rx.clone());
+    let retention = Retention { keep: args.engine.retention, every: args.engine.prune_every };
+    let background = tokio::spawn(background_work(state.clone(), storage.clone(), retention, leading, stop_rx.clone()));
     let scheduler = TriggerScheduler {
         store: storage.clone(),
         clock: deps.clock.clone(),
+        metrics: deps.metrics.clone(),
         backstop: match &backend {
             Backend::Postgres(_) => Duration::from_secs(30),
             // Other processes on the same file cannot wake this one.
@@ -229,6 +240,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     signals.abort();
     let _ = background.await;
     let _ = triggers.await;
+    let _ = leadership.await;
     if let Some(workers) = workers {
         let _ = workers.await;
     }
@@ -272,19 +284,27 @@ async fn run_bootstrap(deps: &Deps, home: &Home, supplied: Option<SuppliedBootst
     Ok(())
 }
 
-/// Off the request path: writes queued `last_used_at` times, prunes the auth throttle, and
-/// (hourly, starting a minute after start-up) deletes executions finished longer than the
-/// retention ago.
+/// How long finished executions are kept, and how often the leader deletes older ones.
+#[derive(Debug, Clone, Copy)]
+struct Retention {
+    keep: Duration,
+    every: Duration,
+}
+
+/// Off the request path: writes queued `last_used_at` times and prunes the auth throttle;
+/// and, on the leader only, deletes executions finished longer than the retention ago (every
+/// `--prune-every`, the first a minute after start-up at the latest).
 async fn background_work(
     state: AppState,
     storage: Arc<dyn crate::backend::Storage>,
-    retention: Duration,
+    retention: Retention,
+    leading: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut prune =
-        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), Duration::from_secs(3600));
+    let first = tokio::time::Instant::now() + retention.every.min(Duration::from_secs(60));
+    let mut prune = tokio::time::interval_at(first, retention.every);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -295,7 +315,10 @@ async fn background_work(
                 state.throttle.prune();
             }
             _ = prune.tick() => {
-                if let Err(e) = state.executions.prune(storage.as_ref(), retention).await {
+                if !*leading.borrow() {
+                    continue;
+                }
+                if let Err(e) = state.executions.prune(storage.as_ref(), retention.keep).await {
                     tracing::warn!(error = %e, "could not prune finished executions");
                 }
             }

@@ -40,6 +40,10 @@ impl Metrics for Outcomes {
         *self.0.lock().unwrap().entry(outcome.as_str()).or_default() += 1;
     }
     fn observe_workers(&self, _: WorkerProbe) {}
+    fn trigger_fires(&self, _: cloacina_domain::trigger::FireOutcome, _: u64) {}
+    fn trigger_lateness(&self, _: f64) {}
+    fn leadership(&self, _: bool) {}
+    fn retention_pruned(&self, _: u64) {}
     fn render(&self) -> String {
         String::new()
     }

@@ -285,6 +285,7 @@ impl Executions {
                 Err(e) => tracing::warn!(tenant = %t.name, error = %e, "could not prune finished executions"),
             }
         }
+        self.deps.metrics.retention_pruned(pruned);
         if pruned > 0 {
             tracing::info!(pruned, %before, "pruned finished executions");
         }

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloacina_domain::ports::{Clock, TriggerStore};
+use cloacina_domain::ports::{Clock, Metrics, TriggerStore};
+use cloacina_domain::trigger::FireOutcome;
 use tokio::sync::watch;
 
 /// How many triggers one pass decides at most; a tenant with more gets further passes.
@@ -20,6 +21,8 @@ pub const PASS_LIMIT: usize = 100;
 pub struct TriggerScheduler {
     pub store: Arc<dyn TriggerStore>,
     pub clock: Arc<dyn Clock>,
+    /// Fires by outcome, and each started fire's lateness.
+    pub metrics: Arc<dyn Metrics>,
     /// The longest it sleeps without a wake-up (a missed notification costs at most this).
     pub backstop: Duration,
 }
@@ -59,8 +62,14 @@ impl TriggerScheduler {
             loop {
                 match self.store.fire_due(tenant, now, PASS_LIMIT).await {
                     Ok(Some(pass)) => {
+                        for outcome in FireOutcome::ALL {
+                            self.metrics.trigger_fires(outcome, pass.counts.get(outcome));
+                        }
+                        // The pass has committed: its executions exist from now.
+                        let created = self.clock.now();
                         for s in &pass.started {
-                            let late = (s.created_at - s.scheduled_at).to_std().unwrap_or_default();
+                            let late = (created - s.scheduled_at).to_std().unwrap_or_default();
+                            self.metrics.trigger_lateness(late.as_secs_f64());
                             tracing::info!(%tenant, trigger = %s.trigger, execution = %s.execution,
                                 scheduled = %s.scheduled_at, late_ms = late.as_millis() as u64,
                                 outcome = s.outcome.as_str(), "trigger fired");

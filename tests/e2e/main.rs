@@ -15,6 +15,10 @@
 //!   expiring keys' children.
 //! - [`tenant_delete`] — tenants deleted while their executions run, on PostgreSQL.
 //! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
+//! - [`triggers`] — cron triggers firing by themselves: once per scheduled time on SQLite and
+//!   with three PostgreSQL replicas, the leader killed; leader failover.
+//! - [`triggers_cli`] — `trigger list|inspect|pause|resume|fire` and `workflow inspect`'s
+//!   triggers, in every output format.
 //! - [`wire`] — the wire contract: every reference route's fields and types, on both backends.
 //! - [`schemathesis`] — the served OpenAPI document checked against the server by schemathesis.
 //! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
@@ -37,4 +41,5 @@ mod seed_verbatim;
 mod task_network;
 mod tenant_delete;
 mod triggers;
+mod triggers_cli;
 mod wire;

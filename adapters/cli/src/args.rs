@@ -97,6 +97,9 @@ pub enum Command {
     /// Follow, cancel and retry a tenant's executions
     #[command(subcommand)]
     Execution(ExecutionCommand),
+    /// A tenant's cron triggers: list, inspect, pause, resume, fire by hand
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
     /// Read and change ~/.cloacina/config.toml
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -168,6 +171,9 @@ pub struct EngineArgs {
     /// Finished executions are deleted after this long (e.g. 30d, 12h)
     #[arg(long, default_value = "30d", value_name = "DURATION", value_parser = parse_retention)]
     pub retention: std::time::Duration,
+    /// How often the leader deletes the executions past the retention (e.g. 1h, 5m)
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_prune_every)]
+    pub prune_every: std::time::Duration,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }
@@ -222,6 +228,14 @@ fn parse_cpu_time(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 24h, 30m)"))?;
     if d < std::time::Duration::from_secs(1) {
         return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+fn parse_prune_every(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 1h, 5m)"))?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(7 * 86_400) {
+        return Err("must be between 1s and 7d".into());
     }
     Ok(d)
 }
@@ -418,6 +432,9 @@ pub enum ExecutionCommand {
         /// Only executions of this workflow
         #[arg(long, value_name = "NAME")]
         workflow: Option<String>,
+        /// Only executions this trigger started (on schedule or by hand)
+        #[arg(long, value_name = "NAME")]
+        trigger: Option<String>,
         /// Page size (1 to 1000)
         #[arg(long, default_value_t = 100, value_name = "N")]
         limit: u32,
@@ -444,6 +461,32 @@ pub enum ExecutionCommand {
     Cancel { id: String },
     /// Run a failed or cancelled execution's unsuccessful tasks again
     Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// List the tenant's triggers by name, with their next and last fire
+    List {
+        /// Page size (1 to 1000)
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+        /// Triggers to skip
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        offset: u64,
+    },
+    /// Show one trigger: schedule, policies, counts, next 5 fire times, recent executions
+    Inspect { name: String },
+    /// Pause a trigger: nothing fires or is counted until it is resumed
+    Pause { name: String },
+    /// Resume a paused trigger: scheduled again from now (no catch-up of the pause)
+    Resume { name: String },
+    /// Fire a trigger now, outside its schedule: prints the new execution's id
+    Fire {
+        name: String,
+        /// Merged over the trigger's context: a JSON object, or @FILE to read one from a file
+        #[arg(long, value_name = "JSON|@FILE")]
+        event: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,11 +13,13 @@
 //! - [`packages`] — uploaded packages.
 //! - [`executions`] — executions and the engine's queue (`FOR UPDATE SKIP LOCKED`).
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
+//! - [`leader`] — the leader lock: an advisory lock on a connection of its own.
 //! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
 
 pub mod db;
 pub mod executions;
 pub mod keys;
+pub mod leader;
 pub mod listen;
 pub mod migrate;
 pub mod packages;
@@ -32,6 +34,7 @@ mod probe;
 mod tests;
 
 pub use db::{ConnectError, LoginRole, PgDb, PgSettings};
+pub use leader::PgLeaderLock;
 pub use listen::OnInvalidation;
 pub use migrate::{MigrationReport, Pending};
 

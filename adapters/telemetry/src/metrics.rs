@@ -4,7 +4,7 @@
 //! observable instruments at scrape time: the hot path pays one relaxed add. HTTP requests,
 //! whose label sets are open-ended (route × method × status), go through the SDK's counters.
 
-use cloacina_ports::{AttemptOutcome, AuthOutcome, Metrics, PoolProbe, WorkerProbe};
+use cloacina_ports::{AttemptOutcome, AuthOutcome, FireOutcome, Metrics, PoolProbe, WorkerProbe};
 use opentelemetry::KeyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -34,6 +34,13 @@ pub struct PrometheusMetrics {
     attempt_duration: Histogram<f64>,
     /// The engine's worker slots, once the server runs workers.
     workers: Arc<RwLock<Option<WorkerProbe>>>,
+    trigger_fires: Counter<u64>,
+    trigger_lateness: Histogram<f64>,
+    /// 1 while this server leads, read by the leader gauge.
+    leading: Arc<AtomicU64>,
+    leadership_changes: Counter<u64>,
+    prunes: Counter<u64>,
+    pruned: Counter<u64>,
 }
 
 /// What the authentication path counts.
@@ -88,7 +95,41 @@ impl PrometheusMetrics {
                 })
                 .build(),
         );
+        let leading = Arc::new(AtomicU64::new(0));
+        let l = leading.clone();
+        gauges.push(
+            meter
+                .u64_observable_gauge("cloacina_leader")
+                .with_description("1 while this server is the leader for singleton work, else 0")
+                .with_callback(move |o| o.observe(l.load(Ordering::Relaxed), &[]))
+                .build(),
+        );
+        let leadership_changes = meter
+            .u64_counter("cloacina_leadership_changes")
+            .with_description("Times this server became or stopped being the leader")
+            .build();
+        leadership_changes.add(0, &[]);
         Ok(Self {
+            trigger_fires: meter
+                .u64_counter("cloacina_trigger_fires")
+                .with_description("Scheduled times of triggers decided by this server, by outcome")
+                .build(),
+            trigger_lateness: meter
+                .f64_histogram("cloacina_trigger_fire_lateness")
+                .with_description("From a fire's scheduled time to its execution's creation")
+                .with_unit("s")
+                .with_boundaries(vec![0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 60.0, 600.0])
+                .build(),
+            leading,
+            leadership_changes,
+            prunes: meter
+                .u64_counter("cloacina_retention_prunes")
+                .with_description("Retention prunes this server ran (only the leader runs them)")
+                .build(),
+            pruned: meter
+                .u64_counter("cloacina_executions_pruned")
+                .with_description("Finished executions deleted by retention prunes on this server")
+                .build(),
             claimed: meter
                 .u64_counter("cloacina_tasks_claimed")
                 .with_description("Task attempts claimed by this server's workers")
@@ -241,6 +282,26 @@ impl Metrics for PrometheusMetrics {
         }
     }
 
+    fn trigger_fires(&self, outcome: FireOutcome, count: u64) {
+        if count > 0 {
+            self.trigger_fires.add(count, &[KeyValue::new("outcome", outcome.as_str())]);
+        }
+    }
+
+    fn trigger_lateness(&self, seconds: f64) {
+        self.trigger_lateness.record(seconds, &[]);
+    }
+
+    fn leadership(&self, leading: bool) {
+        self.leading.store(u64::from(leading), Ordering::Relaxed);
+        self.leadership_changes.add(1, &[]);
+    }
+
+    fn retention_pruned(&self, executions: u64) {
+        self.prunes.add(1, &[]);
+        self.pruned.add(executions, &[]);
+    }
+
     fn render(&self) -> String {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -306,5 +367,31 @@ mod tests {
         assert!(text.contains(r#"cloacina_task_duration_seconds_bucket{outcome="failed""#), "{text}");
         assert!(text.contains(r#"cloacina_worker_slots{state="busy"} 1"#), "{text}");
         assert!(text.contains(r#"cloacina_worker_slots{state="free"} 3"#), "{text}");
+    }
+
+    #[test]
+    fn trigger_fires_lateness_leadership_and_prunes_appear_in_the_exposition() {
+        let m = PrometheusMetrics::new().unwrap();
+        let text = m.render();
+        assert!(text.contains("cloacina_leader 0"), "a server starts as a follower: {text}");
+        assert!(text.contains("cloacina_leadership_changes_total 0"), "{text}");
+        m.trigger_fires(FireOutcome::Fired, 2);
+        m.trigger_fires(FireOutcome::Missed, 5);
+        m.trigger_fires(FireOutcome::SkippedPaused, 0);
+        m.trigger_lateness(0.2);
+        m.leadership(true);
+        m.retention_pruned(7);
+        let text = m.render();
+        assert!(text.contains(r#"cloacina_trigger_fires_total{outcome="fired"} 2"#), "{text}");
+        assert!(text.contains(r#"cloacina_trigger_fires_total{outcome="missed"} 5"#), "{text}");
+        assert!(!text.contains("skipped_paused"), "no count, no series: {text}");
+        assert!(text.contains(r#"cloacina_trigger_fire_lateness_seconds_bucket{le="0.25"} 1"#), "{text}");
+        assert!(text.contains("cloacina_leader 1"), "{text}");
+        assert!(text.contains("cloacina_leadership_changes_total 1"), "{text}");
+        assert!(text.contains("cloacina_retention_prunes_total 1"), "{text}");
+        assert!(text.contains("cloacina_executions_pruned_total 7"), "{text}");
+        m.leadership(false);
+        let text = m.render();
+        assert!(text.contains("cloacina_leader 0") && text.contains("cloacina_leadership_changes_total 2"), "{text}");
     }
 }

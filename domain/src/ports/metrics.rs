@@ -1,6 +1,8 @@
 //! The metrics port: what the server counts. The telemetry adapter implements it with
 //! opentelemetry-prometheus.
 
+use crate::trigger::FireOutcome;
+
 /// How an authentication attempt ended: a closed set, so the metric's cardinality is bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthOutcome {
@@ -110,6 +112,15 @@ pub trait Metrics: Send + Sync {
     fn task_attempt(&self, outcome: AttemptOutcome, seconds: f64);
     /// From now on, report the engine's worker slots that `probe` reads: (busy, all).
     fn observe_workers(&self, probe: WorkerProbe);
+    /// `count` scheduled times of triggers ended as `outcome` (one scheduler pass's counts).
+    fn trigger_fires(&self, outcome: FireOutcome, count: u64);
+    /// One fired execution was created `seconds` after its scheduled time.
+    fn trigger_lateness(&self, seconds: f64);
+    /// This server became the leader (`true`) or stopped being it (`false`): the leader
+    /// gauge follows, and one leadership change is counted.
+    fn leadership(&self, leading: bool);
+    /// The leader ran one retention prune, deleting `executions`.
+    fn retention_pruned(&self, executions: u64);
     /// The Prometheus text exposition of everything counted so far.
     fn render(&self) -> String;
 }
@@ -127,6 +138,10 @@ impl Metrics for NoMetrics {
     fn tasks_claimed(&self, _: u64, _: f64) {}
     fn task_attempt(&self, _: AttemptOutcome, _: f64) {}
     fn observe_workers(&self, _: WorkerProbe) {}
+    fn trigger_fires(&self, _: FireOutcome, _: u64) {}
+    fn trigger_lateness(&self, _: f64) {}
+    fn leadership(&self, _: bool) {}
+    fn retention_pruned(&self, _: u64) {}
     fn render(&self) -> String {
         String::new()
     }

@@ -12,6 +12,7 @@
 //! - [`packages`] — [`PackageStore`].
 //! - [`executions`] — [`ExecutionStore`].
 //! - [`triggers`] — [`TriggerStore`]: triggers and the scheduler's passes.
+//! - [`leader`] — [`LeaderLock`]: one leader for singleton work.
 //! - [`metrics`] — [`Metrics`] and the closed label sets it counts by.
 //! - [`engine`] — [`TaskQueue`], [`PackageFiles`], [`TaskRunner`] and what they exchange.
 //! - [`system`] — [`Clock`], [`KeyGenerator`], [`SecretHasher`].
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod executions;
 pub mod keys;
+pub mod leader;
 pub mod metrics;
 pub mod packages;
 pub mod system;
@@ -33,6 +35,7 @@ pub use engine::*;
 pub use error::*;
 pub use executions::*;
 pub use keys::*;
+pub use leader::*;
 pub use metrics::*;
 pub use packages::*;
 pub use system::*;

@@ -24,13 +24,16 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
     let tenant = ctx.tenant(&client).await?;
     let base = format!("/v1/tenants/{tenant}/executions");
     match cmd {
-        ExecutionCommand::List { status, workflow, limit, offset } => {
+        ExecutionCommand::List { status, workflow, trigger, limit, offset } => {
             let mut query = format!("?limit={limit}&offset={offset}");
             if let Some(s) = status {
                 query.push_str(&format!("&status={}", segment(&s)?));
             }
             if let Some(w) = workflow {
                 query.push_str(&format!("&workflow={}", segment(&w)?));
+            }
+            if let Some(t) = trigger {
+                query.push_str(&format!("&trigger={}", segment(&t)?));
             }
             let page = client.call(Method::GET, &format!("{base}{query}"), None::<&()>).await?;
             let rows = items(&page);

@@ -6,6 +6,7 @@
 //! - [`package`] — `package new|pack|validate` (offline), `package upload|list`.
 //! - [`tenant`] — `tenant create|list|get|delete`.
 //! - [`workflow`] — `workflow list|inspect|pause|resume|run`.
+//! - [`trigger`] — `trigger list|inspect|pause|resume|fire`.
 //! - [`execution`] — `execution list|status|tasks|events|logs|watch|cancel|retry`.
 
 pub mod config;
@@ -13,6 +14,7 @@ pub mod execution;
 pub mod key;
 pub mod package;
 pub mod tenant;
+pub mod trigger;
 pub mod workflow;
 
 use clap::CommandFactory;
@@ -40,5 +42,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Tenant(cmd) => tenant::run(&Context::load(cli.globals)?, cmd).await,
         Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
         Command::Execution(cmd) => execution::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Trigger(cmd) => trigger::run(&Context::load(cli.globals)?, cmd).await,
     }
 }

@@ -1,4 +1,4 @@
-//! `workflow list|inspect|pause|resume|run`.
+//! `workflow list|inspect|pause|resume|run`; `inspect` lists the workflow's triggers too.
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -44,14 +44,18 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
             )
         }
         WorkflowCommand::Inspect { name } => {
-            let w = client.call(Method::GET, &format!("{base}/{}", segment(&name)?), None::<&()>).await?;
+            let mut w = client.call(Method::GET, &format!("{base}/{}", segment(&name)?), None::<&()>).await?;
+            let triggers = super::trigger::of_workflow(&client, tenant.as_str(), &name).await?;
+            if let Value::Object(m) = &mut w {
+                m.insert("triggers".into(), Value::Array(triggers));
+            }
             emit(format, &w, || detail(&w), || vec![text(&w, "name")])
         }
         WorkflowCommand::Pause { name } => set_paused(ctx, &client, &base, &name, "pause").await,
         WorkflowCommand::Resume { name } => set_paused(ctx, &client, &base, &name, "resume").await,
         WorkflowCommand::Run { name, context, wait, wait_timeout, idempotency_key } => {
             let context = match context {
-                Some(c) => read_context(&c)?,
+                Some(c) => read_json_object("--context", &c)?,
                 None => Value::Object(Map::new()),
             };
             let headers: Vec<(&str, &str)> =
@@ -81,19 +85,22 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
     }
 }
 
-/// `--context`: a JSON object, or `@FILE` holding one.
-fn read_context(arg: &str) -> Result<Value, CliError> {
+/// A JSON-object flag (`--context`, `--event`): the object itself, or `@FILE` holding one.
+///
+/// # Errors
+/// [`CliError::Usage`] naming the flag when the file cannot be read or holds no object.
+pub fn read_json_object(flag: &str, arg: &str) -> Result<Value, CliError> {
     let (text, from) = match arg.strip_prefix('@') {
         Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| CliError::Local(format!("cannot read {path}: {e}")))?,
+            std::fs::read_to_string(path).map_err(|e| CliError::Local(format!("{flag}: cannot read {path}: {e}")))?,
             format!("{path}: "),
         ),
         None => (arg.to_owned(), String::new()),
     };
     match serde_json::from_str::<Value>(&text) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(CliError::Usage(format!("--context: {from}must be a JSON object"))),
-        Err(e) => Err(CliError::Usage(format!("--context: {from}not JSON: {e}"))),
+        Ok(_) => Err(CliError::Usage(format!("{flag}: {from}must be a JSON object"))),
+        Err(e) => Err(CliError::Usage(format!("{flag}: {from}not JSON: {e}"))),
     }
 }
 
@@ -111,6 +118,19 @@ async fn set_paused(
 
 fn detail(w: &Value) -> String {
     let tasks: Vec<&str> = w["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let triggers: Vec<String> = w["triggers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let when = if t["paused"] == Value::Bool(true) {
+                "paused".to_owned()
+            } else {
+                format!("next {}", text(t, "next_run_at"))
+            };
+            format!("{} ({}, {}): {when}", text(t, "name"), text(t, "cron_expression"), text(t, "timezone"))
+        })
+        .collect();
     [
         format!("workflow     {}", text(w, "name")),
         format!("tenant       {}", text(w, "tenant_id")),
@@ -118,6 +138,10 @@ fn detail(w: &Value) -> String {
         format!("description  {}", text(w, "description")),
         format!("tasks        {}", tasks.join(" → ")),
         format!("paused       {}", text(w, "paused")),
+        format!(
+            "triggers     {}",
+            if triggers.is_empty() { "none".to_owned() } else { triggers.join("\n             ") }
+        ),
         format!("updated      {}", text(w, "updated_at")),
     ]
     .join("\n")
