@@ -15,6 +15,8 @@
 //!   expiring keys' children.
 //! - [`tenant_delete`] — tenants deleted while their executions run, on PostgreSQL.
 //! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
+//! - [`trigger_policies`] — `catchup` after every server was down, `overlap` against a task
+//!   that outlives its interval, on both backends.
 //! - [`triggers`] — cron triggers firing by themselves: once per scheduled time on SQLite and
 //!   with three PostgreSQL replicas, the leader killed; leader failover.
 //! - [`triggers_cli`] — `trigger list|inspect|pause|resume|fire` and `workflow inspect`'s
@@ -40,6 +42,7 @@ mod seed_001;
 mod seed_verbatim;
 mod task_network;
 mod tenant_delete;
+mod trigger_policies;
 mod triggers;
 mod triggers_cli;
 mod wire;
