@@ -10,10 +10,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{Command, ExecutionCreated, ExecutionId};
-use cloacina_domain::package::{Manifest, PackageConflict};
+use cloacina_domain::package::PackageConflict;
 use cloacina_domain::ports::{DueWork, FirePass, Lookup, StartedFire, StoreError, TriggerPage, TriggerStore};
 use cloacina_domain::trigger::{
-    FireCounts, FireKind, TriggerDef, TriggerRecord, TriggerSync, declared_triggers, execution_for, sync_triggers,
+    FireCounts, StoredVersion, TriggerDef, TriggerRecord, TriggerSync, declared_triggers, scheduled_executions,
+    sync_triggers,
 };
 use cloacina_domain::workflow::WorkflowRow;
 use serde_json::{Map, Value};
@@ -190,7 +191,11 @@ async fn decide(
             .fetch_optional(&mut *tx)
             .await
             .map_err(translate)?;
-    let Some((paused, package, version)) = workflow else { return Ok(false) };
+    let Some((paused, package, version)) = workflow else {
+        tracing::warn!(trigger = t.name(), workflow = %t.workflow, "a due trigger's workflow is gone; it stops");
+        write(tx, &t.without_workflow(now)).await?;
+        return Ok(false);
+    };
     let unfinished: Vec<Uuid> =
         sqlx::query_scalar("SELECT id FROM executions WHERE trigger = $1 AND status IN ('pending', 'running')")
             .bind(t.name())
@@ -206,31 +211,19 @@ async fn decide(
         }
     }
     if !plan.start.is_empty() {
-        let (package_id, text): (Uuid, String) =
+        let (package_id, manifest): (Uuid, String) =
             sqlx::query_as("SELECT id, manifest FROM packages WHERE name = $1 AND version = $2")
                 .bind(&package)
                 .bind(&version)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(translate)?;
-        let manifest = Manifest::parse(&text)
-            .map_err(|e| StoreError::Unexpected(format!("stored manifest of {package} {version}: {e}")))?;
-        let def = manifest
-            .workflows
-            .iter()
-            .find(|w| w.name.as_str() == t.workflow)
-            .ok_or_else(|| StoreError::Unexpected(format!("{package} {version} lost workflow {}", t.workflow)))?;
-        for fire in &plan.start {
-            let new = execution_for(&t, fire.scheduled_at, FireKind::Scheduled, def, package_id, &version, now);
-            if let (ExecutionCreated::Created(e), r) = create(tx, &new).await? {
+        let stored = StoredVersion { package: &package, package_id, version: &version, manifest: &manifest };
+        let news = scheduled_executions(&t, &plan.start, stored, now).map_err(StoreError::Unexpected)?;
+        for (fire, new) in plan.start.iter().zip(&news) {
+            if let (ExecutionCreated::Created(e), r) = create(tx, new).await? {
                 readied |= r;
-                out.started.push(StartedFire {
-                    trigger: t.name().to_owned(),
-                    execution: e.id,
-                    scheduled_at: fire.scheduled_at,
-                    outcome: fire.outcome,
-                    created_at: now,
-                });
+                out.started.push(StartedFire::new(&t, e.id, fire, now));
             }
         }
     }

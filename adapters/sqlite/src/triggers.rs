@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{Command, ExecutionCreated, ExecutionId};
-use cloacina_domain::package::{Manifest, PackageConflict};
+use cloacina_domain::package::PackageConflict;
 use cloacina_domain::ports::{DueWork, FirePass, Lookup, StartedFire, StoreError, TriggerPage, TriggerStore};
 use cloacina_domain::trigger::{
-    FireCounts, FireKind, TriggerDef, TriggerRecord, TriggerSync, declared_triggers, execution_for, sync_triggers,
+    FireCounts, StoredVersion, TriggerDef, TriggerRecord, TriggerSync, declared_triggers, scheduled_executions,
+    sync_triggers,
 };
 use cloacina_domain::workflow::WorkflowRow;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -175,7 +176,11 @@ fn pass(conn: &mut Connection, now: DateTime<Utc>, limit: usize) -> Result<(Fire
             })
             .optional()
             .map_err(translate)?;
-        let Some((paused, package, version)) = workflow else { continue };
+        let Some((paused, package, version)) = workflow else {
+            tracing::warn!(trigger = t.name(), workflow = %t.workflow, "a due trigger's workflow is gone; it stops");
+            write(&tx, &t.without_workflow(now)).map_err(translate)?;
+            continue;
+        };
         let unfinished: Vec<String> = tx
             .prepare_cached("SELECT id FROM executions WHERE trigger = ?1 AND status IN ('pending', 'running')")
             .and_then(|mut s| s.query_map([t.name()], |r| r.get(0))?.collect())
@@ -190,31 +195,20 @@ fn pass(conn: &mut Connection, now: DateTime<Utc>, limit: usize) -> Result<(Fire
             }
         }
         if !plan.start.is_empty() {
-            let (package_id, text): (String, String) = tx
+            let (package_id, manifest): (String, String) = tx
                 .query_row(
                     "SELECT id, manifest FROM packages WHERE name = ?1 AND version = ?2",
                     params![package, version],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(translate)?;
-            let manifest = Manifest::parse(&text)
-                .map_err(|e| StoreError::Unexpected(format!("stored manifest of {package} {version}: {e}")))?;
-            let def =
-                manifest.workflows.iter().find(|w| w.name.as_str() == t.workflow).ok_or_else(|| {
-                    StoreError::Unexpected(format!("{package} {version} lost workflow {}", t.workflow))
-                })?;
             let package_id = package_id.parse().map_err(|e| StoreError::Unexpected(format!("bad package id: {e}")))?;
-            for fire in &plan.start {
-                let new = execution_for(&t, fire.scheduled_at, FireKind::Scheduled, def, package_id, &version, now);
-                if let (ExecutionCreated::Created(e), r) = create_in(&tx, &new)? {
+            let stored = StoredVersion { package: &package, package_id, version: &version, manifest: &manifest };
+            let news = scheduled_executions(&t, &plan.start, stored, now).map_err(StoreError::Unexpected)?;
+            for (fire, new) in plan.start.iter().zip(&news) {
+                if let (ExecutionCreated::Created(e), r) = create_in(&tx, new)? {
                     readied |= r;
-                    out.started.push(StartedFire {
-                        trigger: t.name().to_owned(),
-                        execution: e.id,
-                        scheduled_at: fire.scheduled_at,
-                        outcome: fire.outcome,
-                        created_at: now,
-                    });
+                    out.started.push(StartedFire::new(&t, e.id, fire, now));
                 }
             }
         }

@@ -27,6 +27,19 @@ pub struct StartedFire {
     pub created_at: DateTime<Utc>,
 }
 
+impl StartedFire {
+    /// The execution `id` a pass created at `now` for `fire` of `trigger`.
+    pub fn new(trigger: &TriggerRecord, id: ExecutionId, fire: &crate::trigger::Fire, now: DateTime<Utc>) -> Self {
+        Self {
+            trigger: trigger.name().to_owned(),
+            execution: id,
+            scheduled_at: fire.scheduled_at,
+            outcome: fire.outcome,
+            created_at: now,
+        }
+    }
+}
+
 /// What one pass over a tenant's due triggers did.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FirePass {

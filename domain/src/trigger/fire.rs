@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{RESERVED_KEY_PREFIX, TriggerRecord};
+use super::{Fire, RESERVED_KEY_PREFIX, TriggerRecord};
 use crate::execution::{ExecutionId, Fired, NewExecution, Plan};
-use crate::package::WorkflowDef;
+use crate::package::{Manifest, WorkflowDef};
 
 /// The idempotency key of a scheduled fire: one execution per (trigger, scheduled time).
 pub fn fire_key(trigger: &str, scheduled_at: DateTime<Utc>) -> String {
@@ -69,5 +69,112 @@ pub fn execution_for(
         created_at: now,
         created_by: None,
         fired: Some(Fired { trigger: name.to_owned(), scheduled_at }),
+    }
+}
+
+/// The package version a trigger's workflow is in force at, as the store holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredVersion<'a> {
+    pub package: &'a str,
+    pub package_id: Uuid,
+    pub version: &'a str,
+    /// The version's `package.toml`, as stored.
+    pub manifest: &'a str,
+}
+
+/// The executions a scheduler pass starts for `fires` (in their order), each built from the
+/// trigger's workflow as the stored manifest defines it.
+///
+/// # Errors
+/// A message when the stored manifest no longer reads or lacks the workflow: the store is
+/// corrupt, and the pass must not commit.
+pub fn scheduled_executions(
+    trigger: &TriggerRecord,
+    fires: &[Fire],
+    stored: StoredVersion<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewExecution>, String> {
+    if fires.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (package, version) = (stored.package, stored.version);
+    let manifest =
+        Manifest::parse(stored.manifest).map_err(|e| format!("stored manifest of {package} {version}: {e}"))?;
+    let def = manifest
+        .workflows
+        .iter()
+        .find(|w| w.name.as_str() == trigger.workflow)
+        .ok_or_else(|| format!("{package} {version} lost workflow {}", trigger.workflow))?;
+    Ok(fires
+        .iter()
+        .map(|f| execution_for(trigger, f.scheduled_at, FireKind::Scheduled, def, stored.package_id, version, now))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::package::WorkflowName;
+    use crate::trigger::{Catchup, CronExpr, FireOutcome, Overlap, TriggerDef};
+
+    const MANIFEST: &str = r#"
+[package]
+name = "pkg"
+version = "1.2.0"
+[[workflow]]
+name = "wf"
+[[workflow.task]]
+id = "one"
+command = ["true"]
+"#;
+
+    fn trigger(workflow: &str) -> TriggerRecord {
+        let def = TriggerDef {
+            name: WorkflowName::parse("nightly").unwrap(),
+            cron: CronExpr::parse("0 3 * * *").unwrap(),
+            timezone: chrono_tz::UTC,
+            catchup: Catchup::Latest,
+            catchup_window: std::time::Duration::from_secs(3600),
+            overlap: Overlap::Skip,
+            context: serde_json::Map::from_iter([("region".to_owned(), Value::from("eu"))]),
+        };
+        TriggerRecord::new(def, workflow, "pkg", Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap())
+    }
+
+    fn stored(manifest: &str) -> StoredVersion<'_> {
+        StoredVersion { package: "pkg", package_id: Uuid::from_u128(7), version: "1.2.0", manifest }
+    }
+
+    #[test]
+    fn each_fire_becomes_the_stored_workflow_keyed_by_its_scheduled_time() {
+        let (a, b) =
+            (Utc.with_ymd_and_hms(2026, 6, 1, 3, 0, 0).unwrap(), Utc.with_ymd_and_hms(2026, 6, 2, 3, 0, 0).unwrap());
+        let fires = [
+            Fire { scheduled_at: a, outcome: FireOutcome::CaughtUp },
+            Fire { scheduled_at: b, outcome: FireOutcome::Fired },
+        ];
+        let now = b + chrono::Duration::milliseconds(20);
+        let news = scheduled_executions(&trigger("wf"), &fires, stored(MANIFEST), now).unwrap();
+        assert_eq!(news.len(), 2);
+        assert_eq!(news[0].idempotency_key.as_deref(), Some(fire_key("nightly", a).as_str()));
+        assert_eq!(news[1].fired.as_ref().map(|f| f.scheduled_at), Some(b));
+        assert_eq!((news[1].workflow.as_str(), news[1].package_version.as_str()), ("wf", "1.2.0"));
+        assert_eq!(news[1].package_id, Uuid::from_u128(7));
+        assert_eq!(news[1].origin, "trigger:nightly");
+        assert_eq!(news[1].context["region"], "eu");
+        let again = scheduled_executions(&trigger("wf"), &fires, stored(MANIFEST), now).unwrap();
+        assert_eq!(again[0].id, news[0].id, "the id follows from the key: a second pass cannot make another");
+        assert_ne!(news[0].id, news[1].id);
+    }
+
+    #[test]
+    fn a_stored_manifest_without_the_workflow_is_an_error_and_no_fire_needs_none() {
+        let fires = [Fire { scheduled_at: Utc::now(), outcome: FireOutcome::Fired }];
+        let e = scheduled_executions(&trigger("gone"), &fires, stored(MANIFEST), Utc::now()).unwrap_err();
+        assert!(e.contains("lost workflow gone"), "{e}");
+        assert!(scheduled_executions(&trigger("wf"), &fires, stored("not toml ["), Utc::now()).is_err());
+        assert_eq!(scheduled_executions(&trigger("gone"), &[], stored("not toml ["), Utc::now()).unwrap().len(), 0);
     }
 }

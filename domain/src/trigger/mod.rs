@@ -18,7 +18,7 @@ pub mod stored;
 pub mod tick;
 
 pub use def::TriggerDef;
-pub use fire::{FireKind, execution_for, fire_key, origin};
+pub use fire::{FireKind, StoredVersion, execution_for, fire_key, origin, scheduled_executions};
 pub use policy::{Catchup, Overlap};
 pub use schedule::CronExpr;
 pub use stored::{FireCounts, FireOutcome, TriggerRecord, TriggerSync, TriggerWrite, declared_triggers, sync_triggers};

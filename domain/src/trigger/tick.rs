@@ -155,6 +155,18 @@ impl TriggerRecord {
     }
 }
 
+impl TriggerRecord {
+    /// The trigger as written back when a pass finds its workflow gone: nothing due, so no
+    /// scheduler comes back for it (a new version of its package schedules it again).
+    pub fn without_workflow(&self, now: DateTime<Utc>) -> TriggerRecord {
+        let mut t = self.clone();
+        t.next_fire_at = None;
+        t.buffered_at = None;
+        t.updated_at = now;
+        t
+    }
+}
+
 fn finish(
     mut t: TriggerRecord,
     now: DateTime<Utc>,

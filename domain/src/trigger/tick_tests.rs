@@ -192,3 +192,14 @@ fn putting_triggers_in_force_keeps_their_state_reschedules_a_changed_one_and_ref
     let lenient = sync_triggers("other", &same, &stored, now, false).unwrap();
     assert_eq!((lenient.writes.len(), lenient.delete.len()), (0, 0));
 }
+
+#[test]
+fn a_trigger_whose_workflow_is_gone_is_written_back_with_nothing_due() {
+    let mut t = minutely(Catchup::Latest, Overlap::BufferOne);
+    t.buffered_at = Some(at(9, 59, 0));
+    assert!(t.due_at().is_some());
+    let stopped = t.without_workflow(at(10, 0, 5));
+    assert_eq!((stopped.due_at(), stopped.next_fire_at, stopped.buffered_at), (None, None, None));
+    assert_eq!(stopped.counts, t.counts, "its counts stay");
+    assert_eq!(stopped.updated_at, at(10, 0, 5));
+}
