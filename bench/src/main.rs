@@ -1,7 +1,7 @@
 //! Cloacina's benchmarks (docs/benchmarks.md). Run on demand, never in CI:
 //!
 //! ```text
-//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b10] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N]
+//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b10] [b11] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N]
 //! ```
 //!
 //! The bench builds the release `cloacinactl`, starts it on a free port in a throwaway home,
@@ -18,6 +18,7 @@
 //! - [`postgres`]: B1 on PostgreSQL (`b1pg`), B4 with B6 on PostgreSQL (`b4`).
 //! - [`engine`]: B3 (engine on PostgreSQL against pgbench), B5 (noisy neighbour), B9 (engine on SQLite).
 //! - [`sandbox`]: B10, what the task sandbox adds to an attempt.
+//! - [`triggers`]: B11, 10,000 minutely cron triggers over 1,000 tenants on PostgreSQL.
 
 mod cases;
 mod engine;
@@ -26,6 +27,7 @@ mod postgres;
 mod procs;
 mod report;
 mod sandbox;
+mod triggers;
 
 use std::time::Duration;
 
@@ -67,10 +69,12 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--runs" => o.runs = usize::try_from(number("--runs")?)?,
             "--connections" => o.connections = usize::try_from(number("--connections")?)?,
             "--pool" => o.pool = u32::try_from(number("--pool")?)?,
-            "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" | "b3" | "b5" | "b7" | "b9" | "b10" => o.cases.push(a.clone()),
+            "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" | "b3" | "b5" | "b7" | "b9" | "b10" | "b11" => {
+                o.cases.push(a.clone())
+            }
             other => {
                 bail!(
-                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b1pg --seconds N --runs N --connections N --pool N"
+                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b1pg --seconds N --runs N --connections N --pool N"
                 )
             }
         }
@@ -97,6 +101,7 @@ async fn run(options: Options, args: Vec<String>) -> anyhow::Result<()> {
             "b9" => vec![engine::b9(&options).await?],
             "b7" => vec![cases::b7(&binary, &options).await?],
             "b10" => vec![sandbox::b10(&options).await?],
+            "b11" => vec![triggers::b11(&binary, &options).await?],
             _ => unreachable!("parse accepts only known cases"),
         };
         for section in produced {

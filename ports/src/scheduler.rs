@@ -10,12 +10,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloacina_domain::ports::{Clock, Metrics, TriggerStore};
+use cloacina_domain::TenantName;
+use cloacina_domain::ports::{Clock, Metrics, StoreError, TriggerStore};
 use cloacina_domain::trigger::FireOutcome;
+use futures::StreamExt as _;
 use tokio::sync::watch;
 
 /// How many triggers one pass decides at most; a tenant with more gets further passes.
 pub const PASS_LIMIT: usize = 100;
+/// How many tenants' passes run at once (each holds one database connection).
+pub const PASS_CONCURRENCY: usize = 4;
 
 /// What a scheduler needs.
 pub struct TriggerScheduler {
@@ -34,6 +38,27 @@ impl std::fmt::Debug for TriggerScheduler {
 }
 
 impl TriggerScheduler {
+    /// A tenant's passes until none is full, each deciding at the time it starts.
+    async fn tenant_passes(&self, tenant: &TenantName) -> Result<(), StoreError> {
+        loop {
+            let Some(pass) = self.store.fire_due(tenant, self.clock.now(), PASS_LIMIT).await? else { return Ok(()) };
+            for outcome in FireOutcome::ALL {
+                self.metrics.trigger_fires(outcome, pass.counts.get(outcome));
+            }
+            // The pass has committed: its executions exist from now.
+            let created = self.clock.now();
+            for s in &pass.started {
+                let late = (created - s.scheduled_at).to_std().unwrap_or_default();
+                self.metrics.trigger_lateness(late.as_secs_f64());
+                tracing::debug!(%tenant, trigger = %s.trigger, execution = %s.execution, scheduled = %s.scheduled_at,
+                    late_ms = late.as_millis() as u64, outcome = s.outcome.as_str(), "trigger fired");
+            }
+            if pass.triggers < PASS_LIMIT {
+                return Ok(());
+            }
+        }
+    }
+
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
@@ -48,43 +73,30 @@ impl TriggerScheduler {
         }
     }
 
-    /// One round: every due tenant's passes. Returns how long to sleep.
+    /// One round: every due tenant's passes, [`PASS_CONCURRENCY`] tenants at a time. Returns
+    /// how long to sleep.
     async fn once(&self) -> Duration {
-        let now = self.clock.now();
-        let due = match self.store.due_trigger_tenants(now).await {
+        let due = match self.store.due_trigger_tenants(self.clock.now()).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "could not look for due triggers; trying again shortly");
                 return Duration::from_secs(1);
             }
         };
-        for tenant in &due.tenants {
-            loop {
-                match self.store.fire_due(tenant, now, PASS_LIMIT).await {
-                    Ok(Some(pass)) => {
-                        for outcome in FireOutcome::ALL {
-                            self.metrics.trigger_fires(outcome, pass.counts.get(outcome));
-                        }
-                        // The pass has committed: its executions exist from now.
-                        let created = self.clock.now();
-                        for s in &pass.started {
-                            let late = (created - s.scheduled_at).to_std().unwrap_or_default();
-                            self.metrics.trigger_lateness(late.as_secs_f64());
-                            tracing::info!(%tenant, trigger = %s.trigger, execution = %s.execution,
-                                scheduled = %s.scheduled_at, late_ms = late.as_millis() as u64,
-                                outcome = s.outcome.as_str(), "trigger fired");
-                        }
-                        if pass.triggers < PASS_LIMIT {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        futures::stream::iter(&due.tenants)
+            .for_each_concurrent(PASS_CONCURRENCY, |tenant| {
+                let failed = &failed;
+                async move {
+                    if let Err(e) = self.tenant_passes(tenant).await {
                         tracing::warn!(%tenant, error = %e, "trigger pass failed; trying again shortly");
-                        return Duration::from_secs(1);
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
-            }
+            })
+            .await;
+        if failed.into_inner() {
+            return Duration::from_secs(1);
         }
         if !due.tenants.is_empty() {
             // Ask again at once: the passes set each tenant's next due time.
