@@ -2,6 +2,7 @@
 //! passes (docs/triggers.md). Every decision is the domain's (`TriggerRecord::tick`,
 //! `sync_triggers`); this file loads, locks (the one writer) and writes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -169,6 +170,8 @@ fn pass(conn: &mut Connection, now: DateTime<Utc>, limit: usize) -> Result<(Fire
         .map_err(translate)?;
     let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
     let mut readied = false;
+    // Each package version read once per pass, however many of its triggers fire.
+    let mut versions: HashMap<(String, String), StoredVersion> = HashMap::new();
     for t in due {
         let workflow: Option<(bool, String, String)> = tx
             .query_row("SELECT paused, package_name, version FROM workflows WHERE name = ?1", [&t.workflow], |r| {
@@ -195,16 +198,22 @@ fn pass(conn: &mut Connection, now: DateTime<Utc>, limit: usize) -> Result<(Fire
             }
         }
         if !plan.start.is_empty() {
-            let (package_id, manifest): (String, String) = tx
-                .query_row(
-                    "SELECT id, manifest FROM packages WHERE name = ?1 AND version = ?2",
-                    params![package, version],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(translate)?;
-            let package_id = package_id.parse().map_err(|e| StoreError::Unexpected(format!("bad package id: {e}")))?;
-            let stored = StoredVersion { package: &package, package_id, version: &version, manifest: &manifest };
-            let news = scheduled_executions(&t, &plan.start, stored, now).map_err(StoreError::Unexpected)?;
+            let key = (package, version);
+            if !versions.contains_key(&key) {
+                let (package_id, manifest): (String, String) = tx
+                    .query_row(
+                        "SELECT id, manifest FROM packages WHERE name = ?1 AND version = ?2",
+                        params![key.0, key.1],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(translate)?;
+                let package_id =
+                    package_id.parse().map_err(|e| StoreError::Unexpected(format!("bad package id: {e}")))?;
+                let stored =
+                    StoredVersion::read(&key.0, package_id, &key.1, &manifest).map_err(StoreError::Unexpected)?;
+                versions.insert(key.clone(), stored);
+            }
+            let news = scheduled_executions(&t, &plan.start, &versions[&key], now).map_err(StoreError::Unexpected)?;
             for (fire, new) in plan.start.iter().zip(&news) {
                 if let (ExecutionCreated::Created(e), r) = create_in(&tx, new)? {
                     readied |= r;

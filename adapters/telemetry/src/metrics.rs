@@ -118,7 +118,10 @@ impl PrometheusMetrics {
                 .f64_histogram("cloacina_trigger_fire_lateness")
                 .with_description("From a fire's scheduled time to its execution's creation")
                 .with_unit("s")
-                .with_boundaries(vec![0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 60.0, 600.0])
+                .with_boundaries(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0,
+                    30.0, 60.0, 300.0,
+                ])
                 .build(),
             leading,
             leadership_changes,

@@ -72,42 +72,53 @@ pub fn execution_for(
     }
 }
 
-/// The package version a trigger's workflow is in force at, as the store holds it.
-#[derive(Debug, Clone, Copy)]
-pub struct StoredVersion<'a> {
-    pub package: &'a str,
+/// The package version a trigger's workflow is in force at, read from the store once per
+/// pass (however many of its triggers fire).
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub package: String,
     pub package_id: Uuid,
-    pub version: &'a str,
-    /// The version's `package.toml`, as stored.
-    pub manifest: &'a str,
+    pub version: String,
+    manifest: Manifest,
+}
+
+impl StoredVersion {
+    /// Reads the version's stored `package.toml`.
+    ///
+    /// # Errors
+    /// A message when the stored manifest no longer reads: the store is corrupt.
+    pub fn read(package: &str, package_id: Uuid, version: &str, manifest: &str) -> Result<Self, String> {
+        let manifest = Manifest::parse(manifest).map_err(|e| format!("stored manifest of {package} {version}: {e}"))?;
+        Ok(Self { package: package.to_owned(), package_id, version: version.to_owned(), manifest })
+    }
 }
 
 /// The executions a scheduler pass starts for `fires` (in their order), each built from the
-/// trigger's workflow as the stored manifest defines it.
+/// trigger's workflow as the stored version defines it.
 ///
 /// # Errors
-/// A message when the stored manifest no longer reads or lacks the workflow: the store is
-/// corrupt, and the pass must not commit.
+/// A message when the version lacks the workflow: the store is corrupt, and the pass must not
+/// commit.
 pub fn scheduled_executions(
     trigger: &TriggerRecord,
     fires: &[Fire],
-    stored: StoredVersion<'_>,
+    stored: &StoredVersion,
     now: DateTime<Utc>,
 ) -> Result<Vec<NewExecution>, String> {
     if fires.is_empty() {
         return Ok(Vec::new());
     }
-    let (package, version) = (stored.package, stored.version);
-    let manifest =
-        Manifest::parse(stored.manifest).map_err(|e| format!("stored manifest of {package} {version}: {e}"))?;
-    let def = manifest
+    let def = stored
+        .manifest
         .workflows
         .iter()
         .find(|w| w.name.as_str() == trigger.workflow)
-        .ok_or_else(|| format!("{package} {version} lost workflow {}", trigger.workflow))?;
+        .ok_or_else(|| format!("{} {} lost workflow {}", stored.package, stored.version, trigger.workflow))?;
     Ok(fires
         .iter()
-        .map(|f| execution_for(trigger, f.scheduled_at, FireKind::Scheduled, def, stored.package_id, version, now))
+        .map(|f| {
+            execution_for(trigger, f.scheduled_at, FireKind::Scheduled, def, stored.package_id, &stored.version, now)
+        })
         .collect())
 }
 
@@ -143,8 +154,8 @@ command = ["true"]
         TriggerRecord::new(def, workflow, "pkg", Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap())
     }
 
-    fn stored(manifest: &str) -> StoredVersion<'_> {
-        StoredVersion { package: "pkg", package_id: Uuid::from_u128(7), version: "1.2.0", manifest }
+    fn stored(manifest: &str) -> StoredVersion {
+        StoredVersion::read("pkg", Uuid::from_u128(7), "1.2.0", manifest).unwrap()
     }
 
     #[test]
@@ -156,7 +167,7 @@ command = ["true"]
             Fire { scheduled_at: b, outcome: FireOutcome::Fired },
         ];
         let now = b + chrono::Duration::milliseconds(20);
-        let news = scheduled_executions(&trigger("wf"), &fires, stored(MANIFEST), now).unwrap();
+        let news = scheduled_executions(&trigger("wf"), &fires, &stored(MANIFEST), now).unwrap();
         assert_eq!(news.len(), 2);
         assert_eq!(news[0].idempotency_key.as_deref(), Some(fire_key("nightly", a).as_str()));
         assert_eq!(news[1].fired.as_ref().map(|f| f.scheduled_at), Some(b));
@@ -164,7 +175,7 @@ command = ["true"]
         assert_eq!(news[1].package_id, Uuid::from_u128(7));
         assert_eq!(news[1].origin, "trigger:nightly");
         assert_eq!(news[1].context["region"], "eu");
-        let again = scheduled_executions(&trigger("wf"), &fires, stored(MANIFEST), now).unwrap();
+        let again = scheduled_executions(&trigger("wf"), &fires, &stored(MANIFEST), now).unwrap();
         assert_eq!(again[0].id, news[0].id, "the id follows from the key: a second pass cannot make another");
         assert_ne!(news[0].id, news[1].id);
     }
@@ -172,9 +183,10 @@ command = ["true"]
     #[test]
     fn a_stored_manifest_without_the_workflow_is_an_error_and_no_fire_needs_none() {
         let fires = [Fire { scheduled_at: Utc::now(), outcome: FireOutcome::Fired }];
-        let e = scheduled_executions(&trigger("gone"), &fires, stored(MANIFEST), Utc::now()).unwrap_err();
+        let e = scheduled_executions(&trigger("gone"), &fires, &stored(MANIFEST), Utc::now()).unwrap_err();
         assert!(e.contains("lost workflow gone"), "{e}");
-        assert!(scheduled_executions(&trigger("wf"), &fires, stored("not toml ["), Utc::now()).is_err());
-        assert_eq!(scheduled_executions(&trigger("gone"), &[], stored("not toml ["), Utc::now()).unwrap().len(), 0);
+        let e = StoredVersion::read("pkg", Uuid::nil(), "1.2.0", "not toml [").unwrap_err();
+        assert!(e.starts_with("stored manifest of pkg 1.2.0"), "{e}");
+        assert_eq!(scheduled_executions(&trigger("gone"), &[], &stored(MANIFEST), Utc::now()).unwrap().len(), 0);
     }
 }

@@ -1,7 +1,8 @@
 //! Triggers on PostgreSQL: the rows in each tenant's schema, putting a version's triggers in
 //! force, and the scheduler's passes (docs/triggers.md). A pass locks due rows `FOR UPDATE
 //! SKIP LOCKED`, so replicas share the work and never decide one trigger twice at once; the
-//! domain decides (`TriggerRecord::tick`, `sync_triggers`), this file loads and writes.
+//! domain decides (`TriggerRecord::tick`, `sync_triggers`), these files load and write (the
+//! pass itself in [`pass`]).
 //! `public.trigger_due` holds each tenant's earliest due time, kept like `tenant_work`.
 
 use std::time::Duration;
@@ -9,25 +10,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
-use cloacina_domain::execution::{Command, ExecutionCreated, ExecutionId};
 use cloacina_domain::package::PackageConflict;
-use cloacina_domain::ports::{DueWork, FirePass, Lookup, StartedFire, StoreError, TriggerPage, TriggerStore};
-use cloacina_domain::trigger::{
-    FireCounts, StoredVersion, TriggerDef, TriggerRecord, TriggerSync, declared_triggers, scheduled_executions,
-    sync_triggers,
-};
+use cloacina_domain::ports::{DueWork, FirePass, Lookup, StoreError, TriggerPage, TriggerStore};
+use cloacina_domain::trigger::{FireCounts, TriggerDef, TriggerRecord, TriggerSync, declared_triggers, sync_triggers};
 use cloacina_domain::workflow::WorkflowRow;
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
-use uuid::Uuid;
 
 use crate::PgDb;
 use crate::db::translate;
-use crate::executions::changes::transition;
-use crate::executions::create::create;
-use crate::executions::queue::{DueTable, settle_due, wake, wake_in};
+use crate::executions::queue::{DueTable, wake_in};
+
+mod pass;
 
 /// The channel a change to a tenant's triggers is announced on.
 pub const TRIGGER_CHANNEL: &str = "cloacina_triggers";
@@ -177,61 +173,6 @@ async fn find(tx: &mut PgConnection, name: &str, lock: bool) -> Result<Option<Tr
     row.map(|r| trigger(&r)).transpose().map_err(translate)
 }
 
-/// Decides and applies one due trigger inside the pass's transaction; returns whether it
-/// readied tasks.
-async fn decide(
-    tx: &mut PgConnection,
-    t: TriggerRecord,
-    now: DateTime<Utc>,
-    out: &mut FirePass,
-) -> Result<bool, StoreError> {
-    let workflow: Option<(bool, String, String)> =
-        sqlx::query_as("SELECT paused, package_name, version FROM workflows WHERE name = $1")
-            .bind(&t.workflow)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(translate)?;
-    let Some((paused, package, version)) = workflow else {
-        tracing::warn!(trigger = t.name(), workflow = %t.workflow, "a due trigger's workflow is gone; it stops");
-        write(tx, &t.without_workflow(now)).await?;
-        return Ok(false);
-    };
-    let unfinished: Vec<Uuid> =
-        sqlx::query_scalar("SELECT id FROM executions WHERE trigger = $1 AND status IN ('pending', 'running')")
-            .bind(t.name())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(translate)?;
-    let plan = t.tick(now, paused, unfinished.len() as u64);
-    let mut readied = false;
-    if plan.cancel_unfinished {
-        for id in &unfinished {
-            transition(tx, ExecutionId::from_uuid(*id), now, Command::Cancel).await?;
-            out.cancelled += 1;
-        }
-    }
-    if !plan.start.is_empty() {
-        let (package_id, manifest): (Uuid, String) =
-            sqlx::query_as("SELECT id, manifest FROM packages WHERE name = $1 AND version = $2")
-                .bind(&package)
-                .bind(&version)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(translate)?;
-        let stored = StoredVersion { package: &package, package_id, version: &version, manifest: &manifest };
-        let news = scheduled_executions(&t, &plan.start, stored, now).map_err(StoreError::Unexpected)?;
-        for (fire, new) in plan.start.iter().zip(&news) {
-            if let (ExecutionCreated::Created(e), r) = create(tx, new).await? {
-                readied |= r;
-                out.started.push(StartedFire::new(&t, e.id, fire, now));
-            }
-        }
-    }
-    out.counts = out.counts.plus(&plan.counts);
-    write(tx, &plan.trigger).await?;
-    Ok(readied)
-}
-
 #[async_trait]
 impl TriggerStore for PgDb {
     async fn list_triggers(
@@ -305,40 +246,7 @@ impl TriggerStore for PgDb {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Option<FirePass>, StoreError> {
-        // The sequence first, before the pass's own reads: a change after this bumps it, and
-        // the pass's due time then yields to the change's.
-        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM public.trigger_due WHERE tenant = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(translate)?;
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM triggers WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        )))
-        .bind(now)
-        .bind(n(limit as u64))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(translate)?;
-        let due = rows.iter().map(trigger).collect::<Result<Vec<_>, _>>().map_err(translate)?;
-        let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
-        let mut readied = false;
-        for t in due {
-            readied |= decide(&mut tx, t, now, &mut out).await?;
-        }
-        // Rows another pass holds are due no later than they were: the least due time of all
-        // stays right whoever commits last.
-        let next: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT min(due_at) FROM triggers").fetch_one(&mut *tx).await.map_err(translate)?;
-        // Both as the login role, last: the engine's wake-up, then the tenant's next trigger
-        // time (unless a change came since `seq` was read).
-        if readied {
-            wake(&mut tx, tenant, now).await?;
-        }
-        settle_due(&mut tx, DueTable::Triggers, tenant, seq, next).await?;
-        tx.commit().await.map_err(translate)?;
-        Ok(Some(out))
+        pass::fire_due(self, tenant, now, limit).await
     }
 
     async fn wait_for_triggers(&self, max: Duration) {
