@@ -186,6 +186,12 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         store: storage.clone(),
         clock: deps.clock.clone(),
         metrics: deps.metrics.clone(),
+        // Half the pool, so requests always find connections while a burst of fires runs;
+        // SQLite has one writer, so its passes go one at a time.
+        concurrency: match &backend {
+            Backend::Postgres(pg) => (pg.max_connections() / 2).clamp(1, 16) as usize,
+            Backend::Sqlite(_) => 1,
+        },
         backstop: match &backend {
             Backend::Postgres(_) => Duration::from_secs(30),
             // Other processes on the same file cannot wake this one.

@@ -18,8 +18,6 @@ use tokio::sync::watch;
 
 /// How many triggers one pass decides at most; a tenant with more gets further passes.
 pub const PASS_LIMIT: usize = 100;
-/// How many tenants' passes run at once (each holds one database connection).
-pub const PASS_CONCURRENCY: usize = 4;
 
 /// What a scheduler needs.
 pub struct TriggerScheduler {
@@ -27,13 +25,18 @@ pub struct TriggerScheduler {
     pub clock: Arc<dyn Clock>,
     /// Fires by outcome, and each started fire's lateness.
     pub metrics: Arc<dyn Metrics>,
+    /// How many tenants' passes run at once (each holds a database connection while it runs).
+    pub concurrency: usize,
     /// The longest it sleeps without a wake-up (a missed notification costs at most this).
     pub backstop: Duration,
 }
 
 impl std::fmt::Debug for TriggerScheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TriggerScheduler").field("backstop", &self.backstop).finish_non_exhaustive()
+        f.debug_struct("TriggerScheduler")
+            .field("backstop", &self.backstop)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,8 +76,8 @@ impl TriggerScheduler {
         }
     }
 
-    /// One round: every due tenant's passes, [`PASS_CONCURRENCY`] tenants at a time. Returns
-    /// how long to sleep.
+    /// One round: every due tenant's passes, `concurrency` tenants at a time. Returns how long
+    /// to sleep.
     async fn once(&self) -> Duration {
         let due = match self.store.due_trigger_tenants(self.clock.now()).await {
             Ok(due) => due,
@@ -85,7 +88,7 @@ impl TriggerScheduler {
         };
         let failed = std::sync::atomic::AtomicBool::new(false);
         futures::stream::iter(&due.tenants)
-            .for_each_concurrent(PASS_CONCURRENCY, |tenant| {
+            .for_each_concurrent(self.concurrency.max(1), |tenant| {
                 let failed = &failed;
                 async move {
                     if let Err(e) = self.tenant_passes(tenant).await {
