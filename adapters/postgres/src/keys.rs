@@ -17,8 +17,7 @@ const COLUMNS: &str = "id, name, tenant, role, is_admin, hash_kind, key_hash, cr
                        revoked, revoked_at, expires_at, last_used_at";
 const ACTIVE_GOD: &str = "is_admin AND NOT revoked AND (expires_at IS NULL OR expires_at > $1)";
 
-/// The advisory lock key of the bootstrap check-and-insert ("cloacina" + 2).
-const BOOTSTRAP_LOCK: i64 = 0x636c_6f61_6369_0002;
+const BOOTSTRAP_LOCK: i64 = crate::locks::BOOTSTRAP;
 
 fn decode<E: std::error::Error + Send + Sync + 'static>(e: E) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))

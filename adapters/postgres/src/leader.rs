@@ -15,8 +15,7 @@ use tokio::sync::Mutex;
 use crate::PgDb;
 use crate::db::translate;
 
-/// The advisory lock key of the leader ("cloacina" + 2; the migration lock is + 1).
-const LEADER_LOCK: i64 = 0x636c_6f61_6369_0002;
+const LEADER_LOCK: i64 = crate::locks::LEADER;
 /// How long one connect or check may take before the holder counts the lock as lost.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The session ends (freeing the lock) after this long without a statement: a holder whose
@@ -103,6 +102,17 @@ mod tests {
         let (first, second) = (PgLeaderLock::new(&db), PgLeaderLock::new(&db));
         assert!(first.hold().await.unwrap(), "a free lock is taken");
         assert!(!second.hold().await.unwrap(), "a held lock is not");
+        // Leading blocks none of the backend's other locks (a shared key made god-key
+        // revocation wait for as long as a server led).
+        for other in [crate::locks::MIGRATE, crate::locks::BOOTSTRAP, crate::locks::TENANT_DDL] {
+            let mut tx = db.pool().begin().await.unwrap();
+            let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(other)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert!(free, "lock {other:#x} is free while a server leads");
+        }
         assert!(first.hold().await.unwrap(), "the holder keeps it");
         assert!(!second.hold().await.unwrap());
 

@@ -14,6 +14,7 @@
 //! - [`executions`] — executions and the engine's queue (`FOR UPDATE SKIP LOCKED`).
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
 //! - [`leader`] — the leader lock: an advisory lock on a connection of its own.
+//! - `locks` — every advisory lock key, each purpose its own.
 //! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
 
 pub mod db;
@@ -21,6 +22,7 @@ pub mod executions;
 pub mod keys;
 pub mod leader;
 pub mod listen;
+mod locks;
 pub mod migrate;
 pub mod packages;
 pub mod tenant_scope;

@@ -37,8 +37,7 @@ pub const TENANT: &[Migration] = &[
     (6, "triggers", include_str!("../../../migrations/postgres/tenant/0006_triggers.sql")),
 ];
 
-/// The advisory lock key held while migrating ("cloacina" + 1).
-const MIGRATE_LOCK: i64 = 0x636c_6f61_6369_0001;
+const MIGRATE_LOCK: i64 = crate::locks::MIGRATE;
 /// How many tenant schemas are migrated at once.
 const TENANT_PARALLELISM: usize = 4;
 

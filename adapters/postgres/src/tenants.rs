@@ -23,9 +23,7 @@ use crate::listen::{Topic, notify};
 use crate::migrate::{TENANT, apply, latest_control, record_tenant_version};
 use crate::tenant_scope::enter_tenant;
 
-/// The advisory lock key serialising tenant DDL ("cloacina" + 3): creates and deletes are
-/// rare, and catalog updates of concurrent role grants can otherwise collide.
-const TENANT_DDL_LOCK: i64 = 0x636c_6f61_6369_0003;
+const TENANT_DDL_LOCK: i64 = crate::locks::TENANT_DDL;
 
 /// The constraint a second tenant of one name breaks (the registry's primary key).
 const NAME_TAKEN: &str = "tenants_pkey";
