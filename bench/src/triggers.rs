@@ -45,7 +45,8 @@ fn cpu_seconds(server: &Running) -> f64 {
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the state.
+    // utime and stime are fields 14 and 15 of the line (in clock ticks, 100 a second on
+    // Linux): indices 11 and 12 counting the state, field 3, as 0.
     (ticks(11) + ticks(12)) / 100.0
 }
 

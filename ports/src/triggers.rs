@@ -6,9 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use cloacina_domain::authz::authorize;
 use cloacina_domain::execution::{ExecutionCreated, ExecutionId, ExecutionQuery, ExecutionRecord};
-use cloacina_domain::package::Manifest;
 use cloacina_domain::ports::{ExecutionStore, PackageStore, StoreError, TriggerPage, TriggerStore, WorkflowStore};
-use cloacina_domain::trigger::{FireKind, TriggerRecord, execution_for};
+use cloacina_domain::trigger::{FireKind, StoredVersion, TriggerRecord, execution_for};
 use cloacina_domain::{Denied, Permission, Principal, TenantName};
 use serde_json::{Map, Value};
 
@@ -166,10 +165,9 @@ impl Triggers {
             .package_manifest(tenant, &summary.package_name, &summary.version)
             .await?
             .found(no_tenant, gone)?;
-        let manifest = Manifest::parse(&stored.manifest).map_err(|e| {
-            StoreError::Unexpected(format!("stored manifest of {} {}: {e}", summary.package_name, summary.version))
-        })?;
-        let def = manifest.workflows.iter().find(|w| w.name.as_str() == trigger.workflow).ok_or_else(gone)?;
+        let version = StoredVersion::read(&summary.package_name, stored.id, &summary.version, &stored.manifest)
+            .map_err(StoreError::Unexpected)?;
+        let def = version.workflow(&trigger.workflow).ok_or_else(gone)?;
         let now = self.deps.clock.now();
         let id = ExecutionId::from_uuid(self.deps.keygen.key_id().as_uuid());
         let mut new =

@@ -91,6 +91,11 @@ impl StoredVersion {
         let manifest = Manifest::parse(manifest).map_err(|e| format!("stored manifest of {package} {version}: {e}"))?;
         Ok(Self { package: package.to_owned(), package_id, version: version.to_owned(), manifest })
     }
+
+    /// The version's definition of workflow `name`.
+    pub fn workflow(&self, name: &str) -> Option<&WorkflowDef> {
+        self.manifest.workflows.iter().find(|w| w.name.as_str() == name)
+    }
 }
 
 /// The executions a scheduler pass starts for `fires` (in their order), each built from the
@@ -109,10 +114,7 @@ pub fn scheduled_executions(
         return Ok(Vec::new());
     }
     let def = stored
-        .manifest
-        .workflows
-        .iter()
-        .find(|w| w.name.as_str() == trigger.workflow)
+        .workflow(&trigger.workflow)
         .ok_or_else(|| format!("{} {} lost workflow {}", stored.package, stored.version, trigger.workflow))?;
     Ok(fires
         .iter()

@@ -1,0 +1,223 @@
+//! The client commands' verbs: `config`, `tenant`, `package`, `workflow`, `execution`,
+//! `trigger`, `key`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print one setting (database_url, default_profile)
+    Get {
+        key: String,
+        /// Print a database URL's password instead of masking it
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Change one setting (database_url, default_profile)
+    Set { key: String, value: String },
+    /// Print every setting, secrets masked
+    List,
+    /// Named connection profiles
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create or update a profile from --server, --api-key (prefer env:VAR or file:PATH) and --tenant
+    Set { name: String },
+    /// List profiles, secrets masked
+    List,
+    /// Make a profile the default
+    Use { name: String },
+    /// Delete a profile
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant: its schema, database role and tables
+    Create {
+        name: String,
+        /// Free text shown in listings
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List tenants
+    List,
+    /// Show one tenant
+    #[command(alias = "inspect")]
+    Get { name: String },
+    /// Change a tenant's settings (god keys)
+    Update {
+        name: String,
+        /// How its tasks reach the network; `default` follows the servers' --task-network
+        #[arg(long, value_name = "host|none|default", value_parser = ["host", "none", "default"])]
+        task_network: Option<String>,
+    },
+    /// Delete a tenant: revoke its keys, drop its schema and role
+    Delete {
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Scaffold a package folder NAME/ that runs as is: three tasks passing data downstream
+    New {
+        /// The package name: lowercase letters, digits and '-'
+        name: String,
+        /// Where to create the folder [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Build `<name>-<version>.cloacina` from a package folder
+    Pack {
+        /// The folder holding package.toml
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the archive [default: ./<name>-<version>.cloacina]
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Check a package folder or archive without uploading it
+    Validate {
+        /// A folder holding package.toml, or a .cloacina archive
+        path: PathBuf,
+    },
+    /// Upload a .cloacina archive to the tenant (the same bytes again change nothing)
+    Upload {
+        /// The archive, as `package pack` writes it
+        file: PathBuf,
+    },
+    /// List the tenant's packages, every version
+    List,
+    /// Show every uploaded version of one package
+    Inspect { name: String },
+    /// Delete one version of a package; the newest remaining version takes its place
+    Delete {
+        name: String,
+        #[arg(id = "package_version", value_name = "VERSION")]
+        version: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// List the tenant's workflows
+    List,
+    /// Show one workflow: its package version, tasks and state
+    Inspect { name: String },
+    /// Pause a workflow: its triggers stop firing and new runs are refused
+    Pause { name: String },
+    /// Resume a paused workflow
+    Resume { name: String },
+    /// Run a workflow: prints the new execution's id (with --wait, its outcome)
+    Run {
+        name: String,
+        /// The initial context: a JSON object, or @FILE to read one from a file
+        #[arg(long, value_name = "JSON|@FILE")]
+        context: Option<String>,
+        /// Wait for the execution to finish; exit 1 unless it succeeded
+        #[arg(long)]
+        wait: bool,
+        /// Seconds --wait waits at most (0: no limit)
+        #[arg(long, default_value_t = 0, value_name = "SECS", requires = "wait")]
+        wait_timeout: u64,
+        /// A repeat with the same key returns the first execution instead of starting another
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// List executions, newest first
+    List {
+        /// Only this status: Pending, Running, Completed, Failed, Cancelled (any case)
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only executions of this workflow
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
+        /// Only executions this trigger started (on schedule or by hand)
+        #[arg(long, value_name = "NAME")]
+        trigger: Option<String>,
+        /// Page size (1 to 1000)
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+        /// Executions to skip
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        offset: u64,
+    },
+    /// Show one execution: status, timings, context, error, origin
+    Status { id: String },
+    /// Show an execution's tasks
+    Tasks { id: String },
+    /// Show an execution's events
+    Events {
+        id: String,
+        /// Only events after this event id
+        #[arg(long, default_value_t = 0, value_name = "EVENT_ID")]
+        since: i64,
+    },
+    /// Show a task's captured stdout and stderr, every attempt
+    Logs { id: String, task: String },
+    /// Follow an execution's events until it finishes
+    Watch { id: String },
+    /// Cancel an unfinished execution
+    Cancel { id: String },
+    /// Run a failed or cancelled execution's unsuccessful tasks again
+    Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// List the tenant's triggers by name, with their next and last fire
+    List {
+        /// Page size (1 to 1000)
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: u32,
+        /// Triggers to skip
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        offset: u64,
+    },
+    /// Show one trigger: schedule, policies, counts, next 5 fire times, recent executions
+    Inspect { name: String },
+    /// Pause a trigger: nothing fires or is counted until it is resumed
+    Pause { name: String },
+    /// Resume a paused trigger: scheduled again from now (no catch-up of the pause)
+    Resume { name: String },
+    /// Fire a trigger now, outside its schedule: prints the new execution's id
+    Fire {
+        name: String,
+        /// Merged over the trigger's context: a JSON object, or @FILE to read one from a file
+        #[arg(long, value_name = "JSON|@FILE")]
+        event: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key: `--admin` for an admin (god) key, else a key of the tenant with a role
+    Create {
+        name: String,
+        /// An admin key: every tenant, tenant and admin-key management
+        #[arg(long, conflicts_with = "role")]
+        admin: bool,
+        /// The tenant key's role: read, write or admin [default: read]
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z)
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+    },
+    /// List keys: every key for an admin key (or of --tenant when given), else the tenant's
+    List,
+    /// Revoke a key by id
+    Revoke { id: String },
+}
