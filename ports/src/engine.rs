@@ -14,6 +14,7 @@
 //! heartbeat and the give-back at shutdown. [`EngineRun`] is the one right to run it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +83,13 @@ pub struct Engine {
     worker: String,
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<TaskKey, Running>>,
+    /// Recently deleted tenants: the number of the stop that took each one's attempts, and
+    /// when. A claim in flight at the stop committed before the delete and comes back after
+    /// it: its attempts must not start. Taken only while `running` is held, so a stop and a
+    /// start never interleave.
+    stopped: Mutex<HashMap<TenantName, (u64, tokio::time::Instant)>>,
+    /// How many tenant stops there have been; a claim notes it before it is asked.
+    stops: AtomicU64,
     /// A slot came free or this server readied tasks.
     local: Notify,
     /// Outcomes go to one recorder, which writes all that have queued up in one transaction:
@@ -129,6 +137,8 @@ impl EngineRun {
             worker,
             slots,
             running: Mutex::new(HashMap::new()),
+            stopped: Mutex::new(HashMap::new()),
+            stops: AtomicU64::new(0),
             local: Notify::new(),
             outcomes,
         });
@@ -166,6 +176,14 @@ impl Engine {
     /// schema went with it). Returns how many were stopped.
     pub fn stop_tenant(&self, tenant: &TenantName) -> usize {
         let mut running = self.attempts();
+        {
+            // Claims in flight longer than a lease hold nothing worth running anyway.
+            let now = tokio::time::Instant::now();
+            let mut stopped = self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            stopped.retain(|_, (_, at)| now.duration_since(*at) < self.config.lease);
+            let stop = self.stops.fetch_add(1, Ordering::SeqCst) + 1;
+            stopped.insert(tenant.clone(), (stop, now));
+        }
         let doomed: Vec<TaskKey> = running.iter().filter(|(_, r)| r.tenant == *tenant).map(|(k, _)| *k).collect();
         for key in &doomed {
             if let Some(r) = running.remove(key) {
@@ -260,7 +278,7 @@ impl Engine {
                 Err(_) => return (claimed, true),
             };
             let now = self.ports.clock.now();
-            let started = std::time::Instant::now();
+            let (started, asked) = (std::time::Instant::now(), self.stops.load(Ordering::SeqCst));
             match self.ports.queue.claim(tenant, &self.worker, now, self.config.lease, want).await {
                 Ok(tasks) => {
                     self.ports.metrics.tasks_claimed(tasks.len() as u64, started.elapsed().as_secs_f64());
@@ -269,7 +287,7 @@ impl Engine {
                     let mut permits = permits;
                     for task in tasks {
                         let Some(permit) = permits.split(1) else { break };
-                        self.start(tenant.clone(), task, permit);
+                        self.start(tenant.clone(), task, permit, asked);
                     }
                 }
                 Err(e) => tracing::warn!(%tenant, error = %e, "cannot claim tasks"),
@@ -278,9 +296,25 @@ impl Engine {
         (claimed, more)
     }
 
-    fn start(self: &Arc<Self>, tenant: TenantName, task: ClaimedTask, permit: OwnedSemaphorePermit) {
+    /// Starts a claimed attempt, unless its tenant was deleted after the claim was asked (the
+    /// claim was asked when there had been `asked` stops).
+    fn start(self: &Arc<Self>, tenant: TenantName, task: ClaimedTask, permit: OwnedSemaphorePermit, asked: u64) {
         let key = task.key;
         let mut running = self.attempts();
+        let gone = self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&tenant)
+            .is_some_and(|(stop, _)| *stop > asked);
+        if gone {
+            drop((running, permit));
+            self.local.notify_one();
+            self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
+            tracing::info!(%tenant, execution = %key.execution_id, position = key.position,
+                "claimed attempt not started: its tenant was deleted while the claim was in flight");
+            return;
+        }
         let engine = self.clone();
         let t = tenant.clone();
         let started = std::time::Instant::now();

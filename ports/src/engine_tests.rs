@@ -313,6 +313,50 @@ async fn a_deleted_tenants_attempts_stop_and_another_tenants_run_on() {
     run.abort();
 }
 
+/// The delete commits after a claim did but is heard before the claim comes back: the claimed
+/// attempts must not start (on PostgreSQL the stop comes from the listener, in any order with
+/// the claim's answer). A claim asked after the stop (a tenant of the same name created again)
+/// runs as usual.
+#[tokio::test(start_paused = true)]
+async fn attempts_claimed_before_their_tenant_was_deleted_but_back_after_the_stop_never_start() {
+    let slot: Arc<std::sync::OnceLock<Arc<super::Engine>>> = Arc::default();
+    let mut queue = MockTaskQueue::new();
+    let claims = Arc::new(Mutex::new(0));
+    let c = claims.clone();
+    queue.expect_due_tenants().returning(move |_| {
+        let tenants = if *c.lock().unwrap() < 2 { vec![tenant("doomed")] } else { Vec::new() };
+        Ok(DueWork { tenants, next: None })
+    });
+    let (s, c) = (slot.clone(), claims.clone());
+    queue.expect_claim().returning(move |t, _, _, _, _| {
+        let mut n = c.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            // The tenant's delete is heard while its claim is on the wire.
+            assert_eq!(s.get().unwrap().stop_tenant(t), 0, "nothing of it runs yet");
+            return Ok(vec![task(1), task(2)]);
+        }
+        Ok(if *n == 2 { vec![task(3)] } else { Vec::new() })
+    });
+    queue.expect_renew().returning(|_, _, keys, _| Ok(keys));
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let r = recorded.clone();
+    queue.expect_record().returning(move |_, _, reports, _| {
+        r.lock().unwrap().extend(reports.iter().map(|x| x.key));
+        Ok(reports.iter().map(|_| Recorded::Done { readied: false }).collect())
+    });
+    let (handle, outcomes) = engine(queue, Duration::from_millis(10), 4);
+    let engine = handle.engine().clone();
+    assert!(slot.set(engine.clone()).is_ok());
+    let (stop, rx) = watch::channel(false);
+    let run = tokio::spawn(handle.run(rx, Duration::ZERO));
+    until(|| outcomes.get(AttemptOutcome::Succeeded) == 1).await;
+    assert_eq!(outcomes.get(AttemptOutcome::Stopped), 2, "both attempts of the in-flight claim were dropped");
+    assert_eq!(*recorded.lock().unwrap(), vec![task(3).key], "only the later claim ran");
+    let _ = stop.send(true);
+    run.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_poisoned_lock_never_drops_a_claimed_attempt() {
     let (mut queue, _) = queue_with(vec![("acme", vec![task(9)])]);
