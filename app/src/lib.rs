@@ -18,13 +18,12 @@ pub mod tasks;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use cloacina_cli::args::ServerCommand;
 use cloacina_cli::{Cli, Command, ExitStatus};
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with 0; usage errors to stderr with 1.

@@ -148,7 +148,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     let keys = Keys::new(deps.clone(), auth.clone());
     let tenants = Tenants::new(deps.clone(), storage.clone(), auth.clone());
     let config = HttpConfig {
-        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        request_timeout: globals.request_timeout(),
         auth_failures_per_minute: args.auth_failures_per_minute,
         behind_proxy: args.behind_proxy,
         ..HttpConfig::default()

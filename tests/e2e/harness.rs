@@ -15,7 +15,7 @@ pub fn binary() -> &'static str {
 }
 
 /// Environment variables a developer's shell might carry that would change what a test sees.
-const SCRUBBED: [&str; 13] = [
+const SCRUBBED: [&str; 14] = [
     "CLOACINA_TASK_DIR",
     "CLOACINA_TASK_USER",
     "CLOACINA_TASK_NETWORK",
@@ -26,6 +26,7 @@ const SCRUBBED: [&str; 13] = [
     "CLOACINA_TENANT",
     "CLOACINA_PROFILE",
     "CLOACINA_BOOTSTRAP_KEY",
+    "CLOACINA_REQUEST_TIMEOUT",
     "DATABASE_URL",
     "RUST_LOG",
     "HOME",
@@ -215,6 +216,15 @@ pub fn bootstrap_key(home_root: &Path) -> String {
 /// Runs a shell script the way an operator types it: `HOME` is `home_root`, `cloacinactl` is
 /// on `PATH`, and `$URL` is the server's address. Fails naming the tool when one is missing.
 pub fn shell(home_root: &Path, script: &str, env: &[(&str, &str)]) -> Output {
+    run_shell("sh", home_root, script, env)
+}
+
+/// As [`shell`], in bash (for `PIPESTATUS`).
+pub fn bash(home_root: &Path, script: &str, env: &[(&str, &str)]) -> Output {
+    run_shell("bash", home_root, script, env)
+}
+
+fn run_shell(program: &str, home_root: &Path, script: &str, env: &[(&str, &str)]) -> Output {
     for tool in ["curl", "jq", "sqlite3", "psql"].into_iter().filter(|t| script.contains(t)) {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -229,7 +239,7 @@ pub fn shell(home_root: &Path, script: &str, env: &[(&str, &str)]) -> Output {
     }
     let bin_dir = Path::new(binary()).parent().unwrap().to_owned();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let mut sh = Command::new("sh");
+    let mut sh = Command::new(program);
     for var in SCRUBBED {
         sh.env_remove(var);
     }

@@ -6,6 +6,8 @@
 //! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
 //! - [`bad_requests`] — requests hyper refuses before routing: their bare statuses.
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
+//! - [`cli_habits`] — closed pipes, silent and foreign servers, retries, profiles that keep
+//!   only their flags, ids that round-trip.
 //! - [`executions`] — running workflows: the documented flow, retries, timeouts, cancel, retry,
 //!   idempotency, isolation; two replicas and `kill -9` on PostgreSQL.
 //! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
@@ -29,6 +31,7 @@
 
 mod bad_requests;
 mod cli;
+mod cli_habits;
 mod executions;
 mod harness;
 mod packages;

@@ -182,9 +182,13 @@ async fn a_write_keys_hostile_tasks_reach_nothing_of_the_server_on_sqlite() {
     let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
     // A profile holding a key in config.toml, as the seed guide leaves one.
     assert!(
-        cli(home.path(), &["config", "profile", "set", "local", "--server", &server.url, "--api-key", &god], &[])
-            .status
-            .success()
+        cli(
+            home.path(),
+            &["config", "profile", "set", "local", "--server", &server.url, "--api-key", &god, "--allow-raw-key"],
+            &[]
+        )
+        .status
+        .success()
     );
     let writer = stdout(&cli(home.path(), &["key", "create", "mal", "--role", "write", "--tenant", "public"], &env));
     probes_are_held(home.path(), &server, "public", &writer, "public", &writer, &canary, None).await;

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod client;
 mod server;
@@ -21,6 +22,59 @@ pub struct Cli {
     pub globals: Globals,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses `args` (the first is the program's name). An environment variable that is set
+    /// but empty counts as unset, as it does for most Unix tools; each global notes whether
+    /// its value came from the environment, for messages and for `config profile set`.
+    ///
+    /// # Errors
+    /// clap's usage error, help or version.
+    pub fn parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = without_empty_env(Self::command()).try_get_matches_from(args)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
+        cli.globals.from_env = FromEnv {
+            server: from_env(&matches, "server"),
+            api_key: from_env(&matches, "api_key"),
+            tenant: from_env(&matches, "tenant"),
+        };
+        Ok(cli)
+    }
+}
+
+fn from_env(matches: &ArgMatches, id: &str) -> bool {
+    matches.value_source(id) == Some(ValueSource::EnvVariable)
+}
+
+/// `cmd` with the environment fallback of every argument whose variable is set but empty
+/// taken away, in every subcommand.
+fn without_empty_env(mut cmd: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.get_env().and_then(std::env::var_os).is_some_and(|v| v.is_empty()))
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        cmd = cmd.mut_arg(id, |a| a.env(None));
+    }
+    let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, without_empty_env);
+    }
+    cmd
+}
+
+/// Which globals took their value from the environment rather than a flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FromEnv {
+    pub server: bool,
+    pub api_key: bool,
+    pub tenant: bool,
 }
 
 /// Options every command takes. Each falls back to its environment variable.
@@ -51,6 +105,37 @@ pub struct Globals {
     /// Cloacina's folder [default: ~/.cloacina]
     #[arg(long, global = true, env = "CLOACINA_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// How long a request may take, e.g. `30s`, `2m` or `30` (seconds): a client gives up
+    /// waiting for the answer; `serve` answers 503 [default: 30s]
+    #[arg(long, global = true, env = "CLOACINA_REQUEST_TIMEOUT", value_name = "DURATION",
+        value_parser = parse_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+    #[arg(skip)]
+    pub from_env: FromEnv,
+}
+
+/// The longest `--request-timeout` taken: a day.
+const LONGEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// `--request-timeout` when none is given.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Globals {
+    /// `--request-timeout`, else its default.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = match text.parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 2m, or 30 for seconds)"))?,
+    };
+    if d.is_zero() || d > LONGEST_TIMEOUT {
+        return Err("must be more than 0 and at most 1 day".into());
+    }
+    Ok(d)
 }
 
 impl Globals {

@@ -39,13 +39,33 @@ impl Context {
     /// # Errors
     /// [`CliError::Usage`] if a profile is named that the file does not hold.
     pub fn profile(&self) -> Result<Option<&Profile>, CliError> {
+        Ok(self.named_profile()?.map(|(_, p)| p))
+    }
+
+    /// The profile in force with its name.
+    fn named_profile(&self) -> Result<Option<(&str, &Profile)>, CliError> {
         let name = self.globals.profile.as_deref().or(self.config.settings.default_profile.as_deref());
         match name {
             None => Ok(None),
-            Some(n) => self.config.settings.profiles.get(n).map(Some).ok_or_else(|| {
+            Some(n) => self.config.settings.profiles.get(n).map(|p| Some((n, p))).ok_or_else(|| {
                 CliError::Usage(format!("no profile named '{n}' in {}", self.home.config_file().display()))
             }),
         }
+    }
+
+    /// The server in force and where its URL came from, for messages.
+    ///
+    /// # Errors
+    /// As [`Context::profile`].
+    pub fn server(&self) -> Result<(String, String), CliError> {
+        if let Some(server) = &self.globals.server {
+            let origin = if self.globals.from_env.server { "from CLOACINA_SERVER" } else { "from --server" };
+            return Ok((server.clone(), origin.to_owned()));
+        }
+        if let Some((name, Some(server))) = self.named_profile()?.map(|(n, p)| (n, p.server.as_ref())) {
+            return Ok((server.clone(), format!("from profile '{name}'")));
+        }
+        Ok((DEFAULT_SERVER.to_owned(), "the default: set --server, CLOACINA_SERVER or a profile".to_owned()))
     }
 
     /// A client for the server in force, with the key in force.
@@ -54,17 +74,12 @@ impl Context {
     /// [`CliError::Usage`] when no key is given anywhere or a key reference cannot be read.
     pub fn client(&self) -> Result<Client, CliError> {
         let profile = self.profile()?;
-        let server = self
-            .globals
-            .server
-            .clone()
-            .or_else(|| profile.and_then(|p| p.server.clone()))
-            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let (server, origin) = self.server()?;
         let reference =
             self.globals.api_key.clone().or_else(|| profile.and_then(|p| p.api_key.clone())).ok_or_else(|| {
                 CliError::Usage("no API key: pass --api-key, set CLOACINA_API_KEY, or use a profile".into())
             })?;
-        Client::new(&server, resolve_key(&reference)?)
+        Client::new(Server { url: server, origin, timeout: self.globals.request_timeout() }, resolve_key(&reference)?)
     }
 
     /// The tenant named by `--tenant`/`CLOACINA_TENANT` or the profile, if any.
@@ -100,16 +115,27 @@ pub fn segment(name: &str) -> Result<&str, CliError> {
     Ok(name)
 }
 
-/// Reads a key reference: `env:VAR`, `file:PATH` (surrounding whitespace trimmed) or the key.
+/// Reads a key reference: `env:VAR`, `file:PATH` (`~/` is the home folder; surrounding
+/// whitespace trimmed), `-` (one line from stdin) or the key.
 ///
 /// # Errors
 /// [`CliError::Usage`] naming the variable or file that cannot be read, never the key.
 pub fn resolve_key(reference: &str) -> Result<Secret, CliError> {
     let key = if let Some(var) = reference.strip_prefix("env:") {
         std::env::var(var)
-            .map_err(|_| CliError::Usage(format!("environment variable {var} (from env:{var}) is not set")))?
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| CliError::Usage(format!("environment variable {var} (from env:{var}) is not set")))?
     } else if let Some(path) = reference.strip_prefix("file:") {
-        std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read key file {path}: {e}")))?
+        let path = expand_home(path);
+        std::fs::read_to_string(&path)
+            .map_err(|e| CliError::Usage(format!("cannot read key file {}: {e}", path.display())))?
+    } else if reference == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| CliError::Usage(format!("cannot read the API key from stdin (--api-key -): {e}")))?;
+        line
     } else {
         reference.to_owned()
     };
@@ -120,6 +146,14 @@ pub fn resolve_key(reference: &str) -> Result<Secret, CliError> {
     Ok(Secret::new(key))
 }
 
+/// `path` with a leading `~/` made the home folder (`$HOME`).
+fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) if !home.is_empty() => std::path::Path::new(&home).join(rest),
+        _ => std::path::PathBuf::from(path),
+    }
+}
+
 /// Who a key is, as the CLI needs it.
 #[derive(Debug, Clone)]
 pub struct Me {
@@ -127,29 +161,55 @@ pub struct Me {
     pub tenant: Option<TenantName>,
 }
 
+/// Which server a client talks to: its URL, where that came from (for messages), and how
+/// long a request may take.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub url: String,
+    pub origin: String,
+    pub timeout: Duration,
+}
+
 /// An authenticated HTTP client for one server.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     server: String,
+    origin: String,
+    timeout: Duration,
     key: Secret,
 }
+
+/// How many times an idempotent request is sent at most when the server cannot be reached or
+/// answers 502, 503 or 504, and the wait before the first retry (doubled for each next one).
+const ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest `Retry-After` honoured between two attempts.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Client {
     /// # Errors
     /// [`CliError::Usage`] for a server URL that is not http(s).
-    pub fn new(server: &str, key: Secret) -> Result<Self, CliError> {
-        let server = server.trim_end_matches('/').to_owned();
-        if !(server.starts_with("http://") || server.starts_with("https://")) {
-            return Err(CliError::Usage(format!("server URL must start with http:// or https://: {server}")));
+    pub fn new(server: Server, key: Secret) -> Result<Self, CliError> {
+        let url = server.url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(CliError::Usage(format!(
+                "server URL must start with http:// or https://: {url} ({})",
+                server.origin
+            )));
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(server.timeout.min(Duration::from_secs(10)))
+            .timeout(server.timeout)
             .user_agent(concat!("cloacinactl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::Local(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { http, server, key })
+        Ok(Self { http, server: url, origin: server.origin, timeout: server.timeout, key })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.server
     }
 
     /// Uploads `file` as the multipart field `file` and returns the JSON answer.
@@ -182,7 +242,8 @@ impl Client {
         self.send(req).await
     }
 
-    /// As [`Client::call`], with extra request headers.
+    /// As [`Client::call`], with extra request headers; also says whether the server answered
+    /// with a replay of an earlier request of the same `Idempotency-Key`.
     ///
     /// # Errors
     /// As [`Client::call`].
@@ -192,7 +253,7 @@ impl Client {
         path: &str,
         body: Option<&(impl Serialize + Sync)>,
         headers: &[(&str, &str)],
-    ) -> Result<Value, CliError> {
+    ) -> Result<(Value, bool), CliError> {
         let url = format!("{}{path}", self.server);
         let mut req = self.http.request(method, &url).bearer_auth(self.key.expose());
         for (k, v) in headers {
@@ -201,23 +262,87 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        self.send(req).await
+        self.send_full(req).await
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
-        let response = req
-            .send()
-            .await
-            .map_err(|e| CliError::Unreachable { server: self.server.clone(), cause: root_cause(&e) })?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| CliError::Unreachable { server: self.server.clone(), cause: root_cause(&e) })?;
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(json);
+        self.send_full(req).await.map(|(json, _)| json)
+    }
+
+    /// Sends `req`, again after a backoff while an idempotent one (by method, or carrying an
+    /// `Idempotency-Key`) finds the server unreachable or answering 502/503/504, and reads the
+    /// JSON answer.
+    async fn send_full(&self, req: reqwest::RequestBuilder) -> Result<(Value, bool), CliError> {
+        let built = req.try_clone().and_then(|r| r.build().ok());
+        let retryable = built.as_ref().is_some_and(|r| {
+            matches!(r.method().as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS")
+                || r.headers().contains_key("idempotency-key")
+        });
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        let mut req = req;
+        loop {
+            let again = if retryable && attempt < ATTEMPTS { req.try_clone() } else { None };
+            let outcome = self.send_once(req).await;
+            let wait = match (&outcome, &again) {
+                // A server that took the request and said nothing is not asked again: the
+                // timeout bounds the whole command.
+                (Err(e), Some(_)) if !e.is_timeout() => backoff,
+                (Ok((502..=504, _, retry_after)), Some(_)) => {
+                    retry_after.map_or(backoff, |d| d.min(LONGEST_RETRY_AFTER))
+                }
+                _ => return self.answer(outcome),
+            };
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
+            attempt += 1;
+            req = again.unwrap_or_else(|| unreachable!("retried only with a copy"));
         }
+    }
+
+    async fn send_once(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, Response, Option<Duration>), reqwest::Error> {
+        let response = req.send().await?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let kind = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v.as_bytes() == b"true");
+        let text = response.text().await?;
+        Ok((status, Response { kind, text, replayed }, retry_after))
+    }
+
+    fn answer(
+        &self,
+        outcome: Result<(u16, Response, Option<Duration>), reqwest::Error>,
+    ) -> Result<(Value, bool), CliError> {
+        let (status, response) = match outcome {
+            Ok((status, response, _)) => (status, response),
+            Err(e) => return Err(self.unreachable(&e)),
+        };
+        let json = if response.text.trim().is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_str::<Value>(&response.text) {
+                Ok(v) if (200..300).contains(&status) || v.get("error").is_some_and(Value::is_string) => v,
+                _ => return Err(self.foreign(status, &response)),
+            }
+        };
+        if (200..300).contains(&status) {
+            return Ok((json, response.replayed));
+        }
+        let status = reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
         let field = |k: &str| json.get(k).and_then(Value::as_str).map(str::to_owned);
         let mut message = field("error").unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         if let Some(f) = field("field").filter(|f| !message.contains(f.as_str())) {
@@ -230,6 +355,26 @@ impl Client {
         })
     }
 
+    fn unreachable(&self, e: &reqwest::Error) -> CliError {
+        let cause = if e.is_timeout() {
+            format!("no answer within {} (--request-timeout)", humantime::format_duration(self.timeout))
+        } else if e.is_connect() {
+            format!("{}; is a server running there? `cloacinactl serve` starts one", root_cause(e))
+        } else {
+            root_cause(e)
+        };
+        CliError::Unreachable { server: self.server.clone(), origin: self.origin.clone(), cause }
+    }
+
+    fn foreign(&self, status: u16, response: &Response) -> CliError {
+        let what = if response.kind.is_empty() {
+            "a body without a content type".to_owned()
+        } else {
+            format!("a {} body", response.kind.split(';').next().unwrap_or_default().trim())
+        };
+        CliError::Foreign { server: self.server.clone(), origin: self.origin.clone(), status, what }
+    }
+
     /// `GET /v1/auth/whoami`.
     ///
     /// # Errors
@@ -239,6 +384,14 @@ impl Client {
         let tenant = v.get("tenant_id").and_then(Value::as_str).and_then(|t| TenantName::parse(t).ok());
         Ok(Me { is_admin: v.get("is_admin").and_then(Value::as_bool).unwrap_or(false), tenant })
     }
+}
+
+/// An answer as it came: its content type and body.
+struct Response {
+    kind: String,
+    text: String,
+    /// `Idempotent-Replayed: true`.
+    replayed: bool,
 }
 
 /// The innermost cause of a transport error ("Connection refused"), without the URL's query.

@@ -17,6 +17,9 @@ pub enum ExitStatus {
     Denied = 4,
     /// 5: any other server error.
     Server = 5,
+    /// 141 (128 + SIGPIPE), quietly: whoever read the output stopped reading (`| head -1`),
+    /// the status a shell gives any tool the closed pipe ended.
+    BrokenPipe = 141,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -30,13 +33,22 @@ impl From<ExitStatus> for ExitCode {
 pub enum CliError {
     #[error("{0}")]
     Usage(String),
-    #[error("cannot reach the server at {server}: {cause}")]
-    Unreachable { server: String, cause: String },
+    /// No answer came. `origin` says where the URL came from ("from --server", "the default").
+    #[error("cannot reach the server at {server} ({origin}): {cause}")]
+    Unreachable { server: String, origin: String, cause: String },
+    /// Something answered that is not Cloacina's API (a proxy's page, another service).
+    #[error(
+        "the server at {server} ({origin}) answered HTTP {status} with {what}, not Cloacina's API: is that the right URL?"
+    )]
+    Foreign { server: String, origin: String, status: u16, what: String },
     /// The server answered with an error envelope.
     #[error("{message} (HTTP {status}, {code})")]
     Api { status: u16, code: String, message: String },
     #[error("{0}")]
     Local(String),
+    /// The reader of the output went away; nothing more is printed.
+    #[error("the output was closed")]
+    Closed,
 }
 
 impl CliError {
@@ -44,7 +56,8 @@ impl CliError {
     pub fn status(&self) -> ExitStatus {
         match self {
             CliError::Usage(_) | CliError::Local(_) => ExitStatus::User,
-            CliError::Unreachable { .. } => ExitStatus::Unreachable,
+            CliError::Closed => ExitStatus::BrokenPipe,
+            CliError::Unreachable { .. } | CliError::Foreign { .. } => ExitStatus::Unreachable,
             CliError::Api { status, .. } => match status {
                 404 => ExitStatus::NotFound,
                 401 | 403 => ExitStatus::Denied,
@@ -73,7 +86,11 @@ mod tests {
         assert_eq!(api(500).status(), ExitStatus::Server);
         assert_eq!(api(503).status(), ExitStatus::Server);
         assert_eq!(api(429).status(), ExitStatus::Server);
-        let unreachable = CliError::Unreachable { server: "http://x".into(), cause: "refused".into() };
+        let unreachable = CliError::Unreachable {
+            server: "http://x".into(),
+            origin: "from --server".into(),
+            cause: "refused".into(),
+        };
         assert_eq!(unreachable.status(), ExitStatus::Unreachable);
         assert_eq!(ExitStatus::Server as u8, 5);
     }

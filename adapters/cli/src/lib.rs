@@ -11,6 +11,8 @@
 //! - [`exit`] — [`CliError`] and the exit codes 0–5.
 //! - [`commands`] — one file per noun.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod args;
 pub mod client;
 pub mod commands;
@@ -27,8 +29,9 @@ pub use exit::{CliError, ExitStatus};
 pub async fn run(cli: Cli) -> ExitStatus {
     match commands::dispatch(cli).await {
         Ok(()) => ExitStatus::Ok,
+        Err(CliError::Closed) => ExitStatus::BrokenPipe,
         Err(e) => {
-            eprintln!("error: {e}");
+            output::note(format!("error: {e}"));
             e.status()
         }
     }

@@ -1,5 +1,7 @@
 //! Printing answers: a table for people, JSON or YAML for programs, bare ids for scripts.
 
+use std::io::Write;
+
 use serde_json::Value;
 
 use crate::args::OutputFormat;
@@ -50,20 +52,55 @@ pub fn emit(
     ids: impl FnOnce() -> Vec<String>,
 ) -> Result<(), CliError> {
     match format {
-        OutputFormat::Table => println!("{}", table()),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        OutputFormat::Table => line(table()),
+        OutputFormat::Json => line(serde_json::to_string_pretty(value).unwrap_or_default()),
         OutputFormat::Yaml => {
             let text =
                 serde_yaml_ng::to_string(value).map_err(|e| CliError::Local(format!("cannot print YAML: {e}")))?;
-            print!("{text}");
+            write(text.as_bytes())
         }
-        OutputFormat::Id => {
-            for id in ids() {
-                println!("{id}");
-            }
-        }
+        OutputFormat::Id => ids().iter().try_for_each(line),
     }
-    Ok(())
+}
+
+/// Prints `text` and a newline on stdout.
+///
+/// # Errors
+/// [`CliError::Closed`] when the reader went away (`| head -1`): the command ends quietly.
+pub fn line(text: impl std::fmt::Display) -> Result<(), CliError> {
+    write(format!("{text}\n").as_bytes())
+}
+
+/// Writes `bytes` to stdout as they are.
+///
+/// # Errors
+/// As [`line`]; another write error is a [`CliError::Local`].
+pub fn write(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::Closed),
+        Err(e) => Err(CliError::Local(format!("cannot write the output: {e}"))),
+    }
+}
+
+/// Asks `question` on stderr and reads one line of answer from stdin; `None` if stdin ended.
+pub fn ask(question: &str) -> Option<String> {
+    {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{question}");
+        let _ = err.flush();
+    }
+    let mut answer = String::new();
+    match std::io::stdin().read_line(&mut answer) {
+        Ok(n) if n > 0 => Some(answer),
+        _ => None,
+    }
+}
+
+/// Prints a note for people on stderr; a closed stderr is no reason to fail the command.
+pub fn note(text: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// A string field of a JSON object, or "-".

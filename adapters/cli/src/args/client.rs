@@ -25,8 +25,14 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
-    /// Create or update a profile from --server, --api-key (prefer env:VAR or file:PATH) and --tenant
-    Set { name: String },
+    /// Create or update a profile from --server, --api-key (prefer env:VAR or file:PATH) and
+    /// --tenant as given on this command line (CLOACINA_* variables are never stored)
+    Set {
+        name: String,
+        /// Store a raw key (not env:VAR or file:PATH) without asking
+        #[arg(long)]
+        allow_raw_key: bool,
+    },
     /// List profiles, secrets masked
     List,
     /// Make a profile the default
@@ -155,7 +161,17 @@ pub enum ExecutionCommand {
         offset: u64,
     },
     /// Show one execution: status, timings, context, error, origin
-    Status { id: String },
+    Status {
+        /// The execution's id, or a unique prefix of it (8+ characters)
+        #[arg(required_unless_present = "latest")]
+        id: Option<String>,
+        /// The newest execution instead (of --workflow, when given)
+        #[arg(long, conflicts_with = "id")]
+        latest: bool,
+        /// With --latest: the newest execution of this workflow
+        #[arg(long, requires = "latest", value_name = "NAME")]
+        workflow: Option<String>,
+    },
     /// Show an execution's tasks
     Tasks { id: String },
     /// Show an execution's events
@@ -218,6 +234,10 @@ pub enum KeyCommand {
     },
     /// List keys: every key for an admin key (or of --tenant when given), else the tenant's
     List,
-    /// Revoke a key by id
-    Revoke { id: String },
+    /// Revoke a key by id, a unique id prefix (8+ characters), or its name when no other
+    /// active key in scope has it
+    Revoke {
+        /// The key's id, id prefix or name
+        key: String,
+    },
 }

@@ -27,9 +27,6 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub shutdown_timeout: u64,
-    /// Seconds a request may run before it is answered 503
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    pub request_timeout: u64,
     /// Failed authentications allowed per client address per minute (0: unlimited)
     #[arg(long, default_value_t = 60, value_name = "N")]
     pub auth_failures_per_minute: u32,

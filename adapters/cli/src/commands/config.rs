@@ -1,10 +1,12 @@
 //! `config get|set|list` and `config profile set|list|use|delete`.
 
+use std::io::IsTerminal as _;
+
 use crate::args::{ConfigCommand, OutputFormat, ProfileCommand};
 use crate::client::Context;
 use crate::config::{Profile, mask_key_ref, mask_url};
 use crate::exit::CliError;
-use crate::output::{Table, emit};
+use crate::output::{Table, emit, line, note};
 
 /// Runs a `config` command.
 ///
@@ -17,16 +19,15 @@ pub fn run(ctx: &mut Context, cmd: ConfigCommand) -> Result<(), CliError> {
         ConfigCommand::Get { key, reveal } => {
             let value = ctx.config.get(&key).map_err(CliError::Usage)?;
             match value {
-                Some(v) if key == "database_url" && !reveal => println!("{}", mask_url(v)),
-                Some(v) => println!("{v}"),
-                None => return Err(CliError::Usage(format!("{key} is not set"))),
+                Some(v) if key == "database_url" && !reveal => line(mask_url(v)),
+                Some(v) => line(v),
+                None => Err(CliError::Usage(format!("{key} is not set"))),
             }
-            Ok(())
         }
         ConfigCommand::Set { key, value } => {
             ctx.config.set(&key, &value).map_err(CliError::Usage)?;
             ctx.config.save().map_err(CliError::Local)?;
-            eprintln!("{key} set in {}", ctx.home.config_file().display());
+            note(format!("{key} set in {}", ctx.home.config_file().display()));
             Ok(())
         }
         ConfigCommand::List => {
@@ -55,16 +56,30 @@ pub fn run(ctx: &mut Context, cmd: ConfigCommand) -> Result<(), CliError> {
 
 fn profile(ctx: &mut Context, cmd: ProfileCommand, format: OutputFormat) -> Result<(), CliError> {
     match cmd {
-        ProfileCommand::Set { name } => {
+        ProfileCommand::Set { name, allow_raw_key } => {
             check_profile_name(&name)?;
             let g = &ctx.globals;
-            let update = Profile { server: g.server.clone(), api_key: g.api_key.clone(), tenant: g.tenant.clone() };
+            // Only what this command line says: a CLOACINA_API_KEY holding a raw key for the
+            // shell's session must not end up in a file.
+            let given = |value: &Option<String>, from_env: bool| if from_env { None } else { value.clone() };
+            let mut update = Profile {
+                server: given(&g.server, g.from_env.server),
+                api_key: given(&g.api_key, g.from_env.api_key),
+                tenant: given(&g.tenant, g.from_env.tenant),
+            };
             if update == Profile::default() && !ctx.config.settings.profiles.contains_key(&name) {
-                return Err(CliError::Usage("give at least one of --server, --api-key, --tenant".into()));
+                return Err(CliError::Usage(
+                    "give at least one of --server, --api-key, --tenant (CLOACINA_* variables are not stored in a \
+                     profile)"
+                        .into(),
+                ));
+            }
+            if let Some(reference) = update.api_key.take() {
+                update.api_key = Some(stored_key(&reference, allow_raw_key)?);
             }
             ctx.config.set_profile(&name, &update);
             ctx.config.save().map_err(CliError::Local)?;
-            eprintln!("profile '{name}' saved in {}", ctx.home.config_file().display());
+            note(format!("profile '{name}' saved in {}", ctx.home.config_file().display()));
             Ok(())
         }
         ProfileCommand::List => {
@@ -101,16 +116,42 @@ fn profile(ctx: &mut Context, cmd: ProfileCommand, format: OutputFormat) -> Resu
         ProfileCommand::Use { name } => {
             ctx.config.set("default_profile", &name).map_err(CliError::Usage)?;
             ctx.config.save().map_err(CliError::Local)?;
-            eprintln!("default profile is now '{name}'");
+            note(format!("default profile is now '{name}'"));
             Ok(())
         }
         ProfileCommand::Delete { name } => {
             ctx.config.delete_profile(&name).map_err(CliError::Usage)?;
             ctx.config.save().map_err(CliError::Local)?;
-            eprintln!("profile '{name}' deleted");
+            note(format!("profile '{name}' deleted"));
             Ok(())
         }
     }
+}
+
+/// What a profile keeps for `--api-key`: a reference as given; a raw key (`-` reads one from
+/// stdin) only with `--allow-raw-key` or a yes on a terminal.
+fn stored_key(reference: &str, allow_raw_key: bool) -> Result<String, CliError> {
+    if reference.starts_with("env:") || reference.starts_with("file:") {
+        return Ok(reference.to_owned());
+    }
+    let key = crate::client::resolve_key(reference)?.expose().to_owned();
+    if allow_raw_key {
+        return Ok(key);
+    }
+    let refused = || {
+        CliError::Usage(
+            "--api-key is a raw key, which config.toml would hold in the clear: give env:VAR or file:PATH, or pass \
+             --allow-raw-key to store it anyway"
+                .into(),
+        )
+    };
+    if reference == "-" || !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(refused());
+    }
+    let answer = crate::output::ask(
+        "--api-key is a raw key: store it in config.toml in the clear (env:VAR or file:PATH keep it out)? [y/N] ",
+    );
+    if matches!(answer.as_deref().map(str::trim), Some("y" | "Y" | "yes")) { Ok(key) } else { Err(refused()) }
 }
 
 fn check_profile_name(name: &str) -> Result<(), CliError> {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
+use super::ids;
 use crate::args::ExecutionCommand;
 use crate::client::{Client, Context, segment};
 use crate::exit::CliError;
@@ -57,12 +58,22 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
                 || rows.iter().map(|e| text(e, "execution_id")).collect(),
             )
         }
-        ExecutionCommand::Status { id } => {
-            let e = client.call(Method::GET, &format!("{base}/{}", segment(&id)?), None::<&()>).await?;
+        ExecutionCommand::Status { id, latest, workflow } => {
+            let id = match id {
+                Some(id) if !latest => ids::execution(&client, &base, &id).await?,
+                _ => {
+                    let only = workflow.as_deref().map(segment).transpose()?;
+                    let query = only.map(|w| format!("&workflow={w}")).unwrap_or_default();
+                    let newest = client.call(Method::GET, &format!("{base}?limit=1{query}"), None::<&()>).await?;
+                    ids::latest(&newest, only)?
+                }
+            };
+            let e = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
             emit(format, &e, || detail(&e), || vec![text(&e, "execution_id")])
         }
         ExecutionCommand::Tasks { id } => {
-            let listed = client.call(Method::GET, &format!("{base}/{}/tasks", segment(&id)?), None::<&()>).await?;
+            let id = ids::execution(&client, &base, &id).await?;
+            let listed = client.call(Method::GET, &format!("{base}/{id}/tasks"), None::<&()>).await?;
             let tasks = listed["tasks"].as_array().cloned().unwrap_or_default();
             emit(
                 format,
@@ -85,7 +96,8 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
             )
         }
         ExecutionCommand::Events { id, since } => {
-            let path = format!("{base}/{}/events?since={since}&limit=1000", segment(&id)?);
+            let id = ids::execution(&client, &base, &id).await?;
+            let path = format!("{base}/{id}/events?since={since}&limit=1000");
             let listed = client.call(Method::GET, &path, None::<&()>).await?;
             let events = listed["events"].as_array().cloned().unwrap_or_default();
             emit(
@@ -96,7 +108,8 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
             )
         }
         ExecutionCommand::Logs { id, task } => {
-            let path = format!("{base}/{}/tasks/{}/logs", segment(&id)?, segment(&task)?);
+            let id = ids::execution(&client, &base, &id).await?;
+            let path = format!("{base}/{id}/tasks/{}/logs", segment(&task)?);
             let logs = client.call(Method::GET, &path, None::<&()>).await?;
             let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
             emit(
@@ -127,11 +140,13 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
             )
         }
         ExecutionCommand::Watch { id } => {
-            let e = follow(&client, &base, segment(&id)?, None, true).await?;
+            let id = ids::execution(&client, &base, &id).await?;
+            let e = follow(&client, &base, &id, None, true).await?;
             finished(&e)
         }
         ExecutionCommand::Cancel { id } => {
-            let e = client.call(Method::POST, &format!("{base}/{}/cancel", segment(&id)?), None::<&()>).await?;
+            let id = ids::execution(&client, &base, &id).await?;
+            let e = client.call(Method::POST, &format!("{base}/{id}/cancel"), None::<&()>).await?;
             emit(
                 format,
                 &e,
@@ -140,7 +155,8 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
             )
         }
         ExecutionCommand::Retry { id } => {
-            let e = client.call(Method::POST, &format!("{base}/{}/retry", segment(&id)?), None::<&()>).await?;
+            let id = ids::execution(&client, &base, &id).await?;
+            let e = client.call(Method::POST, &format!("{base}/{id}/retry"), None::<&()>).await?;
             emit(
                 format,
                 &e,
@@ -215,7 +231,7 @@ pub async fn follow(
                     .await?;
                 let events = page["events"].as_array().cloned().unwrap_or_default();
                 for e in &events {
-                    println!("{}", event_line(e));
+                    crate::output::line(event_line(e))?;
                 }
                 since = page["next"].as_i64().unwrap_or(since);
                 if events.len() < 1000 {
@@ -231,7 +247,7 @@ pub async fn follow(
                     .call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>)
                     .await?;
                 for ev in page["events"].as_array().into_iter().flatten() {
-                    println!("{}", event_line(ev));
+                    crate::output::line(event_line(ev))?;
                 }
             }
             return Ok(e);

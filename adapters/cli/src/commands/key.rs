@@ -62,8 +62,17 @@ pub async fn run(ctx: &Context, cmd: KeyCommand) -> Result<(), CliError> {
                 || keys.iter().map(|k| text(k, "id")).collect(),
             )
         }
-        KeyCommand::Revoke { id } => {
-            let path = format!("{}/{id}", scope_path(ctx, &client).await?);
+        KeyCommand::Revoke { key } => {
+            let scope = scope_path(ctx, &client).await?;
+            let id = if uuid::Uuid::try_parse(&key).is_ok() {
+                key
+            } else {
+                let listed = client.call(Method::GET, &scope, None::<&()>).await?;
+                let active: Vec<Value> =
+                    items(&listed).into_iter().filter(|k| k["revoked"].as_bool() != Some(true)).collect();
+                super::ids::by_id_or_name(&active, &key, "key")?
+            };
+            let path = format!("{scope}/{}", crate::client::segment(&id)?);
             let revoked = client.call(Method::DELETE, &path, None::<&()>).await?;
             emit(format, &revoked, || format!("revoked key {id}"), || vec![id.clone()])
         }
@@ -86,14 +95,16 @@ async fn scope_path(ctx: &Context, client: &Client) -> Result<String, CliError> 
 fn print_created(format: OutputFormat, created: &Value) -> Result<(), CliError> {
     if format == OutputFormat::Table {
         // The key alone on stdout, so `KEY=$(cloacinactl key create …)` captures it.
-        println!("{}", text(created, "key"));
-        eprintln!(
+        crate::output::line(text(created, "key"))?;
+        crate::output::note(format!(
             "created key '{}' (id {}, permissions {}): shown exactly once, store it now",
             text(created, "name"),
             text(created, "id"),
             text(created, "permissions")
-        );
+        ));
         return Ok(());
     }
-    emit(format, created, String::new, || vec![text(created, "id")])
+    // `-o id` prints the key itself: the one thing of a new key worth capturing, and its only
+    // copy (the id is in `key list`).
+    emit(format, created, String::new, || vec![text(created, "key")])
 }

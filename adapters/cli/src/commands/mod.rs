@@ -8,9 +8,11 @@
 //! - [`workflow`] — `workflow list|inspect|pause|resume|run`.
 //! - [`trigger`] — `trigger list|inspect|pause|resume|fire`.
 //! - [`execution`] — `execution list|status|tasks|events|logs|watch|cancel|retry`.
+//! - [`ids`] — ids as typed: full, a unique prefix, or (keys) a name.
 
 pub mod config;
 pub mod execution;
+pub mod ids;
 pub mod key;
 pub mod package;
 pub mod tenant;
@@ -33,8 +35,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             Err(CliError::Usage("`serve` and `migrate` are run by the cloacinactl binary itself".into()))
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cloacinactl", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cloacinactl", &mut script);
+            crate::output::write(&script)
         }
         Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
         Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,

@@ -1,6 +1,6 @@
 //! `tenant create|list|get|update|delete`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -104,9 +104,9 @@ fn confirm(name: &str) -> Result<(), CliError> {
             "deleting tenant '{name}' drops all its data and revokes its keys: pass --yes to confirm"
         )));
     }
-    eprint!("Deleting tenant '{name}' drops all its data and revokes its keys. Type its name to confirm: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::Local(format!("cannot read answer: {e}")))?;
+    let answer = crate::output::ask(&format!(
+        "Deleting tenant '{name}' drops all its data and revokes its keys. Type its name to confirm: "
+    ))
+    .unwrap_or_default();
     if answer.trim() == name { Ok(()) } else { Err(CliError::Usage("not confirmed: nothing was deleted".into())) }
 }

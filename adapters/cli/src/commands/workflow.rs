@@ -61,14 +61,20 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
             let headers: Vec<(&str, &str)> =
                 idempotency_key.as_deref().map(|k| ("Idempotency-Key", k)).into_iter().collect();
             let path = format!("{base}/{}/execute", segment(&name)?);
-            let accepted =
+            let (accepted, replayed) =
                 client.call_with_headers(Method::POST, &path, Some(&json!({ "context": context })), &headers).await?;
             let id = text(&accepted, "execution_id");
+            // A replay started nothing: it is the execution the same key started before.
+            let accepted_as = if replayed {
+                format!("execution {id} of workflow '{name}' was already started with this idempotency key: replayed")
+            } else {
+                format!("execution {id} of workflow '{name}' accepted")
+            };
             if !wait {
                 return emit(
                     format,
                     &accepted,
-                    || format!("execution {id} of workflow '{name}' accepted ({})", text(&accepted, "status")),
+                    || format!("{accepted_as} ({})", text(&accepted, "status")),
                     || vec![id.clone()],
                 );
             }
@@ -76,7 +82,7 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
             let timeout = (wait_timeout > 0).then(|| std::time::Duration::from_secs(wait_timeout));
             let print = format == OutputFormat::Table;
             if print {
-                println!("execution {id} of workflow '{name}' accepted");
+                crate::output::line(&accepted_as)?;
             }
             let done = follow(&client, &executions, &id, timeout, print).await?;
             emit(format, &done, || format!("execution {id} {}", text(&done, "status")), || vec![id.clone()])?;

@@ -1,0 +1,256 @@
+//! The habits of kubectl and gh users, through the real binary: a closed pipe ends a command
+//! quietly, a silent server cannot hang it, a server that is not Cloacina's is named as such,
+//! idempotent requests are retried through 503s, a profile stores only what its command line
+//! gave, `key create -o id` prints the key, and ids round-trip (prefixes, `--latest`, key
+//! names, replays said as such).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::executions::{execute, pack, upload};
+use crate::harness::{Server, bash, bootstrap_key, cli, command, stderr, stdout};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_pipe_ends_every_command_quietly_with_the_shells_status() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &[], &[]);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", "file:~/.cloacina/bootstrap-key")];
+    // The reader closes its end at once and the command writes after its HTTP call: every
+    // write meets a closed pipe.
+    for cmd in
+        ["key list", "key list -o id", "key list -o json", "key list -o yaml", "execution list", "completions bash"]
+    {
+        let script = format!("cloacinactl {cmd} | (exec 0<&-; sleep 1); echo \"status ${{PIPESTATUS[0]}}\" >&2");
+        let out = bash(home.path(), &script, &env);
+        println!("`cloacinactl {cmd} | <closed>`: {}", stderr(&out));
+        assert_eq!(stderr(&out), "status 141", "`{cmd}`: quiet, and 128 + SIGPIPE as a shell gives any tool");
+    }
+    // The usual capture: the first id, the rest of the output unread.
+    let out = bash(home.path(), "ID=$(cloacinactl key list -o id | head -1); echo \"$ID\"", &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(uuid::Uuid::parse_str(&stdout(&out)).is_ok(), "{}", stdout(&out));
+    server.stop();
+}
+
+/// A server that takes connections and never answers.
+fn silent() -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in listener.incoming().take(4) {
+            open.push(conn);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    (url, held)
+}
+
+/// A server answering each request with the next of `answers` (status, content type, body),
+/// the last one again once they run out; counts the requests.
+fn scripted(answers: Vec<(u16, &'static str, &'static str)>) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (count, lines) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
+    let (c, l) = (count.clone(), lines.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 8192];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
+            l.lock().unwrap().push(request);
+            let i = c.fetch_add(1, Ordering::SeqCst);
+            let (status, kind, body) = answers[i.min(answers.len() - 1)];
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, count, lines)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_server_times_out_a_foreign_one_is_named_and_503s_are_retried_for_idempotent_requests() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let key = [("CLOACINA_API_KEY", "clk_not_a_real_key")];
+
+    let (url, _held) = silent();
+    let started = Instant::now();
+    let out = cli(h, &["--server", &url, "--tenant", "public", "--request-timeout", "2s", "workflow", "list"], &key);
+    let took = started.elapsed();
+    println!("silent server, --request-timeout 2s: exit {:?} after {took:?}: {}", out.status.code(), stderr(&out));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no answer within 2s (--request-timeout)"), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(20), "bounded by the timeout, not retried: {took:?}");
+    let out = cli(h, &["--server", &url, "--tenant", "public", "--request-timeout", "0", "workflow", "list"], &key);
+    assert_eq!(out.status.code(), Some(1), "a zero timeout is refused: {}", stderr(&out));
+    assert!(stderr(&out).contains("--request-timeout"), "{}", stderr(&out));
+
+    // Where the URL came from, and what to do about it.
+    let out = cli(h, &["workflow", "list"], &[("CLOACINA_SERVER", "http://127.0.0.1:1"), key[0]]);
+    println!("refused: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("(from CLOACINA_SERVER)") && stderr(&out).contains("`cloacinactl serve`"));
+    let out = cli(h, &["--server", "http://127.0.0.1:1", "workflow", "list"], &key);
+    assert!(stderr(&out).contains("(from --server)"), "{}", stderr(&out));
+    let out = cli(h, &["config", "profile", "set", "far", "--server", "http://127.0.0.1:1"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(h, &["--profile", "far", "workflow", "list"], &key);
+    assert!(stderr(&out).contains("(from profile 'far')"), "{}", stderr(&out));
+
+    // An HTML 404 from something else is not "not found".
+    let (url, _, _) = scripted(vec![(404, "text/html", "<html>nginx</html>")]);
+    let out = cli(h, &["--server", &url, "--tenant", "public", "workflow", "list"], &key);
+    println!("foreign: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("answered HTTP 404 with a text/html body, not Cloacina's API"), "{}", stderr(&out));
+
+    // 503, 503, then the answer: a GET is sent again and succeeds.
+    let (url, count, _) = scripted(vec![
+        (503, "application/json", r#"{"error":"busy","code":"unavailable"}"#),
+        (503, "application/json", r#"{"error":"busy","code":"unavailable"}"#),
+        (200, "application/json", r#"{"items":[],"total":0}"#),
+    ]);
+    let out = cli(h, &["--server", &url, "--tenant", "public", "workflow", "list", "-o", "json"], &key);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(count.load(Ordering::SeqCst), 3, "two retries");
+    // A POST without an idempotency key is sent once; with one, it is retried.
+    let (url, count, _) = scripted(vec![(503, "application/json", r#"{"error":"busy","code":"unavailable"}"#)]);
+    let out = cli(h, &["--server", &url, "--tenant", "public", "workflow", "run", "w"], &key);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(count.load(Ordering::SeqCst), 1, "a plain POST is never sent twice");
+    let (url, count, _) = scripted(vec![(503, "application/json", r#"{"error":"busy","code":"unavailable"}"#)]);
+    let out =
+        cli(h, &["--server", &url, "--tenant", "public", "workflow", "run", "w", "--idempotency-key", "k1"], &key);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(count.load(Ordering::SeqCst), 4, "a keyed POST is idempotent: 4 attempts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_keeps_only_its_own_flags_and_keys_are_read_where_the_user_keeps_them() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = Server::start(h, &[], &[]);
+    let god = bootstrap_key(h);
+    let s = server.url.as_str();
+    let config = || std::fs::read_to_string(h.join(".cloacina/config.toml")).unwrap_or_default();
+
+    // The shell holds a raw key and a tenant; the profile is given a server only.
+    let shell = [("CLOACINA_API_KEY", god.as_str()), ("CLOACINA_TENANT", "public")];
+    let out = cli(h, &["config", "profile", "set", "ci", "--server", s], &shell);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!config().contains(&god) && !config().contains("api_key") && !config().contains("tenant"), "{}", config());
+    let out = cli(h, &["config", "profile", "set", "empty"], &shell);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CLOACINA_* variables are not stored"), "{}", stderr(&out));
+
+    // A raw key on the command line is stored only when asked for.
+    let out = cli(h, &["config", "profile", "set", "ci", "--api-key", &god], &[]);
+    assert_eq!(out.status.code(), Some(1), "no terminal, no --allow-raw-key");
+    assert!(stderr(&out).contains("--allow-raw-key") && !stderr(&out).contains(&god), "{}", stderr(&out));
+    assert!(!config().contains(&god));
+    let out = cli(h, &["config", "profile", "set", "ci", "--api-key", "file:~/.cloacina/bootstrap-key"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(config().contains("api_key = \"file:~/.cloacina/bootstrap-key\""), "{}", config());
+    let out = cli(h, &["--profile", "ci", "key", "list", "-o", "id"], &[]);
+    assert!(out.status.success(), "file:~/ is the home folder: {}", stderr(&out));
+    let out = cli(h, &["config", "profile", "set", "raw", "--server", s, "--api-key", &god, "--allow-raw-key"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(config().contains(&god));
+
+    // Empty variables are unset: the profile's key and server are used.
+    let empty = [("CLOACINA_API_KEY", ""), ("CLOACINA_SERVER", ""), ("CLOACINA_TENANT", "")];
+    let out = cli(h, &["--profile", "ci", "key", "list", "-o", "id"], &empty);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // --api-key - reads the key from stdin, out of `ps`.
+    let mut child = command(h)
+        .args(["--server", s, "--api-key", "-", "key", "list", "-o", "id"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{god}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // `key create -o id` prints the key, which works.
+    let out = cli(
+        h,
+        &["--profile", "ci", "key", "create", "scripted", "--role", "read", "--tenant", "public", "-o", "id"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out);
+    assert!(key.starts_with("clk_"), "the key itself: {key}");
+    let out = cli(h, &["--server", s, "--api-key", "env:NEW_KEY", "workflow", "list"], &[("NEW_KEY", &key)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = Server::start(h, &[], &[]);
+    let god = bootstrap_key(h);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    let run = |args: &[&str]| {
+        let out = cli(h, args, &env);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let workflows = "[[workflow]]\nname = \"a\"\n[[workflow.task]]\nid = \"t\"\ncommand = [\"true\"]\n\
+                     [[workflow]]\nname = \"b\"\n[[workflow.task]]\nid = \"t\"\ncommand = [\"true\"]\n";
+    let package = pack(h, "ids", "1.0.0", workflows, &[]);
+    assert_eq!(upload(&server, "public", &god, &package).await.0, 201);
+    let first =
+        execute(&server, "public", &god, "a", json!({}), None).await.1["execution_id"].as_str().unwrap().to_owned();
+    let second =
+        execute(&server, "public", &god, "b", json!({}), None).await.1["execution_id"].as_str().unwrap().to_owned();
+
+    // What `-o id` prints, every verb takes back; so does its first 8 characters.
+    let listed = run(&["execution", "list", "-o", "id"]);
+    assert_eq!(listed.lines().collect::<Vec<_>>(), [second.as_str(), first.as_str()]);
+    let prefix = &first[..8];
+    assert_eq!(run(&["execution", "status", prefix, "-o", "id"]), first);
+    assert!(run(&["execution", "tasks", prefix]).contains('t'));
+    assert_eq!(run(&["execution", "status", "--latest", "-o", "id"]), second);
+    assert_eq!(run(&["execution", "status", "--latest", "--workflow", "a", "-o", "id"]), first);
+    let out = cli(h, &["execution", "status", &first[..6]], &env);
+    assert_eq!(out.status.code(), Some(1), "too short: {}", stderr(&out));
+    let out = cli(h, &["execution", "status", "ffffffff"], &env);
+    assert_eq!(out.status.code(), Some(3), "matches nothing: {}", stderr(&out));
+    let out = cli(h, &["execution", "status", "--latest", "--workflow", "nope"], &env);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // Keys: revoked by name, and by what `key list -o id` printed.
+    run(&["key", "create", "ci-deploy", "--role", "write", "--tenant", "public"]);
+    run(&["key", "create", "monitor", "--role", "read", "--tenant", "public"]);
+    assert!(run(&["key", "revoke", "ci-deploy"]).contains("revoked key"));
+    let keys: serde_json::Value = serde_json::from_str(&run(&["key", "list", "-o", "json"])).unwrap();
+    let monitor = keys["items"].as_array().unwrap().iter().find(|k| k["name"] == "monitor").unwrap().clone();
+    assert_eq!(keys["items"].as_array().unwrap().iter().find(|k| k["name"] == "ci-deploy").unwrap()["revoked"], true);
+    run(&["key", "revoke", &monitor["id"].as_str().unwrap()[..8]]);
+    let out = cli(h, &["key", "revoke", "monitor"], &env);
+    assert_eq!(out.status.code(), Some(3), "no active key of that name is left: {}", stderr(&out));
+
+    // A replayed run says so.
+    let fresh = run(&["workflow", "run", "a", "--idempotency-key", "deploy-7"]);
+    assert!(fresh.contains("accepted") && !fresh.contains("replayed"), "{fresh}");
+    let again = run(&["workflow", "run", "a", "--idempotency-key", "deploy-7"]);
+    println!("{fresh}\n{again}");
+    assert!(again.contains("replayed"), "{again}");
+    server.stop();
+}
