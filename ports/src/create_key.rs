@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use cloacina_domain::authz::{ExpiryRefused, authorize_mint, child_expiry};
-use cloacina_domain::ports::StoreError;
+use cloacina_domain::ports::{ConstraintKind, StoreError};
 use cloacina_domain::{
     Authority, Denied, KeyName, KeyRecord, MintedKey, NewKey, Principal, Secret, StoredSecret, TenantName,
 };
@@ -34,6 +34,12 @@ pub enum CreateKeyError {
     NoSuchTenant(TenantName),
     #[error(transparent)]
     Expiry(#[from] ExpiryRefused),
+    /// An unrevoked key of the same tenant (or, for a god key, another god key) has the name.
+    #[error(
+        "a key named '{0}' already exists in this scope: names are unique among unrevoked keys (expired ones \
+         count until revoked)"
+    )]
+    NameTaken(KeyName),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -63,7 +69,12 @@ impl Keys {
             created_by: Some(caller.key_id),
             expires_at,
         };
-        self.deps.keys.insert(&new).await?;
+        match self.deps.keys.insert(&new).await {
+            Err(StoreError::Constraint(c)) if c.kind == ConstraintKind::Unique => {
+                return Err(CreateKeyError::NameTaken(new.name));
+            }
+            other => other?,
+        }
         self.auth.forget(new.id);
         tracing::info!(key_id = %new.id, name = %new.name, created_by = %caller.key_id, "API key created");
         Ok(CreatedKey { record: new.into(), plaintext: minted.plaintext() })

@@ -238,6 +238,10 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     // Keys: revoked by name, and by what `key list -o id` printed.
     run(&["key", "create", "ci-deploy", "--role", "write", "--tenant", "public"]);
     run(&["key", "create", "monitor", "--role", "read", "--tenant", "public"]);
+    let out = cli(h, &["key", "create", "monitor", "--tenant", "public"], &env);
+    println!("a second 'monitor': {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "names are unique in a tenant");
+    assert!(stderr(&out).contains("HTTP 409, key_name_taken"), "{}", stderr(&out));
     assert!(run(&["key", "revoke", "ci-deploy"]).contains("revoked key"));
     let keys: serde_json::Value = serde_json::from_str(&run(&["key", "list", "-o", "json"])).unwrap();
     let monitor = keys["items"].as_array().unwrap().iter().find(|k| k["name"] == "monitor").unwrap().clone();
@@ -245,6 +249,7 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     run(&["key", "revoke", &monitor["id"].as_str().unwrap()[..8]]);
     let out = cli(h, &["key", "revoke", "monitor"], &env);
     assert_eq!(out.status.code(), Some(3), "no active key of that name is left: {}", stderr(&out));
+    run(&["key", "create", "monitor", "--tenant", "public"]);
 
     // A replayed run says so.
     let fresh = run(&["workflow", "run", "a", "--idempotency-key", "deploy-7"]);

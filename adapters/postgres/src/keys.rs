@@ -119,6 +119,13 @@ impl KeyStore for PgDb {
         if count_god(&mut tx, now).await.map_err(translate)? > 0 {
             return Ok(false);
         }
+        // Every god key left has expired: one holding the new key's name is retired with it.
+        sqlx::query("UPDATE api_keys SET revoked = true, revoked_at = $2 WHERE is_admin AND NOT revoked AND name = $1")
+            .bind(key.name.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
         insert_row(&mut tx, key).await.map_err(translate)?;
         tx.commit().await.map_err(translate)?;
         Ok(true)

@@ -117,6 +117,11 @@ impl KeyStore for SqliteDb {
             if count_god(&tx, now)? > 0 {
                 return Ok(false);
             }
+            // Every god key left has expired: one holding the new key's name is retired with it.
+            tx.execute(
+                "UPDATE api_keys SET revoked = 1, revoked_at = ?2 WHERE is_admin = 1 AND revoked = 0 AND name = ?1",
+                params![key.name.as_str(), ts(now)],
+            )?;
             insert_row(&tx, &key)?;
             tx.commit()?;
             Ok(true)

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "package_chunks", include_str!("../../../migrations/sqlite/0005_package_chunks.sql")),
     (6, "tenant_settings", include_str!("../../../migrations/sqlite/0006_tenant_settings.sql")),
     (7, "triggers", include_str!("../../../migrations/sqlite/0007_triggers.sql")),
+    (8, "key_names", include_str!("../../../migrations/sqlite/0008_key_names.sql")),
 ];
 
 /// The version this binary expects.
@@ -74,5 +75,42 @@ impl SqliteDb {
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
         let current = self.read(current_version).await?;
         Ok(MIGRATIONS.iter().filter(|m| m.0 > current).count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// Migration 8 on a database holding unrevoked duplicate names: the oldest keeps its name,
+    /// the others get their id's first 8 characters, a revoked one is left as it was.
+    #[test]
+    fn key_names_made_unique_keep_the_oldest_its_name() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for (version, _, sql) in MIGRATIONS.iter().filter(|m| m.0 < 8) {
+            conn.execute_batch(sql).unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let insert = |id: &str, name: &str, tenant: Option<&str>, at: &str, revoked: bool| {
+            let god = tenant.is_none();
+            conn.execute(
+                "INSERT INTO api_keys (id, name, tenant, role, is_admin, hash_kind, key_hash, created_at, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'sha256', 'h', ?6, ?7)",
+                rusqlite::params![id, name, tenant, if god { "admin" } else { "read" }, god, at, revoked],
+            )
+            .unwrap();
+        };
+        insert("aaaaaaaa-0000", "ci", Some("public"), "2026-01-01T00:00:00Z", false);
+        insert("bbbbbbbb-0000", "ci", Some("public"), "2026-01-02T00:00:00Z", false);
+        insert("cccccccc-0000", "ci", Some("public"), "2026-01-03T00:00:00Z", true);
+        insert("dddddddd-0000", "ci", None, "2026-01-04T00:00:00Z", false);
+        conn.execute_batch(MIGRATIONS.iter().find(|m| m.0 == 8).unwrap().2).unwrap();
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM api_keys ORDER BY created_at")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(names, ["ci", "ci-bbbbbbbb", "ci", "ci"]);
     }
 }

@@ -33,12 +33,14 @@ pub trait KeyStore: Send + Sync {
     /// Inserts a new row.
     ///
     /// # Errors
-    /// MUST fail with a unique [`StoreError::Constraint`] if the id exists (ids are random:
-    /// a bug, never a business case), leaving the table unchanged.
+    /// MUST fail with a unique [`StoreError::Constraint`], leaving the table unchanged, if an
+    /// unrevoked key of the same tenant (for a god key: an unrevoked god key) has the name, or
+    /// if the id exists (ids are random: a bug, never a business case).
     async fn insert(&self, key: &NewKey) -> Result<(), StoreError>;
 
     /// Inserts `key`, a god key, only if no active god key exists at `now`; the check and the
-    /// insert are one atomic step, so concurrent callers (replicas) create exactly one.
+    /// insert are one atomic step, so concurrent callers (replicas) create exactly one. An
+    /// expired, unrevoked god key holding `key`'s name is revoked at `now` in the same step.
     ///
     /// MUST return `true` if it inserted, `false` if an active god key already existed.
     async fn insert_first_god_key(&self, key: &NewKey, now: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -143,3 +143,35 @@ pub async fn last_used_never_moves_backwards(store: Store) {
     store.record_last_used(vec![(id(1), t0() + Duration::minutes(5))]).await.unwrap();
     assert_eq!(store.find(id(1)).await.unwrap().unwrap().last_used_at, Some(later));
 }
+
+pub async fn a_name_is_taken_once_among_a_scopes_unrevoked_keys(store: Store) {
+    let named = |n: u8, name: &str, authority: Authority| {
+        let mut k = key(n, authority, t0());
+        k.name = KeyName::parse(name).unwrap();
+        k
+    };
+    let acme = || Authority::Tenant { tenant: TenantName::parse("acme").unwrap(), role: Role::Read };
+    store.insert(&named(1, "ci", public(Role::Write))).await.unwrap();
+    let taken = store.insert(&named(2, "ci", public(Role::Read))).await;
+    assert!(matches!(taken, Err(StoreError::Constraint(Constraint { kind: ConstraintKind::Unique, .. }))), "{taken:?}");
+    assert_eq!(store.find(id(2)).await.unwrap(), None, "nothing written");
+    // Another scope may have it: a god key, and (where the backend has tenants) another tenant.
+    store.insert(&named(3, "ci", Authority::God)).await.unwrap();
+    assert!(store.insert(&named(4, "ci", Authority::God)).await.is_err(), "god keys among god keys");
+    if store.create_tenant(&crate::tenants::new_tenant("acme")).await.is_ok() {
+        store.insert(&named(5, "ci", acme())).await.unwrap();
+    }
+    // Once revoked, the name is free again.
+    store.revoke(id(1), t0()).await.unwrap();
+    store.insert(&named(6, "ci", public(Role::Read))).await.unwrap();
+
+    // The bootstrap's name is freed from a god key that expired without being revoked.
+    let mut old = named(7, "bootstrap-admin", Authority::God);
+    old.expires_at = Some(t0() + Duration::hours(1));
+    store.insert(&old).await.unwrap();
+    store.revoke(id(3), t0()).await.unwrap();
+    let later = t0() + Duration::hours(2);
+    assert!(store.insert_first_god_key(&named(8, "bootstrap-admin", Authority::God), later).await.unwrap());
+    let retired = store.find(id(7)).await.unwrap().unwrap();
+    assert!(retired.revoked && retired.revoked_at == Some(later), "{retired:?}");
+}

@@ -93,6 +93,7 @@ macro_rules! storage_contract {
             keys::the_first_god_key_is_inserted_once_even_under_a_race,
             keys::only_active_supplied_keys_are_listed_for_argon2,
             keys::last_used_never_moves_backwards,
+            keys::a_name_is_taken_once_among_a_scopes_unrevoked_keys,
             tenants::public_always_exists_and_unknown_tenants_do_not,
             tenants::a_migrated_database_is_healthy,
             tenants::a_tenant_is_created_listed_and_found_once,

@@ -21,7 +21,7 @@ fn name(n: &str) -> TenantName {
     TenantName::parse(n).unwrap()
 }
 
-fn new_tenant(n: &str) -> NewTenant {
+pub(crate) fn new_tenant(n: &str) -> NewTenant {
     NewTenant {
         name: name(n),
         description: Some(TenantDescription::parse("Acme, EU").unwrap()),

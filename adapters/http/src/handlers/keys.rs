@@ -141,7 +141,7 @@ async fn create(
 /// a key of `public`; with a tenant, a key of it (role `read` unless given).
 #[utoipa::path(post, path = "/v1/auth/keys", tag = "keys", request_body = CreateKeyBody,
     responses((status = 201, body = CreatedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_any(
     State(state): State<AppState>,
@@ -163,7 +163,7 @@ pub async fn create_any(
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "keys", request_body = CreateKeyBody,
     params(("tenant" = String, Path, description = "Tenant name")),
     responses((status = 201, body = CreatedView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_in_tenant(
     State(state): State<AppState>,
@@ -274,6 +274,9 @@ fn from_create(e: CreateKeyError) -> ApiError {
         CreateKeyError::Denied(d) => ApiError::forbidden(&d),
         CreateKeyError::NoSuchTenant(t) => no_such_tenant(&t),
         CreateKeyError::Expiry(e) => ApiError::invalid_field("expires_at", e.to_string()),
+        taken @ CreateKeyError::NameTaken(_) => {
+            ApiError::new(StatusCode::CONFLICT, "key_name_taken", taken.to_string()).with_field("name")
+        }
         CreateKeyError::Store(e) => ApiError::store(&e),
     }
 }

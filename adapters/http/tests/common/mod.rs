@@ -156,7 +156,7 @@ impl App {
         let minted = MintedKey::new(fresh_id(), rand_bytes());
         let new = NewKey {
             id: minted.id(),
-            name: KeyName::parse("test").unwrap(),
+            name: KeyName::parse(&format!("test-{}", minted.id())).unwrap(),
             authority,
             secret: StoredSecret::Sha256(minted.digest()),
             created_at: Utc::now(),
