@@ -259,3 +259,56 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     assert!(again.contains("replayed"), "{again}");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_inspect_and_package_validate_draw_the_graph_by_levels() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = Server::start(h, &[], &[]);
+    let god = bootstrap_key(h);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    let mut wide = String::from("[[workflow]]\nname = \"wide\"\n");
+    for i in 1..=60 {
+        wide.push_str(&format!("[[workflow.task]]\nid = \"t{i:02}\"\ncommand = [\"true\"]\n"));
+    }
+    let diamond = "[[workflow]]\nname = \"diamond\"\n\
+        [[workflow.task]]\nid = \"extract\"\ncommand = [\"sh\", \"extract.sh\"]\ntimeout = \"10m\"\n\
+        [[workflow.task]]\nid = \"transform-a\"\ncommand = [\"sh\", \"a.sh\"]\ndepends_on = [\"extract\"]\n\
+        retries = 2\nenv = { REGION = \"eu\", MODE = \"fast\" }\n\
+        [[workflow.task]]\nid = \"transform-b\"\ncommand = [\"sh\", \"b.sh\"]\ndepends_on = [\"extract\"]\n\
+        [[workflow.task]]\nid = \"load\"\ncommand = [\"sh\", \"load.sh\"]\ndepends_on = [\"transform-a\", \"transform-b\"]\n";
+    let scripts = [("extract.sh", "true\n"), ("a.sh", "true\n"), ("b.sh", "true\n"), ("load.sh", "true\n")];
+    let package = pack(h, "graphs", "1.0.0", &format!("{wide}{diamond}"), &scripts);
+    assert_eq!(upload(&server, "public", &god, &package).await.0, 201);
+
+    let out = cli(h, &["workflow", "inspect", "wide"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let drawn = stdout(&out);
+    println!("$ cloacinactl workflow inspect wide\n{drawn}\n");
+    assert!(drawn.contains("60 tasks in 1 level (tasks on one level run side by side)"), "{drawn}");
+    assert!(drawn.contains("    1  t01  t02  t03") && !drawn.contains('→'), "{drawn}");
+    assert!(drawn.contains("  t60   -      true     5m       1         -"), "{drawn}");
+
+    let out = cli(h, &["workflow", "inspect", "diamond"], &env);
+    let drawn = stdout(&out);
+    println!("$ cloacinactl workflow inspect diamond\n{drawn}\n");
+    assert!(drawn.contains("4 tasks in 3 levels (tasks on one level run side by side)\n    1  extract\n    2  transform-a  transform-b\n    3  load"), "{drawn}");
+    assert!(
+        drawn.contains("transform-a  extract                   sh a.sh        5m       3         MODE, REGION"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("load         transform-a, transform-b  sh load.sh"), "{drawn}");
+    assert!(drawn.contains("extract      -                         sh extract.sh  10m"), "{drawn}");
+    assert!(!drawn.contains("eu") && !drawn.contains("fast"), "env values are not shown: {drawn}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&cli(h, &["workflow", "inspect", "diamond", "-o", "json"], &env))).unwrap();
+    assert_eq!(json["task_graph"][1]["env"], json!(["MODE", "REGION"]), "{json}");
+    assert_eq!(json["task_graph"][1]["max_attempts"], 3);
+
+    let source = h.join("src-graphs-1.0.0");
+    let out = cli(h, &["package", "validate", source.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    println!("$ cloacinactl package validate src-graphs-1.0.0\n{}", stdout(&out));
+    assert!(stdout(&out).contains("  workflow diamond (0 triggers)\n    4 tasks in 3 levels"), "{}", stdout(&out));
+    server.stop();
+}

@@ -84,6 +84,57 @@ fn cycle(tasks: &[(TaskId, Vec<TaskId>)], deps: &[Vec<usize>], done: &[bool]) ->
     DagError::Cycle { task: start, path: vec![tasks[start].0.to_string()] }
 }
 
+/// The tasks by level: level 0 holds the tasks that depend on nothing, level n those whose
+/// furthest dependency is on level n − 1. Tasks on one level may run side by side; within a
+/// level, the order given. `deps` gives each task's id with the ids it depends on; an id that
+/// names no task is ignored.
+pub fn levels(deps: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
+    let index: HashMap<&str, usize> = deps.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i)).collect();
+    let mut level = vec![0usize; deps.len()];
+    // At most one pass per task settles every level, whatever the order given; a cycle (which
+    // a validated workflow never has) stops there too.
+    for _ in 0..deps.len() {
+        let mut changed = false;
+        for (t, (_, on)) in deps.iter().enumerate() {
+            let want = on.iter().filter_map(|d| index.get(d.as_str())).map(|&d| level[d] + 1).max().unwrap_or(0);
+            if want > level[t] {
+                level[t] = want;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut out: Vec<Vec<String>> = vec![Vec::new(); level.iter().max().map_or(0, |m| m + 1)];
+    for (t, (id, _)) in deps.iter().enumerate() {
+        out[level[t]].push(id.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod level_tests {
+    use super::levels;
+
+    fn g(edges: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        edges.iter().map(|(t, d)| ((*t).to_owned(), d.iter().map(|s| (*s).to_owned()).collect())).collect()
+    }
+
+    #[test]
+    fn parallel_tasks_share_a_level_and_a_diamond_has_three() {
+        let wide: Vec<(String, Vec<String>)> = (1..=60).map(|i| (format!("t{i:02}"), Vec::new())).collect();
+        assert_eq!(levels(&wide).len(), 1);
+        assert_eq!(levels(&wide)[0].len(), 60);
+        let diamond = g(&[("extract", &[]), ("a", &["extract"]), ("b", &["extract"]), ("load", &["a", "b"])]);
+        assert_eq!(levels(&diamond), [vec!["extract"], vec!["a", "b"], vec!["load"]]);
+        // The furthest dependency decides, in any order given.
+        let skewed = g(&[("load", &["a", "extract"]), ("a", &["extract"]), ("extract", &[])]);
+        assert_eq!(levels(&skewed), [vec!["extract"], vec!["a"], vec!["load"]]);
+        assert!(levels(&[]).is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,17 +77,28 @@ impl WorkflowDef {
             .map(|t| TaskNode {
                 id: t.id.to_string(),
                 dependencies: t.depends_on.iter().map(ToString::to_string).collect(),
+                command: t.command.clone(),
+                timeout: t.timeout,
+                max_attempts: t.retry.max_attempts(),
+                env: t.env.keys().cloned().collect(),
             })
             .collect()
     }
 }
 
-/// One node of a workflow's task graph.
+/// One node of a workflow's task graph, with what a reader of the graph needs to know of the
+/// task: its command, timeout, attempts and the names (never the values) of its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskNode {
     pub id: String,
     /// The ids of the tasks it depends on (its incoming edges).
     pub dependencies: Vec<String>,
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    /// The first attempt and its retries.
+    pub max_attempts: u32,
+    /// The names of the variables the task's `env` sets.
+    pub env: Vec<String>,
 }
 
 /// One `[[workflow.task]]`.

@@ -203,6 +203,7 @@ fn describe(m: &Manifest, files: Option<(usize, u64)>) -> Value {
             json!({
                 "name": w.name.as_str(),
                 "tasks": w.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+                "task_graph": w.graph().iter().map(crate::dag::Node::json).collect::<Vec<_>>(),
                 "triggers": w.triggers.iter().map(|t| json!({"name": t.name.as_str(), "cron": t.cron.as_str(),
                     "timezone": t.timezone.name()})).collect::<Vec<_>>(),
             })
@@ -226,15 +227,14 @@ fn summary_text(v: &Value) -> String {
     let mut lines =
         vec![format!("package {} {}: valid", v["name"].as_str().unwrap_or("?"), v["version"].as_str().unwrap_or("?"))];
     for w in v["workflows"].as_array().into_iter().flatten() {
-        let tasks: Vec<&str> = w["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         let triggers = w["triggers"].as_array().map_or(0, Vec::len);
         lines.push(format!(
-            "  workflow {}: {} ({} trigger{})",
+            "  workflow {} ({} trigger{})",
             w["name"].as_str().unwrap_or("?"),
-            tasks.join(" → "),
             triggers,
             if triggers == 1 { "" } else { "s" }
         ));
+        lines.push(crate::dag::draw_json(&w["task_graph"], "    "));
     }
     if let (Some(files), Some(bytes)) = (v["files"].as_u64(), v["bytes"].as_u64()) {
         lines.push(format!("  {files} files, {bytes} bytes unpacked"));

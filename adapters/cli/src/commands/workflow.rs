@@ -123,7 +123,6 @@ async fn set_paused(
 }
 
 fn detail(w: &Value) -> String {
-    let tasks: Vec<&str> = w["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let triggers: Vec<String> = w["triggers"]
         .as_array()
         .into_iter()
@@ -142,13 +141,13 @@ fn detail(w: &Value) -> String {
         format!("tenant       {}", text(w, "tenant_id")),
         format!("package      {} {}", text(w, "package_name"), text(w, "version")),
         format!("description  {}", text(w, "description")),
-        format!("tasks        {}", tasks.join(" → ")),
         format!("paused       {}", text(w, "paused")),
         format!(
             "triggers     {}",
             if triggers.is_empty() { "none".to_owned() } else { triggers.join("\n             ") }
         ),
         format!("updated      {}", text(w, "updated_at")),
+        format!("tasks\n{}", crate::dag::draw_json(&w["task_graph"], "  ")),
     ]
     .join("\n")
 }

@@ -106,6 +106,13 @@ pub struct TaskNodeView {
     pub doc_what: Option<String>,
     #[schema(value_type = Option<String>)]
     pub doc_why: Option<String>,
+    /// The argv, run in the package folder.
+    pub command: Vec<String>,
+    pub timeout_seconds: u64,
+    /// The first attempt and its retries.
+    pub max_attempts: u32,
+    /// The names of the variables its `env` sets (never their values).
+    pub env: Vec<String>,
 }
 
 /// A workflow with the tenant it belongs to and its task graph.
@@ -149,6 +156,10 @@ pub async fn get(
                 description: None,
                 doc_what: None,
                 doc_why: None,
+                command: n.command,
+                timeout_seconds: n.timeout.as_secs(),
+                max_attempts: n.max_attempts,
+                env: n.env,
             })
             .collect(),
         build_status: "success",
