@@ -196,6 +196,26 @@ async fn a_profile_keeps_only_its_own_flags_and_keys_are_read_where_the_user_kee
     assert!(key.starts_with("clk_"), "the key itself: {key}");
     let out = cli(h, &["--server", s, "--api-key", "env:NEW_KEY", "workflow", "list"], &[("NEW_KEY", &key)]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // Who am I, where do I talk to, which releases.
+    let as_new = [("CLOACINA_SERVER", s), ("CLOACINA_API_KEY", key.as_str())];
+    let out = cli(h, &["auth", "whoami"], &as_new);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("key      scripted (") && stdout(&out).contains("role     read"), "{}", stdout(&out));
+    let out = cli(h, &["auth", "status"], &as_new);
+    println!("$ cloacinactl auth status\n{}", stdout(&out));
+    let release = env!("CARGO_PKG_VERSION");
+    assert!(stdout(&out).contains(&format!("server   {s} (from CLOACINA_SERVER)")), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("version  server {release}, client {release}")), "{}", stdout(&out));
+    assert!(stdout(&out).contains("tenant   public"), "{}", stdout(&out));
+    let out = cli(h, &["version", "-o", "json"], &[("CLOACINA_SERVER", s)]);
+    assert!(out.status.success(), "no key needed: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v, json!({"client": release, "server": {"url": s, "version": release}}));
+    let out = cli(h, &["version"], &[("CLOACINA_SERVER", "http://127.0.0.1:1")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("client  {release}"));
+    assert!(stderr(&out).contains("server: cannot reach"), "{}", stderr(&out));
     server.stop();
 }
 

@@ -195,6 +195,11 @@ pub enum Command {
     /// Create, list and revoke API keys
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Who the key in force is, and where it talks to
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// The client's release, and the server's when it answers
+    Version,
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

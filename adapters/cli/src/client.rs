@@ -82,6 +82,15 @@ impl Context {
         Client::new(Server { url: server, origin, timeout: self.globals.request_timeout() }, resolve_key(&reference)?)
     }
 
+    /// A client of the server in force that sends no key.
+    ///
+    /// # Errors
+    /// As [`Context::server`], or a server URL that is not http(s).
+    pub fn public_client(&self) -> Result<Client, CliError> {
+        let (url, origin) = self.server()?;
+        Client::public(Server { url, origin, timeout: self.globals.request_timeout() })
+    }
+
     /// The tenant named by `--tenant`/`CLOACINA_TENANT` or the profile, if any.
     ///
     /// # Errors
@@ -177,7 +186,8 @@ pub struct Client {
     server: String,
     origin: String,
     timeout: Duration,
-    key: Secret,
+    /// `None` for a client of the public routes only.
+    key: Option<Secret>,
 }
 
 /// How many times an idempotent request is sent at most when the server cannot be reached or
@@ -191,6 +201,18 @@ impl Client {
     /// # Errors
     /// [`CliError::Usage`] for a server URL that is not http(s).
     pub fn new(server: Server, key: Secret) -> Result<Self, CliError> {
+        Self::build(server, Some(key))
+    }
+
+    /// A client that sends no key, for the public routes (`/openapi.json`, `/health`).
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn public(server: Server) -> Result<Self, CliError> {
+        Self::build(server, None)
+    }
+
+    fn build(server: Server, key: Option<Secret>) -> Result<Self, CliError> {
         let url = server.url.trim_end_matches('/').to_owned();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(CliError::Usage(format!(
@@ -212,6 +234,18 @@ impl Client {
         &self.server
     }
 
+    /// Where the server's URL came from ("from --server", "the default: …").
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn authorised(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(key) => req.bearer_auth(key.expose()),
+            None => req,
+        }
+    }
+
     /// Uploads `file` as the multipart field `file` and returns the JSON answer.
     ///
     /// # Errors
@@ -220,7 +254,7 @@ impl Client {
         let bytes = std::fs::read(file).map_err(|e| CliError::Local(format!("cannot read {}: {e}", file.display())))?;
         let name = file.file_name().map_or_else(|| "package.cloacina".into(), |n| n.to_string_lossy().into_owned());
         let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
-        let request = self.http.post(format!("{}{path}", self.server)).bearer_auth(self.key.expose()).multipart(form);
+        let request = self.authorised(self.http.post(format!("{}{path}", self.server))).multipart(form);
         self.send(request).await
     }
 
@@ -235,7 +269,7 @@ impl Client {
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.server);
-        let mut req = self.http.request(method, &url).bearer_auth(self.key.expose());
+        let mut req = self.authorised(self.http.request(method, &url));
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -255,7 +289,7 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> Result<(Value, bool), CliError> {
         let url = format!("{}{path}", self.server);
-        let mut req = self.http.request(method, &url).bearer_auth(self.key.expose());
+        let mut req = self.authorised(self.http.request(method, &url));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

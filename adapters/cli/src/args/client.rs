@@ -218,6 +218,14 @@ pub enum TriggerCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// The key in force: its name, id, tenant and role
+    Whoami,
+    /// The server (and where its URL came from), its release, and the key in force
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create a key: `--admin` for an admin (god) key, else a key of the tenant with a role
     Create {

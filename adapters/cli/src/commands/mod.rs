@@ -1,6 +1,7 @@
 //! The client commands, one file per noun.
 //!
 //! # Layout
+//! - [`auth`] — `auth whoami|status`, `version`.
 //! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
 //! - [`key`] — `key create|list|revoke`.
 //! - [`package`] — `package new|pack|validate` (offline), `package upload|list`.
@@ -10,6 +11,7 @@
 //! - [`execution`] — `execution list|status|tasks|events|logs|watch|cancel|retry`.
 //! - [`ids`] — ids as typed: full, a unique prefix, or (keys) a name.
 
+pub mod auth;
 pub mod config;
 pub mod execution;
 pub mod ids;
@@ -39,6 +41,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             clap_complete::generate(shell, &mut Cli::command(), "cloacinactl", &mut script);
             crate::output::write(&script)
         }
+        Command::Auth(cmd) => auth::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Version => auth::version(&Context::load(cli.globals)?).await,
         Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
         Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,
         Command::Package(cmd) => package::run(cli.globals, cmd).await,
