@@ -213,8 +213,8 @@ pub fn bootstrap_key(home_root: &Path) -> String {
     std::fs::read_to_string(home_root.join(".cloacina/bootstrap-key")).unwrap().trim().to_owned()
 }
 
-/// Runs a shell script the way an operator types it: `HOME` is `home_root`, `cloacinactl` is
-/// on `PATH`, and `$URL` is the server's address. Fails naming the tool when one is missing.
+/// Runs a shell script the way an operator types it: `HOME` is `home_root` (and the working
+/// folder), `cloacinactl` is on `PATH`, and `$URL` is the server's address. Fails naming the tool when one is missing.
 pub fn shell(home_root: &Path, script: &str, env: &[(&str, &str)]) -> Output {
     run_shell("sh", home_root, script, env)
 }
@@ -243,6 +243,6 @@ fn run_shell(program: &str, home_root: &Path, script: &str, env: &[(&str, &str)]
     for var in SCRUBBED {
         sh.env_remove(var);
     }
-    sh.env("HOME", home_root).env("PATH", path).envs(env.iter().copied()).args(["-c", script]);
+    sh.env("HOME", home_root).env("PATH", path).envs(env.iter().copied()).args(["-c", script]).current_dir(home_root);
     sh.output().unwrap()
 }

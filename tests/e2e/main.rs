@@ -25,6 +25,7 @@
 //!   triggers, in every output format.
 //! - [`wire`] — the wire contract: every reference route's fields and types, on both backends.
 //! - [`schemathesis`] — the served OpenAPI document checked against the server by schemathesis.
+//! - [`readme`] — the README's quick start, run as written.
 //! - [`seed_verbatim`] — the seeds' shell commands run as written (sh, curl, jq, sqlite3).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -37,6 +38,7 @@ mod harness;
 mod packages;
 mod pg_restart;
 mod postgres;
+mod readme;
 mod reliability;
 mod replicas;
 mod sandbox;
