@@ -115,6 +115,13 @@ async fn a_silent_server_times_out_a_foreign_one_is_named_and_503s_are_retried_f
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("answered HTTP 404 with a text/html body, not Cloacina's API"), "{}", stderr(&out));
 
+    // A 429 says how long to wait.
+    let (url, _, _) =
+        scripted(vec![(429, "application/json", r#"{"error":"too many requests","code":"rate_limited"}"#)]);
+    let out = cli(h, &["--server", &url, "--tenant", "public", "workflow", "list"], &key);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).contains("too many requests; try again in 1s (HTTP 429, rate_limited)"), "{}", stderr(&out));
+
     // 503, 503, then the answer: a GET is sent again and succeeds.
     let (url, count, _) = scripted(vec![
         (503, "application/json", r#"{"error":"busy","code":"unavailable"}"#),
@@ -270,6 +277,22 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     let out = cli(h, &["key", "revoke", "monitor"], &env);
     assert_eq!(out.status.code(), Some(3), "no active key of that name is left: {}", stderr(&out));
     run(&["key", "create", "monitor", "--tenant", "public"]);
+
+    // The context from stdin.
+    let mut child = command(h)
+        .args(["--server", &server.url, "--api-key", &god, "workflow", "run", "b", "--context", "@-", "-o", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{{\"from\": \"stdin\"}}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["execution_id"].as_str().unwrap().to_owned();
+    let shown: serde_json::Value = serde_json::from_str(&run(&["execution", "status", &id, "-o", "json"])).unwrap();
+    assert_eq!(shown["context"], json!({"from": "stdin"}));
 
     // A replayed run says so.
     let fresh = run(&["workflow", "run", "a", "--idempotency-key", "deploy-7"]);

@@ -47,8 +47,14 @@ fn package_steps(home: &std::path::Path, server: &Server, writer: &str, reader: 
     assert_eq!(stdout(&out), "workflow 'pipeline' is running");
     let out = run(&["-o", "id", "package", "inspect", "acme-etl"], reader);
     assert_eq!(stdout(&out), "0.1.0", "{}", stderr(&out));
+    // What `package list -o id` prints, inspect and delete take back.
+    let id = stdout(&run(&["-o", "id", "package", "list"], reader));
+    assert_eq!(id, "acme-etl@0.1.0");
+    assert_eq!(stdout(&run(&["-o", "id", "package", "inspect", &id], reader)), "0.1.0");
+    assert_eq!(run(&["package", "inspect", "acme-etl@9.9.9"], reader).status.code(), Some(3));
+    assert_eq!(run(&["package", "delete", "acme-etl"], writer).status.code(), Some(1), "which version?");
     assert_eq!(run(&["package", "inspect", "nothing-here"], reader).status.code(), Some(3));
-    let out = run(&["package", "delete", "acme-etl", "0.1.0"], writer);
+    let out = run(&["package", "delete", &id], writer);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(run(&["workflow", "inspect", "pipeline"], reader).status.code(), Some(3), "gone with its package");
     assert_eq!(run(&["package", "delete", "acme-etl", "0.1.0"], writer).status.code(), Some(3));

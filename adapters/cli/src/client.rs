@@ -361,8 +361,8 @@ impl Client {
         &self,
         outcome: Result<(u16, Response, Option<Duration>), reqwest::Error>,
     ) -> Result<(Value, bool), CliError> {
-        let (status, response) = match outcome {
-            Ok((status, response, _)) => (status, response),
+        let (status, response, retry_after) = match outcome {
+            Ok(answered) => answered,
             Err(e) => return Err(self.unreachable(&e)),
         };
         let json = if response.text.trim().is_empty() {
@@ -381,6 +381,10 @@ impl Client {
         let mut message = field("error").unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         if let Some(f) = field("field").filter(|f| !message.contains(f.as_str())) {
             message = format!("{f}: {message}");
+        }
+        if let Some(wait) = retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)) {
+            message =
+                format!("{message}; try again in {}", humantime::format_duration(wait.max(Duration::from_secs(1))));
         }
         Err(CliError::Api {
             status: status.as_u16(),

@@ -102,13 +102,19 @@ pub enum PackageCommand {
     },
     /// List the tenant's packages, every version
     List,
-    /// Show every uploaded version of one package
-    Inspect { name: String },
+    /// Show every uploaded version of one package (NAME), or one version (NAME@VERSION, as
+    /// `package list -o id` prints it)
+    Inspect {
+        /// NAME or NAME@VERSION
+        name: String,
+    },
     /// Delete one version of a package; the newest remaining version takes its place
     Delete {
+        /// The package's name, or NAME@VERSION as `package list -o id` prints it
         name: String,
+        /// The version to delete (unless NAME@VERSION gave it)
         #[arg(id = "package_version", value_name = "VERSION")]
-        version: String,
+        version: Option<String>,
     },
 }
 
@@ -125,7 +131,7 @@ pub enum WorkflowCommand {
     /// Run a workflow: prints the new execution's id (with --wait, its outcome)
     Run {
         name: String,
-        /// The initial context: a JSON object, or @FILE to read one from a file
+        /// The initial context: a JSON object, @FILE to read one from a file, or @- from stdin
         #[arg(long, value_name = "JSON|@FILE")]
         context: Option<String>,
         /// Wait for the execution to finish; exit 1 unless it succeeded
@@ -211,7 +217,7 @@ pub enum TriggerCommand {
     /// Fire a trigger now, outside its schedule: prints the new execution's id
     Fire {
         name: String,
-        /// Merged over the trigger's context: a JSON object, or @FILE to read one from a file
+        /// Merged over the trigger's context: a JSON object, @FILE to read one from a file, or @- from stdin
         #[arg(long, value_name = "JSON|@FILE")]
         event: Option<String>,
     },

@@ -56,19 +56,36 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
             let client = ctx.client()?;
             let tenant = ctx.tenant(&client).await?;
             let listed = client.call(Method::GET, &format!("/v1/tenants/{tenant}/packages"), None::<&()>).await?;
-            let versions: Vec<Value> =
-                items(&listed).into_iter().filter(|p| p["name"].as_str() == Some(name.as_str())).collect();
+            let (name, only) = split_version(&name);
+            let versions: Vec<Value> = items(&listed)
+                .into_iter()
+                .filter(|p| p["name"].as_str() == Some(name) && only.is_none_or(|v| p["version"].as_str() == Some(v)))
+                .collect();
             if versions.is_empty() {
+                let what =
+                    only.map_or_else(|| format!("package '{name}'"), |v| format!("version {v} of package '{name}'"));
                 return Err(CliError::Api {
                     status: 404,
                     code: "package_not_found".into(),
-                    message: format!("no package '{name}' in tenant {tenant}"),
+                    message: format!("no {what} in tenant {tenant}"),
                 });
             }
             let shown = json!({"tenant_id": tenant.as_str(), "name": name, "versions": versions});
             emit(format, &shown, || versions_table(&versions), || versions.iter().map(|p| text(p, "version")).collect())
         }
         PackageCommand::Delete { name, version } => {
+            let (name, version) = match (split_version(&name), version) {
+                ((n, None), Some(v)) => (n.to_owned(), v),
+                ((n, Some(v)), None) => (n.to_owned(), v.to_owned()),
+                ((_, Some(_)), Some(_)) => {
+                    return Err(CliError::Usage(format!("'{name}' names a version already: drop VERSION")));
+                }
+                ((_, None), None) => {
+                    return Err(CliError::Usage(format!(
+                        "which version of '{name}'? give NAME VERSION or NAME@VERSION"
+                    )));
+                }
+            };
             let ctx = Context::load(globals)?;
             let client = ctx.client()?;
             let tenant = ctx.tenant(&client).await?;
@@ -90,7 +107,8 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
                 format,
                 &listed,
                 || versions_table(&packages),
-                || packages.iter().map(|p| text(p, "package_id")).collect(),
+                // What `package inspect` and `package delete` take back.
+                || packages.iter().map(|p| format!("{}@{}", text(p, "name"), text(p, "version"))).collect(),
             )
         }
         PackageCommand::New { name, dir } => {
@@ -221,6 +239,14 @@ fn describe(m: &Manifest, files: Option<(usize, u64)>) -> Value {
         v["bytes"] = json!(bytes);
     }
     v
+}
+
+/// `NAME@VERSION` as its two parts; a bare name has no version.
+fn split_version(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (arg, None),
+    }
 }
 
 fn summary_text(v: &Value) -> String {

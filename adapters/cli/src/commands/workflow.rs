@@ -91,12 +91,19 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
     }
 }
 
-/// A JSON-object flag (`--context`, `--event`): the object itself, or `@FILE` holding one.
+/// A JSON-object flag (`--context`, `--event`): the object itself, `@FILE` holding one, or
+/// `@-` to read it from stdin.
 ///
 /// # Errors
 /// [`CliError::Usage`] naming the flag when the file cannot be read or holds no object.
 pub fn read_json_object(flag: &str, arg: &str) -> Result<Value, CliError> {
     let (text, from) = match arg.strip_prefix('@') {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| CliError::Local(format!("{flag}: cannot read stdin: {e}")))?;
+            (text, "stdin: ".to_owned())
+        }
         Some(path) => (
             std::fs::read_to_string(path).map_err(|e| CliError::Local(format!("{flag}: cannot read {path}: {e}")))?,
             format!("{path}: "),
