@@ -240,6 +240,12 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     };
     let workflows = "[[workflow]]\nname = \"a\"\n[[workflow.task]]\nid = \"t\"\ncommand = [\"true\"]\n\
                      [[workflow]]\nname = \"b\"\n[[workflow.task]]\nid = \"t\"\ncommand = [\"true\"]\n";
+    // An empty list says so; `ls` is `list`.
+    assert_eq!(run(&["execution", "ls"]), "no executions");
+    assert_eq!(run(&["execution", "ls", "--workflow", "a"]), "no executions match");
+    assert!(run(&["workflow", "ls"]).starts_with("no workflows"));
+    assert_eq!(run(&["package", "ls"]), "no packages");
+    assert_eq!(run(&["trigger", "ls"]), "no triggers");
     let package = pack(h, "ids", "1.0.0", workflows, &[]);
     assert_eq!(upload(&server, "public", &god, &package).await.0, 201);
     let first =
@@ -254,6 +260,15 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     assert_eq!(run(&["execution", "status", prefix, "-o", "id"]), first);
     assert!(run(&["execution", "tasks", prefix]).contains('t'));
     assert_eq!(run(&["execution", "status", "--latest", "-o", "id"]), second);
+    // One verb to show one, on every noun; the older verbs stay as aliases.
+    assert_eq!(run(&["execution", "get", prefix, "-o", "id"]), first);
+    assert_eq!(run(&["workflow", "get", "a", "-o", "id"]), "a");
+    assert_eq!(run(&["package", "get", "ids", "-o", "id"]), "1.0.0");
+    assert_eq!(run(&["tenant", "get", "public", "-o", "id"]), "public");
+    assert_eq!(run(&["execution", "list", "--all", "-o", "id"]).lines().count(), 2);
+    assert_eq!(cli(h, &["execution", "list", "--all", "--limit", "5"], &env).status.code(), Some(1));
+    let table = run(&["execution", "list"]);
+    assert!(table.lines().next().unwrap().contains(" AGE ") && table.ends_with("2 of 2 shown"), "{table}");
     assert_eq!(run(&["execution", "status", "--latest", "--workflow", "a", "-o", "id"]), first);
     let out = cli(h, &["execution", "status", &first[..6]], &env);
     assert_eq!(out.status.code(), Some(1), "too short: {}", stderr(&out));

@@ -23,6 +23,11 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// The table, or `nothing` when it has no rows: an empty list says so.
+    pub fn render_or(&self, nothing: &str) -> String {
+        if self.rows.is_empty() { nothing.to_owned() } else { self.render() }
+    }
+
     /// The table as text, columns padded to their widest cell.
     pub fn render(&self) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
@@ -103,6 +108,21 @@ pub fn note(text: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// How long ago the RFC 3339 time in `v[key]` was, as kubectl's AGE column gives it: `42s`,
+/// `5m`, `3h`, `12d`; "-" without a time.
+pub fn age(v: &Value, key: &str) -> String {
+    let Some(at) = v.get(key).and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return "-".to_owned();
+    };
+    let secs = (chrono::Utc::now() - at.to_utc()).num_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 /// A string field of a JSON object, or "-".
 /// The rows of a list answer: its `items` (the list envelope), or the answer itself when it is
 /// a bare array.
@@ -122,6 +142,20 @@ pub fn text(v: &Value, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_like_kubectls() {
+        let ago = |secs: i64| {
+            let at = chrono::Utc::now() - chrono::Duration::seconds(secs);
+            age(&serde_json::json!({"t": at.to_rfc3339()}), "t")
+        };
+        assert_eq!(
+            (ago(5), ago(119), ago(600), ago(3 * 3600), ago(5 * 86_400)),
+            ("5s".into(), "119s".into(), "10m".into(), "3h".into(), "5d".into())
+        );
+        assert_eq!(age(&serde_json::json!({}), "t"), "-");
+        assert_eq!(Table::new(&["A"]).render_or("no rows"), "no rows");
+    }
 
     #[test]
     fn columns_are_aligned_to_the_widest_cell() {

@@ -17,6 +17,7 @@ pub enum ConfigCommand {
     /// Change one setting (database_url, default_profile)
     Set { key: String, value: String },
     /// Print every setting, secrets masked
+    #[command(visible_alias = "ls")]
     List,
     /// Named connection profiles
     #[command(subcommand)]
@@ -34,6 +35,7 @@ pub enum ProfileCommand {
         allow_raw_key: bool,
     },
     /// List profiles, secrets masked
+    #[command(visible_alias = "ls")]
     List,
     /// Make a profile the default
     Use { name: String },
@@ -51,10 +53,14 @@ pub enum TenantCommand {
         description: Option<String>,
     },
     /// List tenants
+    #[command(visible_alias = "ls")]
     List,
     /// Show one tenant
-    #[command(alias = "inspect")]
-    Get { name: String },
+    #[command(visible_alias = "inspect")]
+    Get {
+        /// The tenant's name
+        name: String,
+    },
     /// Change a tenant's settings (god keys)
     Update {
         name: String,
@@ -101,9 +107,11 @@ pub enum PackageCommand {
         file: PathBuf,
     },
     /// List the tenant's packages, every version
+    #[command(visible_alias = "ls")]
     List,
     /// Show every uploaded version of one package (NAME), or one version (NAME@VERSION, as
     /// `package list -o id` prints it)
+    #[command(name = "get", visible_alias = "inspect")]
     Inspect {
         /// NAME or NAME@VERSION
         name: String,
@@ -121,13 +129,24 @@ pub enum PackageCommand {
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
     /// List the tenant's workflows
+    #[command(visible_alias = "ls")]
     List,
-    /// Show one workflow: its package version, tasks and state
-    Inspect { name: String },
+    /// Show one workflow: its package version, task graph, triggers and state
+    #[command(name = "get", visible_alias = "inspect")]
+    Inspect {
+        /// The workflow's name
+        name: String,
+    },
     /// Pause a workflow: its triggers stop firing and new runs are refused
-    Pause { name: String },
+    Pause {
+        /// The workflow's name
+        name: String,
+    },
     /// Resume a paused workflow
-    Resume { name: String },
+    Resume {
+        /// The workflow's name
+        name: String,
+    },
     /// Run a workflow: prints the new execution's id (with --wait, its outcome)
     Run {
         name: String,
@@ -149,6 +168,7 @@ pub enum WorkflowCommand {
 #[derive(Debug, Subcommand)]
 pub enum ExecutionCommand {
     /// List executions, newest first
+    #[command(visible_alias = "ls")]
     List {
         /// Only this status: Pending, Running, Completed, Failed, Cancelled (any case)
         #[arg(long, value_name = "STATUS")]
@@ -165,8 +185,12 @@ pub enum ExecutionCommand {
         /// Executions to skip
         #[arg(long, default_value_t = 0, value_name = "N")]
         offset: u64,
+        /// Every matching execution, page after page (instead of --limit and --offset)
+        #[arg(long, conflicts_with_all = ["limit", "offset"])]
+        all: bool,
     },
     /// Show one execution: status, timings, context, error, origin
+    #[command(name = "get", visible_alias = "status")]
     Status {
         /// The execution's id, or a unique prefix of it (8+ characters)
         #[arg(required_unless_present = "latest")]
@@ -179,27 +203,46 @@ pub enum ExecutionCommand {
         workflow: Option<String>,
     },
     /// Show an execution's tasks
-    Tasks { id: String },
+    Tasks {
+        /// The execution's id, or a unique prefix of it (8+ characters)
+        id: String,
+    },
     /// Show an execution's events
     Events {
+        /// The execution's id, or a unique prefix of it (8+ characters)
         id: String,
         /// Only events after this event id
         #[arg(long, default_value_t = 0, value_name = "EVENT_ID")]
         since: i64,
     },
     /// Show a task's captured stdout and stderr, every attempt
-    Logs { id: String, task: String },
+    Logs {
+        /// The execution's id, or a unique prefix of it (8+ characters)
+        id: String,
+        /// The task's id in the workflow
+        task: String,
+    },
     /// Follow an execution's events until it finishes
-    Watch { id: String },
+    Watch {
+        /// The execution's id, or a unique prefix of it (8+ characters)
+        id: String,
+    },
     /// Cancel an unfinished execution
-    Cancel { id: String },
+    Cancel {
+        /// The execution's id, or a unique prefix of it (8+ characters)
+        id: String,
+    },
     /// Run a failed or cancelled execution's unsuccessful tasks again
-    Retry { id: String },
+    Retry {
+        /// The execution's id, or a unique prefix of it (8+ characters)
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TriggerCommand {
     /// List the tenant's triggers by name, with their next and last fire
+    #[command(visible_alias = "ls")]
     List {
         /// Page size (1 to 1000)
         #[arg(long, default_value_t = 100, value_name = "N")]
@@ -209,11 +252,21 @@ pub enum TriggerCommand {
         offset: u64,
     },
     /// Show one trigger: schedule, policies, counts, next 5 fire times, recent executions
-    Inspect { name: String },
+    #[command(name = "get", visible_alias = "inspect")]
+    Inspect {
+        /// The trigger's name
+        name: String,
+    },
     /// Pause a trigger: nothing fires or is counted until it is resumed
-    Pause { name: String },
+    Pause {
+        /// The trigger's name
+        name: String,
+    },
     /// Resume a paused trigger: scheduled again from now (no catch-up of the pause)
-    Resume { name: String },
+    Resume {
+        /// The trigger's name
+        name: String,
+    },
     /// Fire a trigger now, outside its schedule: prints the new execution's id
     Fire {
         name: String,
@@ -247,6 +300,7 @@ pub enum KeyCommand {
         expires_at: Option<String>,
     },
     /// List keys: every key for an admin key (or of --tenant when given), else the tenant's
+    #[command(visible_alias = "ls")]
     List,
     /// Revoke a key by id, a unique id prefix (8+ characters), or its name when no other
     /// active key in scope has it

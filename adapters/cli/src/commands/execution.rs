@@ -10,7 +10,7 @@ use super::ids;
 use crate::args::ExecutionCommand;
 use crate::client::{Client, Context, segment};
 use crate::exit::CliError;
-use crate::output::{Table, emit, items, text};
+use crate::output::{Table, age, emit, items, text};
 
 /// How often `watch` and `--wait` ask.
 const POLL: Duration = Duration::from_millis(300);
@@ -25,8 +25,8 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
     let tenant = ctx.tenant(&client).await?;
     let base = format!("/v1/tenants/{tenant}/executions");
     match cmd {
-        ExecutionCommand::List { status, workflow, trigger, limit, offset } => {
-            let mut query = format!("?limit={limit}&offset={offset}");
+        ExecutionCommand::List { status, workflow, trigger, limit, offset, all } => {
+            let mut query = String::new();
             if let Some(s) = status {
                 query.push_str(&format!("&status={}", segment(&s)?));
             }
@@ -36,22 +36,29 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
             if let Some(t) = trigger {
                 query.push_str(&format!("&trigger={}", segment(&t)?));
             }
-            let page = client.call(Method::GET, &format!("{base}{query}"), None::<&()>).await?;
+            let page = if all {
+                every_page(&client, &base, &query).await?
+            } else {
+                client.call(Method::GET, &format!("{base}?limit={limit}&offset={offset}{query}"), None::<&()>).await?
+            };
             let rows = items(&page);
             emit(
                 format,
                 &page,
                 || {
-                    let mut t = Table::new(&["ID", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION"]);
+                    let mut t = Table::new(&["ID", "WORKFLOW", "VERSION", "STATUS", "AGE", "DURATION"]);
                     for e in &rows {
                         t.row(vec![
                             text(e, "execution_id"),
                             text(e, "workflow_name"),
                             text(e, "package_version"),
                             text(e, "status"),
-                            text(e, "created_at"),
+                            age(e, "created_at"),
                             duration(e),
                         ]);
+                    }
+                    if rows.is_empty() {
+                        return if query.is_empty() { "no executions".into() } else { "no executions match".into() };
                     }
                     format!("{}\n{} of {} shown", t.render(), rows.len(), text(&page, "total"))
                 },
@@ -165,6 +172,24 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
             )
         }
     }
+}
+
+/// Every execution the `query` (`&status=…`) matches, read 1,000 at a time, as one list
+/// answer.
+async fn every_page(client: &Client, base: &str, query: &str) -> Result<Value, CliError> {
+    const PAGE: usize = 1000;
+    let mut all = Vec::new();
+    loop {
+        let page =
+            client.call(Method::GET, &format!("{base}?limit={PAGE}&offset={}{query}", all.len()), None::<&()>).await?;
+        let rows = items(&page);
+        let last = rows.len() < PAGE;
+        all.extend(rows);
+        if last {
+            break;
+        }
+    }
+    Ok(serde_json::json!({ "total": all.len(), "items": all }))
 }
 
 fn with_newline(s: &str) -> String {

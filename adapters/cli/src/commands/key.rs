@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::args::{KeyCommand, OutputFormat};
 use crate::client::{Client, Context};
 use crate::exit::CliError;
-use crate::output::{Table, emit, items, text};
+use crate::output::{Table, age, emit, items, text};
 
 /// Runs a `key` command.
 ///
@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, cmd: KeyCommand) -> Result<(), CliError> {
                 format,
                 &listed,
                 || {
-                    let mut t = Table::new(&["ID", "NAME", "PERMISSIONS", "TENANT", "CREATED", "STATUS"]);
+                    let mut t = Table::new(&["ID", "NAME", "PERMISSIONS", "TENANT", "AGE", "STATUS"]);
                     for k in &keys {
                         let status = if k["revoked"].as_bool() == Some(true) { "revoked" } else { "active" };
                         let tenant =
@@ -53,11 +53,11 @@ pub async fn run(ctx: &Context, cmd: KeyCommand) -> Result<(), CliError> {
                             text(k, "name"),
                             text(k, "permissions"),
                             tenant,
-                            text(k, "created_at"),
+                            age(k, "created_at"),
                             status.into(),
                         ]);
                     }
-                    t.render()
+                    t.render_or("no keys")
                 },
                 || keys.iter().map(|k| text(k, "id")).collect(),
             )

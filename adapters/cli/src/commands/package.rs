@@ -154,7 +154,7 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
 }
 
 fn versions_table(packages: &[Value]) -> String {
-    let mut t = Table::new(&["NAME", "VERSION", "WORKFLOWS", "BYTES", "UPLOADED"]);
+    let mut t = Table::new(&["NAME", "VERSION", "WORKFLOWS", "BYTES", "AGE"]);
     for p in packages {
         let workflows: Vec<&str> = p["workflows"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         t.row(vec![
@@ -162,10 +162,10 @@ fn versions_table(packages: &[Value]) -> String {
             text(p, "version"),
             workflows.join(","),
             text(p, "size_bytes"),
-            text(p, "uploaded_at"),
+            crate::output::age(p, "uploaded_at"),
         ]);
     }
-    t.render()
+    t.render_or("no packages")
 }
 
 fn scaffold(dir: &Path, name: &PackageName) -> Result<(), CliError> {

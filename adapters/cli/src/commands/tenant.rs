@@ -83,18 +83,18 @@ fn network_of(tenant: &Value) -> String {
 }
 
 fn table(tenants: &[Value]) -> String {
-    let mut t = Table::new(&["NAME", "SCHEMA", "DB ROLE", "TASK NETWORK", "CREATED", "DESCRIPTION"]);
+    let mut t = Table::new(&["NAME", "SCHEMA", "DB ROLE", "TASK NETWORK", "AGE", "DESCRIPTION"]);
     for tenant in tenants {
         t.row(vec![
             text(tenant, "name"),
             text(tenant, "schema_name"),
             text(tenant, "username"),
             tenant.get("task_network").and_then(Value::as_str).unwrap_or("default").to_owned(),
-            text(tenant, "created_at"),
+            crate::output::age(tenant, "created_at"),
             text(tenant, "description"),
         ]);
     }
-    t.render()
+    t.render_or("no tenants")
 }
 
 /// Asks the person at the terminal to type the name; without a terminal, `--yes` is needed.

@@ -41,6 +41,9 @@ pub async fn run(ctx: &Context, cmd: TriggerCommand) -> Result<(), CliError> {
                             text(r, "last_run_at"),
                         ]);
                     }
+                    if rows.is_empty() {
+                        return "no triggers".into();
+                    }
                     format!("{}\n{} of {} shown", t.render(), rows.len(), text(&page, "total"))
                 },
                 || rows.iter().map(|r| text(r, "name")).collect(),

@@ -26,7 +26,7 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
                 format,
                 &listed,
                 || {
-                    let mut t = Table::new(&["NAME", "PACKAGE", "VERSION", "TASKS", "PAUSED", "UPDATED"]);
+                    let mut t = Table::new(&["NAME", "PACKAGE", "VERSION", "TASKS", "PAUSED", "AGE"]);
                     for w in &workflows {
                         let tasks = w["tasks"].as_array().map_or(0, Vec::len);
                         t.row(vec![
@@ -35,10 +35,10 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
                             text(w, "version"),
                             tasks.to_string(),
                             text(w, "paused"),
-                            text(w, "updated_at"),
+                            crate::output::age(w, "updated_at"),
                         ]);
                     }
-                    t.render()
+                    t.render_or("no workflows: `cloacinactl package upload FILE` adds some")
                 },
                 || workflows.iter().map(|w| text(w, "name")).collect(),
             )
