@@ -2,54 +2,42 @@
 //! side), then each task with what it waits for, its command, timeout, attempts and the names
 //! of its environment variables.
 
+use cloacina_domain::package::TaskNode;
 use cloacina_domain::package::dag::levels;
 
 use crate::output::Table;
 
-/// One task as drawn.
-#[derive(Debug, Clone, Default)]
-pub struct Node {
-    pub id: String,
-    pub after: Vec<String>,
-    pub command: Vec<String>,
-    pub timeout_seconds: u64,
-    pub max_attempts: u32,
-    pub env: Vec<String>,
+/// A node of a `task_graph` as the API gives it (the workflow detail, `package validate -o
+/// json`); fields an older server lacks are left empty.
+pub fn node_from_json(v: &serde_json::Value) -> TaskNode {
+    let strings = |k: &str| -> Vec<String> {
+        v[k].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+    };
+    TaskNode {
+        id: v["id"].as_str().unwrap_or_default().to_owned(),
+        dependencies: strings("dependencies"),
+        command: strings("command"),
+        timeout: std::time::Duration::from_secs(v["timeout_seconds"].as_u64().unwrap_or_default()),
+        max_attempts: v["max_attempts"].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or_default(),
+        env: strings("env"),
+    }
 }
 
-impl Node {
-    /// A node of a `task_graph` as the API gives it (the workflow detail, `package validate
-    /// -o json`); fields an older server lacks are left empty.
-    pub fn from_json(v: &serde_json::Value) -> Self {
-        let strings = |k: &str| -> Vec<String> {
-            v[k].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
-        };
-        Self {
-            id: v["id"].as_str().unwrap_or_default().to_owned(),
-            after: strings("dependencies"),
-            command: strings("command"),
-            timeout_seconds: v["timeout_seconds"].as_u64().unwrap_or_default(),
-            max_attempts: v["max_attempts"].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or_default(),
-            env: strings("env"),
-        }
-    }
-
-    /// The JSON of [`Node::from_json`], for a task of a manifest read here.
-    pub fn json(n: &cloacina_domain::package::TaskNode) -> serde_json::Value {
-        serde_json::json!({
-            "id": n.id,
-            "dependencies": n.dependencies,
-            "command": n.command,
-            "timeout_seconds": n.timeout.as_secs(),
-            "max_attempts": n.max_attempts,
-            "env": n.env,
-        })
-    }
+/// The JSON [`node_from_json`] reads, for a task of a manifest read here.
+pub fn node_json(n: &TaskNode) -> serde_json::Value {
+    serde_json::json!({
+        "id": n.id,
+        "dependencies": n.dependencies,
+        "command": n.command,
+        "timeout_seconds": n.timeout.as_secs(),
+        "max_attempts": n.max_attempts,
+        "env": n.env,
+    })
 }
 
 /// The graph of `task_graph` (a JSON array of nodes).
 pub fn draw_json(task_graph: &serde_json::Value, indent: &str) -> String {
-    let nodes: Vec<Node> = task_graph.as_array().into_iter().flatten().map(Node::from_json).collect();
+    let nodes: Vec<TaskNode> = task_graph.as_array().into_iter().flatten().map(node_from_json).collect();
     draw(&nodes, indent)
 }
 
@@ -57,8 +45,8 @@ pub fn draw_json(task_graph: &serde_json::Value, indent: &str) -> String {
 const WIDTH: usize = 96;
 
 /// The graph, each line indented by `indent`.
-pub fn draw(nodes: &[Node], indent: &str) -> String {
-    let edges: Vec<(String, Vec<String>)> = nodes.iter().map(|n| (n.id.clone(), n.after.clone())).collect();
+pub fn draw(nodes: &[TaskNode], indent: &str) -> String {
+    let edges: Vec<(String, Vec<String>)> = nodes.iter().map(|n| (n.id.clone(), n.dependencies.clone())).collect();
     let by_level = levels(&edges);
     let mut out = vec![format!(
         "{indent}{} task{} in {} level{}{}",
@@ -87,12 +75,11 @@ pub fn draw(nodes: &[Node], indent: &str) -> String {
     }
     let mut table = Table::new(&["TASK", "AFTER", "COMMAND", "TIMEOUT", "ATTEMPTS", "ENV"]);
     for n in nodes {
-        let timeout = humantime::format_duration(std::time::Duration::from_secs(n.timeout_seconds)).to_string();
         table.row(vec![
             n.id.clone(),
-            if n.after.is_empty() { "-".into() } else { n.after.join(", ") },
+            if n.dependencies.is_empty() { "-".into() } else { n.dependencies.join(", ") },
             n.command.join(" "),
-            timeout,
+            humantime::format_duration(n.timeout).to_string(),
             n.max_attempts.to_string(),
             if n.env.is_empty() { "-".into() } else { n.env.join(", ") },
         ]);
@@ -116,12 +103,12 @@ fn plural(n: usize) -> &'static str {
 mod tests {
     use super::*;
 
-    fn node(id: &str, after: &[&str]) -> Node {
-        Node {
+    fn node(id: &str, after: &[&str]) -> TaskNode {
+        TaskNode {
             id: id.into(),
-            after: after.iter().map(|s| (*s).to_owned()).collect(),
+            dependencies: after.iter().map(|s| (*s).to_owned()).collect(),
             command: vec!["sh".into(), format!("{id}.sh")],
-            timeout_seconds: 300,
+            timeout: std::time::Duration::from_secs(300),
             max_attempts: 1,
             env: Vec::new(),
         }
@@ -142,7 +129,7 @@ mod tests {
 
     #[test]
     fn sixty_independent_tasks_are_one_level_wrapped() {
-        let wide: Vec<Node> = (1..=60).map(|i| node(&format!("t{i:02}"), &[])).collect();
+        let wide: Vec<TaskNode> = (1..=60).map(|i| node(&format!("t{i:02}"), &[])).collect();
         let drawn = draw(&wide, "");
         assert!(drawn.starts_with("60 tasks in 1 level (tasks"), "{drawn}");
         let level_lines: Vec<&str> = drawn.lines().skip(1).take_while(|l| !l.starts_with("TASK")).collect();

@@ -221,7 +221,7 @@ fn describe(m: &Manifest, files: Option<(usize, u64)>) -> Value {
             json!({
                 "name": w.name.as_str(),
                 "tasks": w.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
-                "task_graph": w.graph().iter().map(crate::dag::Node::json).collect::<Vec<_>>(),
+                "task_graph": w.graph().iter().map(crate::dag::node_json).collect::<Vec<_>>(),
                 "triggers": w.triggers.iter().map(|t| json!({"name": t.name.as_str(), "cron": t.cron.as_str(),
                     "timezone": t.timezone.name()})).collect::<Vec<_>>(),
             })
