@@ -370,3 +370,47 @@ async fn workflow_inspect_and_package_validate_draw_the_graph_by_levels() {
     assert!(stdout(&out).contains("  workflow diamond (0 triggers)\n    4 tasks in 3 levels"), "{}", stdout(&out));
     server.stop();
 }
+
+#[test]
+fn package_validate_reports_every_problem_in_one_run_and_warns_of_missing_files() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let out = bash(h, "cloacinactl package new demo", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = h.join("demo/package.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let broken = text
+        .replacen("version = \"0.1.0\"", "version = \"one\"", 1)
+        .replacen("timeout = \"1m\"", "timeout = \"soon\"", 1)
+        .replacen("command = [\"sh\", \"load.sh\"]", "command = [\"sh\", \"lod.sh\"]\nbackoff = \"sometimes\"", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&manifest, &broken).unwrap();
+    let out = bash(h, "cloacinactl package validate demo", &[]);
+    println!("$ cloacinactl package validate demo\n{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("the package manifest is invalid, 3 problems:"), "{err}");
+    for field in ["package.version:", "workflow[0].task[0].timeout:", "workflow[0].task[2].backoff:"] {
+        assert!(err.contains(&format!("\n  {field}")), "{field} in {err}");
+    }
+    // Fixed, but for the file name: valid, with a warning.
+    std::fs::write(&manifest, text.replacen("command = [\"sh\", \"load.sh\"]", "command = [\"sh\", \"lod.sh\"]", 1))
+        .unwrap();
+    let out = bash(h, "cloacinactl package validate demo -o json", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("warning: workflow[0] (pipeline) task 'load': command[1] 'lod.sh' is not a file of the package"),
+        "{}",
+        stderr(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1, "{v}");
+    // The same from the packed archive.
+    let out = bash(h, "cloacinactl package pack demo && cloacinactl package validate demo-0.1.0.cloacina", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("'lod.sh' is not a file of the package"), "{}", stderr(&out));
+    std::fs::write(&manifest, &text).unwrap();
+    let out = bash(h, "cloacinactl package validate demo", &[]);
+    assert!(out.status.success() && !stderr(&out).contains("warning"), "{}", stderr(&out));
+}

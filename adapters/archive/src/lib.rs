@@ -23,7 +23,7 @@ pub mod read;
 
 pub use check::Archives;
 pub use pack::{PackError, pack};
-pub use read::{ArchiveError, Limits, Unpacked, inspect, unpack};
+pub use read::{ArchiveError, Limits, Unpacked, inspect, inspect_files, unpack};
 
 /// The manifest's file name inside the package folder.
 pub const MANIFEST: &str = "package.toml";

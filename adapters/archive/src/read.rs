@@ -83,6 +83,22 @@ pub fn inspect(archive: impl Read, limits: &Limits) -> Result<Unpacked, ArchiveE
         })
 }
 
+/// As [`inspect`], also giving the paths of the package's files, relative to its folder.
+///
+/// # Errors
+/// As [`inspect`].
+pub fn inspect_files(archive: impl Read, limits: &Limits) -> Result<(Unpacked, Vec<PathBuf>), ArchiveError> {
+    let mut paths = Vec::new();
+    let seen = walk(archive, limits, &mut |relative, kind, data| {
+        if let Kind::File { .. } = kind {
+            paths.push(relative.components().skip(1).collect::<PathBuf>());
+        }
+        std::io::copy(data, &mut std::io::sink()).map(drop).map_err(read_error)
+    })?;
+    let (manifest, manifest_text, files, bytes) = seen;
+    Ok((Unpacked { root: PathBuf::from(folder_name(&manifest)), manifest, manifest_text, files, bytes }, paths))
+}
+
 /// Unpacks an archive into `dest`, which must not exist yet. On any failure `dest` is removed
 /// again, so nothing is left behind.
 ///
@@ -220,17 +236,14 @@ fn walk(
             }
             if relative.components().count() == 2 && relative.ends_with(MANIFEST) {
                 if size > MAX_MANIFEST_BYTES {
-                    return Err(ArchiveError::Manifest(ManifestError {
-                        field: MANIFEST.into(),
-                        message: format!("larger than {MAX_MANIFEST_BYTES} bytes"),
-                    }));
+                    return Err(ArchiveError::Manifest(ManifestError::new(
+                        MANIFEST,
+                        format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+                    )));
                 }
                 let mut text = String::new();
                 (&mut entry).take(MAX_MANIFEST_BYTES).read_to_string(&mut text).map_err(|e| {
-                    ArchiveError::Manifest(ManifestError {
-                        field: MANIFEST.into(),
-                        message: format!("not UTF-8 text: {e}"),
-                    })
+                    ArchiveError::Manifest(ManifestError::new(MANIFEST, format!("not UTF-8 text: {e}")))
                 })?;
                 sink(&relative, kind, &mut text.as_bytes())?;
                 manifest_text = Some(text);

@@ -30,17 +30,52 @@ pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
 pub const RESERVED_ENV_PREFIX: &str = "CLOACINA_";
 
 /// A manifest problem: the field at fault, as a path (`workflow[0].task[2].depends_on[0]`),
-/// and what is wrong with it.
+/// and what is wrong with it. `others` holds the problems found after it, so that one run of
+/// `package validate` reports them all; an answer of the API names the first.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ManifestError {
     pub field: String,
     pub message: String,
+    pub others: Vec<ManifestError>,
 }
 
 impl ManifestError {
-    pub(crate) fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
-        Self { field: field.into(), message: message.to_string() }
+    /// A problem of `field`.
+    pub fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self { field: field.into(), message: message.to_string(), others: Vec::new() }
+    }
+
+    /// This problem and the ones found after it, in the order found.
+    pub fn all(&self) -> Vec<&ManifestError> {
+        std::iter::once(self).chain(&self.others).collect()
+    }
+}
+
+/// The problems found so far. Checking goes on past each one.
+#[derive(Default)]
+struct Problems(Vec<ManifestError>);
+
+impl Problems {
+    /// `r`'s value, or `None` with its error kept.
+    fn take<T>(&mut self, r: Result<T, ManifestError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+
+    fn push(&mut self, field: impl Into<String>, message: impl fmt::Display) {
+        self.0.push(ManifestError::new(field, message));
+    }
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The first problem with the others attached, if there was one.
+    fn into_error(self) -> Option<ManifestError> {
+        let mut all = self.0.into_iter();
+        let mut first = all.next()?;
+        first.others = all.collect();
+        Some(first)
     }
 }
 
@@ -258,142 +293,159 @@ fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Durat
 }
 
 fn check(raw: RawManifest) -> Result<Manifest, ManifestError> {
-    let package = PackageInfo {
-        name: name("package.name", PackageName::parse, &raw.package.name)?,
-        version: semver::Version::parse(&raw.package.version).map_err(|e| {
-            ManifestError::new("package.version", format!("'{}' is not a semantic version: {e}", raw.package.version))
-        })?,
-        description: text("package.description", raw.package.description, 1024)?,
-    };
+    let mut p = Problems::default();
+    let package_name = p.take(name("package.name", PackageName::parse, &raw.package.name));
+    let version = p.take(semver::Version::parse(&raw.package.version).map_err(|e| {
+        ManifestError::new("package.version", format!("'{}' is not a semantic version: {e}", raw.package.version))
+    }));
+    let description = p.take(text("package.description", raw.package.description, 1024));
     if raw.workflow.is_empty() {
-        return Err(ManifestError::new("workflow", "a package declares at least one [[workflow]]"));
+        p.push("workflow", "a package declares at least one [[workflow]]");
     }
     if raw.workflow.len() > MAX_WORKFLOWS {
-        return Err(ManifestError::new("workflow", format!("at most {MAX_WORKFLOWS} workflows")));
+        p.push("workflow", format!("at most {MAX_WORKFLOWS} workflows"));
     }
     let mut seen = HashSet::new();
     // Trigger names are unique in the package (the API names a trigger without its workflow).
     let mut trigger_names = HashSet::new();
     let mut workflows = Vec::with_capacity(raw.workflow.len());
     for (w, raw_w) in raw.workflow.into_iter().enumerate() {
-        let wf = check_workflow(&format!("workflow[{w}]"), raw_w)?;
+        let Some(wf) = check_workflow(&format!("workflow[{w}]"), raw_w, &mut p) else { continue };
         if !seen.insert(wf.name.clone()) {
-            return Err(ManifestError::new(format!("workflow[{w}].name"), format!("'{}' is declared twice", wf.name)));
+            p.push(format!("workflow[{w}].name"), format!("'{}' is declared twice", wf.name));
         }
         for (g, t) in wf.triggers.iter().enumerate() {
             if !trigger_names.insert(t.name.clone()) {
-                return Err(ManifestError::new(
+                p.push(
                     format!("workflow[{w}].trigger[{g}].name"),
                     format!("'{}' is declared twice in this package", t.name),
-                ));
+                );
             }
         }
         workflows.push(wf);
     }
-    Ok(Manifest { package, workflows })
+    match (p.into_error(), package_name, version, description) {
+        (None, Some(name), Some(version), Some(description)) => {
+            Ok(Manifest { package: PackageInfo { name, version, description }, workflows })
+        }
+        (Some(e), ..) => Err(e),
+        (None, ..) => Err(ManifestError::new("package", "could not be checked")),
+    }
 }
 
-fn check_workflow(at: &str, raw: RawWorkflow) -> Result<WorkflowDef, ManifestError> {
-    let wf_name = name(&format!("{at}.name"), WorkflowName::parse, &raw.name)?;
-    let description = text(&format!("{at}.description"), raw.description, 1024)?;
+/// The workflow, or `None` when `p` got a problem of it.
+fn check_workflow(at: &str, raw: RawWorkflow, p: &mut Problems) -> Option<WorkflowDef> {
+    let before = p.count();
+    let wf_name = p.take(name(&format!("{at}.name"), WorkflowName::parse, &raw.name));
+    let description = p.take(text(&format!("{at}.description"), raw.description, 1024));
     if raw.task.is_empty() {
-        return Err(ManifestError::new(format!("{at}.task"), "a workflow has at least one [[workflow.task]]"));
+        p.push(format!("{at}.task"), "a workflow has at least one [[workflow.task]]");
     }
     if raw.task.len() > MAX_TASKS {
-        return Err(ManifestError::new(format!("{at}.task"), format!("at most {MAX_TASKS} tasks")));
+        p.push(format!("{at}.task"), format!("at most {MAX_TASKS} tasks"));
     }
     let mut ids = HashSet::new();
     let mut tasks = Vec::with_capacity(raw.task.len());
+    let declared = raw.task.len();
     for (t, raw_t) in raw.task.into_iter().enumerate() {
-        let task = check_task(&format!("{at}.task[{t}]"), raw_t)?;
+        let Some(task) = check_task(&format!("{at}.task[{t}]"), raw_t, p) else { continue };
         if !ids.insert(task.id.clone()) {
-            return Err(ManifestError::new(format!("{at}.task[{t}].id"), format!("'{}' is declared twice", task.id)));
+            p.push(format!("{at}.task[{t}].id"), format!("'{}' is declared twice", task.id));
         }
         tasks.push(task);
     }
-    let graph: Vec<(TaskId, Vec<TaskId>)> = tasks.iter().map(|t| (t.id.clone(), t.depends_on.clone())).collect();
-    let run_order = order(&graph).map_err(|e| match &e {
-        DagError::Unknown { task, dep, .. }
-        | DagError::OnItself { task, dep }
-        | DagError::Repeated { task, dep, .. } => {
-            ManifestError::new(format!("{at}.task[{task}].depends_on[{dep}]"), &e)
+    // The graph is checked when every task could be read: a task missing from it would make
+    // its dependents' edges look wrong.
+    let mut ordered = None;
+    if tasks.len() == declared {
+        let graph: Vec<(TaskId, Vec<TaskId>)> = tasks.iter().map(|t| (t.id.clone(), t.depends_on.clone())).collect();
+        match order(&graph) {
+            Ok(run_order) => {
+                let mut slots: Vec<Option<TaskDef>> = tasks.into_iter().map(Some).collect();
+                ordered = Some(run_order.into_iter().filter_map(|i| slots[i].take()).collect::<Vec<_>>());
+            }
+            Err(e) => match &e {
+                DagError::Unknown { task, dep, .. }
+                | DagError::OnItself { task, dep }
+                | DagError::Repeated { task, dep, .. } => p.push(format!("{at}.task[{task}].depends_on[{dep}]"), &e),
+                DagError::Cycle { task, .. } => p.push(format!("{at}.task[{task}].depends_on"), &e),
+            },
         }
-        DagError::Cycle { task, .. } => ManifestError::new(format!("{at}.task[{task}].depends_on"), &e),
-    })?;
-    let mut slots: Vec<Option<TaskDef>> = tasks.into_iter().map(Some).collect();
-    let tasks = run_order.into_iter().filter_map(|i| slots[i].take()).collect();
+    }
     if raw.trigger.len() > MAX_TRIGGERS {
-        return Err(ManifestError::new(format!("{at}.trigger"), format!("at most {MAX_TRIGGERS} triggers")));
+        p.push(format!("{at}.trigger"), format!("at most {MAX_TRIGGERS} triggers"));
     }
     let mut triggers = Vec::with_capacity(raw.trigger.len());
     for (g, raw_g) in raw.trigger.into_iter().enumerate() {
-        triggers.push(raw_g.check(&format!("{at}.trigger[{g}]"))?);
+        triggers.extend(p.take(raw_g.check(&format!("{at}.trigger[{g}]"))));
     }
-    Ok(WorkflowDef { name: wf_name, description, tasks, triggers })
+    if p.count() > before {
+        return None;
+    }
+    Some(WorkflowDef { name: wf_name?, description: description?, tasks: ordered?, triggers })
 }
 
-fn check_task(at: &str, raw: RawTask) -> Result<TaskDef, ManifestError> {
-    let id = name(&format!("{at}.id"), TaskId::parse, &raw.id)?;
+/// The task, or `None` when `p` got a problem of it.
+fn check_task(at: &str, raw: RawTask, p: &mut Problems) -> Option<TaskDef> {
+    let before = p.count();
+    let id = p.take(name(&format!("{at}.id"), TaskId::parse, &raw.id));
     if raw.command.is_empty() || raw.command[0].trim().is_empty() {
-        return Err(ManifestError::new(
-            format!("{at}.command"),
-            "needs a program: an argv list like [\"sh\", \"run.sh\"]",
-        ));
+        p.push(format!("{at}.command"), "needs a program: an argv list like [\"sh\", \"run.sh\"]");
     }
     if let Some(i) = raw.command.iter().position(|a| a.contains('\0')) {
-        return Err(ManifestError::new(format!("{at}.command[{i}]"), "must not contain a NUL character"));
+        p.push(format!("{at}.command[{i}]"), "must not contain a NUL character");
     }
-    let depends_on = raw
+    let depends_on: Vec<TaskId> = raw
         .depends_on
         .iter()
         .enumerate()
-        .map(|(d, dep)| name(&format!("{at}.depends_on[{d}]"), TaskId::parse, dep))
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|(d, dep)| p.take(name(&format!("{at}.depends_on[{d}]"), TaskId::parse, dep)))
+        .collect();
     let retries = raw.retries.unwrap_or(0);
     if retries > MAX_RETRIES {
-        return Err(ManifestError::new(format!("{at}.retries"), format!("must be at most {MAX_RETRIES}")));
+        p.push(format!("{at}.retries"), format!("must be at most {MAX_RETRIES}"));
     }
     let backoff = match raw.backoff.as_deref() {
         None | Some("exponential") => Backoff::Exponential,
         Some("fixed") => Backoff::Fixed,
         Some(other) => {
-            return Err(ManifestError::new(
-                format!("{at}.backoff"),
-                format!("'{other}' is neither \"exponential\" nor \"fixed\""),
-            ));
+            p.push(format!("{at}.backoff"), format!("'{other}' is neither \"exponential\" nor \"fixed\""));
+            Backoff::Exponential
         }
     };
-    let delay = duration(&format!("{at}.retry_delay"), raw.retry_delay.as_deref(), DEFAULT_RETRY_DELAY)?;
+    let delay = p.take(duration(&format!("{at}.retry_delay"), raw.retry_delay.as_deref(), DEFAULT_RETRY_DELAY));
     let max_delay =
-        duration(&format!("{at}.retry_max_delay"), raw.retry_max_delay.as_deref(), DEFAULT_RETRY_MAX_DELAY)?;
-    if max_delay < delay {
-        return Err(ManifestError::new(format!("{at}.retry_max_delay"), "must not be shorter than retry_delay"));
+        p.take(duration(&format!("{at}.retry_max_delay"), raw.retry_max_delay.as_deref(), DEFAULT_RETRY_MAX_DELAY));
+    if let (Some(delay), Some(max_delay)) = (delay, max_delay)
+        && max_delay < delay
+    {
+        p.push(format!("{at}.retry_max_delay"), "must not be shorter than retry_delay");
     }
     for (k, v) in &raw.env {
         let field = format!("{at}.env.{k}");
         let valid = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(ManifestError::new(field, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"));
-        }
-        if k.starts_with(RESERVED_ENV_PREFIX) {
-            return Err(ManifestError::new(
-                field,
-                format!("names starting with {RESERVED_ENV_PREFIX} are the runner's own"),
-            ));
-        }
-        if v.contains('\0') {
-            return Err(ManifestError::new(field, "must not contain a NUL character"));
+            p.push(field, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+        } else if k.starts_with(RESERVED_ENV_PREFIX) {
+            p.push(field, format!("names starting with {RESERVED_ENV_PREFIX} are the runner's own"));
+        } else if v.contains('\0') {
+            p.push(field, "must not contain a NUL character");
         }
     }
-    Ok(TaskDef {
-        id,
+    let timeout = p.take(duration(&format!("{at}.timeout"), raw.timeout.as_deref(), DEFAULT_TIMEOUT));
+    let limits = p.take(check_limits(at, raw.limits));
+    if p.count() > before {
+        return None;
+    }
+    Some(TaskDef {
+        id: id?,
         command: raw.command,
         depends_on,
-        timeout: duration(&format!("{at}.timeout"), raw.timeout.as_deref(), DEFAULT_TIMEOUT)?,
-        retry: RetryPolicy { retries, backoff, delay, max_delay },
+        timeout: timeout?,
+        retry: RetryPolicy { retries, backoff, delay: delay?, max_delay: max_delay? },
         env: raw.env,
-        limits: check_limits(at, raw.limits)?,
+        limits: limits?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
 //! - [`key`] — `key create|list|revoke`.
 //! - [`package`] — `package new|pack|validate` (offline), `package upload|list`.
+//! - [`package_check`] — `package validate`'s every problem at once, and missing files.
 //! - [`tenant`] — `tenant create|list|get|delete`.
 //! - [`workflow`] — `workflow list|inspect|pause|resume|run`.
 //! - [`trigger`] — `trigger list|inspect|pause|resume|fire`.
@@ -17,6 +18,7 @@ pub mod execution;
 pub mod ids;
 pub mod key;
 pub mod package;
+pub mod package_check;
 pub mod tenant;
 pub mod trigger;
 pub mod workflow;

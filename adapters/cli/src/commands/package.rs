@@ -3,7 +3,9 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use cloacina_archive::{Limits, file_name, inspect, pack};
+use cloacina_archive::{Limits, file_name, inspect_files, pack};
+
+use super::package_check;
 use cloacina_domain::package::{Manifest, PackageName};
 use serde_json::{Value, json};
 
@@ -137,17 +139,28 @@ pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> 
             emit(format, &summary, || format!("packed {}", target.display()), || vec![target.display().to_string()])
         }
         PackageCommand::Validate { path } => {
-            let (manifest, files) = if path.is_dir() {
-                let m = cloacina_archive::pack::read_manifest(&path).map_err(|e| CliError::Usage(e.to_string()))?;
-                (m, None)
+            let (manifest, files, paths) = if path.is_dir() {
+                let m = cloacina_archive::pack::read_manifest(&path).map_err(|e| match e {
+                    cloacina_archive::PackError::Manifest(at, e) => package_check::invalid(&at, &e),
+                    other => CliError::Usage(other.to_string()),
+                })?;
+                (m, None, package_check::files_of(&path))
             } else {
                 let file = std::fs::File::open(&path)
                     .map_err(|e| CliError::Local(format!("cannot read {}: {e}", path.display())))?;
-                let seen = inspect(std::io::BufReader::new(file), &Limits::default())
-                    .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-                (seen.manifest, Some((seen.files, seen.bytes)))
+                let (seen, paths) =
+                    inspect_files(std::io::BufReader::new(file), &Limits::default()).map_err(|e| match e {
+                        cloacina_archive::ArchiveError::Manifest(e) => package_check::invalid(&path, &e),
+                        other => CliError::Usage(format!("{}: {other}", path.display())),
+                    })?;
+                (seen.manifest, Some((seen.files, seen.bytes)), paths)
             };
-            let summary = describe(&manifest, files);
+            let warnings = package_check::missing_files(&manifest, &paths);
+            for w in &warnings {
+                crate::output::note(format!("warning: {w}"));
+            }
+            let mut summary = describe(&manifest, files);
+            summary["warnings"] = json!(warnings);
             emit(format, &summary, || summary_text(&summary), || vec![manifest.package.name.to_string()])
         }
     }
@@ -284,7 +297,7 @@ mod tests {
         let archive = tmp.path().join("demo.cloacina");
         write_atomically(&archive, |out| pack(&dir, out).map(drop).map_err(|e| CliError::Usage(e.to_string())))
             .unwrap();
-        let seen = inspect(std::fs::File::open(&archive).unwrap(), &Limits::default()).unwrap();
+        let (seen, _) = inspect_files(std::fs::File::open(&archive).unwrap(), &Limits::default()).unwrap();
         assert_eq!((seen.manifest.package.name.as_str(), seen.files), ("demo-etl", 4));
         assert!(scaffold(&dir, &PackageName::parse("demo-etl").unwrap()).is_err(), "never overwrites");
     }

@@ -242,3 +242,30 @@ fn a_task_may_ask_for_limits_and_every_bad_one_is_named() {
         assert_eq!(e.field, field, "{limits}: {e}");
     }
 }
+
+#[test]
+fn every_problem_is_reported_in_one_run_in_the_order_found() {
+    let text = EXAMPLE
+        .replacen("version = \"1.2.0\"", "version = \"one\"", 1)
+        .replacen("timeout = \"5m\"", "timeout = \"soon\"", 1)
+        .replacen("backoff = \"exponential\"", "backoff = \"sometimes\"", 1)
+        .replacen("depends_on = [\"extract\"]", "depends_on = [\"Bad Name\"]", 1)
+        .replacen("cron = \"0 2 * * *\"", "cron = \"every night\"", 1);
+    let e = error_of(&text);
+    let fields: Vec<&str> = e.all().iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "package.version",
+            "workflow[0].task[0].backoff",
+            "workflow[0].task[0].timeout",
+            "workflow[0].task[1].depends_on[0]",
+            "workflow[0].trigger[0].cron",
+        ],
+        "{:#?}",
+        e.all()
+    );
+    assert_eq!(e.field, "package.version", "the first is the one an API answer names");
+    // A lone problem has no others.
+    assert!(error_of(&with("version = \"1.2.0\"", "version = \"one\"")).others.is_empty());
+}
