@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod client;
+pub mod help;
 mod server;
 
 pub use client::*;
@@ -16,7 +17,7 @@ pub use server::*;
 /// Cloacina: a multi-tenant workflow control plane. One binary is the API server
 /// (`serve`) and the client of its API.
 #[derive(Debug, Parser)]
-#[command(name = "cloacinactl", version, propagate_version = true)]
+#[command(name = "cloacinactl", version)]
 pub struct Cli {
     #[command(flatten)]
     pub globals: Globals,
@@ -36,7 +37,7 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = without_empty_env(Self::command()).try_get_matches_from(args)?;
+        let matches = help::for_people(without_empty_env(Self::command())).try_get_matches_from(args)?;
         let mut cli = Self::from_arg_matches(&matches)?;
         cli.globals.from_env = FromEnv {
             server: from_env(&matches, "server"),
@@ -82,32 +83,32 @@ pub struct FromEnv {
 #[command(next_help_heading = "Global options")]
 pub struct Globals {
     /// Server URL [default: the profile's, else http://localhost:8080]
-    #[arg(long, global = true, env = "CLOACINA_SERVER", value_name = "URL")]
+    #[arg(long, global = true, hide = true, env = "CLOACINA_SERVER", value_name = "URL")]
     pub server: Option<String>,
-    /// API key: the key itself, `env:VAR` or `file:PATH`
-    #[arg(long, global = true, env = "CLOACINA_API_KEY", hide_env_values = true, value_name = "KEY")]
+    /// API key: `env:VAR`, `file:PATH` (`~/` is the home folder), `-` (a line of stdin) or the key itself
+    #[arg(long, global = true, hide = true, env = "CLOACINA_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Tenant [default: the profile's, else the key's own, else `public`]
-    #[arg(long, global = true, env = "CLOACINA_TENANT", value_name = "NAME")]
+    #[arg(long, global = true, hide = true, env = "CLOACINA_TENANT", value_name = "NAME")]
     pub tenant: Option<String>,
     /// Profile from config.toml [default: `default_profile`]
-    #[arg(long, global = true, env = "CLOACINA_PROFILE", value_name = "NAME")]
+    #[arg(long, global = true, hide = true, env = "CLOACINA_PROFILE", value_name = "NAME")]
     pub profile: Option<String>,
     /// Output format
-    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT")]
+    #[arg(short = 'o', long, global = true, hide = true, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
     /// Same as `-o json`
-    #[arg(long, global = true, conflicts_with = "output")]
+    #[arg(long, global = true, hide = true, conflicts_with = "output")]
     pub json: bool,
     /// Debug-level logs (`serve`)
-    #[arg(short = 'v', long, global = true)]
+    #[arg(short = 'v', long, global = true, hide = true)]
     pub verbose: bool,
     /// Cloacina's folder [default: ~/.cloacina]
-    #[arg(long, global = true, env = "CLOACINA_HOME", value_name = "DIR")]
+    #[arg(long, global = true, hide = true, env = "CLOACINA_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// How long a request may take, e.g. `30s`, `2m` or `30` (seconds): a client gives up
     /// waiting for the answer; `serve` answers 503 [default: 30s]
-    #[arg(long, global = true, env = "CLOACINA_REQUEST_TIMEOUT", value_name = "DURATION",
+    #[arg(long, global = true, hide = true, env = "CLOACINA_REQUEST_TIMEOUT", value_name = "DURATION",
         value_parser = parse_timeout)]
     pub request_timeout: Option<std::time::Duration>,
     #[arg(skip)]
@@ -200,8 +201,11 @@ pub enum Command {
     Auth(AuthCommand),
     /// The client's release, and the server's when it answers
     Version,
+    /// The global options, which every command takes
+    Options,
     /// Print shell completions
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },

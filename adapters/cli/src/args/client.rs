@@ -9,13 +9,19 @@ use clap::Subcommand;
 pub enum ConfigCommand {
     /// Print one setting (database_url, default_profile)
     Get {
+        /// The setting: database_url or default_profile
         key: String,
         /// Print a database URL's password instead of masking it
         #[arg(long)]
         reveal: bool,
     },
     /// Change one setting (database_url, default_profile)
-    Set { key: String, value: String },
+    Set {
+        /// The setting: database_url or default_profile
+        key: String,
+        /// Its new value
+        value: String,
+    },
     /// Print every setting, secrets masked
     #[command(visible_alias = "ls")]
     List,
@@ -29,6 +35,7 @@ pub enum ProfileCommand {
     /// Create or update a profile from --server, --api-key (prefer env:VAR or file:PATH) and
     /// --tenant as given on this command line (CLOACINA_* variables are never stored)
     Set {
+        /// The profile's name: letters, digits, '-' or '_'
         name: String,
         /// Store a raw key (not env:VAR or file:PATH) without asking
         #[arg(long)]
@@ -38,15 +45,22 @@ pub enum ProfileCommand {
     #[command(visible_alias = "ls")]
     List,
     /// Make a profile the default
-    Use { name: String },
+    Use {
+        /// The profile's name
+        name: String,
+    },
     /// Delete a profile
-    Delete { name: String },
+    Delete {
+        /// The profile's name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant: its schema, database role and tables
     Create {
+        /// The new tenant's name
         name: String,
         /// Free text shown in listings
         #[arg(long)]
@@ -63,6 +77,7 @@ pub enum TenantCommand {
     },
     /// Change a tenant's settings (god keys)
     Update {
+        /// The tenant's name
         name: String,
         /// How its tasks reach the network; `default` follows the servers' --task-network
         #[arg(long, value_name = "host|none|default", value_parser = ["host", "none", "default"])]
@@ -70,6 +85,7 @@ pub enum TenantCommand {
     },
     /// Delete a tenant: revoke its keys, drop its schema and role
     Delete {
+        /// The tenant's name
         name: String,
         /// Do not ask for confirmation
         #[arg(long, short = 'y')]
@@ -149,6 +165,7 @@ pub enum WorkflowCommand {
     },
     /// Run a workflow: prints the new execution's id (with --wait, its outcome)
     Run {
+        /// The workflow's name
         name: String,
         /// The initial context: a JSON object, @FILE to read one from a file, or @- from stdin
         #[arg(long, value_name = "JSON|@FILE")]
@@ -269,6 +286,7 @@ pub enum TriggerCommand {
     },
     /// Fire a trigger now, outside its schedule: prints the new execution's id
     Fire {
+        /// The trigger's name
         name: String,
         /// Merged over the trigger's context: a JSON object, @FILE to read one from a file, or @- from stdin
         #[arg(long, value_name = "JSON|@FILE")]
@@ -288,6 +306,7 @@ pub enum AuthCommand {
 pub enum KeyCommand {
     /// Create a key: `--admin` for an admin (god) key, else a key of the tenant with a role
     Create {
+        /// The key's name, unique among the scope's unrevoked keys
         name: String,
         /// An admin key: every tenant, tenant and admin-key management
         #[arg(long, conflicts_with = "role")]

@@ -40,10 +40,12 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "cloacinactl", &mut script);
+            let mut grammar = crate::args::help::with_globals_shown(Cli::command());
+            clap_complete::generate(shell, &mut grammar, "cloacinactl", &mut script);
             crate::output::write(&script)
         }
         Command::Auth(cmd) => auth::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Options => crate::output::line(crate::args::help::global_options(&Cli::command())),
         Command::Version => auth::version(&Context::load(cli.globals)?).await,
         Command::Config(cmd) => config::run(&mut Context::load(cli.globals)?, cmd),
         Command::Key(cmd) => key::run(&Context::load(cli.globals)?, cmd).await,
