@@ -309,6 +309,16 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     let shown: serde_json::Value = serde_json::from_str(&run(&["execution", "status", &id, "-o", "json"])).unwrap();
     assert_eq!(shown["context"], json!({"from": "stdin"}));
 
+    // Colour only when asked for or on a terminal, and never under NO_COLOR.
+    let coloured = run(&["key", "list", "--color", "always"]);
+    assert!(coloured.contains("\x1b[32mactive\x1b[0m") && coloured.contains("\x1b[31mrevoked\x1b[0m"), "{coloured}");
+    assert!(!run(&["key", "list"]).contains('\x1b'), "not a terminal: no colour");
+    let out = cli(h, &["key", "list", "--color", "auto"], &[env[0], env[1], ("NO_COLOR", "1")]);
+    assert!(!stdout(&out).contains('\x1b'));
+    let plain: Vec<usize> = run(&["key", "list"]).lines().map(|l| l.find("STATUS").unwrap_or(0)).take(1).collect();
+    let painted_header = coloured.lines().next().unwrap().find("STATUS").unwrap();
+    assert_eq!(plain, [painted_header], "columns stay aligned");
+
     // A replayed run says so.
     let fresh = run(&["workflow", "run", "a", "--idempotency-key", "deploy-7"]);
     assert!(fresh.contains("accepted") && !fresh.contains("replayed"), "{fresh}");

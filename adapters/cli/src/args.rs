@@ -111,8 +111,20 @@ pub struct Globals {
     #[arg(long, global = true, hide = true, env = "CLOACINA_REQUEST_TIMEOUT", value_name = "DURATION",
         value_parser = parse_timeout)]
     pub request_timeout: Option<std::time::Duration>,
+    /// Colour states in tables: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, hide = true, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
     #[arg(skip)]
     pub from_env: FromEnv,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// The longest `--request-timeout` taken: a day.

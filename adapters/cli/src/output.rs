@@ -7,16 +7,60 @@ use serde_json::Value;
 use crate::args::OutputFormat;
 use crate::exit::CliError;
 
+/// Whether states are coloured, settled once per run by [`set_colour`].
+static COLOUR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Settles colour for this run: `--color always|never`, or on `auto` a terminal on stdout
+/// without `NO_COLOR` (set to anything but empty).
+pub fn set_colour(choice: crate::args::ColorChoice) {
+    use std::io::IsTerminal as _;
+    let on = match choice {
+        crate::args::ColorChoice::Always => true,
+        crate::args::ColorChoice::Never => false,
+        crate::args::ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    let _ = COLOUR.set(on);
+}
+
+fn colour_on() -> bool {
+    COLOUR.get().copied().unwrap_or(false)
+}
+
+/// `state` in its colour: green for what went well, red for what failed or was revoked,
+/// yellow for what waits, cyan for what runs, dim for what was stopped or paused.
+fn paint(state: &str) -> String {
+    let code = match state.to_ascii_lowercase().as_str() {
+        "completed" | "succeeded" | "active" | "ready" => "32",
+        "failed" | "revoked" | "expired" => "31",
+        "pending" | "waiting" | "scheduled" => "33",
+        "running" => "36",
+        "cancelled" | "skipped" | "paused" | "true" => "2",
+        _ => return state.to_owned(),
+    };
+    format!("\x1b[{code}m{state}\x1b[0m")
+}
+
 /// Rows with a header, printed in aligned columns.
 #[derive(Debug, Default)]
 pub struct Table {
     headers: Vec<&'static str>,
     rows: Vec<Vec<String>>,
+    /// Columns holding states, coloured when colour is on.
+    states: Vec<usize>,
 }
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Self {
-        Self { headers: headers.to_vec(), rows: Vec::new() }
+        Self { headers: headers.to_vec(), rows: Vec::new(), states: Vec::new() }
+    }
+
+    /// Marks the column headed `header` as holding states, for colour.
+    #[must_use]
+    pub fn states_in(mut self, header: &str) -> Self {
+        self.states.extend(self.headers.iter().position(|h| *h == header));
+        self
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -36,12 +80,24 @@ impl Table {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let line = |cells: Vec<&str>| {
-            let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line = |cells: Vec<&str>, body: bool| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| {
+                    let pad = " ".repeat(w.saturating_sub(c.chars().count()));
+                    if body && colour_on() && self.states.contains(&i) {
+                        format!("{}{pad}", paint(c))
+                    } else {
+                        format!("{c}{pad}")
+                    }
+                })
+                .collect();
             padded.join("  ").trim_end().to_owned()
         };
-        let mut out = vec![line(self.headers.clone())];
-        out.extend(self.rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+        let mut out = vec![line(self.headers.clone(), false)];
+        out.extend(self.rows.iter().map(|r| line(r.iter().map(String::as_str).collect(), true)));
         out.join("\n")
     }
 }
@@ -155,6 +211,13 @@ mod tests {
         );
         assert_eq!(age(&serde_json::json!({}), "t"), "-");
         assert_eq!(Table::new(&["A"]).render_or("no rows"), "no rows");
+    }
+
+    #[test]
+    fn a_state_painted_keeps_its_column_aligned() {
+        assert_eq!(paint("Failed"), "\x1b[31mFailed\x1b[0m");
+        assert_eq!(paint("Completed"), "\x1b[32mCompleted\x1b[0m");
+        assert_eq!(paint("nightly"), "nightly", "only states");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
                 format,
                 &page,
                 || {
-                    let mut t = Table::new(&["ID", "WORKFLOW", "VERSION", "STATUS", "AGE", "DURATION"]);
+                    let mut t =
+                        Table::new(&["ID", "WORKFLOW", "VERSION", "STATUS", "AGE", "DURATION"]).states_in("STATUS");
                     for e in &rows {
                         t.row(vec![
                             text(e, "execution_id"),
@@ -86,7 +87,8 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
                 format,
                 &listed,
                 || {
-                    let mut t = Table::new(&["TASK", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "ERROR"]);
+                    let mut t =
+                        Table::new(&["TASK", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "ERROR"]).states_in("STATUS");
                     for task in &tasks {
                         t.row(vec![
                             text(task, "task_name"),

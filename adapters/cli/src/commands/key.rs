@@ -43,7 +43,8 @@ pub async fn run(ctx: &Context, cmd: KeyCommand) -> Result<(), CliError> {
                 format,
                 &listed,
                 || {
-                    let mut t = Table::new(&["ID", "NAME", "PERMISSIONS", "TENANT", "AGE", "STATUS"]);
+                    let mut t =
+                        Table::new(&["ID", "NAME", "PERMISSIONS", "TENANT", "AGE", "STATUS"]).states_in("STATUS");
                     for k in &keys {
                         let status = if k["revoked"].as_bool() == Some(true) { "revoked" } else { "active" };
                         let tenant =

@@ -34,6 +34,7 @@ use crate::exit::CliError;
 /// # Errors
 /// The command's [`CliError`].
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    crate::output::set_colour(cli.globals.color);
     match cli.command {
         Command::Serve(_) | Command::Server(_) | Command::Migrate(_) => {
             Err(CliError::Usage("`serve` and `migrate` are run by the cloacinactl binary itself".into()))

@@ -111,7 +111,7 @@ fn detail(d: &Value) -> String {
     if recent.is_empty() {
         lines.push("recent     none".into());
     } else {
-        let mut t = Table::new(&["EXECUTION", "SCHEDULED", "STATUS", "STARTED", "FINISHED"]);
+        let mut t = Table::new(&["EXECUTION", "SCHEDULED", "STATUS", "STARTED", "FINISHED"]).states_in("STATUS");
         for e in &recent {
             t.row(vec![
                 text(e, "execution_id"),
