@@ -187,7 +187,7 @@ pub enum Command {
     Server(ServerCommand),
     /// Apply pending database migrations and exit (a pre-deploy step; `serve` also does it)
     Migrate(MigrateArgs),
-    /// Create, list, inspect and delete tenants (admin keys; PostgreSQL)
+    /// Create, list, show and delete tenants (admin keys; PostgreSQL)
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Make, pack and check workflow packages; upload and list them
@@ -199,7 +199,7 @@ pub enum Command {
     /// Follow, cancel and retry a tenant's executions
     #[command(subcommand)]
     Execution(ExecutionCommand),
-    /// A tenant's cron triggers: list, inspect, pause, resume, fire by hand
+    /// A tenant's cron triggers: list, show, pause, resume, fire by hand
     #[command(subcommand)]
     Trigger(TriggerCommand),
     /// Read and change ~/.cloacina/config.toml

@@ -5,8 +5,8 @@
 use clap::Command;
 
 /// The reminder closing every page.
-const GLOBALS_FOOTER: &str = "Global options, on every command: --server, --api-key, --tenant, --profile, -o/--json, \
-     -v, --home, --request-timeout (`cloacinactl options` describes them).";
+const GLOBALS_FOOTER: &str = "Global options, on every command: --server, --api-key, --tenant, --profile, -o/--json,\n\
+     -v, --color, --home, --request-timeout (`cloacinactl options` describes them).";
 
 /// An example for each command, by its path below `cloacinactl`.
 const EXAMPLES: &[(&str, &str)] = &[
