@@ -23,6 +23,8 @@ use cloacina_cli::{Cli, Command, ExitStatus};
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash`) is answered, and nothing else runs.
+    cloacina_cli::complete::answer_the_shell_if_asked();
     let cli = match Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {

@@ -319,6 +319,25 @@ async fn ids_round_trip_prefixes_latest_key_names_and_replays() {
     let painted_header = coloured.lines().next().unwrap().find("STATUS").unwrap();
     assert_eq!(plain, [painted_header], "columns stay aligned");
 
+    // Completions ask the server, with the environment's server and key (fish's protocol:
+    // the words so far, then the word being completed).
+    let complete = |words: &[&str]| {
+        let out = cli(h, &[&["--"], words].concat(), &[env[0], env[1], ("COMPLETE", "fish")]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // Values only: with nothing typed yet, the flags are offered too.
+        stdout(&out)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+            .filter(|w| !w.starts_with('-'))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(complete(&["cloacinactl", "workflow", "get", ""]), ["a", "b"]);
+    assert_eq!(complete(&["cloacinactl", "workflow", "run", "b"]), ["b"]);
+    let ids = complete(&["cloacinactl", "execution", "logs", ""]);
+    assert!(ids.contains(&first) && ids.contains(&second), "{ids:?}");
+    assert_eq!(complete(&["cloacinactl", "execution", "list", "--status", "Fa"]), ["Failed"]);
+    assert!(complete(&["cloacinactl", "-o", ""]).contains(&"yaml".to_owned()), "enum values");
+
     // A replayed run says so.
     let fresh = run(&["workflow", "run", "a", "--idempotency-key", "deploy-7"]);
     assert!(fresh.contains("accepted") && !fresh.contains("replayed"), "{fresh}");

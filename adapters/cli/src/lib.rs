@@ -8,6 +8,7 @@
 //! - [`config`] — `config.toml`: reading, atomic 0600 writes, profiles.
 //! - [`client`] — the HTTP client, key references (`env:`, `file:`), tenant resolution.
 //! - [`output`] — `-o table|json|yaml|id`.
+//! - [`complete`] — completions that ask the server (`COMPLETE=bash cloacinactl`).
 //! - [`dag`] — a workflow's task graph drawn by levels.
 //! - [`exit`] — [`CliError`] and the exit codes 0–5.
 //! - [`commands`] — one file per noun.
@@ -17,6 +18,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod complete;
 pub mod config;
 pub mod dag;
 pub mod exit;

@@ -151,21 +151,25 @@ pub enum WorkflowCommand {
     #[command(name = "get", visible_alias = "inspect")]
     Inspect {
         /// The workflow's name
+        #[arg(add = crate::complete::workflows())]
         name: String,
     },
     /// Pause a workflow: its triggers stop firing and new runs are refused
     Pause {
         /// The workflow's name
+        #[arg(add = crate::complete::workflows())]
         name: String,
     },
     /// Resume a paused workflow
     Resume {
         /// The workflow's name
+        #[arg(add = crate::complete::workflows())]
         name: String,
     },
     /// Run a workflow: prints the new execution's id (with --wait, its outcome)
     Run {
         /// The workflow's name
+        #[arg(add = crate::complete::workflows())]
         name: String,
         /// The initial context: a JSON object, @FILE to read one from a file, or @- from stdin
         #[arg(long, value_name = "JSON|@FILE")]
@@ -188,13 +192,13 @@ pub enum ExecutionCommand {
     #[command(visible_alias = "ls")]
     List {
         /// Only this status: Pending, Running, Completed, Failed, Cancelled (any case)
-        #[arg(long, value_name = "STATUS")]
+        #[arg(long, value_name = "STATUS", add = crate::complete::statuses())]
         status: Option<String>,
         /// Only executions of this workflow
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = crate::complete::workflows())]
         workflow: Option<String>,
         /// Only executions this trigger started (on schedule or by hand)
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = crate::complete::triggers())]
         trigger: Option<String>,
         /// Page size (1 to 1000)
         #[arg(long, default_value_t = 100, value_name = "N")]
@@ -210,23 +214,25 @@ pub enum ExecutionCommand {
     #[command(name = "get", visible_alias = "status")]
     Status {
         /// The execution's id, or a unique prefix of it (8+ characters)
-        #[arg(required_unless_present = "latest")]
+        #[arg(required_unless_present = "latest", add = crate::complete::executions())]
         id: Option<String>,
         /// The newest execution instead (of --workflow, when given)
         #[arg(long, conflicts_with = "id")]
         latest: bool,
         /// With --latest: the newest execution of this workflow
-        #[arg(long, requires = "latest", value_name = "NAME")]
+        #[arg(long, requires = "latest", value_name = "NAME", add = crate::complete::workflows())]
         workflow: Option<String>,
     },
     /// Show an execution's tasks
     Tasks {
         /// The execution's id, or a unique prefix of it (8+ characters)
+        #[arg(add = crate::complete::executions())]
         id: String,
     },
     /// Show an execution's events
     Events {
         /// The execution's id, or a unique prefix of it (8+ characters)
+        #[arg(add = crate::complete::executions())]
         id: String,
         /// Only events after this event id
         #[arg(long, default_value_t = 0, value_name = "EVENT_ID")]
@@ -235,6 +241,7 @@ pub enum ExecutionCommand {
     /// Show a task's captured stdout and stderr, every attempt
     Logs {
         /// The execution's id, or a unique prefix of it (8+ characters)
+        #[arg(add = crate::complete::executions())]
         id: String,
         /// The task's id in the workflow
         task: String,
@@ -242,16 +249,19 @@ pub enum ExecutionCommand {
     /// Follow an execution's events until it finishes
     Watch {
         /// The execution's id, or a unique prefix of it (8+ characters)
+        #[arg(add = crate::complete::executions())]
         id: String,
     },
     /// Cancel an unfinished execution
     Cancel {
         /// The execution's id, or a unique prefix of it (8+ characters)
+        #[arg(add = crate::complete::executions())]
         id: String,
     },
     /// Run a failed or cancelled execution's unsuccessful tasks again
     Retry {
         /// The execution's id, or a unique prefix of it (8+ characters)
+        #[arg(add = crate::complete::executions())]
         id: String,
     },
 }
@@ -272,21 +282,25 @@ pub enum TriggerCommand {
     #[command(name = "get", visible_alias = "inspect")]
     Inspect {
         /// The trigger's name
+        #[arg(add = crate::complete::triggers())]
         name: String,
     },
     /// Pause a trigger: nothing fires or is counted until it is resumed
     Pause {
         /// The trigger's name
+        #[arg(add = crate::complete::triggers())]
         name: String,
     },
     /// Resume a paused trigger: scheduled again from now (no catch-up of the pause)
     Resume {
         /// The trigger's name
+        #[arg(add = crate::complete::triggers())]
         name: String,
     },
     /// Fire a trigger now, outside its schedule: prints the new execution's id
     Fire {
         /// The trigger's name
+        #[arg(add = crate::complete::triggers())]
         name: String,
         /// Merged over the trigger's context: a JSON object, @FILE to read one from a file, or @- from stdin
         #[arg(long, value_name = "JSON|@FILE")]
