@@ -413,6 +413,32 @@ impl Client {
         CliError::Foreign { server: self.server.clone(), origin: self.origin.clone(), status, what }
     }
 
+    /// Reads the list route `path` page after page, 1,000 rows at a time, with `query`
+    /// (`&status=…`, or empty) added, handing each page's rows to `take` until a page comes
+    /// back short or `take` answers `false`.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn pages(
+        &self,
+        path: &str,
+        query: &str,
+        mut take: impl FnMut(Vec<Value>) -> bool,
+    ) -> Result<(), CliError> {
+        const PAGE: usize = 1000;
+        let mut offset = 0;
+        loop {
+            let page =
+                self.call(Method::GET, &format!("{path}?limit={PAGE}&offset={offset}{query}"), None::<&()>).await?;
+            let rows = crate::output::items(&page);
+            let last = rows.len() < PAGE;
+            offset += rows.len();
+            if !take(rows) || last {
+                return Ok(());
+            }
+        }
+    }
+
     /// `GET /v1/auth/whoami`.
     ///
     /// # Errors

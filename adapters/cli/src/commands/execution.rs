@@ -176,21 +176,15 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
     }
 }
 
-/// Every execution the `query` (`&status=…`) matches, read 1,000 at a time, as one list
-/// answer.
+/// Every execution the `query` (`&status=…`) matches, as one list answer.
 async fn every_page(client: &Client, base: &str, query: &str) -> Result<Value, CliError> {
-    const PAGE: usize = 1000;
     let mut all = Vec::new();
-    loop {
-        let page =
-            client.call(Method::GET, &format!("{base}?limit={PAGE}&offset={}{query}", all.len()), None::<&()>).await?;
-        let rows = items(&page);
-        let last = rows.len() < PAGE;
-        all.extend(rows);
-        if last {
-            break;
-        }
-    }
+    client
+        .pages(base, query, |rows| {
+            all.extend(rows);
+            true
+        })
+        .await?;
     Ok(serde_json::json!({ "total": all.len(), "items": all }))
 }
 

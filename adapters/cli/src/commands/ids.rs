@@ -1,7 +1,6 @@
 //! Ids as people type them: a full id, or a unique prefix of at least [`SHORTEST_PREFIX`]
 //! characters (what the table columns and `-o id` print is always accepted back).
 
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::client::{Client, segment};
@@ -10,9 +9,6 @@ use crate::output::{items, text};
 
 /// The fewest characters of an id taken as its prefix.
 pub const SHORTEST_PREFIX: usize = 8;
-
-/// How many executions one page of the scan for a prefix reads.
-const PAGE: usize = 1000;
 
 /// The full id of the execution `typed` names under `base` (`/v1/tenants/T/executions`).
 ///
@@ -26,16 +22,12 @@ pub async fn execution(client: &Client, base: &str, typed: &str) -> Result<Strin
     }
     let prefix = prefix_of(typed, "execution")?;
     let mut found = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = client.call(Method::GET, &format!("{base}?limit={PAGE}&offset={offset}"), None::<&()>).await?;
-        let rows = items(&page);
-        found.extend(rows.iter().map(|e| text(e, "execution_id")).filter(|id| id.starts_with(&prefix)));
-        if rows.len() < PAGE || found.len() > 1 {
-            break;
-        }
-        offset += PAGE;
-    }
+    client
+        .pages(base, "", |rows| {
+            found.extend(rows.iter().map(|e| text(e, "execution_id")).filter(|id| id.starts_with(&prefix)));
+            found.len() < 2
+        })
+        .await?;
     one_of(found, typed, "execution")
 }
 
