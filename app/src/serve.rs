@@ -186,7 +186,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         store: storage.clone(),
         clock: deps.clock.clone(),
         metrics: deps.metrics.clone(),
-        // Half the pool, so requests always find connections while a burst of fires runs;
+        // Half the connections, so requests always find some while a burst of fires runs;
         // SQLite has one writer, so its passes go one at a time.
         concurrency: match &backend {
             Backend::Postgres(pg) => (pg.max_connections() / 2).clamp(1, 16) as usize,

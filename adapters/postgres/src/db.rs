@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use cloacina_domain::ports::{Constraint, ConstraintKind, StoreError};
 use cloacina_domain::{Secret, TenantName};
 use quick_cache::sync::Cache;
+
+use crate::reads::Reads;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// Pool and session settings, from `serve`'s flags.
@@ -81,6 +83,10 @@ pub struct PgDb {
     pub(crate) work: Arc<tokio::sync::Notify>,
     /// Wakes this server's trigger scheduler: a `cloacina_triggers` notification.
     pub(crate) triggers: Arc<tokio::sync::Notify>,
+    /// Connections bound to one tenant at a time, for one-statement reads (`reads`).
+    pub(crate) reads: Arc<Reads>,
+    /// `--db-max-connections`: the pool's and the reads' connections together.
+    max_connections: u32,
 }
 
 impl std::fmt::Debug for PgDb {
@@ -104,8 +110,9 @@ impl PgDb {
             PgConnectOptions::from_str(url.expose()).map_err(|e| ConnectError::Url(redact(&e.to_string(), url)))?;
         let timeout_ms = settings.statement_timeout.as_millis().to_string();
         options = options.application_name("cloacina").options([("statement_timeout", timeout_ms.as_str())]);
+        let (max_connections, pooled, reads) = split(settings.max_connections);
         let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(2))
+            .max_connections(pooled)
             .min_connections(0)
             .acquire_timeout(settings.connect_timeout)
             .max_lifetime(Some(settings.max_lifetime))
@@ -131,6 +138,8 @@ impl PgDb {
             places: Arc::new(Cache::new(10_000)),
             work: Arc::new(tokio::sync::Notify::new()),
             triggers: Arc::new(tokio::sync::Notify::new()),
+            reads: Reads::new(options, reads, settings.connect_timeout, settings.max_lifetime),
+            max_connections,
         })
     }
 
@@ -141,16 +150,24 @@ impl PgDb {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        self.reads.close();
         self.pool.close().await;
     }
 
-    /// How many connections the pool holds now: (all, idle).
+    /// How many connections the server holds now, the pool's and the reads': (all, idle).
     pub fn connections(&self) -> (u32, u32) {
-        (self.pool.size(), u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX))
+        let (reads, reads_idle) = self.reads.connections();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        (self.pool.size() + count(reads), count(self.pool.num_idle() + reads_idle))
     }
 
-    /// The most connections the pool opens.
+    /// The most connections the server opens (`--db-max-connections`).
     pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+
+    /// The most connections the shared pool opens (the rest serve tenant reads).
+    pub fn pool_size(&self) -> u32 {
         self.pool.options().get_max_connections()
     }
 
@@ -181,7 +198,22 @@ impl PgDb {
     /// Forgets what is cached about tenants (another replica created or deleted one).
     pub fn forget_tenants(&self) {
         self.places.clear();
+        self.reads.forget_bindings();
     }
+
+    /// Forgets where one tenant lives (it was deleted, or its role is gone).
+    pub(crate) fn forget_place(&self, tenant: &TenantName) {
+        self.places.remove(tenant);
+        self.reads.forget_bindings();
+    }
+}
+
+/// Splits `--db-max-connections` (at least 3) into the shared pool and the tenant reads: a
+/// quarter for the reads, at least one. Returns (total, pool, reads).
+fn split(max_connections: u32) -> (u32, u32, usize) {
+    let total = max_connections.max(3);
+    let reads = (total / 4).max(1);
+    (total, total - reads, reads as usize)
 }
 
 /// Removes the URL's password from a message, should a driver ever echo it.
@@ -254,6 +286,14 @@ mod tests {
     fn a_password_is_removed_from_messages() {
         let url = Secret::new("postgres://u:hunter2secret@db.example.com/x");
         assert_eq!(redact("failed for hunter2secret", &url), "failed for [redacted]");
+    }
+
+    #[test]
+    fn a_quarter_of_the_connections_serve_tenant_reads() {
+        assert_eq!(split(16), (16, 12, 4));
+        assert_eq!(split(8), (8, 6, 2));
+        assert_eq!(split(5), (5, 4, 1));
+        assert_eq!(split(1), (3, 2, 1));
     }
 
     #[test]

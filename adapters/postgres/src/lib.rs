@@ -12,6 +12,7 @@
 //! - [`workflows`] — a tenant's workflows.
 //! - [`packages`] — uploaded packages.
 //! - [`executions`] — executions and the engine's queue (`FOR UPDATE SKIP LOCKED`).
+//! - `reads` — tenant reads on connections bound to one tenant at a time.
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
 //! - [`leader`] — the leader lock: an advisory lock on a connection of its own.
 //! - `locks` — every advisory lock key, each purpose its own.
@@ -25,6 +26,7 @@ pub mod listen;
 mod locks;
 pub mod migrate;
 pub mod packages;
+mod reads;
 pub mod tenant_scope;
 pub mod tenants;
 pub mod triggers;
@@ -32,6 +34,8 @@ pub mod workflows;
 
 #[cfg(test)]
 mod probe;
+#[cfg(test)]
+mod reads_tests;
 #[cfg(test)]
 mod tests;
 

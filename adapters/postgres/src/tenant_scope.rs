@@ -9,6 +9,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 
 use crate::PgDb;
 use crate::db::{TenantPlace, ident, sqlstate, translate};
+use crate::reads::ReadError;
 
 /// Makes the rest of the current transaction run as the tenant's role, in its schema.
 pub(crate) async fn enter_tenant(conn: &mut PgConnection, schema: &str, role: &str) -> Result<(), sqlx::Error> {
@@ -57,9 +58,13 @@ impl PgDb {
         }
     }
 
-    /// Runs one read-only `select` as `tenant`'s role in its schema, in a single round trip
-    /// (the settings and the query form one implicit transaction, which also ends them).
+    /// Runs one read-only `select` without parameters as `tenant`'s role in its schema: one
+    /// round trip of a prepared statement on a connection bound to the tenant (`reads`).
     /// `None` if there is no such tenant.
+    ///
+    /// A connection that fails is closed, and the read is tried once more on another, bound
+    /// afresh from the registry: a tenant deleted and re-created elsewhere since we bound the
+    /// connection has a new role of the same name.
     ///
     /// # Errors
     /// The store error if the database cannot be reached or the query fails.
@@ -68,25 +73,50 @@ impl PgDb {
         tenant: &TenantName,
         select: &'static str,
     ) -> Result<Option<Vec<PgRow>>, StoreError> {
-        let Some(place) = self.place(tenant).await? else { return Ok(None) };
-        let sql = format!("{}; {select}", enter_sql(&place));
-        match sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
-            // The first row is the settings' own.
-            Ok(rows) => Ok(Some(rows.into_iter().skip(1).collect())),
-            Err(e) => self.forget_if_gone(tenant, e).map(|()| None),
+        let mut retried = false;
+        loop {
+            let Some(place) = self.place(tenant).await? else { return Ok(None) };
+            let e = match self.reads.fetch_all(&place, select).await {
+                Ok(rows) => return Ok(Some(rows)),
+                Err(ReadError::Busy) => {
+                    return Err(StoreError::Unavailable(
+                        "no connection for a tenant read within the connect timeout".into(),
+                    ));
+                }
+                // The role or the schema is gone: so is the tenant.
+                Err(ReadError::Bind(e)) if is_gone(&e) => {
+                    self.forget_place(tenant);
+                    return Ok(None);
+                }
+                Err(ReadError::Bind(e) | ReadError::Query(e)) => e,
+            };
+            if retried {
+                return Err(translate(e));
+            }
+            // A failure is rare and may be the database restarting, which leaves every idle
+            // connection dead: close them all, and bind a fresh one from the registry.
+            tracing::debug!(%tenant, error = %e, "a tenant read failed; trying once more on a new connection");
+            self.reads.close_idle();
+            self.forget_place(tenant);
+            retried = true;
         }
     }
 
     /// A tenant deleted (by another replica) since we cached where it lives shows up as a
     /// role that no longer exists: forget the place, and report the tenant gone.
     fn forget_if_gone(&self, tenant: &TenantName, e: sqlx::Error) -> Result<(), StoreError> {
-        if matches!(sqlstate(&e).as_deref(), Some("22023" | "42704" | "3F000")) {
-            self.places.remove(tenant);
+        if is_gone(&e) {
+            self.forget_place(tenant);
             Ok(())
         } else {
             Err(translate(e))
         }
     }
+}
+
+/// Whether entering a tenant failed because its role or its schema no longer exists.
+fn is_gone(e: &sqlx::Error) -> bool {
+    matches!(sqlstate(e).as_deref(), Some("22023" | "42704" | "3F000"))
 }
 
 /// The statement that makes the rest of a transaction run as the tenant. Simple-protocol

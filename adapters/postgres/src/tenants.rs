@@ -315,7 +315,7 @@ impl PgDb {
             .map_err(translate)?;
         notify(&mut tx, &Topic::Tenant(name.clone())).await.map_err(translate)?;
         tx.commit().await.map_err(translate)?;
-        self.places.remove(name);
+        self.forget_place(name);
         Ok(Some(TenantDeleted::Deleted { revoked_keys: revoked }))
     }
 }
