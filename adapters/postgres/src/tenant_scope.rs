@@ -58,6 +58,35 @@ impl PgDb {
         }
     }
 
+    /// [`PgDb::begin_tenant`] that also reads one `bigint` as the login role, in the same
+    /// round trip and before the role changes: `scalar` is a scalar subquery of the registry
+    /// (our own SQL, with literals we made). `None` if there is no such tenant.
+    ///
+    /// # Errors
+    /// The store error if the database cannot be reached.
+    pub(crate) async fn begin_tenant_reading(
+        &self,
+        tenant: &TenantName,
+        scalar: &str,
+    ) -> Result<Option<(Transaction<'static, Postgres>, Option<i64>)>, StoreError> {
+        let Some(place) = self.place(tenant).await? else { return Ok(None) };
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        // The subquery's rights are checked as the statement starts, as the login role; the
+        // settings take effect as it runs, for the statements after it.
+        let sql = format!(
+            "SELECT ({scalar})::bigint, set_config('role', {}, true), set_config('search_path', {}, true)",
+            literal(&place.role),
+            literal(&ident(&place.schema))
+        );
+        match sqlx::raw_sql(AssertSqlSafe(sql)).fetch_one(&mut *tx).await {
+            Ok(row) => {
+                let value: Option<i64> = sqlx::Row::try_get(&row, 0).map_err(translate)?;
+                Ok(Some((tx, value)))
+            }
+            Err(e) => self.forget_if_gone(tenant, e).map(|()| None),
+        }
+    }
+
     /// Runs one read-only `select` without parameters as `tenant`'s role in its schema: one
     /// round trip of a prepared statement on a connection bound to the tenant (`reads`).
     /// `None` if there is no such tenant.
@@ -131,6 +160,6 @@ fn enter_sql(place: &TenantPlace) -> String {
 }
 
 /// A SQL string literal.
-fn literal(text: &str) -> String {
+pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

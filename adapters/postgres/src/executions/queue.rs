@@ -48,18 +48,22 @@ pub(crate) async fn wake_in(
     due: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     // One round trip: the literals are a validated tenant name and a time we format.
+    let sql = format!("SET LOCAL ROLE NONE; {}", wake_sql(table, tenant, due));
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(translate)?;
+    Ok(())
+}
+
+/// [`wake_in`]'s statements, to run as the login role.
+pub(crate) fn wake_sql(table: DueTable, tenant: &TenantName, due: DateTime<Utc>) -> String {
     let t = literal(tenant.as_str());
-    let sql = format!(
-        "SET LOCAL ROLE NONE;
-         INSERT INTO {table} AS d (tenant, due_at) VALUES ({t}, {due})
+    format!(
+        "INSERT INTO {table} AS d (tenant, due_at) VALUES ({t}, {due})
          ON CONFLICT (tenant) DO UPDATE SET due_at = least(d.due_at, excluded.due_at), seq = d.seq + 1;
          SELECT pg_notify({channel}, {t});",
         table = table.table(),
         due = time_literal(due),
         channel = literal(table.channel()),
-    );
-    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(translate)?;
-    Ok(())
+    )
 }
 
 /// A SQL string literal.
@@ -124,24 +128,34 @@ pub(crate) async fn settle_due(
     seq: Option<i64>,
     due: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    let t = literal(tenant.as_str());
-    let table = table.table();
-    let change = match (seq, due) {
-        (Some(seq), None) => format!("DELETE FROM {table} WHERE tenant = {t} AND seq = {seq}"),
-        (Some(seq), Some(due)) => {
-            format!("UPDATE {table} SET due_at = {} WHERE tenant = {t} AND seq = {seq}", time_literal(due))
-        }
-        (None, Some(due)) => format!(
-            "INSERT INTO {table} AS d (tenant, due_at) VALUES ({t}, {})
-             ON CONFLICT (tenant) DO UPDATE SET due_at = least(d.due_at, excluded.due_at), seq = d.seq + 1",
-            time_literal(due)
-        ),
-        (None, None) => return Ok(()),
-    };
+    let Some(change) = settle_sql(table, tenant, seq, due) else { return Ok(()) };
     // One round trip, as the login role again.
     sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {change}")))
         .execute(&mut *tx)
         .await
         .map_err(translate)?;
     Ok(())
+}
+
+/// [`settle_due`]'s statement, to run as the login role; `None` if there is nothing to do.
+pub(crate) fn settle_sql(
+    table: DueTable,
+    tenant: &TenantName,
+    seq: Option<i64>,
+    due: Option<DateTime<Utc>>,
+) -> Option<String> {
+    let t = literal(tenant.as_str());
+    let table = table.table();
+    Some(match (seq, due) {
+        (Some(seq), None) => format!("DELETE FROM {table} WHERE tenant = {t} AND seq = {seq};"),
+        (Some(seq), Some(due)) => {
+            format!("UPDATE {table} SET due_at = {} WHERE tenant = {t} AND seq = {seq};", time_literal(due))
+        }
+        (None, Some(due)) => format!(
+            "INSERT INTO {table} AS d (tenant, due_at) VALUES ({t}, {})
+             ON CONFLICT (tenant) DO UPDATE SET due_at = least(d.due_at, excluded.due_at), seq = d.seq + 1;",
+            time_literal(due)
+        ),
+        (None, None) => return None,
+    })
 }

@@ -20,7 +20,8 @@ use crate::PgDb;
 use crate::db::translate;
 use crate::executions::changes::transition;
 use crate::executions::create::create_fired;
-use crate::executions::queue::{DueTable, settle_due, wake};
+use crate::executions::queue::{DueTable, settle_sql, wake_sql};
+use crate::tenant_scope::literal;
 
 /// A workflow as a pass needs it: paused, and the version in force.
 struct InForce {
@@ -35,13 +36,9 @@ pub(super) async fn fire_due(
     limit: usize,
 ) -> Result<Option<FirePass>, StoreError> {
     // The sequence first, before the pass's own reads: a change after this bumps it, and the
-    // pass's due time then yields to the change's.
-    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM public.trigger_due WHERE tenant = $1")
-        .bind(tenant.as_str())
-        .fetch_optional(&db.pool)
-        .await
-        .map_err(translate)?;
-    let Some(mut tx) = db.begin_tenant(tenant).await? else { return Ok(None) };
+    // pass's due time then yields to the change's. Read with the entering, in one round trip.
+    let seq_of = format!("SELECT seq FROM public.trigger_due WHERE tenant = {}", literal(tenant.as_str()));
+    let Some((mut tx, seq)) = db.begin_tenant_reading(tenant, &seq_of).await? else { return Ok(None) };
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM triggers WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
     )))
@@ -52,31 +49,36 @@ pub(super) async fn fire_due(
     .map_err(translate)?;
     let due = rows.iter().map(trigger).collect::<Result<Vec<_>, _>>().map_err(translate)?;
     let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
-    let mut readied = false;
-    if !due.is_empty() {
-        readied = decide(&mut tx, due, now, &mut out).await?;
+    // The tenant's least due time after the pass. Rows another pass holds are due no later
+    // than they were: the least of all stays right whoever commits last.
+    let (readied, next) = if due.is_empty() {
+        let next = sqlx::query_scalar("SELECT min(due_at) FROM triggers").fetch_one(&mut *tx).await;
+        (false, next.map_err(translate)?)
+    } else {
+        decide(&mut tx, due, now, &mut out).await?
+    };
+    // Both as the login role, last, in one round trip: the engine's wake-up, then the
+    // tenant's next trigger time (unless a change came since `seq` was read).
+    let wake = readied.then(|| wake_sql(DueTable::Work, tenant, now)).unwrap_or_default();
+    let settle = settle_sql(DueTable::Triggers, tenant, seq, next).unwrap_or_default();
+    if !(wake.is_empty() && settle.is_empty()) {
+        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {wake} {settle}")))
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
     }
-    // Rows another pass holds are due no later than they were: the least due time of all
-    // stays right whoever commits last.
-    let next: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT min(due_at) FROM triggers").fetch_one(&mut *tx).await.map_err(translate)?;
-    // Both as the login role, last: the engine's wake-up, then the tenant's next trigger time
-    // (unless a change came since `seq` was read).
-    if readied {
-        wake(&mut tx, tenant, now).await?;
-    }
-    settle_due(&mut tx, DueTable::Triggers, tenant, seq, next).await?;
     tx.commit().await.map_err(translate)?;
     Ok(Some(out))
 }
 
-/// Decides and applies the locked due triggers; returns whether tasks were readied.
+/// Decides and applies the locked due triggers; returns whether tasks were readied, and the
+/// tenant's least due time after the write-back (`None`: no trigger is due ever).
 async fn decide(
     tx: &mut PgConnection,
     due: Vec<TriggerRecord>,
     now: DateTime<Utc>,
     out: &mut FirePass,
-) -> Result<bool, StoreError> {
+) -> Result<(bool, Option<DateTime<Utc>>), StoreError> {
     let workflows = in_force(tx, &due).await?;
     let names: Vec<&str> = due.iter().map(TriggerRecord::name).collect();
     let unfinished: HashMap<String, Vec<Uuid>> = sqlx::query_as::<_, (String, Vec<Uuid>)>(
@@ -120,8 +122,8 @@ async fn decide(
             out.started.push(StartedFire::new(&writes[*at], new.id, fire, now));
         }
     }
-    write_back(tx, &writes).await?;
-    Ok(readied)
+    let next = write_back(tx, &writes).await?;
+    Ok((readied, next))
 }
 
 /// The due triggers' workflows that exist, with their versions in force (locked against a
@@ -156,26 +158,28 @@ async fn in_force(tx: &mut PgConnection, due: &[TriggerRecord]) -> Result<HashMa
     Ok(found)
 }
 
-/// Writes back what a pass changes of each trigger, in one statement.
-async fn write_back(tx: &mut PgConnection, writes: &[TriggerRecord]) -> Result<(), StoreError> {
-    if writes.is_empty() {
-        return Ok(());
-    }
+/// Writes back what a pass changes of each trigger, in one statement that also gives the
+/// tenant's least due time after it (the rows it did not write, as they are; those it wrote, as
+/// written).
+async fn write_back(tx: &mut PgConnection, writes: &[TriggerRecord]) -> Result<Option<DateTime<Utc>>, StoreError> {
     let names: Vec<&str> = writes.iter().map(TriggerRecord::name).collect();
     let times = |f: fn(&TriggerRecord) -> Option<DateTime<Utc>>| writes.iter().map(f).collect::<Vec<_>>();
     let counts = |f: fn(&TriggerRecord) -> u64| writes.iter().map(|t| n(f(t))).collect::<Vec<i64>>();
     let updated: Vec<DateTime<Utc>> = writes.iter().map(|t| t.updated_at).collect();
-    sqlx::query(
-        "UPDATE triggers t SET next_fire_at = x.next_fire_at, last_fire_at = x.last_fire_at,
-             buffered_at = x.buffered_at, due_at = x.due_at, fired = x.fired, caught_up = x.caught_up,
-             skipped_overlap = x.skipped_overlap, skipped_paused = x.skipped_paused,
-             skipped_catchup = x.skipped_catchup, missed = x.missed, updated_at = x.updated_at
-         FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
-                     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-                     $12::timestamptz[])
-              AS x(name, next_fire_at, last_fire_at, buffered_at, due_at, fired, caught_up, skipped_overlap,
-                   skipped_paused, skipped_catchup, missed, updated_at)
-         WHERE t.name = x.name",
+    sqlx::query_scalar(
+        "WITH written AS (
+             UPDATE triggers t SET next_fire_at = x.next_fire_at, last_fire_at = x.last_fire_at,
+                 buffered_at = x.buffered_at, due_at = x.due_at, fired = x.fired, caught_up = x.caught_up,
+                 skipped_overlap = x.skipped_overlap, skipped_paused = x.skipped_paused,
+                 skipped_catchup = x.skipped_catchup, missed = x.missed, updated_at = x.updated_at
+             FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
+                         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
+                         $12::timestamptz[])
+                  AS x(name, next_fire_at, last_fire_at, buffered_at, due_at, fired, caught_up, skipped_overlap,
+                       skipped_paused, skipped_catchup, missed, updated_at)
+             WHERE t.name = x.name
+             RETURNING t.due_at)
+         SELECT least((SELECT min(due_at) FROM triggers WHERE name <> ALL($1)), (SELECT min(due_at) FROM written))",
     )
     .bind(&names)
     .bind(times(|t| t.next_fire_at))
@@ -189,8 +193,7 @@ async fn write_back(tx: &mut PgConnection, writes: &[TriggerRecord]) -> Result<(
     .bind(counts(|t| t.counts.skipped_catchup))
     .bind(counts(|t| t.counts.missed))
     .bind(&updated)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
-    .map_err(translate)?;
-    Ok(())
+    .map_err(translate)
 }
