@@ -59,7 +59,7 @@ pub(super) async fn fire_due(
     };
     // Both as the login role, last, in one round trip: the engine's wake-up, then the
     // tenant's next trigger time (unless a change came since `seq` was read).
-    let wake = readied.then(|| wake_sql(DueTable::Work, tenant, now)).unwrap_or_default();
+    let wake = if readied { wake_sql(DueTable::Work, tenant, now) } else { String::new() };
     let settle = settle_sql(DueTable::Triggers, tenant, seq, next).unwrap_or_default();
     if !(wake.is_empty() && settle.is_empty()) {
         sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {wake} {settle}")))
