@@ -50,6 +50,25 @@ fn cpu_seconds(server: &Running) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The user + system CPU seconds so far of every PostgreSQL process on the machine (the bench's
+/// own cluster is the only one while it runs), from /proc. A backend that exited takes its
+/// share with it; the server's pooled connections live through the measured minutes.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    let mut ticks = 0.0;
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        ticks += field(11) + field(12);
+    }
+    ticks / 100.0
+}
+
 async fn transactions(pg: &TestPg, db: &str) -> anyhow::Result<i64> {
     let mut c = pg.admin().await;
     sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&mut c).await?;
@@ -154,9 +173,12 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let (earlier, skipped) = lateness(&client, &server).await?;
     let mut idle_after = Vec::new();
     let mut burst = Vec::new();
+    // CPU seconds each minute's fires took: PostgreSQL's, the server's.
+    let mut burst_cpu = Vec::new();
     for _ in 0..MINUTES {
         at_second(0).await;
         let t = Instant::now();
+        let (pg0, server0) = (postgres_cpu_seconds(), cpu_seconds(&server));
         // Wait for the minute's fires: every trigger once.
         let expected = skipped + ((burst.len() + 1) * TENANTS * PER_TENANT) as f64;
         loop {
@@ -171,6 +193,7 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         burst.push(t.elapsed().as_secs_f64());
+        burst_cpu.push((postgres_cpu_seconds() - pg0, cpu_seconds(&server) - server0));
         // Nothing is due until the next minute: the idle window is what is left of it.
         let left = 60.0 - (t.elapsed().as_secs_f64() + 12.0 + 2.0);
         if left >= 5.0 {
@@ -188,6 +211,12 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let p99 = quantile(&measured, count, 0.99);
     let within_1s = measured.iter().find(|(le, _)| *le >= 1.0).map_or(f64::NAN, |(_, c)| c / count * 100.0);
     let burst_max = burst.iter().copied().fold(0.0, f64::max);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let pg_cpu = median(burst_cpu.iter().map(|c| c.0).collect());
+    let server_cpu = median(burst_cpu.iter().map(|c| c.1).collect());
     let (tps_idle, cpu_idle) = if idle_after.is_empty() {
         (f64::NAN, f64::NAN)
     } else {
@@ -208,6 +237,10 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
         format!("| fire lateness p99 | {:.0} ms | < 1 s |", p99 * 1000.0),
         format!("| fires within 1 s | {within_1s:.1} % | ≥ 99 % |"),
         format!("| one minute's {} fires all committed after | {burst_max:.1} s (slowest minute) | — |", TENANTS * PER_TENANT),
+        format!(
+            "| CPU a minute's fires took (median minute): PostgreSQL, the server | {pg_cpu:.2} s ({:.2} ms a tenant pass), {server_cpu:.2} s | — |",
+            pg_cpu * 1000.0 / TENANTS as f64
+        ),
         format!("| database transactions/s while nothing is due: 0 triggers → {} | {tps_before:.2} → {tps_idle:.2} | independent of the trigger count |", TENANTS * PER_TENANT),
         format!("| server CPU while nothing is due: 0 triggers → {} | {cpu_before:.2} % → {cpu_idle:.2} % | independent of the trigger count |", TENANTS * PER_TENANT),
     ]
