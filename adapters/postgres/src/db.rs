@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use cloacina_domain::ports::{Constraint, ConstraintKind, StoreError};
 use cloacina_domain::{Secret, TenantName};
 use quick_cache::sync::Cache;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::reads::Reads;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// Pool and session settings, from `serve`'s flags.
 #[derive(Debug, Clone)]
@@ -164,11 +164,6 @@ impl PgDb {
     /// The most connections the server opens (`--db-max-connections`).
     pub fn max_connections(&self) -> u32 {
         self.max_connections
-    }
-
-    /// The most connections the shared pool opens (the rest serve tenant reads).
-    pub fn pool_size(&self) -> u32 {
-        self.pool.options().get_max_connections()
     }
 
     pub(crate) fn cached_place(&self, tenant: &TenantName) -> Option<TenantPlace> {

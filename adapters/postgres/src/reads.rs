@@ -44,6 +44,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Neither idle too long nor older than the connection lifetime.
+    fn fresh(&self, max_lifetime: Duration) -> bool {
+        self.since.elapsed() < IDLE_CLOSE && self.born.elapsed() < max_lifetime
+    }
+}
+
 /// The tenant-read connections of one server.
 pub(crate) struct Reads {
     options: PgConnectOptions,
@@ -124,19 +131,19 @@ impl Reads {
             schema: place.schema.clone(),
             generation: self.generation.load(Ordering::Acquire),
         };
-        let (conn, binding, born, since) = match self.take_idle(&want) {
-            Some(idle) => (idle.conn, Some(idle.binding), idle.born, Some(idle.since)),
+        let (conn, born, bound, idle_for) = match self.take_idle(&want) {
+            Some(idle) => (idle.conn, idle.born, idle.binding == want, idle.since.elapsed()),
             None => {
                 let conn = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options))
                     .await
                     .map_err(|_| ReadError::Busy)?
                     .map_err(ReadError::Bind)?;
-                (conn, None, Instant::now(), None)
+                (conn, Instant::now(), false, Duration::ZERO)
             }
         };
         let mut held = ReadConn { reads: self, conn, binding: want, born, _permit: permit };
-        if binding.as_ref() == Some(&held.binding) {
-            if since.is_some_and(|s| s.elapsed() > IDLE_BEFORE_PING) {
+        if bound {
+            if idle_for > IDLE_BEFORE_PING {
                 held.conn.ping().await.map_err(ReadError::Bind)?;
             }
         } else {
@@ -155,7 +162,7 @@ impl Reads {
     /// bound again; closes the expired ones on the way.
     fn take_idle(&self, want: &Binding) -> Option<Idle> {
         let mut idle = self.lock_idle();
-        idle.retain(|i| i.since.elapsed() < IDLE_CLOSE && i.born.elapsed() < self.max_lifetime);
+        idle.retain(|i| i.fresh(self.max_lifetime));
         let at = idle.iter().rposition(|i| &i.binding == want).or_else(|| (!idle.is_empty()).then_some(0))?;
         Some(idle.remove(at))
     }
@@ -197,9 +204,7 @@ fn sweep_idle(reads: Weak<Reads>) {
             let Some(reads) = reads.upgrade() else { return };
             let expired: Vec<Idle> = {
                 let mut idle = reads.lock_idle();
-                let (keep, expired) = std::mem::take(&mut *idle)
-                    .into_iter()
-                    .partition(|i| i.since.elapsed() < IDLE_CLOSE && i.born.elapsed() < reads.max_lifetime);
+                let (keep, expired) = std::mem::take(&mut *idle).into_iter().partition(|i| i.fresh(reads.max_lifetime));
                 *idle = keep;
                 expired
             };

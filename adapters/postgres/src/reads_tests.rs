@@ -8,7 +8,7 @@ use cloacina_domain::ports::{TenantStore, WorkflowStore};
 use cloacina_domain::{Secret, TenantName};
 use sqlx::Row;
 
-use crate::tests::tenant;
+use crate::tests::{connections_held, tenant};
 use crate::{PgDb, PgSettings};
 
 async fn with_max(url: &str, max_connections: u32) -> PgDb {
@@ -130,12 +130,7 @@ async fn concurrent_reads_of_many_tenants_stay_within_the_connection_limit() {
     for r in futures::future::join_all(reads).await {
         assert_eq!(r.unwrap(), Some(vec![]));
     }
-    let mut admin = cloacina_testpg::TestPg::shared().admin().await;
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-        .bind(&db.name)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+    let held = connections_held(&db.name).await;
     assert!(held <= 5, "{held} connections with --db-max-connections 5");
     let (open, idle) = pg.connections();
     assert!(open <= 5 && idle <= open, "open {open}, idle {idle}");

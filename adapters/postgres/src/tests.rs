@@ -15,6 +15,16 @@ pub(crate) async fn fresh() -> PgDb {
     pg
 }
 
+/// How many connections the test database has open now (`pg_stat_activity`).
+pub(crate) async fn connections_held(database: &str) -> i64 {
+    let mut admin = cloacina_testpg::TestPg::shared().admin().await;
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+        .bind(database)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+}
+
 pub(crate) fn tenant(name: &str) -> NewTenant {
     NewTenant {
         name: TenantName::parse(name).unwrap(),
@@ -80,12 +90,7 @@ async fn connections_stay_within_the_pool_whatever_the_tenant_count() {
         })
     });
     futures::future::join_all(work).await.into_iter().for_each(|r| r.unwrap());
-    let mut admin = cloacina_testpg::TestPg::shared().admin().await;
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-        .bind(&db.name)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+    let held = connections_held(&db.name).await;
     assert!(held <= 3, "{held} connections for 30 tenants with a pool of 3");
 }
 
