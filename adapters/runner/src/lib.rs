@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use cloacina_domain::package::{AttemptLimits, DEFAULT_CEILINGS, DEFAULT_LIMITS};
 use cloacina_domain::ports::{TaskJob, TaskOutcome, TaskRun, TaskRunner};
 use nix::fcntl::OFlag;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -188,11 +188,11 @@ impl TaskRunner for ProcessRunner {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
         let spawned = match (&self.isolation, &limits) {
+            // The sandbox makes its own session, and with it the group.
             (Isolation::Sandbox(sandbox), Some(limits)) => sandbox.spawn(&mut cmd, &scratch.name(), limits),
-            _ => cmd.spawn().map(|c| (c, None)).map_err(|e| format!("cannot start {program}: {e}")),
+            _ => cmd.process_group(0).spawn().map(|c| (c, None)).map_err(|e| format!("cannot start {program}: {e}")),
         };
         let (mut child, cgroup) = match spawned {
             Ok(c) => c,
@@ -222,9 +222,7 @@ impl TaskRunner for ProcessRunner {
         let stderr = child.stderr.take().map(|s| tokio::spawn(capped(s, cap)));
         let waited = tokio::time::timeout(job.timeout, child.wait()).await;
         // Whatever happened, nothing of the attempt may outlive it.
-        if let Some(pgid) = group {
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
+        kill_attempt(group);
         let status = match waited {
             Ok(status) => Some(status),
             Err(_) => {
@@ -268,14 +266,23 @@ impl TaskRunner for ProcessRunner {
     }
 }
 
-/// Kills a process group when dropped.
+/// Kills an attempt's process group when dropped.
 struct GroupGuard(Option<Pid>);
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
+        kill_attempt(self.0);
+    }
+}
+
+/// Kills the attempt started as `leader`, and every process in its group. The leader goes
+/// first: one killed before it made its group (a sandbox takes its session a moment after it
+/// starts) never forks, and one killed after has its group to be found by, even at the
+/// instant it forks.
+fn kill_attempt(leader: Option<Pid>) {
+    if let Some(pid) = leader {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = killpg(pid, Signal::SIGKILL);
     }
 }
 

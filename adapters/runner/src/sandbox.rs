@@ -13,7 +13,10 @@
 //! bubblewrap runs as PID 1 of the namespace: when the task's first process ends, or when
 //! bubblewrap is killed, or when the server dies (`--die-with-parent`), the kernel kills every
 //! process left in the namespace, so nothing outlives its attempt, however it detached
-//! (`setsid`, a double fork, `nohup`). The limits are set inside the namespace by `prlimit`, so
+//! (`setsid`, a double fork, `nohup`). bubblewrap starts in a new session of its own, with no
+//! controlling terminal a task could write into, and every process of the attempt stays in
+//! that session's process group unless it leaves it inside the namespace: killing the group
+//! therefore reaches PID 1 even at the instant bubblewrap forks it. The limits are set inside the namespace by `prlimit`, so
 //! the process count is the attempt's own and not shared with other attempts of the same user.
 
 use std::path::{Path, PathBuf};
@@ -60,6 +63,10 @@ const SYSTEM_DIRS: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"]
 
 /// Where `prlimit` is expected inside the sandbox (util-linux, essential on Debian).
 pub const PRLIMIT: &str = "/usr/bin/prlimit";
+
+/// Where `setsid` is expected on the host (util-linux too). It must start as a process that
+/// leads no group (the runner never sets one), or it forks instead of taking the session.
+pub const SETSID: &str = "/usr/bin/setsid";
 
 #[derive(Debug, Clone)]
 enum SystemEntry {
@@ -143,19 +150,21 @@ impl Sandbox {
         tenant_network: Option<TaskNetwork>,
         argv: &[String],
     ) -> Command {
-        let mut cmd = if self.cgroups.is_some() {
+        // In a session (and so a process group) of its own, made before bubblewrap starts:
+        // everything of the attempt, bubblewrap's own PID 1 included, is in the group the
+        // runner kills. bubblewrap's `--new-session` would put PID 1 in a group the runner
+        // cannot name, and a bubblewrap killed just after it forked leaves that PID 1 running
+        // (it had not yet asked to die with its parent).
+        let mut cmd = Command::new(SETSID);
+        if self.cgroups.is_some() {
             // Behind the gate, until the runner has put it in the attempt's cgroup.
-            let mut gate = Command::new("/bin/sh");
-            gate.args(["-c", GATE, "cloacina-gate"]).arg(&self.bwrap);
-            gate
-        } else {
-            Command::new(&self.bwrap)
-        };
+            cmd.args(["/bin/sh", "-c", GATE, "cloacina-gate"]);
+        }
+        cmd.arg(&self.bwrap);
         cmd.args(["--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]).args([
             "--unshare-cgroup-try",
             "--hostname",
             "cloacina-task",
-            "--new-session",
             "--die-with-parent",
         ]);
         if TaskNetwork::for_tenant(tenant_network, self.network) == TaskNetwork::None {
@@ -218,10 +227,12 @@ impl Sandbox {
         name: &str,
         limits: &AttemptLimits,
     ) -> Result<(Child, Option<AttemptCgroup>), String> {
+        // `setsid` starts it, so say what is missing before that says less.
+        std::fs::metadata(&self.bwrap).map_err(|e| format!("cannot start {}: {e}", self.bwrap.display()))?;
         let cgroup = self.cgroups.as_ref().map(|c| c.create(name, limits)).transpose()?;
         let child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => return Err(format!("cannot start {}: {e}", self.bwrap.display())),
+            Err(e) => return Err(format!("cannot start {SETSID} (util-linux) for {}: {e}", self.bwrap.display())),
         };
         if let Some(c) = &cgroup {
             // Behind its gate the child has not forked yet: all it will start is in the cgroup.

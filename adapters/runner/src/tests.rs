@@ -193,6 +193,27 @@ async fn no_process_of_an_attempt_outlives_it_however_it_detached() {
     assert_eq!(gone("62.1").await, Vec::<String>::new(), "a detached process outlived its attempt");
 }
 
+/// An attempt abandoned at any instant of its start (the engine aborts the attempts of a
+/// deleted tenant whenever the delete lands) leaves no process behind: bubblewrap killed just
+/// after it forked its PID 1 once left that PID 1, and the task, running.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_abandoned_at_any_instant_of_its_start_leaves_no_process() {
+    let f = Fixture::sandboxed();
+    let marker = format!("63.{}", std::time::UNIX_EPOCH.elapsed().unwrap().subsec_nanos());
+    let mut abandoned = 0;
+    for i in 0..600u64 {
+        let mut job = f.job("", Duration::from_secs(60));
+        job.command = vec!["sleep".into(), marker.clone()];
+        // From before the spawn to a few milliseconds after it, in 10 µs steps.
+        let within = Duration::from_micros(i * 10);
+        if tokio::time::timeout(within, f.runner.run(job)).await.is_err() {
+            abandoned += 1;
+        }
+    }
+    assert!(abandoned > 450, "only {abandoned} of 600 attempts were abandoned while starting");
+    assert_eq!(gone(&marker).await, Vec::<String>::new(), "a process outlived its abandoned attempt");
+}
+
 #[tokio::test]
 async fn no_variable_of_the_server_reaches_a_task() {
     // The test process stands in for the server: its environment holds secrets.
