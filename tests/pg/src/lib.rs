@@ -122,8 +122,9 @@ impl TestPg {
             let port = free_port();
             let options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB",
-                root.display()
+                 -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB {}",
+                root.display(),
+                std::env::var("CLOACINA_TEST_PG_OPTIONS").unwrap_or_default()
             );
             let status = as_user(user.as_deref(), &bin.join("pg_ctl"))
                 .args(["-D", &data.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &options, "-w", "-t", "60"])
