@@ -22,8 +22,8 @@ use cloacina_domain::execution::{
 };
 use cloacina_domain::package::{Manifest, NewPackage, PackageStored};
 use cloacina_domain::ports::{
-    Clock, ExecutionStore, PackageFiles, PackageStore, TaskJob, TaskOutcome, TaskQueue, TaskRun, TaskRunner,
-    TenantStore,
+    Clock, ExecutionStore, OutputSink, PackageFiles, PackageStore, StopSignal, TaskJob, TaskOutcome, TaskQueue,
+    TaskRun, TaskRunner, TenantStore,
 };
 use cloacina_ports::{EngineConfig, EnginePorts, EngineRun};
 use cloacina_postgres::{PgDb, PgSettings};
@@ -44,17 +44,11 @@ struct NoopRunner {
 
 #[async_trait]
 impl TaskRunner for NoopRunner {
-    async fn run(&self, _job: TaskJob) -> TaskRun {
+    async fn run(&self, _job: TaskJob, _output: Arc<dyn OutputSink>, _stop: StopSignal) -> TaskRun {
         if !self.nap.is_zero() {
             tokio::time::sleep(self.nap).await;
         }
-        TaskRun {
-            outcome: TaskOutcome::Succeeded { output: None },
-            stdout: String::new(),
-            stderr: String::new(),
-            truncated: false,
-            duration: self.nap,
-        }
+        TaskRun { outcome: TaskOutcome::Succeeded { output: None }, stdout_cut: 0, stderr_cut: 0, duration: self.nap }
     }
 }
 

@@ -11,7 +11,7 @@
 //! running attempts get the drain time to finish, and the rest are given back.
 //!
 //! Here: the claim loop and the attempts. `record` holds the recorder, `leases` the
-//! heartbeat and the give-back at shutdown. [`EngineRun`] is the one right to run it.
+//! heartbeat and the give-back at shutdown, `output` an attempt's output kept as it comes. [`EngineRun`] is the one right to run it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{Attempt, AttemptReport, ClaimedTask, Recorded, TaskKey};
-use cloacina_domain::ports::{Clock, PackageFiles, StoreError, TaskJob, TaskOutcome, TaskQueue, TaskRunner};
+use cloacina_domain::ports::{
+    Clock, PackageFiles, StopSignal, StoreError, TaskJob, TaskOutcome, TaskQueue, TaskRun, TaskRunner,
+};
 
 use crate::AttemptOutcome;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -61,9 +63,13 @@ impl std::fmt::Debug for EnginePorts {
     }
 }
 
+/// A running attempt. Dropping it (taking it out of the map) tells the attempt to stop: it
+/// kills its sandbox and keeps its output; `abort` drops it where it stands instead.
 struct Running {
     tenant: TenantName,
+    attempt: u32,
     abort: AbortHandle,
+    _stop: oneshot::Sender<()>,
 }
 
 /// An outcome waiting to be recorded, and where to say how that went.
@@ -317,21 +323,35 @@ impl Engine {
         }
         let engine = self.clone();
         let t = tenant.clone();
+        let attempt = task.attempt;
         let started = std::time::Instant::now();
+        let (stop, stopped) = oneshot::channel();
         let handle = tokio::spawn(async move {
-            let outcome = engine.attempt(&t, task).await;
+            let outcome = engine.attempt(&t, task, stopped).await;
             engine.ports.metrics.task_attempt(outcome, started.elapsed().as_secs_f64());
-            engine.attempts().remove(&key);
+            {
+                // Unless it was taken out (stopped) and the task claimed here again since.
+                let mut running = engine.attempts();
+                if running.get(&key).is_some_and(|r| r.attempt == attempt) {
+                    running.remove(&key);
+                }
+            }
             drop(permit);
             engine.local.notify_one();
         });
-        running.insert(key, Running { tenant, abort: handle.abort_handle() });
+        running.insert(key, Running { tenant, attempt, abort: handle.abort_handle(), _stop: stop });
     }
 
     /// Runs one attempt and records its outcome, retrying the record while the database is
     /// unavailable (until the lease would have run out: then another worker runs it again).
-    async fn attempt(&self, tenant: &TenantName, task: ClaimedTask) -> AttemptOutcome {
+    /// Its output is kept as it comes; an attempt told to stop (`stop` resolves) keeps its
+    /// output and records nothing.
+    async fn attempt(&self, tenant: &TenantName, task: ClaimedTask, mut stop: oneshot::Receiver<()>) -> AttemptOutcome {
+        let pending = Arc::new(output::Pending::default());
         let run = match self.ports.files.workdir(tenant, task.package_id).await {
+            Ok(_) if !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) => {
+                return AttemptOutcome::Stopped;
+            }
             Ok(workdir) => {
                 let job = TaskJob {
                     tenant: tenant.clone(),
@@ -343,16 +363,20 @@ impl Engine {
                     limits: task.limits,
                     network: task.network,
                 };
-                self.ports.runner.run(job).await
+                let stop: StopSignal = Box::pin(async move { drop(stop.await) });
+                self.run_keeping_output(tenant, &task, job, &pending, stop).await
             }
-            Err(reason) => cloacina_domain::ports::TaskRun {
+            Err(reason) => TaskRun {
                 outcome: TaskOutcome::Failed { reason: format!("cannot prepare the package: {reason}") },
-                stdout: String::new(),
-                stderr: String::new(),
-                truncated: false,
+                stdout_cut: 0,
+                stderr_cut: 0,
                 duration: Duration::ZERO,
             },
         };
+        let (mut stdout, mut stderr) = pending.take(true);
+        stdout.push_str(&output::cut_note("stdout", run.stdout_cut));
+        stderr.push_str(&output::cut_note("stderr", run.stderr_cut));
+        let truncated = run.truncated();
         let succeeded = matches!(run.outcome, TaskOutcome::Succeeded { .. });
         let (outcome, output) = match run.outcome {
             TaskOutcome::Succeeded { output } => (Attempt::Succeeded, output),
@@ -360,16 +384,12 @@ impl Engine {
             TaskOutcome::TimedOut => {
                 (Attempt::Failed(format!("timed out after {}", humantime::format_duration(task.timeout))), None)
             }
+            TaskOutcome::Stopped => {
+                self.keep_last(tenant, &task, stdout, stderr, truncated).await;
+                return AttemptOutcome::Stopped;
+            }
         };
-        let report = AttemptReport {
-            key: task.key,
-            attempt: task.attempt,
-            outcome,
-            output,
-            stdout: run.stdout,
-            stderr: run.stderr,
-            truncated: run.truncated,
-        };
+        let report = AttemptReport { key: task.key, attempt: task.attempt, outcome, output, stdout, stderr, truncated };
         let mut wait = Duration::from_millis(100);
         let mut waited = Duration::ZERO;
         loop {
@@ -389,6 +409,8 @@ impl Engine {
                 Ok(Recorded::Stale) => {
                     tracing::info!(%tenant, execution = %task.key.execution_id, task = %task.task_id,
                         "attempt no longer held (lease expired or execution cancelled); outcome dropped");
+                    // Its output is still its own.
+                    self.keep_last(tenant, &task, report.stdout, report.stderr, report.truncated).await;
                     return AttemptOutcome::Stale;
                 }
                 Err(StoreError::Unavailable(e)) if waited < self.config.lease => {
@@ -408,6 +430,7 @@ impl Engine {
 }
 
 mod leases;
+mod output;
 mod record;
 
 #[cfg(test)]

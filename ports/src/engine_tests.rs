@@ -9,23 +9,31 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use cloacina_domain::TenantName;
-use cloacina_domain::execution::{AttemptReport, ClaimedTask, ExecutionId, Recorded, TaskKey};
+use cloacina_domain::execution::{AttemptReport, ClaimedTask, ExecutionId, OutputPiece, Recorded, TaskKey};
 use cloacina_domain::package::TaskLimits;
 use cloacina_domain::ports::{
-    DueWork, MockClock, MockPackageFiles, MockTaskQueue, MockTaskRunner, StoreError, TaskOutcome, TaskRun,
+    DueWork, MockClock, MockPackageFiles, MockTaskQueue, MockTaskRunner, OutputSink, OutputStream, StopSignal,
+    StoreError, TaskOutcome, TaskRun,
 };
 use tokio::sync::watch;
 
 use super::{EngineConfig, EnginePorts, EngineRun};
 use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, PoolProbe, WorkerProbe};
 
-/// Counts attempt outcomes.
+/// Counts attempt outcomes, and holds the output pieces the queue was given to keep.
 #[derive(Default)]
-struct Outcomes(Mutex<BTreeMap<&'static str, u32>>);
+struct Outcomes {
+    counts: Mutex<BTreeMap<&'static str, u32>>,
+    pieces: Mutex<Vec<OutputPiece>>,
+}
 
 impl Outcomes {
     fn get(&self, outcome: AttemptOutcome) -> u32 {
-        self.0.lock().unwrap().get(outcome.as_str()).copied().unwrap_or(0)
+        self.counts.lock().unwrap().get(outcome.as_str()).copied().unwrap_or(0)
+    }
+
+    fn pieces(&self) -> Vec<OutputPiece> {
+        self.pieces.lock().unwrap().clone()
     }
 }
 
@@ -37,7 +45,7 @@ impl Metrics for Outcomes {
     fn observe_pool(&self, _: PoolProbe) {}
     fn tasks_claimed(&self, _: u64, _: f64) {}
     fn task_attempt(&self, outcome: AttemptOutcome, _: f64) {
-        *self.0.lock().unwrap().entry(outcome.as_str()).or_default() += 1;
+        *self.counts.lock().unwrap().entry(outcome.as_str()).or_default() += 1;
     }
     fn observe_workers(&self, _: WorkerProbe) {}
     fn trigger_fires(&self, _: cloacina_domain::trigger::FireOutcome, _: u64) {}
@@ -69,20 +77,14 @@ fn task(n: u128) -> ClaimedTask {
 }
 
 fn ran(output: TaskOutcome) -> TaskRun {
-    TaskRun {
-        outcome: output,
-        stdout: String::new(),
-        stderr: String::new(),
-        truncated: false,
-        duration: Duration::ZERO,
-    }
+    TaskRun { outcome: output, stdout_cut: 0, stderr_cut: 0, duration: Duration::ZERO }
 }
 
 /// The ports, with a queue the test shapes, a runner that takes `run_for` per attempt, and a
 /// fixed wall clock.
 fn engine(queue: MockTaskQueue, run_for: Duration, workers: usize) -> (EngineRun, Arc<Outcomes>) {
     let mut runner = MockTaskRunner::new();
-    runner.expect_run().returning(|_| ran(TaskOutcome::Succeeded { output: None }));
+    runner.expect_run().returning(|_, _, _| ran(TaskOutcome::Succeeded { output: None }));
     let runner = Slow { inner: runner, run_for };
     let mut files = MockPackageFiles::new();
     files.expect_workdir().returning(|_, _| Ok(std::path::PathBuf::from("/nonexistent")));
@@ -90,7 +92,7 @@ fn engine(queue: MockTaskQueue, run_for: Duration, workers: usize) -> (EngineRun
     clock.expect_now().returning(|| Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
     let outcomes = Arc::new(Outcomes::default());
     let ports = EnginePorts {
-        queue: Arc::new(Waiting(queue)),
+        queue: Arc::new(Waiting(queue, outcomes.clone())),
         runner: Arc::new(runner),
         files: Arc::new(files),
         clock: Arc::new(clock),
@@ -101,8 +103,9 @@ fn engine(queue: MockTaskQueue, run_for: Duration, workers: usize) -> (EngineRun
 }
 
 /// The mocked queue, whose wait for work takes its time on tokio's clock (a mock answers at
-/// once, and the engine's loop would then never let the clock move).
-struct Waiting(MockTaskQueue);
+/// once, and the engine's loop would then never let the clock move), and which keeps output
+/// pieces in the test's [`Outcomes`].
+struct Waiting(MockTaskQueue, Arc<Outcomes>);
 
 #[async_trait::async_trait]
 impl cloacina_domain::ports::TaskQueue for Waiting {
@@ -146,12 +149,22 @@ impl cloacina_domain::ports::TaskQueue for Waiting {
     ) -> Result<(), StoreError> {
         self.0.release(tenant, worker, keys, now).await
     }
+    async fn append_output(
+        &self,
+        _: &TenantName,
+        piece: OutputPiece,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.1.pieces.lock().unwrap().push(piece);
+        Ok(())
+    }
     async fn wait_for_work(&self, max: Duration) {
         tokio::time::sleep(max.max(Duration::from_millis(1))).await;
     }
 }
 
-/// A runner that takes `run_for` (on tokio's clock) before answering as `inner` does.
+/// A runner that prints `started` at once, takes `run_for` (on tokio's clock), prints `done`
+/// and answers as `inner` does; told to stop, it stops.
 struct Slow {
     inner: MockTaskRunner,
     run_for: Duration,
@@ -159,9 +172,19 @@ struct Slow {
 
 #[async_trait::async_trait]
 impl cloacina_domain::ports::TaskRunner for Slow {
-    async fn run(&self, job: cloacina_domain::ports::TaskJob) -> TaskRun {
-        tokio::time::sleep(self.run_for).await;
-        self.inner.run(job).await
+    async fn run(
+        &self,
+        job: cloacina_domain::ports::TaskJob,
+        output: Arc<dyn OutputSink>,
+        stop: StopSignal,
+    ) -> TaskRun {
+        output.write(OutputStream::Stdout, b"started\n");
+        tokio::select! {
+            () = tokio::time::sleep(self.run_for) => {}
+            () = stop => return ran(TaskOutcome::Stopped),
+        }
+        output.write(OutputStream::Stdout, b"done\n");
+        self.inner.run(job, output, Box::pin(std::future::pending())).await
     }
 }
 
@@ -230,6 +253,37 @@ async fn a_heartbeat_that_finds_the_lease_gone_stops_the_attempt() {
     let run = tokio::spawn(handle.run(rx, Duration::ZERO));
     until(|| outcomes.get(AttemptOutcome::Stopped) == 1).await;
     assert_eq!(engine.running(), 0, "nothing of it is left running");
+    // Its output was kept as it came (before the heartbeat, due a third of the lease in),
+    // and its end with it.
+    let pieces = outcomes.pieces();
+    assert_eq!(
+        pieces.iter().map(|p| (p.stdout.as_str(), p.ended)).collect::<Vec<_>>(),
+        [("started\n", false), ("", true)]
+    );
+    assert_eq!(outcomes.get(AttemptOutcome::Stopped), 1, "counted once");
+    let _ = stop.send(true);
+    run.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn output_is_kept_while_the_attempt_runs_and_the_rest_goes_with_its_outcome() {
+    let (mut queue, _) = queue_with(vec![("acme", vec![task(4)])]);
+    queue.expect_renew().returning(|_, _, keys, _| Ok(keys));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let r = reports.clone();
+    queue.expect_record().returning(move |_, _, got, _| {
+        r.lock().unwrap().extend(got.iter().cloned());
+        Ok(got.iter().map(|_| Recorded::Done { readied: false }).collect())
+    });
+    let (engine, outcomes) = engine(queue, Duration::from_secs(5), 2);
+    let (stop, rx) = watch::channel(false);
+    let run = tokio::spawn(engine.run(rx, Duration::ZERO));
+    until(|| outcomes.get(AttemptOutcome::Succeeded) == 1).await;
+    let pieces = outcomes.pieces();
+    assert_eq!(pieces.len(), 1, "kept once while it ran: {pieces:?}");
+    assert_eq!((pieces[0].stdout.as_str(), pieces[0].ended, pieces[0].attempt), ("started\n", false, 1));
+    let reports = reports.lock().unwrap().clone();
+    assert_eq!(reports.iter().map(|r| r.stdout.as_str()).collect::<Vec<_>>(), ["done\n"], "the rest, with the outcome");
     let _ = stop.send(true);
     run.abort();
 }
@@ -256,6 +310,9 @@ async fn at_shutdown_an_unfinished_attempt_is_given_back_after_the_drain() {
     assert_eq!(released.len(), 1, "{released:?}");
     assert_eq!((released[0].0.as_str(), released[0].1.clone()), ("acme", vec![task(7).key]));
     assert_eq!(outcomes.get(AttemptOutcome::Stopped), 1);
+    let kept: String = outcomes.pieces().iter().map(|p| p.stdout.as_str()).collect();
+    assert_eq!(kept, "started\n", "a given-back attempt keeps its output");
+    assert!(outcomes.pieces().last().is_some_and(|p| p.ended));
 }
 
 #[tokio::test(start_paused = true)]

@@ -214,7 +214,8 @@ impl Executions {
             .found(no_tenant(tenant), || ExecutionError::NoSuchExecution(id))
     }
 
-    /// The captured output of every attempt of one task.
+    /// The captured output of every attempt of one task, a running attempt's as far as it
+    /// has come.
     ///
     /// # Errors
     /// [`ExecutionError`]: not allowed, no such tenant, execution or task, the store.
@@ -229,7 +230,12 @@ impl Executions {
         if !tasks.iter().any(|t| t.task_id == task) {
             return Err(ExecutionError::NoSuchTask(id, task.into()));
         }
-        self.store.task_logs(tenant, id, task).await?.found(no_tenant(tenant), || ExecutionError::NoSuchExecution(id))
+        let pieces = self
+            .store
+            .task_logs(tenant, id, task)
+            .await?
+            .found(no_tenant(tenant), || ExecutionError::NoSuchExecution(id))?;
+        Ok(TaskLog::merge(pieces))
     }
 
     /// Cancels an unfinished execution: its tasks that have not finished are cancelled, and

@@ -190,6 +190,20 @@ timeout = "1m"
 id = "never"
 command = ["true"]
 depends_on = ["wait"]
+
+[[workflow]]
+name = "chatty"
+[[workflow.task]]
+id = "talk"
+command = ["sh", "-c", "echo line one; echo to stderr >&2; sleep 30"]
+timeout = "1m"
+
+[[workflow]]
+name = "late"
+[[workflow.task]]
+id = "late"
+command = ["sh", "-c", "echo before the timeout; sleep 30"]
+timeout = "1s"
 "#;
 
 const FAIL_SH: &str =
@@ -273,6 +287,31 @@ async fn behaviours(home: &Path, server: &Server, tenant: &str, writer: &str, re
     let (status, body) =
         server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/cancel"), Some(writer), None).await;
     assert_eq!(status, 409, "{body}");
+
+    // A running attempt's output is readable while it runs; cancelled, it keeps it.
+    let (_, accepted, _) = execute(server, tenant, writer, "chatty", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let logs = format!("/v1/tenants/{tenant}/executions/{id}/tasks/talk/logs");
+    let attempt = until_log(server, &logs, reader, |a| a["stdout"] == "line one\n").await;
+    assert_eq!(
+        (attempt["stderr"].as_str(), attempt["ended"].as_bool()),
+        (Some("to stderr\n"), Some(false)),
+        "{attempt}"
+    );
+    assert_eq!(tasks(server, tenant, reader, &id).await["talk"]["status"], "Running");
+    let (status, _) =
+        server.call(Method::POST, &format!("/v1/tenants/{tenant}/executions/{id}/cancel"), Some(writer), None).await;
+    assert_eq!(status, 200);
+    let attempt = until_log(server, &logs, reader, |a| a["ended"] == true).await;
+    assert_eq!((attempt["stdout"].as_str(), attempt["stderr"].as_str()), (Some("line one\n"), Some("to stderr\n")));
+    // Timed out, it keeps it too.
+    let (_, accepted, _) = execute(server, tenant, writer, "late", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let e = finished(server, tenant, reader, &id, Duration::from_secs(20)).await;
+    assert_eq!(e["error"], "task 'late' failed after 1 attempt(s): timed out after 1s", "{e}");
+    let (_, logs) = server.get(&format!("/v1/tenants/{tenant}/executions/{id}/tasks/late/logs"), Some(reader)).await;
+    assert_eq!(logs["attempts"][0]["stdout"], "before the timeout\n", "{logs}");
+    assert_eq!(logs["attempts"][0]["ended"], true, "{logs}");
 
     // Idempotent execute.
     let (s1, first, r1) = execute(server, tenant, writer, "flaky", json!({}), Some("deploy-42")).await;
@@ -381,6 +420,21 @@ pub(crate) fn find_dir(root: &Path, name: &str) -> Option<PathBuf> {
 
 /// Processes holding `marker` left after a bounded wait (a killed sandbox takes a moment to
 /// be torn down).
+/// Polls a task's logs until its first attempt satisfies `done` (10 s at most); returns it.
+async fn until_log(server: &Server, path: &str, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, logs) = server.get(path, Some(key)).await;
+        assert_eq!(status, 200, "{logs}");
+        let first = &logs["attempts"][0];
+        if done(first) {
+            return first.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the log never got there: {logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) async fn processes_left(marker: &str) -> Vec<String> {
     for _ in 0..100 {
         if processes_with(marker).is_empty() {

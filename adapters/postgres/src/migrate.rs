@@ -36,6 +36,7 @@ pub const TENANT: &[Migration] = &[
     (4, "executions", include_str!("../../../migrations/postgres/tenant/0004_executions.sql")),
     (5, "package_chunks", include_str!("../../../migrations/postgres/tenant/0005_package_chunks.sql")),
     (6, "triggers", include_str!("../../../migrations/postgres/tenant/0006_triggers.sql")),
+    (7, "task_log_pieces", include_str!("../../../migrations/postgres/tenant/0007_task_log_pieces.sql")),
 ];
 
 const MIGRATE_LOCK: i64 = crate::locks::MIGRATE;

@@ -7,8 +7,10 @@
 //! - The environment is built from nothing: `PATH`, `HOME` and `TMPDIR` (the scratch folder),
 //!   `LANG`, `TZ`, the two file variables, and the task's manifest `env`. No variable of the
 //!   server's (database URL, keys) reaches a task.
-//! - stdout and stderr are captured up to a cap each; the rest is read and dropped, so a
-//!   chatty task never blocks on a full pipe.
+//! - stdout and stderr go to the engine's sink as they come, up to a cap each; the rest is
+//!   read and dropped (and counted), so a chatty task never blocks on a full pipe.
+//! - When the engine says stop (a cancel, a lost lease, a shutdown), the sandbox is killed at
+//!   once and the output up to then is the attempt's.
 //! - At the timeout, and whenever the attempt ends or is abandoned, the sandbox is killed, and
 //!   every process of the attempt with it.
 //! - Without a sandbox (`--unsafe-no-sandbox`) the command runs as the server's own user, as
@@ -40,11 +42,12 @@ use std::io::Read as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use cloacina_domain::package::{AttemptLimits, DEFAULT_CEILINGS, DEFAULT_LIMITS};
-use cloacina_domain::ports::{TaskJob, TaskOutcome, TaskRun, TaskRunner};
+use cloacina_domain::ports::{OutputSink, OutputStream, StopSignal, TaskJob, TaskOutcome, TaskRun, TaskRunner};
 use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -113,36 +116,62 @@ impl ProcessRunner {
     }
 }
 
-/// Reads a stream to its end, keeping the first `cap` bytes; returns them and whether more came.
-async fn capped(mut stream: impl AsyncRead + Unpin, cap: usize) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
+/// How much of a stream's start and of its end is kept for explaining a failure.
+const SAID: usize = 8 * 1024;
+
+/// What forwarding one stream left: the bytes cut at the cap, and its first and last
+/// [`SAID`] bytes (all of it when shorter), for [`explain::failure`].
+#[derive(Default)]
+struct Forwarded {
+    cut: u64,
+    said: Vec<u8>,
+}
+
+/// Reads a stream to its end, passing its first `cap` bytes to `sink` as they come and
+/// reading the rest only to drop it, so a chatty task never blocks on a full pipe.
+async fn forward(
+    mut stream: impl AsyncRead + Unpin,
+    which: OutputStream,
+    sink: Arc<dyn OutputSink>,
+    cap: usize,
+) -> Forwarded {
     let mut buf = vec![0u8; 16 * 1024];
-    let mut cut = false;
+    let (mut passed, mut cut) = (0usize, 0u64);
+    let (mut head, mut tail) = (Vec::new(), std::collections::VecDeque::<u8>::new());
     loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return (kept, cut),
-            Ok(n) => {
-                let room = cap.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-                cut |= n > room;
-            }
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let got = &buf[..n];
+        let room = cap.saturating_sub(passed).min(n);
+        if room > 0 {
+            sink.write(which, &got[..room]);
+            passed += room;
         }
+        cut += (n - room) as u64;
+        let to_head = SAID.saturating_sub(head.len()).min(n);
+        head.extend_from_slice(&got[..to_head]);
+        tail.extend(&got[to_head..]);
+        let over = tail.len().saturating_sub(SAID);
+        tail.drain(..over);
     }
+    head.extend(tail);
+    Forwarded { cut, said: head }
 }
 
 fn failed(reason: impl Into<String>, started: Instant) -> TaskRun {
     TaskRun {
         outcome: TaskOutcome::Failed { reason: reason.into() },
-        stdout: String::new(),
-        stderr: String::new(),
-        truncated: false,
+        stdout_cut: 0,
+        stderr_cut: 0,
         duration: started.elapsed(),
     }
 }
 
 #[async_trait]
 impl TaskRunner for ProcessRunner {
-    async fn run(&self, job: TaskJob) -> TaskRun {
+    async fn run(&self, job: TaskJob, output: Arc<dyn OutputSink>, stop: StopSignal) -> TaskRun {
         let started = Instant::now();
         let Some(program) = job.command.first().cloned() else {
             return failed("the task has no command", started);
@@ -218,52 +247,59 @@ impl TaskRunner for ProcessRunner {
             });
         }
         let cap = self.log_cap;
-        let stdout = child.stdout.take().map(|s| tokio::spawn(capped(s, cap)));
-        let stderr = child.stderr.take().map(|s| tokio::spawn(capped(s, cap)));
-        let waited = tokio::time::timeout(job.timeout, child.wait()).await;
+        let stdout = child.stdout.take().map(|s| tokio::spawn(forward(s, OutputStream::Stdout, output.clone(), cap)));
+        let stderr = child.stderr.take().map(|s| tokio::spawn(forward(s, OutputStream::Stderr, output, cap)));
+        let ended = tokio::select! {
+            waited = tokio::time::timeout(job.timeout, child.wait()) => Ended::Waited(waited),
+            () = stop => Ended::Stopped,
+        };
         // Whatever happened, nothing of the attempt may outlive it.
         kill_attempt(group);
-        let status = match waited {
-            Ok(status) => Some(status),
-            Err(_) => {
-                let _ = child.wait().await;
-                None
-            }
-        };
-        let collect = |h: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>| async move {
+        let collect = |h: Option<tokio::task::JoinHandle<Forwarded>>| async move {
             match h {
                 Some(h) => h.await.unwrap_or_default(),
-                None => (Vec::new(), false),
+                None => Forwarded::default(),
             }
         };
-        let (out, out_cut) = collect(stdout).await;
-        let (err, err_cut) = collect(stderr).await;
-        let stderr = String::from_utf8_lossy(&err).into_owned();
+        let status = match ended {
+            Ended::Waited(Ok(status)) => Ok(status),
+            Ended::Waited(Err(_)) => {
+                let _ = child.wait().await;
+                Err(TaskOutcome::TimedOut)
+            }
+            Ended::Stopped => {
+                let _ = child.wait().await;
+                Err(TaskOutcome::Stopped)
+            }
+        };
+        let out = collect(stdout).await;
+        let err = collect(stderr).await;
+        let said = String::from_utf8_lossy(&err.said).into_owned();
         let enforced = cgroup.as_ref().and_then(cgroup::AttemptCgroup::ran_into);
         drop(cgroup);
         let outcome = match status {
-            None => TaskOutcome::TimedOut,
-            Some(Err(e)) => TaskOutcome::Failed { reason: format!("cannot wait for the task: {e}") },
-            Some(Ok(s)) if s.success() => {
+            Err(ended) => ended,
+            Ok(Err(e)) => TaskOutcome::Failed { reason: format!("cannot wait for the task: {e}") },
+            Ok(Ok(s)) if s.success() => {
                 let path = scratch.path().join(OUTPUT_FILE);
                 let cap = self.output_cap;
                 tokio::task::spawn_blocking(move || read_output(&path, cap))
                     .await
                     .unwrap_or_else(|e| TaskOutcome::Failed { reason: format!("cannot read its output file: {e}") })
             }
-            Some(Ok(s)) => {
-                TaskOutcome::Failed { reason: explain::failure(s, &stderr, limits.as_ref(), enforced, &program) }
+            Ok(Ok(s)) => {
+                TaskOutcome::Failed { reason: explain::failure(s, &said, limits.as_ref(), enforced, &program) }
             }
         };
         scratch.remove().await;
-        TaskRun {
-            outcome,
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr,
-            truncated: out_cut || err_cut,
-            duration: started.elapsed(),
-        }
+        TaskRun { outcome, stdout_cut: out.cut, stderr_cut: err.cut, duration: started.elapsed() }
     }
+}
+
+/// How waiting for an attempt ended.
+enum Ended {
+    Waited(Result<std::io::Result<std::process::ExitStatus>, tokio::time::error::Elapsed>),
+    Stopped,
 }
 
 /// Kills an attempt's process group when dropped.

@@ -58,12 +58,52 @@ impl Fixture {
         }
     }
 
-    async fn run(&self, script: &str, timeout: Duration) -> TaskRun {
-        self.runner.run(self.job(script, timeout)).await
+    async fn run(&self, script: &str, timeout: Duration) -> Ran {
+        ran(&self.runner, self.job(script, timeout)).await
     }
 
     fn attempts_left(&self) -> usize {
         std::fs::read_dir(self.root.path().join("tasks/attempts")).unwrap().count()
+    }
+}
+
+/// An attempt's outcome and the output its sink was given.
+#[derive(Debug)]
+struct Ran {
+    outcome: TaskOutcome,
+    stdout: String,
+    stderr: String,
+    truncated: bool,
+}
+
+/// The output a sink was given, each stream as one text.
+#[derive(Default)]
+struct Collected(std::sync::Mutex<(Vec<u8>, Vec<u8>)>);
+
+impl OutputSink for Collected {
+    fn write(&self, stream: OutputStream, bytes: &[u8]) {
+        let mut both = self.0.lock().unwrap();
+        match stream {
+            OutputStream::Stdout => both.0.extend_from_slice(bytes),
+            OutputStream::Stderr => both.1.extend_from_slice(bytes),
+        }
+    }
+}
+
+/// Runs `job` to its end (never told to stop), collecting its output.
+async fn ran(runner: &ProcessRunner, job: TaskJob) -> Ran {
+    ran_until(runner, job, Box::pin(std::future::pending())).await
+}
+
+async fn ran_until(runner: &ProcessRunner, job: TaskJob, stop: StopSignal) -> Ran {
+    let sink = Arc::new(Collected::default());
+    let run = runner.run(job, sink.clone(), stop).await;
+    let (out, err) = std::mem::take(&mut *sink.0.lock().unwrap());
+    Ran {
+        outcome: run.outcome,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        truncated: run.stdout_cut > 0 || run.stderr_cut > 0,
     }
 }
 
@@ -165,7 +205,7 @@ async fn a_failing_task_reports_its_exit_status_and_a_missing_program_fails_clea
     assert_eq!(r.outcome, TaskOutcome::Failed { reason: "killed by SIGKILL".into() });
     let mut j = f.job("", Duration::from_secs(5));
     j.command = vec!["no-such-program-anywhere".into()];
-    let r = f.runner.run(j).await;
+    let r = ran(&f.runner, j).await;
     assert_eq!(
         r.outcome,
         TaskOutcome::Failed { reason: "cannot start no-such-program-anywhere: No such file or directory".into() }
@@ -193,6 +233,34 @@ async fn no_process_of_an_attempt_outlives_it_however_it_detached() {
     assert_eq!(gone("62.1").await, Vec::<String>::new(), "a detached process outlived its attempt");
 }
 
+/// Output reaches the sink while the task still runs, and a stop kills the attempt at once,
+/// its output up to then kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_comes_as_it_is_printed_and_a_stop_ends_the_attempt_with_it() {
+    let f = Fixture::sandboxed();
+    let sink = Arc::new(Collected::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let job = f.job("echo first; echo oops >&2; sleep 30.71", Duration::from_secs(60));
+    let started = std::time::Instant::now();
+    let run = tokio::spawn({
+        let (runner, sink) = (f.runner.clone(), sink.clone());
+        async move { runner.run(job, sink, Box::pin(async move { drop(rx.await) })).await }
+    });
+    while !String::from_utf8_lossy(&sink.0.lock().unwrap().0).contains("first") {
+        assert!(started.elapsed() < Duration::from_secs(20), "no output came while the task ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!run.is_finished(), "the task is still running");
+    tx.send(()).unwrap();
+    let run = run.await.unwrap();
+    assert_eq!(run.outcome, TaskOutcome::Stopped);
+    let (out, err) = std::mem::take(&mut *sink.0.lock().unwrap());
+    assert_eq!((String::from_utf8_lossy(&out).as_ref(), String::from_utf8_lossy(&err).as_ref()), ("first\n", "oops\n"));
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(gone("30.71").await, Vec::<String>::new(), "a process outlived its stopped attempt");
+    assert_eq!(f.attempts_left(), 0);
+}
+
 /// An attempt abandoned at any instant of its start (the engine aborts the attempts of a
 /// deleted tenant whenever the delete lands) leaves no process behind: bubblewrap killed just
 /// after it forked its PID 1 once left that PID 1, and the task, running.
@@ -206,7 +274,7 @@ async fn an_attempt_abandoned_at_any_instant_of_its_start_leaves_no_process() {
         job.command = vec!["sleep".into(), marker.clone()];
         // From before the spawn to a few milliseconds after it, in 10 µs steps.
         let within = Duration::from_micros(i * 10);
-        if tokio::time::timeout(within, f.runner.run(job)).await.is_err() {
+        if tokio::time::timeout(within, ran(&f.runner, job)).await.is_err() {
             abandoned += 1;
         }
     }
@@ -258,7 +326,7 @@ async fn a_task_that_ignores_stdin_does_not_hang() {
     let f = Fixture::sandboxed();
     let mut j = f.job("exit 0", Duration::from_secs(10));
     j.context = json!({"big": "x".repeat(1_000_000)}).as_object().cloned().unwrap();
-    let r = f.runner.run(j).await;
+    let r = ran(&f.runner, j).await;
     assert_eq!(r.outcome, TaskOutcome::Succeeded { output: None });
 }
 
@@ -268,7 +336,7 @@ async fn a_memory_hog_and_a_fork_bomb_end_their_own_attempt_with_the_cause_named
     let mut hog = f.job("", Duration::from_secs(30));
     hog.command = vec!["python3".into(), "-c".into(), "b = bytearray(10 * 1024 ** 3)".into()];
     hog.limits = TaskLimits { memory: Some(256 * 1024 * 1024), ..TaskLimits::default() };
-    let r = f.runner.run(hog).await;
+    let r = ran(&f.runner, hog).await;
     assert_eq!(
         r.outcome,
         TaskOutcome::Failed {
@@ -282,7 +350,7 @@ async fn a_memory_hog_and_a_fork_bomb_end_their_own_attempt_with_the_cause_named
     bomb.limits = TaskLimits { processes: Some(32), ..TaskLimits::default() };
     // Another attempt of the same task user runs beside the bomb, untouched by it.
     let neighbour = f.run("for i in 1 2 3 4 5 6 7 8; do sleep 0.2 & done; wait; echo done", Duration::from_secs(30));
-    let (r, n) = tokio::join!(f.runner.run(bomb), neighbour);
+    let (r, n) = tokio::join!(ran(&f.runner, bomb), neighbour);
     assert_eq!(
         r.outcome,
         TaskOutcome::Failed { reason: "exited with status 1: it reached its limit of 32 processes".into() },
@@ -298,7 +366,7 @@ async fn a_task_asking_for_more_than_the_ceiling_fails_saying_so() {
     let f = Fixture::sandboxed();
     let mut j = f.job("true", Duration::from_secs(10));
     j.limits = TaskLimits { memory: Some(64 * 1024 * 1024 * 1024), ..TaskLimits::default() };
-    let r = f.runner.run(j).await;
+    let r = ran(&f.runner, j).await;
     assert_eq!(
         r.outcome,
         TaskOutcome::Failed { reason: "limits.memory asks for 64 GiB; this deployment allows at most 8 GiB".into() }
@@ -318,11 +386,11 @@ async fn the_tenants_network_setting_wins_over_the_deployments() {
         job.network = network;
         job
     };
-    let host = f.runner.run(reach(Some(TaskNetwork::Host))).await;
+    let host = ran(&f.runner, reach(Some(TaskNetwork::Host))).await;
     assert!(matches!(host.outcome, TaskOutcome::Succeeded { .. }), "{host:?}");
     assert_eq!(host.stdout.trim(), "reached");
     for network in [None, Some(TaskNetwork::None)] {
-        let none = f.runner.run(reach(network)).await;
+        let none = ran(&f.runner, reach(network)).await;
         assert!(matches!(none.outcome, TaskOutcome::Failed { .. }), "{network:?}: {none:?}");
         assert!(none.stderr.contains("Connection refused"), "{network:?}: {}", none.stderr);
     }

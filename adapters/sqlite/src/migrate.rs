@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "tenant_settings", include_str!("../../../migrations/sqlite/0006_tenant_settings.sql")),
     (7, "triggers", include_str!("../../../migrations/sqlite/0007_triggers.sql")),
     (8, "key_names", include_str!("../../../migrations/sqlite/0008_key_names.sql")),
+    (9, "task_log_pieces", include_str!("../../../migrations/sqlite/0009_task_log_pieces.sql")),
 ];
 
 /// The version this binary expects.

@@ -146,7 +146,8 @@ pub struct EventRecord {
     pub detail: Value,
 }
 
-/// The captured output of one attempt.
+/// The captured output of one attempt, or (as stored) one piece of it: a running attempt's
+/// output is kept a piece at a time as it comes, and its last piece comes with its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskLog {
     pub task_id: String,
@@ -155,7 +156,46 @@ pub struct TaskLog {
     pub stderr: String,
     /// Whether either stream was cut at the cap.
     pub truncated: bool,
+    /// When the (last) piece was kept.
     pub at: DateTime<Utc>,
+    /// Whether the attempt's end was kept: `false` while it runs, and for good if its server
+    /// died under it (its output up to then is all there is).
+    pub ended: bool,
+}
+
+impl TaskLog {
+    /// Stored pieces, in the order they were kept, as one log per attempt, attempts in the
+    /// order they first appear.
+    pub fn merge(pieces: Vec<TaskLog>) -> Vec<TaskLog> {
+        let mut logs: Vec<TaskLog> = Vec::new();
+        for piece in pieces {
+            match logs.iter_mut().find(|l| l.attempt == piece.attempt && l.task_id == piece.task_id) {
+                Some(log) => {
+                    log.stdout.push_str(&piece.stdout);
+                    log.stderr.push_str(&piece.stderr);
+                    log.truncated |= piece.truncated;
+                    log.ended |= piece.ended;
+                    log.at = log.at.max(piece.at);
+                }
+                None => logs.push(piece),
+            }
+        }
+        logs
+    }
+}
+
+/// A piece of a running attempt's output, for the store to keep as it comes; `ended` on the
+/// last one of an attempt that stopped without an outcome (cancelled, its lease lost, given
+/// back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPiece {
+    pub key: TaskKey,
+    pub task_id: String,
+    pub attempt: u32,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    pub ended: bool,
 }
 
 /// Which executions a listing wants.
@@ -209,6 +249,7 @@ pub struct AttemptReport {
     pub outcome: super::settle::Attempt,
     /// A successful attempt's output object.
     pub output: Option<Map<String, Value>>,
+    /// Its output not yet kept (what came since the last piece), kept with the outcome.
     pub stdout: String,
     pub stderr: String,
     pub truncated: bool,
@@ -402,5 +443,31 @@ depends_on = ["a"]
         assert_eq!(id.to_string(), "6f9619ff-8b86-d011-b42d-00c04fc964ff");
         assert!("nope".parse::<ExecutionId>().is_err());
         assert!("".parse::<ExecutionId>().is_err());
+    }
+
+    #[test]
+    fn pieces_merge_into_one_log_per_attempt_in_the_order_kept() {
+        let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let piece = |attempt, out: &str, err: &str, t, ended| TaskLog {
+            task_id: "t".into(),
+            attempt,
+            stdout: out.into(),
+            stderr: err.into(),
+            truncated: out.contains('!'),
+            at: at(t),
+            ended,
+        };
+        let logs = TaskLog::merge(vec![
+            piece(1, "a", "", 1, false),
+            piece(1, "b!", "x", 2, false),
+            piece(1, "c", "y", 3, true),
+            piece(2, "d", "", 4, false),
+        ]);
+        assert_eq!(logs.len(), 2);
+        assert_eq!((logs[0].stdout.as_str(), logs[0].stderr.as_str()), ("ab!c", "xy"));
+        assert!(logs[0].truncated && logs[0].ended);
+        assert_eq!(logs[0].at, at(3));
+        assert_eq!((logs[1].attempt, logs[1].stdout.as_str(), logs[1].ended), (2, "d", false));
+        assert!(TaskLog::merge(Vec::new()).is_empty());
     }
 }

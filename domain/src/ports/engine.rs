@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::execution::{AttemptReport, ClaimedTask, Recorded, TaskKey};
+use crate::execution::{AttemptReport, ClaimedTask, OutputPiece, Recorded, TaskKey};
 use crate::tenant::TenantName;
 
 use super::StoreError;
@@ -64,6 +64,15 @@ pub trait TaskQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<Recorded>, StoreError>;
 
+    /// Keeps a piece of an attempt's output as it runs, whoever holds the task now: it is that
+    /// attempt's output either way. Changes nothing else.
+    async fn append_output(
+        &self,
+        tenant: &TenantName,
+        piece: OutputPiece,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     /// Gives back attempts `worker` will not finish (shutdown): ready again at `now`, the
     /// attempt not counted.
     async fn release(
@@ -122,24 +131,53 @@ pub enum TaskOutcome {
     Failed { reason: String },
     /// Still running at its timeout: its whole process group was killed.
     TimedOut,
+    /// Told to stop before it ended (its stop signal resolved): its whole process group was
+    /// killed, and it has no outcome to record.
+    Stopped,
 }
 
-/// What an attempt produced.
+/// What an attempt produced. Its output went to the [`OutputSink`] as it came; the runner
+/// kept each stream up to its cap and counts here what it cut.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRun {
     pub outcome: TaskOutcome,
-    /// Captured output, each stream capped; `truncated` says whether anything was cut.
-    pub stdout: String,
-    pub stderr: String,
-    pub truncated: bool,
+    /// Bytes of each stream cut at the cap (not passed to the sink).
+    pub stdout_cut: u64,
+    pub stderr_cut: u64,
     pub duration: std::time::Duration,
 }
 
+impl TaskRun {
+    /// Whether either stream was cut.
+    pub fn truncated(&self) -> bool {
+        self.stdout_cut > 0 || self.stderr_cut > 0
+    }
+}
+
+/// One of an attempt's two output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Where a running attempt's output goes as it comes, in order within each stream.
+pub trait OutputSink: Send + Sync {
+    /// Takes bytes of one stream. MUST NOT block (the engine buffers them and keeps what came
+    /// about every second).
+    fn write(&self, stream: OutputStream, bytes: &[u8]);
+}
+
+/// Resolves when a running attempt must stop at once (its execution cancelled, its lease
+/// lost, the server shutting down); never resolving means run to the end.
+pub type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Runs task attempts. Implementations MUST enforce the timeout, MUST NOT pass the server's
-/// own environment to the task, and MUST leave nothing of the attempt running when `run`
+/// own environment to the task, MUST pass the task's output to `output` as it comes, MUST stop
+/// the attempt when `stop` resolves, and MUST leave nothing of the attempt running when `run`
 /// returns.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TaskRunner: Send + Sync {
-    async fn run(&self, job: TaskJob) -> TaskRun;
+    async fn run(&self, job: TaskJob, output: std::sync::Arc<dyn OutputSink>, stop: StopSignal) -> TaskRun;
 }

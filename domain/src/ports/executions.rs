@@ -58,7 +58,8 @@ pub trait ExecutionStore: Send + Sync {
         limit: u32,
     ) -> Result<Lookup<Vec<EventRecord>>, StoreError>;
 
-    /// The captured output of every attempt of one task, oldest first (empty if it never ran).
+    /// The kept pieces of every attempt's output of one task, in the order they were kept
+    /// (empty if it never ran); [`TaskLog::merge`] makes them one log per attempt.
     async fn task_logs(
         &self,
         tenant: &TenantName,

@@ -9,6 +9,10 @@ use cloacina_domain::TenantName;
 use cloacina_domain::execution::TaskKey;
 
 use super::{Engine, Running, later};
+
+/// How long attempts told to stop at shutdown get to keep their output before they are
+/// aborted.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 use crate::AttemptOutcome;
 
 impl Engine {
@@ -36,11 +40,9 @@ impl Engine {
             match self.ports.queue.renew(&tenant, &self.worker, keys.clone(), until).await {
                 Ok(held) => {
                     for key in keys.iter().filter(|k| !held.contains(k)) {
-                        let stopped = self.attempts().remove(key);
-                        if let Some(r) = stopped {
-                            r.abort.abort();
-                            self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
-                            self.local.notify_one();
+                        // Taken out, it is told to stop: it kills its sandbox, keeps its output
+                        // and ends, counted as stopped.
+                        if self.attempts().remove(key).is_some() {
                             tracing::info!(%tenant, execution = %key.execution_id, position = key.position,
                                 "attempt stopped: its lease is gone (cancelled or expired)");
                         }
@@ -62,10 +64,19 @@ impl Engine {
         }
         let left: Vec<(TaskKey, Running)> = self.attempts().drain().collect();
         let mut by_tenant: BTreeMap<TenantName, Vec<TaskKey>> = BTreeMap::new();
+        let mut aborts = Vec::with_capacity(left.len());
         for (key, r) in left {
-            r.abort.abort();
-            self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
-            by_tenant.entry(r.tenant).or_default().push(key);
+            // Dropped, each is told to stop; it keeps its output and ends.
+            aborts.push(r.abort.clone());
+            by_tenant.entry(r.tenant.clone()).or_default().push(key);
+        }
+        // Every slot back means every attempt ended; one that did not in time is aborted.
+        let all = u32::try_from(self.config.workers.max(1)).unwrap_or(u32::MAX);
+        if tokio::time::timeout(STOP_GRACE, self.slots.acquire_many(all)).await.is_err() {
+            for abort in aborts.iter().filter(|a| !a.is_finished()) {
+                abort.abort();
+                self.ports.metrics.task_attempt(AttemptOutcome::Stopped, 0.0);
+            }
         }
         for (tenant, keys) in by_tenant {
             let n = keys.len();

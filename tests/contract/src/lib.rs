@@ -111,6 +111,7 @@ macro_rules! storage_contract {
             executions::a_paused_workflow_and_a_vanished_package_accept_nothing,
             queue::a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_the_merged_context,
             queue::a_claim_carries_the_tenants_task_network_as_it_is_when_claimed,
+            queue::a_running_attempts_output_is_kept_in_pieces_before_and_with_its_outcome,
             queue::a_failure_is_retried_after_its_delay_then_fails_the_execution_and_skips_what_depends_on_it,
             queue::an_expired_lease_makes_the_task_ready_again_and_its_old_holder_stale,
             queue::released_attempts_are_ready_again_at_once,

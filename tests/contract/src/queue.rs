@@ -3,7 +3,7 @@
 //! back, and the tenants with work due, the same way on every backend.
 
 use cloacina_domain::TenantName;
-use cloacina_domain::execution::{Attempt, ExecutionStatus, Recorded, TaskStatus};
+use cloacina_domain::execution::{Attempt, ExecutionStatus, OutputPiece, Recorded, TaskLog, TaskStatus};
 use serde_json::{Value, json};
 
 use crate::Store;
@@ -65,6 +65,47 @@ pub async fn a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_
     );
     // The same report again changes nothing.
     assert_eq!(finish(&store, "w3", report(&next[0], Attempt::Succeeded, None), t0() + secs(6)).await, Recorded::Stale);
+}
+
+/// A running attempt's output is kept in pieces as it comes, readable before the attempt ends;
+/// its outcome adds the last piece and its end. A piece for an execution that is gone is not
+/// kept.
+pub async fn a_running_attempts_output_is_kept_in_pieces_before_and_with_its_outcome(store: Store) {
+    let public = TenantName::public();
+    let (plan, package) = setup(&store, 0).await;
+    let new = new_execution(&plan, package, t0(), None);
+    create(&store, &new).await;
+    let task = claim(&store, "w1", t0() + secs(1), 10).await.remove(0);
+    let piece = |stdout: &str, stderr: &str, ended| OutputPiece {
+        key: task.key,
+        task_id: task.task_id.clone(),
+        attempt: task.attempt,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+        truncated: false,
+        ended,
+    };
+    store.append_output(&public, piece("one\n", "", false), t0() + secs(2)).await.unwrap();
+    store.append_output(&public, piece("", "warn ünïcode\n", false), t0() + secs(3)).await.unwrap();
+    let pieces = store.task_logs(&public, new.id, "a").await.unwrap().into_found().unwrap();
+    assert_eq!(pieces.len(), 2, "{pieces:?}");
+    let running = TaskLog::merge(pieces);
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].stdout.as_str(), running[0].stderr.as_str()), ("one\n", "warn ünïcode\n"));
+    assert!(!running[0].ended, "still running");
+    assert_eq!(running[0].at, t0() + secs(3));
+    assert_eq!(
+        finish(&store, "w1", report(&task, Attempt::Succeeded, None), t0() + secs(4)).await,
+        Recorded::Done { readied: true }
+    );
+    let ended = TaskLog::merge(store.task_logs(&public, new.id, "a").await.unwrap().into_found().unwrap());
+    assert_eq!(ended.len(), 1);
+    assert_eq!((ended[0].stdout.as_str(), ended[0].ended), ("one\nout of a #1", true));
+    // An execution that is not there keeps nothing.
+    let mut stray = piece("lost", "", true);
+    stray.key.execution_id = cloacina_domain::execution::ExecutionId::from_uuid(uuid::Uuid::from_u128(7));
+    store.append_output(&public, stray.clone(), t0() + secs(5)).await.unwrap();
+    assert!(store.task_logs(&public, stray.key.execution_id, "a").await.unwrap().into_found().is_none());
 }
 
 pub async fn a_claim_carries_the_tenants_task_network_as_it_is_when_claimed(store: Store) {

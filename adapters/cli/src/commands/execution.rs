@@ -132,8 +132,10 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
                         .iter()
                         .map(|a| {
                             let cut = if a["truncated"] == Value::Bool(true) { " (truncated)" } else { "" };
+                            // An older server says nothing of an attempt's end: it kept ended ones only.
+                            let so_far = if a["ended"] == Value::Bool(false) { ", so far" } else { "" };
                             format!(
-                                "== {task}, attempt {} ({}){cut}\n-- stdout\n{}-- stderr\n{}",
+                                "== {task}, attempt {} ({}{so_far}){cut}\n-- stdout\n{}-- stderr\n{}",
                                 text(a, "attempt"),
                                 text(a, "at"),
                                 with_newline(a["stdout"].as_str().unwrap_or("")),

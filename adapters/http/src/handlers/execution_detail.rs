@@ -192,7 +192,8 @@ pub async fn events(
     }))
 }
 
-/// One attempt's captured output.
+/// One attempt's captured output: a running attempt's as far as it has come (kept about
+/// every second).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogView {
     pub attempt: u32,
@@ -200,12 +201,23 @@ pub struct LogView {
     pub stderr: String,
     /// Whether either stream was cut at the server's cap.
     pub truncated: bool,
+    /// When its output was last kept.
     pub at: String,
+    /// Whether the attempt's end was kept; `false` while it runs (or if its server died
+    /// under it).
+    pub ended: bool,
 }
 
 impl From<TaskLog> for LogView {
     fn from(l: TaskLog) -> Self {
-        Self { attempt: l.attempt, stdout: l.stdout, stderr: l.stderr, truncated: l.truncated, at: wire_time(l.at) }
+        Self {
+            attempt: l.attempt,
+            stdout: l.stdout,
+            stderr: l.stderr,
+            truncated: l.truncated,
+            at: wire_time(l.at),
+            ended: l.ended,
+        }
     }
 }
 

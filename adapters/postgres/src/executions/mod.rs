@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{
     AttemptReport, ClaimedTask, Command, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
-    ExecutionQuery, ExecutionRecord, ExecutionStatus, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord,
-    Transition,
+    ExecutionQuery, ExecutionRecord, ExecutionStatus, NewExecution, OutputPiece, Plan, Recorded, TaskKey, TaskLog,
+    TaskRecord, Transition,
 };
 use cloacina_domain::ports::{DueWork, ExecutionStore, Lookup, StoreError, TaskQueue};
 use serde_json::{Map, Value};
@@ -207,8 +207,8 @@ impl ExecutionStore for PgDb {
         if !exists(&mut tx, id).await? {
             return Ok(Lookup::Missing);
         }
-        let rows: Vec<(String, i32, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT task_id, attempt, stdout, stderr, truncated, at FROM task_logs
+        let rows: Vec<(String, i32, String, String, bool, DateTime<Utc>, bool)> = sqlx::query_as(
+            "SELECT task_id, attempt, stdout, stderr, truncated, at, ended FROM task_logs
              WHERE execution_id = $1 AND task_id = $2 ORDER BY id",
         )
         .bind(id.as_uuid())
@@ -219,13 +219,14 @@ impl ExecutionStore for PgDb {
         tx.commit().await.map_err(translate)?;
         Ok(Lookup::Found(
             rows.into_iter()
-                .map(|(task_id, attempt, stdout, stderr, truncated, at)| TaskLog {
+                .map(|(task_id, attempt, stdout, stderr, truncated, at, ended)| TaskLog {
                     task_id,
                     attempt: u32::try_from(attempt).unwrap_or(0),
                     stdout,
                     stderr,
                     truncated,
                     at,
+                    ended,
                 })
                 .collect(),
         ))
@@ -367,6 +368,33 @@ impl TaskQueue for PgDb {
         }
         tx.commit().await.map_err(translate)?;
         Ok(recorded)
+    }
+
+    async fn append_output(
+        &self,
+        tenant: &TenantName,
+        piece: OutputPiece,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(()) };
+        // Not for an execution pruned meanwhile: nothing would ever remove the row.
+        sqlx::query(
+            "INSERT INTO task_logs (execution_id, position, task_id, attempt, stdout, stderr, truncated, at, ended)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1)",
+        )
+        .bind(piece.key.execution_id.as_uuid())
+        .bind(pos(piece.key.position))
+        .bind(&piece.task_id)
+        .bind(i32::try_from(piece.attempt).unwrap_or(i32::MAX))
+        .bind(&piece.stdout)
+        .bind(&piece.stderr)
+        .bind(piece.truncated)
+        .bind(now)
+        .bind(piece.ended)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)
     }
 
     async fn release(

@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{
     AttemptReport, ClaimedTask, Command, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
-    ExecutionQuery, ExecutionRecord, NewExecution, Plan, Recorded, TaskKey, TaskLog, TaskRecord, Transition,
+    ExecutionQuery, ExecutionRecord, NewExecution, OutputPiece, Plan, Recorded, TaskKey, TaskLog, TaskRecord,
+    Transition,
 };
 use cloacina_domain::ports::{DueWork, ExecutionStore, Lookup, StoreError, TaskQueue};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -158,7 +159,7 @@ impl ExecutionStore for SqliteDb {
                 return Ok(None);
             }
             conn.prepare_cached(
-                "SELECT task_id, attempt, stdout, stderr, truncated, at FROM task_logs WHERE execution_id = ?1 AND task_id = ?2 ORDER BY id",
+                "SELECT task_id, attempt, stdout, stderr, truncated, at, ended FROM task_logs WHERE execution_id = ?1 AND task_id = ?2 ORDER BY id",
             )?
             .query_map(params![id.to_string(), task], |r| {
                 Ok(TaskLog {
@@ -168,6 +169,7 @@ impl ExecutionStore for SqliteDb {
                     stderr: r.get(3)?,
                     truncated: r.get(4)?,
                     at: required_time(r, 5)?,
+                    ended: r.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()
@@ -312,6 +314,37 @@ impl TaskQueue for SqliteDb {
             self.inner.work.notify_one();
         }
         Ok(recorded)
+    }
+
+    async fn append_output(
+        &self,
+        tenant: &TenantName,
+        piece: OutputPiece,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !tenant.is_public() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            // Not for an execution pruned meanwhile: nothing would ever remove the row.
+            conn.prepare_cached(
+                "INSERT INTO task_logs (execution_id, position, task_id, attempt, stdout, stderr, truncated, at, ended)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM executions WHERE id = ?1)",
+            )?
+            .execute(params![
+                piece.key.execution_id.to_string(),
+                i64::try_from(piece.key.position).unwrap_or(i64::MAX),
+                piece.task_id,
+                piece.attempt,
+                piece.stdout,
+                piece.stderr,
+                piece.truncated,
+                ts(now),
+                piece.ended
+            ])
+            .map(drop)
+        })
+        .await
     }
 
     async fn release(
