@@ -50,4 +50,5 @@ mod tenant_delete;
 mod trigger_policies;
 mod triggers;
 mod triggers_cli;
+mod watch;
 mod wire;

@@ -17,6 +17,10 @@ pub enum ExitStatus {
     Denied = 4,
     /// 5: any other server error.
     Server = 5,
+    /// 6: the execution waited on or watched failed or was cancelled.
+    ExecutionFailed = 6,
+    /// 7: the wait ran out (`--wait-timeout`) before the execution finished.
+    WaitTimedOut = 7,
     /// 141 (128 + SIGPIPE), quietly: whoever read the output stopped reading (`| head -1`),
     /// the status a shell gives any tool the closed pipe ended.
     BrokenPipe = 141,
@@ -46,6 +50,12 @@ pub enum CliError {
     Api { status: u16, code: String, message: String },
     #[error("{0}")]
     Local(String),
+    /// The execution waited on ended other than completed.
+    #[error("{0}")]
+    ExecutionFailed(String),
+    /// The wait for an execution ran out.
+    #[error("{0}")]
+    WaitTimedOut(String),
     /// The reader of the output went away; nothing more is printed.
     #[error("the output was closed")]
     Closed,
@@ -57,6 +67,8 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Local(_) => ExitStatus::User,
             CliError::Closed => ExitStatus::BrokenPipe,
+            CliError::ExecutionFailed(_) => ExitStatus::ExecutionFailed,
+            CliError::WaitTimedOut(_) => ExitStatus::WaitTimedOut,
             CliError::Unreachable { .. } | CliError::Foreign { .. } => ExitStatus::Unreachable,
             CliError::Api { status, .. } => match status {
                 404 => ExitStatus::NotFound,

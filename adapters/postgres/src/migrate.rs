@@ -236,10 +236,9 @@ mod tests {
         // Roll acme's schema back one step, as an older binary would have left it.
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "DROP TABLE tenant_acme.triggers;
-             ALTER TABLE tenant_acme.executions DROP COLUMN trigger, DROP COLUMN scheduled_at;
-             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 6;
-             UPDATE tenants SET schema_version = 5 WHERE name = 'acme'",
+            "ALTER TABLE tenant_acme.task_logs DROP COLUMN ended;
+             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 7;
+             UPDATE tenants SET schema_version = 6 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await

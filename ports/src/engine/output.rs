@@ -123,14 +123,32 @@ impl Engine {
     ) -> TaskRun {
         let run = self.ports.runner.run(job, pending.clone(), stop);
         tokio::pin!(run);
+        // One piece at a time is on its way; the run is polled all the while (a slow store
+        // must not hold up its timeout or its stop), and a piece on its way when the run
+        // ends gets there before the rest is taken.
+        let mut on_its_way: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>> = None;
         loop {
             tokio::select! {
-                run = &mut run => return run,
-                () = pending.due(KEEP_EVERY) => {
-                    let (out, err) = pending.take(false);
-                    if let Err((out, err)) = self.keep(tenant, task, out, err, false, false).await {
-                        pending.put_back(out, err);
+                run = &mut run => {
+                    if let Some(piece) = on_its_way.take() {
+                        piece.await;
                     }
+                    return run;
+                }
+                () = async {
+                    match on_its_way.as_mut() {
+                        Some(piece) => piece.await,
+                        None => std::future::pending().await,
+                    }
+                } => on_its_way = None,
+                () = pending.due(KEEP_EVERY), if on_its_way.is_none() => {
+                    let (out, err) = pending.take(false);
+                    let pending = pending.clone();
+                    on_its_way = Some(Box::pin(async move {
+                        if let Err((out, err)) = self.keep(tenant, task, out, err, false, false).await {
+                            pending.put_back(out, err);
+                        }
+                    }));
                 }
             }
         }

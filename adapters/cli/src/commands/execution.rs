@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::ids;
-use crate::args::ExecutionCommand;
+use crate::args::{ExecutionCommand, OutputFormat};
 use crate::client::{Client, Context, segment};
 use crate::exit::CliError;
 use crate::output::{Table, age, emit, items, text};
@@ -152,7 +152,8 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
         }
         ExecutionCommand::Watch { id } => {
             let id = ids::execution(&client, &base, &id).await?;
-            let e = follow(&client, &base, &id, None, true).await?;
+            let how = if matches!(format, OutputFormat::Json) { Follow::Json } else { Follow::Lines };
+            let e = follow(&client, &base, &id, None, how).await?;
             finished(&e)
         }
         ExecutionCommand::Cancel { id } => {
@@ -232,68 +233,129 @@ fn is_terminal(status: &str) -> bool {
     matches!(status, "Completed" | "Failed" | "Cancelled")
 }
 
-/// Polls an execution until it finishes, printing each new event when `print` is set;
-/// returns the execution as it ended.
+/// How long `follow` keeps trying through a server it cannot reach (a restart, a rolling
+/// deploy), unless its own timeout comes first.
+const OUTAGE: Duration = Duration::from_secs(300);
+
+/// How `follow` prints the events it sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// Prints nothing; returns the finished execution.
+    Quiet,
+    /// One line per event.
+    Lines,
+    /// One JSON object per event, then the finished execution: NDJSON.
+    Json,
+}
+
+/// Follows an execution until it finishes, printing its events as `how` says; returns the
+/// finished execution. Through a server that cannot be reached or answers 429, 502, 503 or 504
+/// (a restart, a rolling deploy) it keeps trying, for up to five minutes, and goes on from the
+/// last event it printed.
 ///
 /// # Errors
-/// The server's refusal, a transport failure, or the timeout passing.
+/// [`CliError::WaitTimedOut`] once `timeout` has passed; the error of a request that fails
+/// otherwise, or that still fails after the outage allowance.
 pub async fn follow(
     client: &Client,
     base: &str,
     id: &str,
     timeout: Option<Duration>,
-    print: bool,
+    how: Follow,
 ) -> Result<Value, CliError> {
     let started = Instant::now();
     let mut since = 0i64;
+    let mut outage: Option<Instant> = None;
+    let mut backoff = POLL;
     loop {
-        if print {
-            loop {
-                let page = client
-                    .call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>)
-                    .await?;
-                let events = page["events"].as_array().cloned().unwrap_or_default();
-                for e in &events {
-                    crate::output::line(event_line(e))?;
+        let step = follow_step(client, base, id, &mut since, how).await;
+        match step {
+            Ok(Some(e)) => return Ok(e),
+            Ok(None) => {
+                if outage.take().is_some() {
+                    crate::output::note("the server answers again; following on");
                 }
-                since = page["next"].as_i64().unwrap_or(since);
-                if events.len() < 1000 {
-                    break;
-                }
+                backoff = POLL;
             }
-        }
-        let e = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
-        if is_terminal(e["status"].as_str().unwrap_or("")) {
-            if print {
-                // Events written with the final status.
-                let page = client
-                    .call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>)
-                    .await?;
-                for ev in page["events"].as_array().into_iter().flatten() {
-                    crate::output::line(event_line(ev))?;
+            Err(e) if transient(&e) && outage.is_none_or(|at| at.elapsed() < OUTAGE) => {
+                if outage.is_none() {
+                    crate::output::note(format!("{e}; trying again"));
+                    outage = Some(Instant::now());
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            return Ok(e);
+            Err(e) => return Err(e),
         }
-        if timeout.is_some_and(|t| started.elapsed() >= t) {
-            return Err(CliError::Local(format!(
-                "execution {id} is still {} after {}s",
-                text(&e, "status"),
-                started.elapsed().as_secs()
+        if let Some(t) = timeout.filter(|t| started.elapsed() >= *t) {
+            return Err(CliError::WaitTimedOut(format!(
+                "execution {id} has not finished after {}s (--wait-timeout {})",
+                started.elapsed().as_secs(),
+                t.as_secs()
             )));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(backoff).await;
     }
 }
 
-/// Exit 0 if the execution succeeded; otherwise say how it ended and exit 1.
+/// Whether a failed request is worth trying again through an outage.
+fn transient(e: &CliError) -> bool {
+    match e {
+        CliError::Unreachable { .. } => true,
+        CliError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
+/// One look: prints the events after `since` (moving it on), then reads the execution;
+/// returns it once it has finished, with the events written with its final status.
+async fn follow_step(
+    client: &Client,
+    base: &str,
+    id: &str,
+    since: &mut i64,
+    how: Follow,
+) -> Result<Option<Value>, CliError> {
+    print_events(client, base, id, since, how).await?;
+    let e = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
+    if !is_terminal(e["status"].as_str().unwrap_or("")) {
+        return Ok(None);
+    }
+    print_events(client, base, id, since, how).await?;
+    if how == Follow::Json {
+        crate::output::line(&e)?;
+    }
+    Ok(Some(e))
+}
+
+async fn print_events(client: &Client, base: &str, id: &str, since: &mut i64, how: Follow) -> Result<(), CliError> {
+    if how == Follow::Quiet {
+        return Ok(());
+    }
+    loop {
+        let page =
+            client.call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>).await?;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        for e in &events {
+            match how {
+                Follow::Json => crate::output::line(e)?,
+                _ => crate::output::line(event_line(e))?,
+            }
+        }
+        *since = page["next"].as_i64().unwrap_or(*since);
+        if events.len() < 1000 {
+            return Ok(());
+        }
+    }
+}
+
+/// Exit 0 if the execution succeeded; otherwise say how it ended and exit 6.
 ///
 /// # Errors
-/// [`CliError::Local`] unless it succeeded.
+/// [`CliError::ExecutionFailed`] unless it succeeded.
 pub fn finished(e: &Value) -> Result<(), CliError> {
     match e["status"].as_str() {
         Some("Completed") => Ok(()),
-        _ => Err(CliError::Local(format!(
+        _ => Err(CliError::ExecutionFailed(format!(
             "execution {} {}{}",
             text(e, "execution_id"),
             text(e, "status"),

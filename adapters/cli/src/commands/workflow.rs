@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::execution::{finished, follow};
+use super::execution::{Follow, finished, follow};
 use crate::args::{OutputFormat, WorkflowCommand};
 use crate::client::{Context, segment};
 use crate::exit::CliError;
@@ -80,11 +80,11 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
             }
             let executions = format!("/v1/tenants/{tenant}/executions");
             let timeout = (wait_timeout > 0).then(|| std::time::Duration::from_secs(wait_timeout));
-            let print = format == OutputFormat::Table;
-            if print {
+            let how = if format == OutputFormat::Table { Follow::Lines } else { Follow::Quiet };
+            if how == Follow::Lines {
                 crate::output::line(&accepted_as)?;
             }
-            let done = follow(&client, &executions, &id, timeout, print).await?;
+            let done = follow(&client, &executions, &id, timeout, how).await?;
             emit(format, &done, || format!("execution {id} {}", text(&done, "status")), || vec![id.clone()])?;
             finished(&done)
         }

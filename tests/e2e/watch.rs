@@ -1,0 +1,133 @@
+//! Waiting on and watching an execution from the CLI: the exit codes a script branches on
+//! (0 completed, 6 failed or cancelled, 7 the wait ran out), `execution watch -o json` as
+//! NDJSON, and a watch that goes on through a server restart.
+
+use std::io::BufRead as _;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::executions::{execute, pack, upload};
+use crate::harness::{Server, bootstrap_key, cli, command, stderr};
+
+const WORKFLOWS: &str = r#"[[workflow]]
+name = "boom"
+[[workflow.task]]
+id = "boom"
+command = ["sh", "-c", "echo going; exit 3"]
+
+[[workflow]]
+name = "forever"
+[[workflow.task]]
+id = "wait"
+command = ["sleep", "60"]
+
+[[workflow]]
+name = "steady"
+[[workflow.task]]
+id = "first"
+command = ["sh", "-c", "sleep 3; echo first"]
+[[workflow.task]]
+id = "second"
+command = ["sh", "-c", "echo second"]
+depends_on = ["first"]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waits_exit_as_documented_and_a_json_watch_goes_on_through_a_server_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &["--shutdown-timeout", "20"], &[]);
+    let god = bootstrap_key(home.path());
+    let file = pack(home.path(), "watched", "1.0.0", WORKFLOWS, &[]);
+    assert_eq!(upload(&server, "public", &god, &file).await.0, 201);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+
+    let out = cli(home.path(), &["workflow", "run", "boom", "--wait"], &env);
+    assert_eq!(out.status.code(), Some(6), "a failed execution: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Failed: task 'boom' failed after 1 attempt(s): exited with status 3"),
+        "{}",
+        stderr(&out)
+    );
+    let started = Instant::now();
+    let out = cli(home.path(), &["workflow", "run", "forever", "--wait", "--wait-timeout", "1"], &env);
+    assert_eq!(out.status.code(), Some(7), "the wait ran out: {}", stderr(&out));
+    assert!(stderr(&out).contains("has not finished after 1s (--wait-timeout 1)"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // It runs on; cancelled, it does not hold up the restart below.
+    let (_, listed) = server.get("/v1/tenants/public/executions?workflow=forever", Some(&god)).await;
+    let forever = listed["items"][0]["execution_id"].as_str().expect("the waited-on execution").to_owned();
+    let (status, body) = server
+        .call(reqwest::Method::POST, &format!("/v1/tenants/public/executions/{forever}/cancel"), Some(&god), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A watch, as NDJSON, across a restart of the server on the same address.
+    let (_, accepted, _) = execute(&server, "public", &god, "steady", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let mut watch = command(home.path())
+        .args(["execution", "watch", &id, "-o", "json"])
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (lines, stdout) = (lines.clone(), watch.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let seen = |kind: &str| {
+        lines.lock().unwrap().iter().any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["event_type"] == kind))
+    };
+    let start = Instant::now();
+    while !seen("task_started") {
+        assert!(start.elapsed() < Duration::from_secs(20), "the watch printed no start: {:?}", lines.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The server stops (its drain lets the running task finish) and is away for a while.
+    let address = server.url.trim_start_matches("http://").to_owned();
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut again = command(home.path());
+    again.args(["serve", "--bind", &address]);
+    let server = Server::spawn(again, home.path(), &[]);
+    let status = tokio::task::spawn_blocking(move || {
+        for _ in 0..600 {
+            if let Some(s) = watch.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut err).unwrap();
+                return (s, err);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = watch.kill();
+        panic!("the watch did not end within 30 s of the restart");
+    })
+    .await
+    .unwrap();
+    reader.join().unwrap();
+    let (status, err) = status;
+    assert_eq!(status.code(), Some(0), "the execution completed: {err}");
+    assert!(err.contains("trying again"), "the watch said it lost the server: {err}");
+    let lines = lines.lock().unwrap().clone();
+    let values: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    let (last, events) = values.split_last().unwrap();
+    assert_eq!(
+        (last["execution_id"].as_str(), last["status"].as_str()),
+        (Some(id.as_str()), Some("Completed")),
+        "{last}"
+    );
+    let ids: Vec<i64> = events.iter().map(|e| e["sequence_num"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, none twice: {ids:?}");
+    let kinds: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"execution_created"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"execution_succeeded"), "nothing lost across the restart: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "task_succeeded").count(), 2, "{kinds:?}");
+    server.stop();
+}
