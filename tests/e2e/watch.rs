@@ -1,6 +1,7 @@
 //! Waiting on and watching an execution from the CLI: the exit codes a script branches on
 //! (0 completed, 6 failed or cancelled, 7 the wait ran out), `execution watch -o json` as
-//! NDJSON, and a watch that goes on through a server restart.
+//! NDJSON, a watch that goes on through a server restart, and `execution logs` of every task,
+//! of the failed ones, and followed as the output comes.
 
 use std::io::BufRead as _;
 use std::process::Stdio;
@@ -22,6 +23,16 @@ name = "forever"
 [[workflow.task]]
 id = "wait"
 command = ["sleep", "60"]
+
+[[workflow]]
+name = "talky"
+[[workflow.task]]
+id = "talk"
+command = ["sh", "-c", "echo one; sleep 2; echo two; echo warned >&2"]
+[[workflow.task]]
+id = "after"
+command = ["sh", "-c", "echo after"]
+depends_on = ["talk"]
 
 [[workflow]]
 name = "steady"
@@ -129,5 +140,55 @@ async fn waits_exit_as_documented_and_a_json_watch_goes_on_through_a_server_rest
     assert_eq!(kinds.first(), Some(&"execution_created"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"execution_succeeded"), "nothing lost across the restart: {kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "task_succeeded").count(), 2, "{kinds:?}");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_of_every_task_of_the_failed_ones_and_followed_as_they_come() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &[], &[]);
+    let god = bootstrap_key(home.path());
+    let file = pack(home.path(), "watched", "1.0.0", WORKFLOWS, &[]);
+    assert_eq!(upload(&server, "public", &god, &file).await.0, 201);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    let (_, accepted, _) = execute(&server, "public", &god, "talky", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let mut follow = command(home.path())
+        .args(["execution", "logs", &id, "-f"])
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = tokio::task::spawn_blocking(move || (out.next(), out)).await.unwrap();
+    let (line, mut out) = first;
+    assert_eq!(line.unwrap().unwrap(), "talk | one");
+    let (_, e) = server.get(&format!("/v1/tenants/public/executions/{id}"), Some(&god)).await;
+    assert_eq!(e["status"], "Running", "the first line came while the task ran: {e}");
+    let rest: Vec<String> =
+        tokio::task::spawn_blocking(move || out.by_ref().map_while(Result::ok).collect()).await.unwrap();
+    assert_eq!(rest, ["talk | two", "after | after"]);
+    let status = follow.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut follow.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!((status.code(), err.trim()), (Some(0), "talk | warned"));
+
+    let all = cli(home.path(), &["execution", "logs", &id], &env);
+    let text = crate::harness::stdout(&all);
+    assert!(text.contains("== talk, attempt 1") && text.contains("== after, attempt 1"), "{text}");
+    assert!(text.contains("one\ntwo\n-- stderr\nwarned"), "{text}");
+    let out = cli(home.path(), &["execution", "logs", &id, "--failed"], &env);
+    assert_eq!(crate::harness::stdout(&out).trim(), "no task failed");
+    let out = cli(home.path(), &["execution", "logs", &id, "-o", "json"], &env);
+    let body: Value = serde_json::from_str(&crate::harness::stdout(&out)).unwrap();
+    assert_eq!(body["tasks"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(body["tasks"][1]["attempts"][0]["stdout"], "after\n", "{body}");
+
+    let boom = cli(home.path(), &["workflow", "run", "boom", "--wait", "-o", "id"], &env);
+    let boom_id = crate::harness::stdout(&boom).trim().to_owned();
+    let out = cli(home.path(), &["execution", "logs", &boom_id, "--failed"], &env);
+    let text = crate::harness::stdout(&out);
+    assert!(text.starts_with("== boom, attempt 1") && text.contains("going"), "{text}");
     server.stop();
 }

@@ -312,8 +312,8 @@ impl Drop for GroupGuard {
 }
 
 /// Kills the attempt started as `leader`, and every process in its group. The leader goes
-/// first: one killed before it made its group (a sandbox takes its session a moment after it
-/// starts) never forks, and one killed after has its group to be found by, even at the
+/// first: one killed before it made its group (a sandbox makes its session just after the
+/// fork) never forks again, and one killed after has its group to be found by, even at the
 /// instant it forks.
 fn kill_attempt(leader: Option<Pid>) {
     if let Some(pid) = leader {

@@ -16,7 +16,8 @@
 //! (`setsid`, a double fork, `nohup`). bubblewrap starts in a new session of its own, with no
 //! controlling terminal a task could write into, and every process of the attempt stays in
 //! that session's process group unless it leaves it inside the namespace: killing the group
-//! therefore reaches PID 1 even at the instant bubblewrap forks it. The limits are set inside the namespace by `prlimit`, so
+//! therefore reaches PID 1 even at the instant bubblewrap forks it. It is set to die with the
+//! server before it runs at all, so a server killed as an attempt starts leaves nothing. The limits are set inside the namespace by `prlimit`, so
 //! the process count is the attempt's own and not shared with other attempts of the same user.
 
 use std::path::{Path, PathBuf};
@@ -64,10 +65,6 @@ const SYSTEM_DIRS: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"]
 /// Where `prlimit` is expected inside the sandbox (util-linux, essential on Debian).
 pub const PRLIMIT: &str = "/usr/bin/prlimit";
 
-/// Where `setsid` is expected on the host (util-linux too). It must start as a process that
-/// leads no group (the runner never sets one), or it forks instead of taking the session.
-pub const SETSID: &str = "/usr/bin/setsid";
-
 #[derive(Debug, Clone)]
 enum SystemEntry {
     Symlink { name: &'static str, target: PathBuf },
@@ -84,6 +81,21 @@ pub struct Sandbox {
     etc: Vec<&'static str>,
     task_etc: PathBuf,
     cgroups: Option<TaskCgroups>,
+}
+
+/// In the child, before it becomes the sandbox: a session (and so a process group) of its own,
+/// with no controlling terminal, so that everything of the attempt, bubblewrap's PID 1
+/// included, is in the group the runner kills (bubblewrap's `--new-session` would put PID 1
+/// in a group the runner cannot name, and a bubblewrap killed just after it forked left that
+/// PID 1 running); and killed when the server dies, asked for before it runs anything, with
+/// no gap for the server to die in unseen (`server` is who it was forked by).
+fn of_its_own(server: nix::unistd::Pid) -> std::io::Result<()> {
+    nix::unistd::setsid()?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if nix::unistd::getppid() != server {
+        return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+    }
+    Ok(())
 }
 
 /// Finds `bwrap` on `PATH`.
@@ -150,17 +162,14 @@ impl Sandbox {
         tenant_network: Option<TaskNetwork>,
         argv: &[String],
     ) -> Command {
-        // In a session (and so a process group) of its own, made before bubblewrap starts:
-        // everything of the attempt, bubblewrap's own PID 1 included, is in the group the
-        // runner kills. bubblewrap's `--new-session` would put PID 1 in a group the runner
-        // cannot name, and a bubblewrap killed just after it forked leaves that PID 1 running
-        // (it had not yet asked to die with its parent).
-        let mut cmd = Command::new(SETSID);
-        if self.cgroups.is_some() {
+        let mut cmd = if self.cgroups.is_some() {
             // Behind the gate, until the runner has put it in the attempt's cgroup.
-            cmd.args(["/bin/sh", "-c", GATE, "cloacina-gate"]);
-        }
-        cmd.arg(&self.bwrap);
+            let mut gate = Command::new("/bin/sh");
+            gate.args(["-c", GATE, "cloacina-gate"]).arg(&self.bwrap);
+            gate
+        } else {
+            Command::new(&self.bwrap)
+        };
         cmd.args(["--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]).args([
             "--unshare-cgroup-try",
             "--hostname",
@@ -227,12 +236,17 @@ impl Sandbox {
         name: &str,
         limits: &AttemptLimits,
     ) -> Result<(Child, Option<AttemptCgroup>), String> {
-        // `setsid` starts it, so say what is missing before that says less.
-        std::fs::metadata(&self.bwrap).map_err(|e| format!("cannot start {}: {e}", self.bwrap.display()))?;
         let cgroup = self.cgroups.as_ref().map(|c| c.create(name, limits)).transpose()?;
+        let server = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before it execs, and calls only
+        // async-signal-safe functions (setsid, prctl, getppid), allocating nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || of_its_own(server));
+        }
         let child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => return Err(format!("cannot start {SETSID} (util-linux) for {}: {e}", self.bwrap.display())),
+            Err(e) => return Err(format!("cannot start {}: {e}", self.bwrap.display())),
         };
         if let Some(c) = &cgroup {
             // Behind its gate the child has not forked yet: all it will start is in the cgroup.

@@ -238,13 +238,19 @@ pub enum ExecutionCommand {
         #[arg(long, default_value_t = 0, value_name = "EVENT_ID")]
         since: i64,
     },
-    /// Show a task's captured stdout and stderr, every attempt
+    /// Show the captured stdout and stderr of a task (or of every task), every attempt
     Logs {
         /// The execution's id, or a unique prefix of it (8+ characters)
         #[arg(add = crate::complete::executions())]
         id: String,
-        /// The task's id in the workflow
-        task: String,
+        /// The task's id in the workflow (every task's output when left out)
+        task: Option<String>,
+        /// Follow the output as it comes until the execution finishes
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the tasks that failed
+        #[arg(long, conflicts_with = "task")]
+        failed: bool,
     },
     /// Follow an execution's events until it finishes
     Watch {

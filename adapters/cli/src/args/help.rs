@@ -51,7 +51,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("execution get", "cloacinactl execution get 3b90505e\n  cloacinactl execution get --latest --workflow pipeline"),
     ("execution tasks", "cloacinactl execution tasks 3b90505e"),
     ("execution events", "cloacinactl execution events 3b90505e --since 4"),
-    ("execution logs", "cloacinactl execution logs 3b90505e load"),
+    (
+        "execution logs",
+        "cloacinactl execution logs 3b90505e load\n  cloacinactl execution logs 3b90505e -f\n  cloacinactl execution logs 3b90505e --failed",
+    ),
     ("execution watch", "cloacinactl execution watch 3b90505e"),
     ("execution cancel", "cloacinactl execution cancel 3b90505e"),
     ("execution retry", "cloacinactl execution retry 3b90505e"),

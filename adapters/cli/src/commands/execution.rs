@@ -1,5 +1,5 @@
-//! `execution list|status|tasks|events|logs|watch|cancel|retry`, and the waiting that
-//! `workflow run --wait` shares with `watch`.
+//! `execution list|status|tasks|events|watch|cancel|retry`, and the waiting that
+//! `workflow run --wait` shares with `watch` (`logs` in [`super::logs`]).
 
 use std::time::{Duration, Instant};
 
@@ -116,39 +116,9 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
                 || events.iter().map(|e| text(e, "id")).collect(),
             )
         }
-        ExecutionCommand::Logs { id, task } => {
+        ExecutionCommand::Logs { id, task, follow, failed } => {
             let id = ids::execution(&client, &base, &id).await?;
-            let path = format!("{base}/{id}/tasks/{}/logs", segment(&task)?);
-            let logs = client.call(Method::GET, &path, None::<&()>).await?;
-            let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
-            emit(
-                format,
-                &logs,
-                || {
-                    if attempts.is_empty() {
-                        return format!("task '{task}' has not run yet");
-                    }
-                    attempts
-                        .iter()
-                        .map(|a| {
-                            let cut = if a["truncated"] == Value::Bool(true) { " (truncated)" } else { "" };
-                            // An older server says nothing of an attempt's end: it kept ended ones only.
-                            let so_far = if a["ended"] == Value::Bool(false) { ", so far" } else { "" };
-                            format!(
-                                "== {task}, attempt {} ({}{so_far}){cut}\n-- stdout\n{}-- stderr\n{}",
-                                text(a, "attempt"),
-                                text(a, "at"),
-                                with_newline(a["stdout"].as_str().unwrap_or("")),
-                                with_newline(a["stderr"].as_str().unwrap_or("")),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                        .trim_end()
-                        .to_owned()
-                },
-                || attempts.iter().map(|a| text(a, "attempt")).collect(),
-            )
+            super::logs::run(&client, &base, &id, task, follow, failed, format).await
         }
         ExecutionCommand::Watch { id } => {
             let id = ids::execution(&client, &base, &id).await?;
@@ -191,10 +161,6 @@ async fn every_page(client: &Client, base: &str, query: &str) -> Result<Value, C
     Ok(serde_json::json!({ "total": all.len(), "items": all }))
 }
 
-fn with_newline(s: &str) -> String {
-    if s.is_empty() || s.ends_with('\n') { s.to_owned() } else { format!("{s}\n") }
-}
-
 fn duration(e: &Value) -> String {
     match e["duration_ms"].as_i64() {
         Some(ms) if ms >= 1000 => format!("{:.1}s", ms as f64 / 1000.0),
@@ -229,7 +195,7 @@ fn detail(e: &Value) -> String {
     .join("\n")
 }
 
-fn is_terminal(status: &str) -> bool {
+pub(super) fn is_terminal(status: &str) -> bool {
     matches!(status, "Completed" | "Failed" | "Cancelled")
 }
 

@@ -17,6 +17,7 @@ pub mod config;
 pub mod execution;
 pub mod ids;
 pub mod key;
+pub mod logs;
 pub mod package;
 pub mod package_check;
 pub mod tenant;
