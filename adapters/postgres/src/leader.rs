@@ -85,8 +85,11 @@ impl LeaderLock for PgLeaderLock {
     }
 
     async fn release(&self) {
-        if let Some((conn, _)) = self.conn.lock().await.take() {
-            // Closing the session frees its advisory locks.
+        if let Some((mut conn, _)) = self.conn.lock().await.take() {
+            // Unlocked first, so the lock is free when this returns: closing the session frees
+            // it too, but only once its backend has gone, a moment later.
+            let unlock = sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut conn);
+            let _ = tokio::time::timeout(CHECK_TIMEOUT, unlock).await;
             let _ = tokio::time::timeout(CHECK_TIMEOUT, conn.close()).await;
         }
     }
