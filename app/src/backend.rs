@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
 use cloacina_domain::ports::{
-    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, TriggerStore,
-    WorkflowStore,
+    DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore,
+    TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
@@ -108,6 +108,8 @@ pub trait Storage:
     + ExecutionStore
     + TaskQueue
     + TriggerStore
+    + EventFeed
+    + TicketStore
     + DatabaseHealth
     + 'static
 {
@@ -121,6 +123,8 @@ impl<T> Storage for T where
         + ExecutionStore
         + TaskQueue
         + TriggerStore
+        + EventFeed
+        + TicketStore
         + DatabaseHealth
         + 'static
 {

@@ -21,8 +21,9 @@ use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Keys, Leadership,
-    Metrics, Packages, PoolStats, SoleProcess, Tenants, TriggerScheduler, Triggers, Workflows, bootstrap,
+    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Forgot, Keys,
+    Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, SoleProcess, Tenants, Tickets, TriggerScheduler,
+    Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::PgLeaderLock;
 use cloacina_runner::PackageCache;
@@ -145,6 +146,28 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     };
     run_bootstrap(&deps, &home, supplied).await?;
 
+    let live = Live::new(
+        storage.clone(),
+        storage.clone(),
+        storage.clone(),
+        LiveConfig {
+            // PostgreSQL rings every replica's tails; other processes on a SQLite file cannot.
+            backstop: match &backend {
+                Backend::Postgres(_) => Duration::from_secs(5),
+                Backend::Sqlite(_) => Duration::from_secs(1),
+            },
+            ..LiveConfig::default()
+        },
+    );
+    storage.ring_on_events(live.bell());
+    {
+        let live = live.clone();
+        auth.on_forget(Arc::new(move |what| match what {
+            Forgot::Key(id) => live.key_changed(id),
+            Forgot::Everything => live.everything_changed(),
+        }));
+    }
+
     let keys = Keys::new(deps.clone(), auth.clone());
     let tenants = Tenants::new(deps.clone(), storage.clone(), auth.clone());
     let config = HttpConfig {
@@ -161,6 +184,8 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         packages: Packages::new(deps.clone(), storage.clone(), Arc::new(Archives::default())),
         executions: Executions::new(deps.clone(), storage.clone(), storage.clone(), storage.clone()),
         triggers: Triggers::new(deps.clone(), storage.clone(), storage.clone(), storage.clone(), storage.clone()),
+        live,
+        tickets: Tickets::new(storage.clone(), storage.clone(), deps.clock.clone(), deps.keygen.clone()),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 

@@ -94,7 +94,20 @@ pub struct Authenticator {
     /// Keyed by the SHA-256 of the token (held in memory only).
     supplied: Cache<[u8; 32], Entry>,
     pending_uses: Mutex<HashMap<ApiKeyId, DateTime<Utc>>>,
+    /// Told of every [`Forgot`], so what keeps a key's rights beyond one request (a live
+    /// socket) can look again.
+    observers: std::sync::RwLock<Vec<OnForget>>,
 }
+
+/// What the authenticator was told to forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgot {
+    Key(ApiKeyId),
+    Everything,
+}
+
+/// Called with each [`Forgot`]; it must return at once.
+pub type OnForget = Arc<dyn Fn(Forgot) + Send + Sync>;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,6 +127,7 @@ impl Authenticator {
             minted: Cache::new(capacity.max(16)),
             supplied: Cache::new(1024),
             pending_uses: Mutex::new(HashMap::new()),
+            observers: std::sync::RwLock::default(),
         }
     }
 
@@ -213,12 +227,28 @@ impl Authenticator {
     pub fn forget(&self, id: ApiKeyId) {
         self.minted.remove(&id);
         self.supplied.clear();
+        self.tell(Forgot::Key(id));
     }
 
     /// Forgets everything (a tenant was deleted, or another replica said something changed).
     pub fn forget_all(&self) {
         self.minted.clear();
         self.supplied.clear();
+        self.tell(Forgot::Everything);
+    }
+
+    /// From now on, `observer` is told of every forget.
+    pub fn on_forget(&self, observer: OnForget) {
+        if let Ok(mut observers) = self.observers.write() {
+            observers.push(observer);
+        }
+    }
+
+    fn tell(&self, what: Forgot) {
+        let observers = self.observers.read().map(|o| o.clone()).unwrap_or_default();
+        for observer in observers {
+            observer(what);
+        }
     }
 
     fn note_use(&self, known: &Known, now: DateTime<Utc>) {

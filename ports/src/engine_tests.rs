@@ -52,6 +52,9 @@ impl Metrics for Outcomes {
     fn trigger_lateness(&self, _: f64) {}
     fn leadership(&self, _: bool) {}
     fn retention_pruned(&self, _: u64) {}
+    fn socket_opened(&self) {}
+    fn socket_closed(&self, _: u16) {}
+    fn frame_sent(&self) {}
     fn render(&self) -> String {
         String::new()
     }

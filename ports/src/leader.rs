@@ -110,6 +110,9 @@ mod tests {
             self.0.lock().unwrap().push(leading);
         }
         fn retention_pruned(&self, _: u64) {}
+        fn socket_opened(&self) {}
+        fn socket_closed(&self, _: u16) {}
+        fn frame_sent(&self) {}
         fn render(&self) -> String {
             String::new()
         }

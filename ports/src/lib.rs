@@ -13,6 +13,8 @@
 //! - [`packages`] — [`Packages`]: uploading and listing packages.
 //! - [`executions`] — [`Executions`]: execute, follow, cancel and retry executions.
 //! - [`engine`] — [`Engine`]: a server's workers, claiming and running ready tasks.
+//! - [`tickets`] — [`Tickets`]: single-use WebSocket tickets.
+//! - [`live`] — [`Live`]: execution events to sockets as they are committed.
 
 pub mod authenticate;
 pub mod bootstrap;
@@ -22,14 +24,16 @@ pub mod engine;
 pub mod executions;
 pub mod leader;
 pub mod list_keys;
+pub mod live;
 pub mod packages;
 pub mod revoke_key;
 pub mod scheduler;
 pub mod tenants;
+pub mod tickets;
 pub mod triggers;
 pub mod workflows;
 
-pub use authenticate::{AuthError, Authenticator};
+pub use authenticate::{AuthError, Authenticator, Forgot, OnForget};
 pub use bootstrap::{BootstrapOutcome, bootstrap};
 pub use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, WorkerProbe};
 pub use cloacina_domain::trigger::FireOutcome;
@@ -39,10 +43,12 @@ pub use engine::{Engine, EngineConfig, EnginePorts, EngineRun};
 pub use executions::{Accepted, ExecutionError, Executions};
 pub use leader::{Leadership, SoleProcess};
 pub use list_keys::{KeyScope, ListKeysError};
+pub use live::{Live, LiveConfig, LiveError};
 pub use packages::{PackageError, Packages};
 pub use revoke_key::RevokeKeyError;
 pub use scheduler::TriggerScheduler;
 pub use tenants::{DeletedTenant, TenantError, Tenants};
+pub use tickets::{Issued, Tickets};
 pub use triggers::{TriggerDetail, TriggerError, Triggers};
 pub use workflows::{WorkflowError, Workflows};
 

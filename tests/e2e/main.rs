@@ -35,6 +35,7 @@ mod cli;
 mod cli_habits;
 mod executions;
 mod harness;
+mod live;
 mod packages;
 mod pg_restart;
 mod postgres;

@@ -113,6 +113,7 @@ fn rows(t: &'static str, multi_tenant: bool, execution: &str, spare_version: &st
             200,
             &[("/tenant_id", StrOrNull), ("/role", Is("admin")), ("/is_admin", Bool), ("/name", Str)],
         ),
+        row(Method::POST, "/v1/auth/ws-ticket".into(), None, 200, &[("/ticket", Str), ("/expires_in_seconds", Num)]),
         row(Method::GET, "/v1/tenants".into(), None, 200, &[("/items/*/name", Str), ("/total", Num)]),
         row(
             Method::GET,

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cloacina_domain::authz::authorize;
-use cloacina_domain::{Principal, TenantName};
+use cloacina_domain::{Authority, Principal, TenantName};
 use cloacina_ports::{AuthError, AuthOutcome};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -62,12 +62,21 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         app.throttle.hold(wait).await;
         return ApiError::too_many_requests(wait.as_secs().max(1)).into_response();
     }
-    let Some(token) = bearer(req.headers()) else {
-        app.metrics.auth_outcome(AuthOutcome::Missing);
-        return ApiError::unauthorized("missing_api_key", "an API key is required: Authorization: Bearer <key>")
+    let socket = if g.spec.socket { SocketParams::of(&req) } else { SocketParams::default() };
+    let verdict = match (bearer(req.headers()), &socket.token) {
+        (Some(token), _) => app.auth.authenticate(token).await,
+        (None, Some(ticket)) => app.tickets.redeem(ticket).await,
+        (None, None) => {
+            app.metrics.auth_outcome(AuthOutcome::Missing);
+            let hint = if g.spec.socket { " (or, on a socket, ?token=<ticket>)" } else { "" };
+            return ApiError::unauthorized(
+                "missing_api_key",
+                format!("an API key is required: Authorization: Bearer <key>{hint}"),
+            )
             .into_response();
+        }
     };
-    let principal = match app.auth.authenticate(token).await {
+    let principal = match verdict {
         Ok(p) => p,
         Err(AuthError::Store(e)) => return ApiError::store(&e).into_response(),
         Err(e) => {
@@ -84,10 +93,17 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             Ok(t) => t,
             Err(e) => return e.into_response(),
         }
+    } else if g.spec.socket {
+        match socket.tenant(&principal) {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        }
     } else {
         None
     };
-    if let Err(denied) = authorize(&principal, permission, target.as_ref()) {
+    // A deployment-wide key on a socket naming no tenant: the handler finds the tenant.
+    let god_unscoped = g.spec.socket && target.is_none() && matches!(principal.authority, Authority::God);
+    if !god_unscoped && let Err(denied) = authorize(&principal, permission, target.as_ref()) {
         return ApiError::forbidden(&denied).into_response();
     }
     let span = tracing::Span::current();
@@ -97,6 +113,31 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
     }
     req.extensions_mut().insert(Caller(principal));
     next.run(req).await
+}
+
+/// A socket's query parameters the guard reads: a ticket for clients that cannot set
+/// headers, and the tenant of a route without `{tenant}`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct SocketParams {
+    token: Option<String>,
+    tenant: Option<String>,
+}
+
+impl SocketParams {
+    fn of(req: &Request) -> Self {
+        axum::extract::Query::<SocketParams>::try_from_uri(req.uri()).map(|q| q.0).unwrap_or_default()
+    }
+
+    /// `?tenant=`, else the key's own tenant.
+    fn tenant(&self, principal: &Principal) -> Result<Option<TenantName>, ApiError> {
+        match (&self.tenant, &principal.authority) {
+            (Some(raw), _) => {
+                TenantName::parse(raw).map(Some).map_err(|e| ApiError::invalid_field("tenant", e.to_string()))
+            }
+            (None, Authority::Tenant { tenant, .. }) => Ok(Some(tenant.clone())),
+            (None, Authority::God) => Ok(None),
+        }
+    }
 }
 
 /// The `{tenant}` path parameter, if the route has one.

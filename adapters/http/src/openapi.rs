@@ -11,7 +11,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, triggers, whoami, workflows};
+use crate::handlers::{
+    execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
+};
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -39,6 +41,7 @@ pub struct StatusBody {
         health::metrics,
         openapi_json,
         whoami::whoami,
+        live::ticket,
         keys::create_any,
         keys::list_all,
         keys::revoke_any,
@@ -70,6 +73,9 @@ pub struct StatusBody {
         triggers::pause,
         triggers::resume,
         triggers::fire,
+        live::tenant,
+        live::execution,
+        live::delivery,
     ),
     modifiers(&BearerKeys, &PathRules, &LegacyKeyPaths)
 )]

@@ -13,7 +13,9 @@ use cloacina_domain::Permission;
 
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
-use crate::handlers::{execution_detail, executions, health, keys, packages, tenants, triggers, whoami, workflows};
+use crate::handlers::{
+    execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
+};
 use crate::state::AppState;
 use crate::{observe, openapi};
 
@@ -36,6 +38,9 @@ pub struct RouteSpec {
     pub access: Access,
     /// Takes a package upload (the upload body limit) rather than a small JSON body.
     pub upload: bool,
+    /// A WebSocket: the key may also come as a ticket (`?token=`), and without a `{tenant}`
+    /// in the path the tenant is the key's own (or a deployment-wide key's `?tenant=`).
+    pub socket: bool,
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
 }
 
@@ -61,7 +66,7 @@ const fn spec(
     access: Access,
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
 ) -> RouteSpec {
-    RouteSpec { method, path, access, upload: false, handler }
+    RouteSpec { method, path, access, upload: false, socket: false, handler }
 }
 
 /// A route whose body is a package upload.
@@ -71,7 +76,12 @@ const fn upload(
     access: Access,
     handler: fn(MethodFilter) -> MethodRouter<AppState>,
 ) -> RouteSpec {
-    RouteSpec { method, path, access, upload: true, handler }
+    RouteSpec { method, path, access, upload: true, socket: false, handler }
+}
+
+/// A WebSocket route (`GET` with an upgrade).
+const fn socket(path: &'static str, access: Access, handler: fn(MethodFilter) -> MethodRouter<AppState>) -> RouteSpec {
+    RouteSpec { method: Method::GET, path, access, upload: false, socket: true, handler }
 }
 
 use Access::{Key, Public};
@@ -84,6 +94,7 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::GET, "/metrics", Public, handler!(health::metrics)),
     spec(Method::GET, "/openapi.json", Public, handler!(openapi::openapi_json)),
     spec(Method::GET, "/v1/auth/whoami", Key(P::WhoAmI), handler!(whoami::whoami)),
+    spec(Method::POST, "/v1/auth/ws-ticket", Key(P::WhoAmI), handler!(live::ticket)),
     // Deployment-wide keys; `/auth/keys` is the older spelling seed 001 uses.
     spec(Method::POST, "/v1/auth/keys", Key(P::GodKeyManage), handler!(keys::create_any)),
     spec(Method::GET, "/v1/auth/keys", Key(P::GodKeyManage), handler!(keys::list_all)),
@@ -174,6 +185,10 @@ pub static ROUTES: &[RouteSpec] = &[
         Key(P::ExecutionRetry),
         handler!(executions::retry),
     ),
+    // Live sockets.
+    socket("/v1/ws/tenants/{tenant}/executions", Key(P::ExecutionRead), handler!(live::tenant)),
+    socket("/v1/ws/tenants/{tenant}/executions/{id}", Key(P::ExecutionRead), handler!(live::execution)),
+    socket("/v1/ws/delivery/{recipient}", Key(P::ExecutionRead), handler!(live::delivery)),
 ];
 
 /// Builds the router: every route of [`ROUTES`] behind its guard, the JSON error envelope for

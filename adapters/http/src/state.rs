@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
-use cloacina_ports::{Authenticator, Executions, Keys, Metrics, Packages, Tenants, Triggers, Workflows};
+use cloacina_ports::{Authenticator, Executions, Keys, Live, Metrics, Packages, Tenants, Tickets, Triggers, Workflows};
 
 use crate::auth::AuthThrottle;
 
@@ -46,6 +46,8 @@ pub struct Services {
     pub packages: Packages,
     pub executions: Executions,
     pub triggers: Triggers,
+    pub live: Live,
+    pub tickets: Tickets,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -62,6 +64,8 @@ pub struct Shared {
     pub packages: Packages,
     pub executions: Executions,
     pub triggers: Triggers,
+    pub live: Live,
+    pub tickets: Tickets,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -93,7 +97,7 @@ impl AppState {
         config: HttpConfig,
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
-        let Services { auth, keys, tenants, workflows, packages, executions, triggers } = services;
+        let Services { auth, keys, tenants, workflows, packages, executions, triggers, live, tickets } = services;
         Self(Arc::new(Shared {
             auth,
             keys,
@@ -102,6 +106,8 @@ impl AppState {
             packages,
             executions,
             triggers,
+            live,
+            tickets,
             health,
             metrics,
             config,
@@ -114,6 +120,7 @@ impl AppState {
     /// in-flight requests drain.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.live.close_all();
     }
 
     /// Whether shutdown has begun.

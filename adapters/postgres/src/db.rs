@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloacina_domain::ports::{Constraint, ConstraintKind, StoreError};
+use cloacina_domain::ports::{BellSlot, Constraint, ConstraintKind, StoreError};
 use cloacina_domain::{Secret, TenantName};
 use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -83,6 +83,8 @@ pub struct PgDb {
     pub(crate) work: Arc<tokio::sync::Notify>,
     /// Wakes this server's trigger scheduler: a `cloacina_triggers` notification.
     pub(crate) triggers: Arc<tokio::sync::Notify>,
+    /// Rung on a `cloacina_events` notification: a replica committed events of a tenant.
+    pub(crate) bell: BellSlot,
     /// Connections bound to one tenant at a time, for one-statement reads (`reads`).
     pub(crate) reads: Arc<Reads>,
     /// `--db-max-connections`: the pool's and the reads' connections together.
@@ -138,6 +140,7 @@ impl PgDb {
             places: Arc::new(Cache::new(10_000)),
             work: Arc::new(tokio::sync::Notify::new()),
             triggers: Arc::new(tokio::sync::Notify::new()),
+            bell: BellSlot::default(),
             reads: Reads::new(options, reads, settings.connect_timeout, settings.max_lifetime),
             max_connections,
         })

@@ -29,6 +29,7 @@ pub mod packages;
 mod reads;
 pub mod tenant_scope;
 pub mod tenants;
+pub mod tickets;
 pub mod triggers;
 pub mod workflows;
 

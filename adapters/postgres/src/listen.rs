@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloacina_domain::ports::Invalidation;
+use cloacina_domain::ports::{Invalidation, StoreError};
 use cloacina_domain::{ApiKeyId, TenantName};
 use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
@@ -23,6 +23,22 @@ use crate::triggers::TRIGGER_CHANNEL;
 
 /// The notification channel.
 pub const CHANNEL: &str = "cloacina_invalidate";
+
+/// The channel that says a tenant has new events (or task output); its payload is the
+/// tenant's name, never anything of the rows.
+pub const EVENTS_CHANNEL: &str = "cloacina_events";
+
+/// Tells every listening server, when the caller's transaction commits, that `tenant` has new
+/// events. Repeats within one transaction are folded into one by PostgreSQL.
+pub(crate) async fn ring(conn: &mut PgConnection, tenant: &TenantName) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(EVENTS_CHANNEL)
+        .bind(tenant.as_str())
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(crate::db::translate)
+}
 
 /// What a notification is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +94,11 @@ impl PgDb {
                     received = listener.try_recv() => match received {
                         Ok(Some(n)) if n.channel() == WORK_CHANNEL => db.work.notify_one(),
                         Ok(Some(n)) if n.channel() == TRIGGER_CHANNEL => db.triggers.notify_one(),
+                        Ok(Some(n)) if n.channel() == EVENTS_CHANNEL => {
+                            if let Ok(tenant) = TenantName::parse(n.payload()) {
+                                db.bell.ring(&tenant);
+                            }
+                        }
                         Ok(Some(n)) => db.deliver(&on, parse(n.payload())),
                         Ok(None) | Err(_) => {
                             tracing::warn!("lost the invalidation listener's connection; forgetting cached keys and listening again");
@@ -111,7 +132,7 @@ impl PgDb {
         // A dropped connection surfaces from try_recv (Ok(None)); we reconnect ourselves so
         // we know when listening resumed.
         listener.ignore_pool_close_event(false);
-        listener.listen_all([CHANNEL, WORK_CHANNEL, TRIGGER_CHANNEL]).await?;
+        listener.listen_all([CHANNEL, WORK_CHANNEL, TRIGGER_CHANNEL, EVENTS_CHANNEL]).await?;
         Ok(listener)
     }
 
@@ -135,6 +156,37 @@ impl PgDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committed_ring_reaches_another_servers_bell_and_a_rolled_back_one_does_not() {
+        let db = cloacina_testpg::TestPg::shared().database().await;
+        let url = cloacina_domain::Secret::new(db.url);
+        let a = PgDb::connect(&url, &crate::PgSettings::default()).await.unwrap();
+        a.migrate().await.unwrap();
+        let b = PgDb::connect(&url, &crate::PgSettings::default()).await.unwrap();
+        let (rung, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        b.bell.hang(Arc::new(move |t: &TenantName| {
+            let _ = rung.send(t.clone());
+        }));
+        let (_stop, stop) = watch::channel(false);
+        let listening = b.listen(Arc::new(|_| {}), stop).await.unwrap();
+        let acme = TenantName::parse("acme").unwrap();
+
+        let mut tx = a.pool.begin().await.unwrap();
+        ring(&mut tx, &TenantName::public()).await.unwrap();
+        tx.rollback().await.unwrap();
+        let mut tx = a.pool.begin().await.unwrap();
+        ring(&mut tx, &acme).await.unwrap();
+        ring(&mut tx, &acme).await.unwrap();
+        tx.commit().await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
+        assert_eq!(got, acme, "the rolled-back ring never arrives; the committed one does");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), heard.recv()).await.is_err(),
+            "two rings in one transaction arrive once"
+        );
+        listening.abort();
+    }
 
     #[test]
     fn payloads_round_trip_and_unknown_ones_mean_everything() {

@@ -26,6 +26,7 @@ pub const CONTROL: &[Migration] = &[
     (3, "tenant_task_network", include_str!("../../../migrations/postgres/control/0003_tenant_task_network.sql")),
     (4, "trigger_due", include_str!("../../../migrations/postgres/control/0004_trigger_due.sql")),
     (5, "key_names", include_str!("../../../migrations/postgres/control/0005_key_names.sql")),
+    (6, "ws_tickets", include_str!("../../../migrations/postgres/control/0006_ws_tickets.sql")),
 ];
 
 /// Every tenant schema's migrations.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cloacina_domain::ports::{Constraint, ConstraintKind, StoreError};
+use cloacina_domain::ports::{BellSlot, Constraint, ConstraintKind, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -39,6 +39,9 @@ pub(crate) struct Inner {
     pub(crate) work: tokio::sync::Notify,
     /// Wakes this process's trigger scheduler when triggers changed.
     pub(crate) triggers: tokio::sync::Notify,
+    /// Rung after a commit stored events (or task output); other processes on the file are
+    /// not told, so live readers also look on a timer.
+    pub(crate) bell: BellSlot,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -76,6 +79,7 @@ impl SqliteDb {
             inner: Arc::new(Inner {
                 work: tokio::sync::Notify::new(),
                 triggers: tokio::sync::Notify::new(),
+                bell: BellSlot::default(),
                 writer: Mutex::new(writer),
                 reader_turns: Arc::new(Semaphore::new(readers.len().max(1))),
                 readers,

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod migrate;
 pub mod packages;
 pub mod tenants;
+pub mod tickets;
 pub mod triggers;
 pub mod workflows;
 

@@ -307,6 +307,9 @@ impl TriggerStore for SqliteDb {
         if readied {
             self.inner.work.notify_one();
         }
+        if !pass.started.is_empty() || pass.cancelled > 0 {
+            self.inner.bell.ring(tenant);
+        }
         Ok(Some(pass))
     }
 

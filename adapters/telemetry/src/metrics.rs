@@ -41,6 +41,30 @@ pub struct PrometheusMetrics {
     leadership_changes: Counter<u64>,
     prunes: Counter<u64>,
     pruned: Counter<u64>,
+    sockets: Arc<SocketCounts>,
+}
+
+/// What live sockets count: atomics, read at scrape time.
+#[derive(Default)]
+struct SocketCounts {
+    open: AtomicU64,
+    frames: AtomicU64,
+    /// Ends by [`SOCKET_ENDS`].
+    ends: [AtomicU64; SOCKET_ENDS.len()],
+}
+
+/// Why live sockets end, as the `reason` label says it, with their close codes.
+const SOCKET_ENDS: [(&str, &[u16]); 6] = [
+    ("finished", &[1000]),
+    ("shutdown", &[1001]),
+    ("policy", &[1008, 4400, 4426]),
+    ("slow_consumer", &[1013]),
+    ("error", &[1011]),
+    ("peer_gone", &[]),
+];
+
+fn socket_end(code: u16) -> usize {
+    SOCKET_ENDS.iter().position(|(_, codes)| codes.contains(&code)).unwrap_or(SOCKET_ENDS.len() - 1)
 }
 
 /// What the authentication path counts.
@@ -109,7 +133,38 @@ impl PrometheusMetrics {
             .with_description("Times this server became or stopped being the leader")
             .build();
         leadership_changes.add(0, &[]);
+        let sockets = Arc::new(SocketCounts::default());
+        let so = sockets.clone();
+        gauges.push(
+            meter
+                .u64_observable_gauge("cloacina_live_sockets")
+                .with_description("Live WebSockets open on this server")
+                .with_callback(move |o| o.observe(so.open.load(Ordering::Relaxed), &[]))
+                .build(),
+        );
+        let mut live_counters = Vec::new();
+        let sf = sockets.clone();
+        live_counters.push(
+            meter
+                .u64_observable_counter("cloacina_live_frames_sent")
+                .with_description("Frames sent on live WebSockets")
+                .with_callback(move |o| o.observe(sf.frames.load(Ordering::Relaxed), &[]))
+                .build(),
+        );
+        let se = sockets.clone();
+        live_counters.push(
+            meter
+                .u64_observable_counter("cloacina_live_sockets_closed")
+                .with_description("Live WebSockets ended, by reason (slow_consumer: fell behind and was closed)")
+                .with_callback(move |o| {
+                    for (i, (reason, _)) in SOCKET_ENDS.iter().enumerate() {
+                        o.observe(se.ends[i].load(Ordering::Relaxed), &[KeyValue::new("reason", *reason)]);
+                    }
+                })
+                .build(),
+        );
         Ok(Self {
+            sockets,
             trigger_fires: meter
                 .u64_counter("cloacina_trigger_fires")
                 .with_description("Scheduled times of triggers decided by this server, by outcome")
@@ -164,7 +219,7 @@ impl PrometheusMetrics {
                 .with_unit("s")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
-            _observers: auth_observers(&meter, &auth),
+            _observers: auth_observers(&meter, &auth).into_iter().chain(live_counters).collect(),
             _gauges: gauges,
             pool,
             auth,
@@ -303,6 +358,19 @@ impl Metrics for PrometheusMetrics {
     fn retention_pruned(&self, executions: u64) {
         self.prunes.add(1, &[]);
         self.pruned.add(executions, &[]);
+    }
+
+    fn socket_opened(&self) {
+        self.sockets.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn socket_closed(&self, code: u16) {
+        let _ = self.sockets.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.sockets.ends[socket_end(code)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn frame_sent(&self) {
+        self.sockets.frames.fetch_add(1, Ordering::Relaxed);
     }
 
     fn render(&self) -> String {

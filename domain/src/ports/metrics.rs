@@ -121,6 +121,12 @@ pub trait Metrics: Send + Sync {
     fn leadership(&self, leading: bool);
     /// The leader ran one retention prune, deleting `executions`.
     fn retention_pruned(&self, executions: u64);
+    /// A live socket opened.
+    fn socket_opened(&self);
+    /// A live socket ended, with this close code (1006: the peer went away).
+    fn socket_closed(&self, code: u16);
+    /// One frame went out on a live socket.
+    fn frame_sent(&self);
     /// The Prometheus text exposition of everything counted so far.
     fn render(&self) -> String;
 }
@@ -142,6 +148,9 @@ impl Metrics for NoMetrics {
     fn trigger_lateness(&self, _: f64) {}
     fn leadership(&self, _: bool) {}
     fn retention_pruned(&self, _: u64) {}
+    fn socket_opened(&self) {}
+    fn socket_closed(&self, _: u16) {}
+    fn frame_sent(&self) {}
     fn render(&self) -> String {
         String::new()
     }

@@ -11,7 +11,9 @@
 //! - [`workflows`] — [`WorkflowStore`].
 //! - [`packages`] — [`PackageStore`].
 //! - [`executions`] — [`ExecutionStore`].
+//! - [`feed`] — [`EventFeed`]: a tenant's events as one stream, for live sockets.
 //! - [`triggers`] — [`TriggerStore`]: triggers and the scheduler's passes.
+//! - [`tickets`] — [`TicketStore`]: single-use WebSocket tickets.
 //! - [`leader`] — [`LeaderLock`]: one leader for singleton work.
 //! - [`metrics`] — [`Metrics`] and the closed label sets it counts by.
 //! - [`engine`] — [`TaskQueue`], [`PackageFiles`], [`TaskRunner`] and what they exchange.
@@ -21,12 +23,14 @@ pub mod archives;
 pub mod engine;
 pub mod error;
 pub mod executions;
+pub mod feed;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod packages;
 pub mod system;
 pub mod tenants;
+pub mod tickets;
 pub mod triggers;
 pub mod workflows;
 
@@ -34,11 +38,13 @@ pub use archives::*;
 pub use engine::*;
 pub use error::*;
 pub use executions::*;
+pub use feed::*;
 pub use keys::*;
 pub use leader::*;
 pub use metrics::*;
 pub use packages::*;
 pub use system::*;
 pub use tenants::*;
+pub use tickets::*;
 pub use triggers::*;
 pub use workflows::*;

@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - [`executions`] — the `ExecutionStore` contract.
+//! - [`feed`] — the `EventFeed` and `TicketStore` contracts.
 //! - [`queue`] — the `TaskQueue` contract.
 //! - [`keys`] — the `KeyStore` contract.
 //! - [`packages`] — the `PackageStore` contract.
@@ -21,6 +22,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod executions;
+pub mod feed;
 pub mod keys;
 pub mod packages;
 pub mod queue;
@@ -31,8 +33,8 @@ pub mod workflows;
 use std::sync::Arc;
 
 use cloacina_domain::ports::{
-    DatabaseHealth, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore, TriggerStore,
-    WorkflowStore,
+    DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore,
+    TicketStore, TriggerStore, WorkflowStore,
 };
 
 /// Everything a storage adapter provides.
@@ -45,6 +47,8 @@ pub trait Storage:
     + ExecutionStore
     + TaskQueue
     + TriggerStore
+    + EventFeed
+    + TicketStore
     + DatabaseHealth
     + 'static
 {
@@ -58,6 +62,8 @@ impl<T> Storage for T where
         + ExecutionStore
         + TaskQueue
         + TriggerStore
+        + EventFeed
+        + TicketStore
         + DatabaseHealth
         + 'static
 {
@@ -119,6 +125,8 @@ macro_rules! storage_contract {
             executions::retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded,
             executions::listing_filters_by_status_and_workflow_and_pages_newest_first_with_a_total,
             executions::events_page_after_an_id,
+            feed::the_tenant_feed_is_every_executions_events_in_id_order_in_pages,
+            feed::a_ticket_is_redeemed_once_before_it_expires_and_never_after,
             executions::pruning_deletes_only_executions_finished_before_the_cutoff,
             executions::a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted,
             queue::no_work_means_no_tenant_is_due,

@@ -4,6 +4,7 @@
 //! - [`executions`] — execute a workflow; list, inspect, cancel and retry executions.
 //! - [`execution_detail`] — an execution's tasks, events and task logs.
 //! - [`health`] — `/health`, `/ready`, `/metrics`.
+//! - [`live`] — the WebSockets under `/v1/ws/`, and their tickets.
 //! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
 //! - [`packages`] — package upload and listing.
 //! - [`tenants`] — create, list, inspect and delete tenants.
@@ -14,6 +15,7 @@ pub mod execution_detail;
 pub mod executions;
 pub mod health;
 pub mod keys;
+pub mod live;
 pub mod packages;
 pub mod tenants;
 pub mod triggers;

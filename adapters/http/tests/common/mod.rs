@@ -14,14 +14,14 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
 use cloacina_domain::ports::{
-    DatabaseHealth, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore, TriggerStore,
-    WorkflowStore,
+    DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore,
+    TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Executions, Keys, NoMetrics, Packages, Tenants, Triggers, Workflows,
-    bootstrap,
+    Authenticator, BootstrapOutcome, Deps, Executions, Keys, Live, LiveConfig, NoMetrics, Packages, Tenants, Tickets,
+    Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
@@ -45,6 +45,8 @@ pub trait Store:
     + PackageStore
     + ExecutionStore
     + TriggerStore
+    + EventFeed
+    + TicketStore
     + DatabaseHealth
     + 'static
 {
@@ -57,6 +59,8 @@ impl<T> Store for T where
         + PackageStore
         + ExecutionStore
         + TriggerStore
+        + EventFeed
+        + TicketStore
         + DatabaseHealth
         + 'static
 {
@@ -102,6 +106,8 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         packages: Packages::new(deps.clone(), db.clone(), Arc::new(cloacina_archive::Archives::default())),
         executions: Executions::new(deps.clone(), db.clone(), db.clone(), db.clone()),
         triggers: Triggers::new(deps.clone(), db.clone(), db.clone(), db.clone(), db.clone()),
+        live: Live::new(db.clone(), db.clone(), db.clone(), LiveConfig::default()),
+        tickets: Tickets::new(db.clone(), db.clone(), deps.clock.clone(), deps.keygen.clone()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::PgDb;
 use crate::db::translate;
+use crate::listen::ring;
 
 macro_rules! execution_columns {
     () => {
@@ -39,6 +40,7 @@ macro_rules! execution_columns {
 pub(crate) mod changes;
 mod claim;
 pub(crate) mod create;
+mod feed;
 pub(crate) mod queue;
 mod record;
 pub(crate) mod rows;
@@ -88,6 +90,9 @@ impl ExecutionStore for PgDb {
         let (created, readied) = create(&mut tx, new).await?;
         if readied {
             wake(&mut tx, tenant, new.created_at).await?;
+        }
+        if matches!(created, ExecutionCreated::Created(_)) {
+            ring(&mut tx, tenant).await?;
         }
         tx.commit().await.map_err(translate)?;
         if readied {
@@ -240,6 +245,7 @@ impl ExecutionStore for PgDb {
     ) -> Result<Option<Transition>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
         let (t, _) = transition(&mut tx, id, at, Command::Cancel).await?;
+        ring(&mut tx, tenant).await?;
         tx.commit().await.map_err(translate)?;
         Ok(Some(t))
     }
@@ -255,6 +261,7 @@ impl ExecutionStore for PgDb {
         if let Some(due) = due {
             wake(&mut tx, tenant, due).await?;
         }
+        ring(&mut tx, tenant).await?;
         tx.commit().await.map_err(translate)?;
         if due.is_some() {
             self.work.notify_one();
@@ -315,7 +322,10 @@ impl TaskQueue for PgDb {
         let Some(ClaimStart { mut tx, seq, network }) = self.begin_claim(tenant).await? else {
             return Ok(Vec::new());
         };
-        let (claimed, _) = claim(&mut tx, worker, now, lease, limit, network).await?;
+        let (claimed, expired) = claim(&mut tx, worker, now, lease, limit, network).await?;
+        if !claimed.is_empty() || expired {
+            ring(&mut tx, tenant).await?;
+        }
         let due = next_due(&mut tx).await?;
         settle_due(&mut tx, DueTable::Work, tenant, seq, due).await?;
         tx.commit().await.map_err(translate)?;
@@ -366,6 +376,7 @@ impl TaskQueue for PgDb {
         if let Some(due) = due {
             wake(&mut tx, tenant, due).await?;
         }
+        ring(&mut tx, tenant).await?;
         tx.commit().await.map_err(translate)?;
         Ok(recorded)
     }
@@ -394,6 +405,7 @@ impl TaskQueue for PgDb {
         .execute(&mut *tx)
         .await
         .map_err(translate)?;
+        ring(&mut tx, tenant).await?;
         tx.commit().await.map_err(translate)
     }
 
@@ -426,6 +438,7 @@ impl TaskQueue for PgDb {
         insert_events(&mut tx, now, &given_back).await?;
         if !released.is_empty() {
             wake(&mut tx, tenant, now).await?;
+            ring(&mut tx, tenant).await?;
         }
         tx.commit().await.map_err(translate)?;
         Ok(())

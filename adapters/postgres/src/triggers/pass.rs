@@ -21,6 +21,7 @@ use crate::db::translate;
 use crate::executions::changes::transition;
 use crate::executions::create::create_fired;
 use crate::executions::queue::{DueTable, settle_sql, wake_sql};
+use crate::listen::EVENTS_CHANNEL;
 use crate::tenant_scope::literal;
 
 /// A workflow as a pass needs it: paused, and the version in force.
@@ -61,8 +62,13 @@ pub(super) async fn fire_due(
     // tenant's next trigger time (unless a change came since `seq` was read).
     let wake = if readied { wake_sql(DueTable::Work, tenant, now) } else { String::new() };
     let settle = settle_sql(DueTable::Triggers, tenant, seq, next).unwrap_or_default();
-    if !(wake.is_empty() && settle.is_empty()) {
-        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {wake} {settle}")))
+    let ring = if out.started.is_empty() && out.cancelled == 0 {
+        String::new()
+    } else {
+        format!("SELECT pg_notify({}, {});", literal(EVENTS_CHANNEL), literal(tenant.as_str()))
+    };
+    if !(wake.is_empty() && settle.is_empty() && ring.is_empty()) {
+        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {wake} {settle} {ring}")))
             .execute(&mut *tx)
             .await
             .map_err(translate)?;

@@ -25,6 +25,7 @@ use crate::keys::ts;
 pub(crate) mod changes;
 mod claim;
 pub(crate) mod create;
+mod feed;
 mod record;
 pub(crate) mod rows;
 
@@ -57,6 +58,9 @@ impl ExecutionStore for SqliteDb {
         let (created, readied) = self.write_store(move |conn| create(conn, &new)).await?;
         if readied {
             self.inner.work.notify_one();
+        }
+        if matches!(created, ExecutionCreated::Created(_)) {
+            self.inner.bell.ring(tenant);
         }
         Ok(Some(created))
     }
@@ -188,7 +192,9 @@ impl ExecutionStore for SqliteDb {
         if !tenant.is_public() {
             return Ok(None);
         }
-        self.write_store(move |conn| transition(conn, id, at, Command::Cancel)).await.map(|(t, _)| Some(t))
+        let (t, _) = self.write_store(move |conn| transition(conn, id, at, Command::Cancel)).await?;
+        self.inner.bell.ring(tenant);
+        Ok(Some(t))
     }
 
     async fn retry_execution(
@@ -204,6 +210,7 @@ impl ExecutionStore for SqliteDb {
         if readied {
             self.inner.work.notify_one();
         }
+        self.inner.bell.ring(tenant);
         Ok(Some(t))
     }
 
@@ -257,7 +264,10 @@ impl TaskQueue for SqliteDb {
             return Ok(Vec::new());
         }
         let worker = worker.to_owned();
-        let (claimed, _) = self.write_store(move |conn| claim(conn, &worker, now, lease, limit)).await?;
+        let (claimed, expired) = self.write_store(move |conn| claim(conn, &worker, now, lease, limit)).await?;
+        if !claimed.is_empty() || expired {
+            self.inner.bell.ring(tenant);
+        }
         Ok(claimed)
     }
 
@@ -310,6 +320,7 @@ impl TaskQueue for SqliteDb {
         }
         let worker = worker.to_owned();
         let recorded = self.write_store(move |conn| record(conn, &worker, &reports, now)).await?;
+        self.inner.bell.ring(tenant);
         if recorded.iter().any(|r| matches!(r, Recorded::Done { readied: true })) {
             self.inner.work.notify_one();
         }
@@ -344,7 +355,9 @@ impl TaskQueue for SqliteDb {
             ])
             .map(drop)
         })
-        .await
+        .await?;
+        self.inner.bell.ring(tenant);
+        Ok(())
     }
 
     async fn release(
@@ -388,6 +401,7 @@ impl TaskQueue for SqliteDb {
         })
         .await?;
         self.inner.work.notify_one();
+        self.inner.bell.ring(tenant);
         Ok(())
     }
 

@@ -1,0 +1,8 @@
+-- Single-use tickets for WebSocket clients that cannot set headers (docs/live.md): only the
+-- SHA-256 of a ticket is kept, with the key it stands for, for 60 seconds.
+CREATE TABLE ws_tickets (
+    digest     BLOB PRIMARY KEY,
+    key_id     TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX ws_tickets_expiry ON ws_tickets (expires_at);
