@@ -38,18 +38,6 @@ fn package(binary: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(std::fs::read(out)?)
 }
 
-/// The server's user + system CPU seconds so far, from /proc.
-fn cpu_seconds(server: &Running) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap_or_default();
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line (in clock ticks, 100 a second on
-    // Linux): indices 11 and 12 counting the state, field 3, as 0.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// The user + system CPU seconds so far of every PostgreSQL process on the machine (the bench's
 /// own cluster is the only one while it runs), from /proc. A backend that exited takes its
 /// share with it; the server's pooled connections live through the measured minutes.
@@ -82,9 +70,9 @@ async fn transactions(pg: &TestPg, db: &str) -> anyhow::Result<i64> {
 /// their counters up to 10 s late).
 async fn idle(pg: &TestPg, db: &str, server: &Running, window: Duration) -> anyhow::Result<(f64, f64)> {
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let (t0, c0) = (transactions(pg, db).await?, cpu_seconds(server));
+    let (t0, c0) = (transactions(pg, db).await?, server.cpu_seconds());
     tokio::time::sleep(window).await;
-    let (t1, c1) = (transactions(pg, db).await?, cpu_seconds(server));
+    let (t1, c1) = (transactions(pg, db).await?, server.cpu_seconds());
     let w = window.as_secs_f64();
     Ok(((t1 - t0) as f64 / w, (c1 - c0) / w * 100.0))
 }
@@ -178,7 +166,7 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     for _ in 0..MINUTES {
         at_second(0).await;
         let t = Instant::now();
-        let (pg0, server0) = (postgres_cpu_seconds(), cpu_seconds(&server));
+        let (pg0, server0) = (postgres_cpu_seconds(), server.cpu_seconds());
         // Wait for the minute's fires: every trigger once.
         let expected = skipped + ((burst.len() + 1) * TENANTS * PER_TENANT) as f64;
         loop {
@@ -193,7 +181,7 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         burst.push(t.elapsed().as_secs_f64());
-        burst_cpu.push((postgres_cpu_seconds() - pg0, cpu_seconds(&server) - server0));
+        burst_cpu.push((postgres_cpu_seconds() - pg0, server.cpu_seconds() - server0));
         // Nothing is due until the next minute: the idle window is what is left of it.
         let left = 60.0 - (t.elapsed().as_secs_f64() + 12.0 + 2.0);
         if left >= 5.0 {
