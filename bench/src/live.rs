@@ -23,8 +23,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::Options;
 use crate::procs::{Running, start_server};
 
-const WORKFLOW: &str =
-    "[package]\nname = \"live\"\nversion = \"1.0.0\"\n[[workflow]]\nname = \"tick\"\n[[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n";
+const WORKFLOW: &str = "[package]\nname = \"live\"\nversion = \"1.0.0\"\n[[workflow]]\nname = \"tick\"\n[[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n";
 
 fn package(binary: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
     let src = dir.join("live");
@@ -38,7 +37,8 @@ fn package(binary: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn upload(server: &Running, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("l.cloacina"));
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("l.cloacina"));
     let res = reqwest::Client::new()
         .post(format!("{}/v1/tenants/public/workflows", server.url))
         .bearer_auth(key)
@@ -66,7 +66,12 @@ struct Seen {
 
 /// Opens the tenant feed on `server` with `key`; every frame's latency goes to `seen` if
 /// `timed`, and is counted either way. Returns once the socket is open.
-async fn feed(server: &Running, key: &str, seen: Arc<Seen>, timed: bool) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+async fn feed(
+    server: &Running,
+    key: &str,
+    seen: Arc<Seen>,
+    timed: bool,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let url = format!("{}/v1/ws/tenants/public/executions", server.url.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request()?;
     request.headers_mut().insert("authorization", format!("Bearer {key}").parse()?);
@@ -153,7 +158,8 @@ pub async fn b12(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let seen = Arc::new(Seen::default());
     let mut keys = Vec::new();
     for n in 0..20 {
-        let body = post(&format!("{}/v1/tenants/public/keys", server.url), &god, json!({"name": format!("feed{n}")})).await?;
+        let body =
+            post(&format!("{}/v1/tenants/public/keys", server.url), &god, json!({"name": format!("feed{n}")})).await?;
         keys.push(body["key"].as_str().context("key")?.to_owned());
     }
     let sockets = 1000;

@@ -101,6 +101,14 @@ async fn waits_exit_as_documented_and_a_json_watch_goes_on_through_a_server_rest
         assert!(start.elapsed() < Duration::from_secs(20), "the watch printed no start: {:?}", lines.lock().unwrap());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The watch follows over the execution's live socket.
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let open: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloacina_live_sockets "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cloacina_live_sockets gauge in {metrics}"));
+    assert!(open >= 1.0, "the watch holds a socket: {open}");
     // The server stops (its drain lets the running task finish) and is away for a while.
     let address = server.url.trim_start_matches("http://").to_owned();
     server.stop();

@@ -239,6 +239,11 @@ impl Client {
         &self.origin
     }
 
+    /// The key requests carry, if any.
+    pub(crate) fn key(&self) -> Option<&Secret> {
+        self.key.as_ref()
+    }
+
     fn authorised(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.key {
             Some(key) => req.bearer_auth(key.expose()),

@@ -24,6 +24,7 @@ pub mod dag;
 pub mod exit;
 pub mod home;
 pub mod output;
+pub mod socket;
 
 pub use args::{Cli, Command, ServeArgs};
 pub use exit::{CliError, ExitStatus};

@@ -1,19 +1,15 @@
 //! `execution list|status|tasks|events|watch|cancel|retry`, and the waiting that
 //! `workflow run --wait` shares with `watch` (`logs` in [`super::logs`]).
 
-use std::time::{Duration, Instant};
-
 use reqwest::Method;
 use serde_json::Value;
 
+use super::follow::{Follow, follow};
 use super::ids;
 use crate::args::{ExecutionCommand, OutputFormat};
 use crate::client::{Client, Context, segment};
 use crate::exit::CliError;
 use crate::output::{Table, age, emit, items, text};
-
-/// How often `watch` and `--wait` ask.
-const POLL: Duration = Duration::from_millis(300);
 
 /// Runs an `execution` command in the tenant in force.
 ///
@@ -169,7 +165,7 @@ fn duration(e: &Value) -> String {
     }
 }
 
-fn event_line(e: &Value) -> String {
+pub(super) fn event_line(e: &Value) -> String {
     let task = e["task_name"].as_str().map(|t| format!(" {t}")).unwrap_or_default();
     let detail = match &e["detail"] {
         Value::Object(m) if !m.is_empty() => format!(" {}", Value::Object(m.clone())),
@@ -197,121 +193,6 @@ fn detail(e: &Value) -> String {
 
 pub(super) fn is_terminal(status: &str) -> bool {
     matches!(status, "Completed" | "Failed" | "Cancelled")
-}
-
-/// How long `follow` keeps trying through a server it cannot reach (a restart, a rolling
-/// deploy), unless its own timeout comes first.
-const OUTAGE: Duration = Duration::from_secs(300);
-
-/// How `follow` prints the events it sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Follow {
-    /// Prints nothing; returns the finished execution.
-    Quiet,
-    /// One line per event.
-    Lines,
-    /// One JSON object per event, then the finished execution: NDJSON.
-    Json,
-}
-
-/// Follows an execution until it finishes, printing its events as `how` says; returns the
-/// finished execution. Through a server that cannot be reached or answers 429, 502, 503 or 504
-/// (a restart, a rolling deploy) it keeps trying, for up to five minutes, and goes on from the
-/// last event it printed.
-///
-/// # Errors
-/// [`CliError::WaitTimedOut`] once `timeout` has passed; the error of a request that fails
-/// otherwise, or that still fails after the outage allowance.
-pub async fn follow(
-    client: &Client,
-    base: &str,
-    id: &str,
-    timeout: Option<Duration>,
-    how: Follow,
-) -> Result<Value, CliError> {
-    let started = Instant::now();
-    let mut since = 0i64;
-    let mut outage: Option<Instant> = None;
-    let mut backoff = POLL;
-    loop {
-        let step = follow_step(client, base, id, &mut since, how).await;
-        match step {
-            Ok(Some(e)) => return Ok(e),
-            Ok(None) => {
-                if outage.take().is_some() {
-                    crate::output::note("the server answers again; following on");
-                }
-                backoff = POLL;
-            }
-            Err(e) if transient(&e) && outage.is_none_or(|at| at.elapsed() < OUTAGE) => {
-                if outage.is_none() {
-                    crate::output::note(format!("{e}; trying again"));
-                    outage = Some(Instant::now());
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(t) = timeout.filter(|t| started.elapsed() >= *t) {
-            return Err(CliError::WaitTimedOut(format!(
-                "execution {id} has not finished after {}s (--wait-timeout {})",
-                started.elapsed().as_secs(),
-                t.as_secs()
-            )));
-        }
-        tokio::time::sleep(backoff).await;
-    }
-}
-
-/// Whether a failed request is worth trying again through an outage.
-fn transient(e: &CliError) -> bool {
-    match e {
-        CliError::Unreachable { .. } => true,
-        CliError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
-        _ => false,
-    }
-}
-
-/// One look: prints the events after `since` (moving it on), then reads the execution;
-/// returns it once it has finished, with the events written with its final status.
-async fn follow_step(
-    client: &Client,
-    base: &str,
-    id: &str,
-    since: &mut i64,
-    how: Follow,
-) -> Result<Option<Value>, CliError> {
-    print_events(client, base, id, since, how).await?;
-    let e = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
-    if !is_terminal(e["status"].as_str().unwrap_or("")) {
-        return Ok(None);
-    }
-    print_events(client, base, id, since, how).await?;
-    if how == Follow::Json {
-        crate::output::line(&e)?;
-    }
-    Ok(Some(e))
-}
-
-async fn print_events(client: &Client, base: &str, id: &str, since: &mut i64, how: Follow) -> Result<(), CliError> {
-    if how == Follow::Quiet {
-        return Ok(());
-    }
-    loop {
-        let page =
-            client.call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>).await?;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        for e in &events {
-            match how {
-                Follow::Json => crate::output::line(e)?,
-                _ => crate::output::line(event_line(e))?,
-            }
-        }
-        *since = page["next"].as_i64().unwrap_or(*since);
-        if events.len() < 1000 {
-            return Ok(());
-        }
-    }
 }
 
 /// Exit 0 if the execution succeeded; otherwise say how it ended and exit 6.

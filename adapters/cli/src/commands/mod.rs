@@ -10,11 +10,13 @@
 //! - [`workflow`] — `workflow list|inspect|pause|resume|run`.
 //! - [`trigger`] — `trigger list|inspect|pause|resume|fire`.
 //! - [`execution`] — `execution list|status|tasks|events|logs|watch|cancel|retry`.
+//! - [`follow`] — following an execution to its end, over its live socket or by polling.
 //! - [`ids`] — ids as typed: full, a unique prefix, or (keys) a name.
 
 pub mod auth;
 pub mod config;
 pub mod execution;
+pub mod follow;
 pub mod ids;
 pub mod key;
 pub mod logs;

@@ -3,7 +3,8 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::execution::{Follow, finished, follow};
+use super::execution::finished;
+use super::follow::{Follow, follow};
 use crate::args::{OutputFormat, WorkflowCommand};
 use crate::client::{Context, segment};
 use crate::exit::CliError;
