@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::Options;
-use crate::procs::{Running, start_server};
+use crate::procs::{Running, start_replica, start_server};
 
 const WORKFLOW: &str = "[package]\nname = \"live\"\nversion = \"1.0.0\"\n[[workflow]]\nname = \"tick\"\n[[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n";
 
@@ -133,7 +133,7 @@ pub async fn b12(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let db = pg.database().await;
     let flags = ["--database-url", db.url.as_str(), "--workers", "0"];
     let (a, god) = start_server(binary, None, &flags)?;
-    let (b, _) = start_server(binary, None, &flags)?;
+    let b = start_replica(binary, &flags)?;
     upload(&a, &god, bytes.clone()).await?;
     let (same, across) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
     let mut readers = Vec::new();

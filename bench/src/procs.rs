@@ -104,6 +104,18 @@ pub fn start_server(
     Ok((running, key.trim().to_owned()))
 }
 
+/// Starts another server on a database that has its admin key already (no bootstrap key file
+/// is written).
+pub fn start_replica(binary: &Path, extra: &[&str]) -> anyhow::Result<Running> {
+    let home = tempfile::tempdir()?;
+    let mut cmd = Command::new(binary);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--home"]).arg(home.path()).args(extra);
+    cmd.env_remove("DATABASE_URL").env_remove("CLOACINA_BOOTSTRAP_KEY").env("RUST_LOG", "warn");
+    let mut running = spawn_printing_address(cmd, "API server is running on ")?;
+    running.home = Some(home);
+    Ok(running)
+}
+
 /// Starts the bare axum route that sets the machine's HTTP ceiling.
 pub fn start_ceiling() -> anyhow::Result<Running> {
     let mut cmd = Command::new(std::env::current_exe()?);

@@ -283,9 +283,21 @@ impl Framing {
     }
 }
 
+/// The most a client may send in one message: its frames are a few dozen bytes.
+const MAX_INBOUND: usize = 16 * 1024;
+
 fn open(upgrade: WebSocketUpgrade, state: &AppState, sub: Subscription, framing: Framing) -> Response {
     let metrics = state.metrics.clone();
-    upgrade.on_upgrade(move |socket| pump(socket, sub, framing, metrics))
+    // Small buffers: a socket mostly waits, and a thousand of them must stay cheap. Frames are
+    // written out one at a time; what the peer does not take piles up to the cap, then the
+    // send fails and the socket ends as a slow consumer.
+    upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(MAX_INBOUND)
+        .max_frame_size(MAX_INBOUND)
+        .on_upgrade(move |socket| pump(socket, sub, framing, metrics))
 }
 
 /// The close code and reason for a subscription's end.
