@@ -200,3 +200,72 @@ async fn logs_of_every_task_of_the_failed_ones_and_followed_as_they_come() {
     assert!(text.starts_with("== boom, attempt 1") && text.contains("going"), "{text}");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_the_watch_is_a_status_board_redrawn_in_place_with_a_summary() {
+    let tmux = cloacina_testpg::tools::tmux();
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &[], &[]);
+    let god = bootstrap_key(home.path());
+    let file = pack(home.path(), "watched", "1.0.0", WORKFLOWS, &[]);
+    assert_eq!(upload(&server, "public", &god, &file).await.0, 201);
+    let session = format!("cloacina-board-{}", std::process::id());
+    let socket = home.path().join("tmux.sock");
+    let tmux_cmd = |args: &[&str]| {
+        std::process::Command::new(&tmux).arg("-S").arg(&socket).args(args).status().unwrap();
+    };
+    let script = format!(
+        "env HOME={} NO_COLOR=1 CLOACINA_SERVER={} CLOACINA_API_KEY={god} {} workflow run steady --watch; echo exit=$?; sleep 60",
+        home.path().display(),
+        server.url,
+        crate::harness::binary()
+    );
+    tmux_cmd(&["new-session", "-d", "-s", &session, "-x", "100", "-y", "20", &script]);
+    let capture = |session: &str| {
+        let out = std::process::Command::new(&tmux)
+            .arg("-S")
+            .arg(&socket)
+            .args(["capture-pane", "-p", "-t", session])
+            .output();
+        let out = out.unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("\n")
+    };
+    let wait_for = |session: &str, what: &str| {
+        let start = Instant::now();
+        loop {
+            let now = capture(session);
+            if now.contains(what) {
+                return now;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the board never showed {what:?}:\n{now}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mid = wait_for(&session, "Running");
+    eprintln!("mid-run:\n{mid}");
+    assert!(mid.contains("0/2 tasks done"), "{mid}");
+    assert!(mid.lines().any(|l| l.contains("first") && l.contains("Running") && l.contains("attempt 1")), "{mid}");
+    assert!(mid.lines().any(|l| l.contains("second") && l.contains("Waiting")), "{mid}");
+    let end = wait_for(&session, "exit=");
+    eprintln!("at the end:\n{end}");
+    assert!(end.contains("2/2 tasks done"), "{end}");
+    assert!(end.lines().any(|l| l.starts_with("✓ first") && l.contains("Completed")), "{end}");
+    assert!(end.contains("✓ Completed in"), "{end}");
+    assert!(end.contains("2 of 2 tasks succeeded"), "{end}");
+    assert!(end.contains("exit=0"), "{end}");
+    // Redrawn in place: each task has one line, not one per change.
+    assert_eq!(end.lines().filter(|l| l.contains("first")).count(), 1, "{end}");
+    assert!(!end.contains('\x1b'), "NO_COLOR: no colour");
+
+    // A failure ends with how, and the command that shows the failed task's output.
+    let failing = format!("{session}-failing");
+    let script = script.replace("run steady", "run boom");
+    tmux_cmd(&["new-session", "-d", "-s", &failing, "-x", "100", "-y", "20", &script]);
+    let end = wait_for(&failing, "exit=");
+    eprintln!("a failure:\n{end}");
+    tmux_cmd(&["kill-server"]);
+    assert!(end.lines().any(|l| l.starts_with("✗ boom") && l.contains("Failed")), "{end}");
+    assert!(end.contains("✗ Failed in"), "{end}");
+    assert!(end.contains("all of it: cloacinactl execution logs"), "{end}");
+    assert!(end.contains("exit=6"), "{end}");
+}

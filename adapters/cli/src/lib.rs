@@ -16,6 +16,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod args;
+pub mod board;
 pub mod client;
 pub mod commands;
 pub mod complete;

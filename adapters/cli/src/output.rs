@@ -24,7 +24,7 @@ pub fn set_colour(choice: crate::args::ColorChoice) {
     let _ = COLOUR.set(on);
 }
 
-fn colour_on() -> bool {
+pub fn colour_on() -> bool {
     COLOUR.get().copied().unwrap_or(false)
 }
 

@@ -51,6 +51,12 @@ pub fn bubblewrap() -> PathBuf {
     PATH.get_or_init(|| debian_tool("bwrap", "bubblewrap")).clone()
 }
 
+/// tmux, a real terminal for the CLI's status board (`capture-pane` reads what it drew).
+pub fn tmux() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| debian_tool("tmux", "tmux")).clone()
+}
+
 /// The pinned schemathesis (PyPI), which checks the served OpenAPI document against the server.
 pub const SCHEMATHESIS: &str = "4.32.5";
 

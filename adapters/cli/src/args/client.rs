@@ -174,11 +174,15 @@ pub enum WorkflowCommand {
         /// The initial context: a JSON object, @FILE to read one from a file, or @- from stdin
         #[arg(long, value_name = "JSON|@FILE")]
         context: Option<String>,
-        /// Wait for the execution to finish; exit 1 unless it succeeded
+        /// Wait for the execution to finish; exit 6 if it failed or was cancelled
         #[arg(long)]
         wait: bool,
-        /// Seconds --wait waits at most (0: no limit)
-        #[arg(long, default_value_t = 0, value_name = "SECS", requires = "wait")]
+        /// Follow it to the end: a status board on a terminal, a line per event otherwise,
+        /// NDJSON with -o json (implies --wait)
+        #[arg(long)]
+        watch: bool,
+        /// Seconds --wait (or --watch) waits at most, then exit 7 (0: no limit)
+        #[arg(long, default_value_t = 0, value_name = "SECS")]
         wait_timeout: u64,
         /// A repeat with the same key returns the first execution instead of starting another
         #[arg(long, value_name = "KEY")]

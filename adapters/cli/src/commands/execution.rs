@@ -118,7 +118,7 @@ pub async fn run(ctx: &Context, cmd: ExecutionCommand) -> Result<(), CliError> {
         }
         ExecutionCommand::Watch { id } => {
             let id = ids::execution(&client, &base, &id).await?;
-            let how = if matches!(format, OutputFormat::Json) { Follow::Json } else { Follow::Lines };
+            let how = if matches!(format, OutputFormat::Json) { Follow::Json } else { Follow::for_people() };
             let e = follow(&client, &base, &id, None, how).await?;
             finished(&e)
         }

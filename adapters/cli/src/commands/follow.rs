@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::execution::{event_line, is_terminal};
+use crate::board::Board;
 use crate::client::Client;
 use crate::exit::CliError;
 use crate::socket::Received;
@@ -31,6 +32,69 @@ pub enum Follow {
     Lines,
     /// One JSON object per event, then the finished execution: NDJSON.
     Json,
+    /// A status board redrawn in place, for a terminal ([`Board`]).
+    Board,
+}
+
+impl Follow {
+    /// Lines, or on a terminal the board.
+    pub fn for_people() -> Self {
+        use std::io::IsTerminal as _;
+        if std::io::stdout().is_terminal() { Follow::Board } else { Follow::Lines }
+    }
+}
+
+/// Prints what `follow` sees as its [`Follow`] says.
+struct Printer {
+    how: Follow,
+    board: Option<Board>,
+}
+
+impl Printer {
+    async fn new(client: &Client, base: &str, id: &str, how: Follow) -> Result<Self, CliError> {
+        let board = if how == Follow::Board {
+            let tasks = client.call(Method::GET, &format!("{base}/{id}/tasks"), None::<&()>).await?;
+            Some(Board::new(&tasks, crate::output::colour_on()))
+        } else {
+            None
+        };
+        Ok(Self { how, board })
+    }
+
+    fn event(&mut self, e: &Value) -> Result<(), CliError> {
+        match (self.how, &mut self.board) {
+            (Follow::Lines, _) => crate::output::line(event_line(e)),
+            (Follow::Json, _) => crate::output::line(e),
+            (Follow::Board, Some(board)) => {
+                board.event(e);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The execution has finished: NDJSON's last line, or the board's summary (with the end
+    /// of the failed task's stderr).
+    async fn done(&mut self, client: &Client, base: &str, id: &str, e: &Value) -> Result<(), CliError> {
+        match (self.how, &mut self.board) {
+            (Follow::Json, _) => crate::output::line(e),
+            (Follow::Board, Some(board)) => {
+                let failed = if e["status"] == "Completed" { None } else { failed_stderr(client, base, id).await };
+                board.finish(e, failed)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The first failed task of the execution and its last attempt's stderr, if it can be read.
+async fn failed_stderr(client: &Client, base: &str, id: &str) -> Option<(String, String)> {
+    let tasks = client.call(Method::GET, &format!("{base}/{id}/tasks"), None::<&()>).await.ok()?;
+    let task = tasks["tasks"].as_array()?.iter().find(|t| t["status"] == "Failed")?;
+    let name = task["task_name"].as_str()?.to_owned();
+    let logs = client.call(Method::GET, &format!("{base}/{id}/tasks/{name}/logs"), None::<&()>).await.ok()?;
+    let stderr = logs["attempts"].as_array()?.last()?["stderr"].as_str().unwrap_or_default().to_owned();
+    Some((name, stderr))
 }
 
 /// Follows an execution until it finishes, printing its events as `how` says; returns the
@@ -53,6 +117,8 @@ pub async fn follow(
     let started = Instant::now();
     let mut since = 0i64;
     let deadline = timeout.map(|t| started + t);
+    let mut printer = Printer::new(client, base, id, how).await?;
+    let how = &mut printer;
     match over_socket(client, base, id, &mut since, how, deadline).await? {
         Live::Finished(e) => return Ok(e),
         Live::TimedOut => return Err(timed_out(id, started, timeout)),
@@ -61,7 +127,7 @@ pub async fn follow(
     let mut outage: Option<Instant> = None;
     let mut backoff = POLL;
     loop {
-        let step = follow_step(client, base, id, &mut since, how).await;
+        let step = follow_step(client, base, id, &mut since, &mut *how).await;
         match step {
             Ok(Some(e)) => return Ok(e),
             Ok(None) => {
@@ -102,7 +168,7 @@ async fn follow_step(
     base: &str,
     id: &str,
     since: &mut i64,
-    how: Follow,
+    how: &mut Printer,
 ) -> Result<Option<Value>, CliError> {
     print_events(client, base, id, since, how).await?;
     let e = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
@@ -110,14 +176,18 @@ async fn follow_step(
         return Ok(None);
     }
     print_events(client, base, id, since, how).await?;
-    if how == Follow::Json {
-        crate::output::line(&e)?;
-    }
+    how.done(client, base, id, &e).await?;
     Ok(Some(e))
 }
 
-async fn print_events(client: &Client, base: &str, id: &str, since: &mut i64, how: Follow) -> Result<(), CliError> {
-    if how == Follow::Quiet {
+async fn print_events(
+    client: &Client,
+    base: &str,
+    id: &str,
+    since: &mut i64,
+    how: &mut Printer,
+) -> Result<(), CliError> {
+    if how.how == Follow::Quiet {
         return Ok(());
     }
     loop {
@@ -125,10 +195,7 @@ async fn print_events(client: &Client, base: &str, id: &str, since: &mut i64, ho
             client.call(Method::GET, &format!("{base}/{id}/events?since={since}&limit=1000"), None::<&()>).await?;
         let events = page["events"].as_array().cloned().unwrap_or_default();
         for e in &events {
-            match how {
-                Follow::Json => crate::output::line(e)?,
-                _ => crate::output::line(event_line(e))?,
-            }
+            how.event(e)?;
         }
         *since = page["next"].as_i64().unwrap_or(*since);
         if events.len() < 1000 {
@@ -160,7 +227,7 @@ async fn over_socket(
     base: &str,
     id: &str,
     since: &mut i64,
-    how: Follow,
+    how: &mut Printer,
     deadline: Option<Instant>,
 ) -> Result<Live, CliError> {
     let Some(tenant_path) = base.strip_prefix("/v1") else { return Ok(Live::Unavailable) };
@@ -190,18 +257,12 @@ async fn over_socket(
                 Received::Event(e) => {
                     failures = 0;
                     *since = e["sequence_num"].as_i64().unwrap_or(*since);
-                    match how {
-                        Follow::Quiet => {}
-                        Follow::Lines => crate::output::line(event_line(&e))?,
-                        Follow::Json => crate::output::line(&e)?,
-                    }
+                    how.event(&e)?;
                 }
                 Received::Closed(1000) => {
                     let e = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
                     if is_terminal(e["status"].as_str().unwrap_or("")) {
-                        if how == Follow::Json {
-                            crate::output::line(&e)?;
-                        }
+                        how.done(client, base, id, &e).await?;
                         return Ok(Live::Finished(e));
                     }
                     break;

@@ -54,7 +54,7 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
         }
         WorkflowCommand::Pause { name } => set_paused(ctx, &client, &base, &name, "pause").await,
         WorkflowCommand::Resume { name } => set_paused(ctx, &client, &base, &name, "resume").await,
-        WorkflowCommand::Run { name, context, wait, wait_timeout, idempotency_key } => {
+        WorkflowCommand::Run { name, context, wait, watch, wait_timeout, idempotency_key } => {
             let context = match context {
                 Some(c) => read_json_object("--context", &c)?,
                 None => Value::Object(Map::new()),
@@ -71,7 +71,10 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
             } else {
                 format!("execution {id} of workflow '{name}' accepted")
             };
-            if !wait {
+            if wait_timeout > 0 && !(wait || watch) {
+                return Err(CliError::Usage("--wait-timeout needs --wait or --watch".into()));
+            }
+            if !(wait || watch) {
                 return emit(
                     format,
                     &accepted,
@@ -81,12 +84,19 @@ pub async fn run(ctx: &Context, cmd: WorkflowCommand) -> Result<(), CliError> {
             }
             let executions = format!("/v1/tenants/{tenant}/executions");
             let timeout = (wait_timeout > 0).then(|| std::time::Duration::from_secs(wait_timeout));
-            let how = if format == OutputFormat::Table { Follow::Lines } else { Follow::Quiet };
-            if how == Follow::Lines {
+            let how = match format {
+                OutputFormat::Table => Follow::for_people(),
+                OutputFormat::Json if watch => Follow::Json,
+                _ => Follow::Quiet,
+            };
+            if matches!(how, Follow::Lines | Follow::Board) {
                 crate::output::line(&accepted_as)?;
             }
             let done = follow(&client, &executions, &id, timeout, how).await?;
-            emit(format, &done, || format!("execution {id} {}", text(&done, "status")), || vec![id.clone()])?;
+            // The board and NDJSON have said how it ended.
+            if matches!(how, Follow::Lines | Follow::Quiet) {
+                emit(format, &done, || format!("execution {id} {}", text(&done, "status")), || vec![id.clone()])?;
+            }
             finished(&done)
         }
     }
