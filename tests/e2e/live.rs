@@ -120,6 +120,7 @@ async fn a_socket_on_replica_b_gets_every_event_of_an_execution_run_through_repl
 
     // One socket reads it all; another is cut after two frames and resumes with `since`.
     let mut whole = connect(&b, &path, Some(&god)).await.unwrap();
+    let mut with_output = connect(&b, &format!("{path}?output_since=0"), Some(&god)).await.unwrap();
     let mut cut = connect(&b, &path, Some(&god)).await.unwrap();
     let mut first = Vec::new();
     for _ in 0..2 {
@@ -146,6 +147,24 @@ async fn a_socket_on_replica_b_gets_every_event_of_an_execution_run_through_repl
         assert_eq!(f["type"], "event");
         assert_eq!(f["tenant_id"], "public");
         assert_eq!(f["execution_id"], id.as_str());
+    }
+
+    // With output_since, each task's output comes too, before the event it was kept with.
+    let (mixed, code) = drain(&mut with_output).await;
+    assert_eq!(code, 1000);
+    let events_only: Vec<Value> = mixed.iter().filter(|f| f["type"] == "event").cloned().collect();
+    assert_eq!(seqs(&events_only), stored);
+    for (task, text) in [("one", "one\n"), ("two", "two\n"), ("three", "three\n")] {
+        let piece = mixed
+            .iter()
+            .position(|f| f["type"] == "output" && f["task_name"] == task)
+            .unwrap_or_else(|| panic!("no output of {task}: {mixed:?}"));
+        assert_eq!(mixed[piece]["stdout"], text);
+        assert_eq!(mixed[piece]["ended"], true);
+        assert!(mixed[piece]["output_seq"].as_i64().is_some());
+        let succeeded =
+            mixed.iter().position(|f| f["event_type"] == "task_succeeded" && f["task_name"] == task).unwrap();
+        assert!(piece < succeeded, "{task}'s output before its success: {mixed:?}");
     }
 
     // The feed saw the same events, and nothing twice.

@@ -102,13 +102,7 @@ async fn waits_exit_as_documented_and_a_json_watch_goes_on_through_a_server_rest
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The watch follows over the execution's live socket.
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
-    let open: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("cloacina_live_sockets "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no cloacina_live_sockets gauge in {metrics}"));
-    assert!(open >= 1.0, "the watch holds a socket: {open}");
+    assert!(live_sockets(&server).await >= 1.0, "the watch holds a socket");
     // The server stops (its drain lets the running task finish) and is away for a while.
     let address = server.url.trim_start_matches("http://").to_owned();
     server.stop();
@@ -174,6 +168,7 @@ async fn logs_of_every_task_of_the_failed_ones_and_followed_as_they_come() {
     assert_eq!(line.unwrap().unwrap(), "talk | one");
     let (_, e) = server.get(&format!("/v1/tenants/public/executions/{id}"), Some(&god)).await;
     assert_eq!(e["status"], "Running", "the first line came while the task ran: {e}");
+    assert!(live_sockets(&server).await >= 1.0, "logs -f follows over the execution's socket");
     let rest: Vec<String> =
         tokio::task::spawn_blocking(move || out.by_ref().map_while(Result::ok).collect()).await.unwrap();
     assert_eq!(rest, ["talk | two", "after | after"]);
@@ -268,4 +263,14 @@ async fn on_a_terminal_the_watch_is_a_status_board_redrawn_in_place_with_a_summa
     assert!(end.contains("✗ Failed in"), "{end}");
     assert!(end.contains("all of it: cloacinactl execution logs"), "{end}");
     assert!(end.contains("exit=6"), "{end}");
+}
+
+/// The server's `cloacina_live_sockets` gauge.
+async fn live_sockets(server: &Server) -> f64 {
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloacina_live_sockets "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cloacina_live_sockets gauge in {metrics}"))
 }

@@ -26,6 +26,8 @@ impl std::fmt::Debug for Socket {
 pub enum Received {
     /// One event, with the fields of the events route.
     Event(Value),
+    /// One piece of a task's output (a socket opened with `output_since`).
+    Output(Value),
     /// The server closed the socket with this code (1000: the execution finished).
     Closed(u16),
     /// The connection ended without a close.
@@ -64,13 +66,15 @@ impl Socket {
             match self.0.next().await {
                 Some(Ok(Message::Text(text))) => {
                     let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text.as_str()) else { continue };
-                    if frame.remove("type").and_then(|t| t.as_str().map(str::to_owned)).as_deref() != Some("event") {
-                        continue;
-                    }
+                    let kind = frame.remove("type").and_then(|t| t.as_str().map(str::to_owned));
                     // The events route's fields, whichever way they came.
                     frame.remove("tenant_id");
                     frame.remove("execution_id");
-                    return Received::Event(Value::Object(frame));
+                    match kind.as_deref() {
+                        Some("event") => return Received::Event(Value::Object(frame)),
+                        Some("output") => return Received::Output(Value::Object(frame)),
+                        _ => {}
+                    }
                 }
                 Some(Ok(Message::Close(frame))) => return Received::Closed(frame.map_or(1005, |f| f.code.into())),
                 Some(Ok(_)) => {}

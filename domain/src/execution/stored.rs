@@ -184,6 +184,22 @@ impl TaskLog {
     }
 }
 
+/// One kept piece of a task's output as the live feed reads it: with its id (one sequence per
+/// tenant, apart from the events') and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    pub id: i64,
+    pub execution_id: ExecutionId,
+    pub task_id: String,
+    pub attempt: u32,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    /// Whether this piece ends its attempt.
+    pub ended: bool,
+    pub at: DateTime<Utc>,
+}
+
 /// A piece of a running attempt's output, for the store to keep as it comes; `ended` on the
 /// last one of an attempt that stopped without an outcome (cancelled, its lease lost, given
 /// back).

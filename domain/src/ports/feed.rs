@@ -5,17 +5,18 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use crate::execution::EventRecord;
+use crate::execution::{EventRecord, ExecutionId, OutputRecord};
 use crate::tenant::TenantName;
 
-use super::StoreError;
+use super::{Lookup, StoreError};
 
 /// Called with a tenant after a commit that stored events of it. It must return at once
 /// (it runs on the storage adapter's listener or writer).
 pub type EventBell = Arc<dyn Fn(&TenantName) + Send + Sync>;
 
-/// A tenant's events as one stream, for live sockets. Where a method returns an `Option`, it
-/// MUST be `None` when there is no such tenant.
+/// A tenant's events, and its tasks' output, each as one stream, for live sockets. Where a
+/// method returns an `Option`, it MUST be `None` when there is no such tenant; a [`Lookup`],
+/// [`Lookup::NoTenant`].
 ///
 /// # Errors
 /// Every method fails with [`StoreError::Unavailable`] when the database cannot be reached
@@ -35,6 +36,29 @@ pub trait EventFeed: Send + Sync {
 
     /// The highest event id the tenant has stored, 0 if it has none.
     async fn last_event_id(&self, tenant: &TenantName) -> Result<Option<i64>, StoreError>;
+
+    /// Up to `limit` kept pieces of task output of any of the tenant's executions with an id
+    /// above `since`, in id order (their own sequence, apart from the events'; the same
+    /// caveat on commit order).
+    async fn tenant_output(
+        &self,
+        tenant: &TenantName,
+        since: i64,
+        limit: u32,
+    ) -> Result<Option<Vec<OutputRecord>>, StoreError>;
+
+    /// The highest output piece id the tenant has stored, 0 if it has none.
+    async fn last_output_id(&self, tenant: &TenantName) -> Result<Option<i64>, StoreError>;
+
+    /// Up to `limit` kept pieces of one execution's output with an id above `since`, in id
+    /// order; [`Lookup::Missing`] for no such execution.
+    async fn execution_output(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Lookup<Vec<OutputRecord>>, StoreError>;
 
     /// From now on, `bell` is rung with the tenant after every commit that stores events of
     /// it: on PostgreSQL on every server listening to the database (through `NOTIFY`), on

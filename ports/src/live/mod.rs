@@ -140,6 +140,22 @@ impl Live {
         scope: Scope,
         since: Option<i64>,
     ) -> Result<Subscription, LiveError> {
+        self.subscribe_with_output(caller, tenant, scope, since, None).await
+    }
+
+    /// [`Live::subscribe`], and with `output_since` for an execution's socket, its tasks'
+    /// output pieces with an id above it too.
+    ///
+    /// # Errors
+    /// As [`Live::subscribe`].
+    pub async fn subscribe_with_output(
+        &self,
+        caller: &Principal,
+        tenant: &TenantName,
+        scope: Scope,
+        since: Option<i64>,
+        output_since: Option<i64>,
+    ) -> Result<Subscription, LiveError> {
         authorize(caller, Permission::ExecutionRead, Some(tenant))?;
         let hub = &self.0;
         if hub.closing.load(Ordering::SeqCst) {
@@ -156,8 +172,12 @@ impl Live {
         };
         let since = since.unwrap_or(match scope {
             Scope::Execution(_) => 0,
-            Scope::Tenant => released,
+            Scope::Tenant => released.events,
         });
+        let output = match scope {
+            Scope::Execution(_) => output_since.map(|o| subscription::OutputCursor::after(o, released)),
+            Scope::Tenant => None,
+        };
         Ok(Subscription {
             hub: Arc::downgrade(hub),
             id,
@@ -167,9 +187,10 @@ impl Live {
             rx,
             close,
             expires_at: caller.expires_at,
-            behind: (since < released).then_some((since, released)),
+            behind: (since < released.events).then_some((since, released.events)),
             backlog: Default::default(),
             last: since,
+            output,
         })
     }
 
@@ -255,11 +276,14 @@ impl Hub {
     async fn join(
         self: &Arc<Self>,
         tenant: &TenantName,
-    ) -> Result<(tokio::sync::broadcast::Receiver<tail::Item>, i64), LiveError> {
+    ) -> Result<(tokio::sync::broadcast::Receiver<tail::Item>, tail::Released), LiveError> {
         if let Some(tail) = lock(&self.tails).get(tenant).filter(|t| !t.is_done()) {
             return Ok(tail.subscribe());
         }
-        let last = self.feed.last_event_id(tenant).await?.ok_or_else(|| LiveError::NoTenant(tenant.clone()))?;
+        let no_tenant = || LiveError::NoTenant(tenant.clone());
+        let events = self.feed.last_event_id(tenant).await?.ok_or_else(no_tenant)?;
+        let output = self.feed.last_output_id(tenant).await?.ok_or_else(no_tenant)?;
+        let last = tail::Released { events, output };
         let mut tails = lock(&self.tails);
         if let Some(tail) = tails.get(tenant).filter(|t| !t.is_done()) {
             return Ok(tail.subscribe());

@@ -10,23 +10,40 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cloacina_domain::execution::EventRecord;
+use cloacina_domain::execution::{EventRecord, OutputRecord};
+
+/// A row of a per-tenant sequence.
+pub trait Sequenced {
+    fn seq(&self) -> i64;
+}
+
+impl Sequenced for EventRecord {
+    fn seq(&self) -> i64 {
+        self.id
+    }
+}
+
+impl Sequenced for OutputRecord {
+    fn seq(&self) -> i64 {
+        self.id
+    }
+}
 
 /// How long a missing id holds back those above it. Write transactions last milliseconds;
 /// this is the rare rollback's price.
 pub const GRACE: Duration = Duration::from_secs(2);
 
-/// Events seen but not yet released, and the last id released.
+/// Rows seen but not yet released, and the last id released.
 #[derive(Debug)]
-pub struct InOrder {
+pub struct InOrder<T> {
     released: i64,
-    held: BTreeMap<i64, EventRecord>,
+    held: BTreeMap<i64, T>,
     /// Since when the id after `released` has been missing while later ones were held.
     missing_since: Option<Instant>,
     grace: Duration,
 }
 
-impl InOrder {
+impl<T: Sequenced> InOrder<T> {
     /// Starts after id `released` (every id up to it counts as gone out).
     pub fn after(released: i64) -> Self {
         Self::with_grace(released, GRACE)
@@ -46,11 +63,11 @@ impl InOrder {
         !self.held.is_empty()
     }
 
-    /// Takes what a read found and returns, in id order, every event that may go out now.
-    pub fn offer(&mut self, events: impl IntoIterator<Item = EventRecord>, now: Instant) -> Vec<EventRecord> {
-        for e in events {
-            if e.id > self.released {
-                self.held.insert(e.id, e);
+    /// Takes what a read found and returns, in id order, every row that may go out now.
+    pub fn offer(&mut self, rows: impl IntoIterator<Item = T>, now: Instant) -> Vec<T> {
+        for row in rows {
+            if row.seq() > self.released {
+                self.held.insert(row.seq(), row);
             }
         }
         let mut out = Vec::new();

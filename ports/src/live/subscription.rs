@@ -1,16 +1,17 @@
-//! One socket's view of a tenant's events: what it missed (from `since`), then live.
+//! One socket's view of a tenant's events (and, for an execution's socket that asks, its
+//! tasks' output): what it missed (from `since`), then live.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
-use cloacina_domain::execution::{EventRecord, ExecutionId};
+use cloacina_domain::execution::{EventRecord, ExecutionId, OutputRecord};
 use cloacina_domain::ports::Lookup;
 use cloacina_domain::{ApiKeyId, TenantName};
 use tokio::sync::{broadcast, watch};
 
 use super::Hub;
-use super::tail::{Item, PAGE};
+use super::tail::{Item, PAGE, Released};
 
 /// Which events a socket gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,9 +23,9 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn holds(self, e: &EventRecord) -> bool {
+    fn holds(self, execution: ExecutionId) -> bool {
         match self {
-            Scope::Execution(id) => e.execution_id == id,
+            Scope::Execution(id) => execution == id,
             Scope::Tenant => true,
         }
     }
@@ -51,6 +52,8 @@ pub enum Closed {
 #[derive(Clone, Debug)]
 pub enum Next {
     Event(Arc<EventRecord>),
+    /// A piece of a task's output, for a subscription that asked for output.
+    Output(Arc<OutputRecord>),
     Closed(Closed),
 }
 
@@ -69,6 +72,26 @@ pub struct Subscription {
     pub(super) backlog: VecDeque<Arc<EventRecord>>,
     /// The last id given; nothing at or below it is given again.
     pub(super) last: i64,
+    /// Output too (an execution's socket that asked): the same three for output pieces.
+    pub(super) output: Option<OutputCursor>,
+}
+
+/// Where a subscription is in its execution's output.
+#[derive(Debug, Default)]
+pub(super) struct OutputCursor {
+    pub(super) behind: Option<(i64, i64)>,
+    pub(super) backlog: VecDeque<Arc<OutputRecord>>,
+    pub(super) last: i64,
+}
+
+impl OutputCursor {
+    pub(super) fn after(since: i64, released: Released) -> Self {
+        Self {
+            behind: (since < released.output).then_some((since, released.output)),
+            backlog: VecDeque::new(),
+            last: since,
+        }
+    }
 }
 
 impl std::fmt::Debug for Subscription {
@@ -93,11 +116,30 @@ impl Subscription {
         self.last
     }
 
+    /// The last output piece id given (the `output_since` to resume from), if output is on.
+    pub fn last_output(&self) -> Option<i64> {
+        self.output.as_ref().map(|o| o.last)
+    }
+
     /// The next event, in id order, none twice; or why the subscription ended.
     pub async fn next(&mut self) -> Next {
         loop {
             if let Some(closed) = *self.close.borrow() {
                 return Next::Closed(closed);
+            }
+            // What was missed of the output first: it was committed before the events that
+            // follow it, the final one included.
+            if let Some(out) = &mut self.output {
+                if let Some(piece) = out.backlog.pop_front() {
+                    out.last = piece.id;
+                    return Next::Output(piece);
+                }
+                if let Some((from, upto)) = out.behind {
+                    match self.catch_up_output(from, upto).await {
+                        Ok(()) => continue,
+                        Err(closed) => return Next::Closed(closed),
+                    }
+                }
             }
             if let Some(e) = self.backlog.pop_front() {
                 self.last = e.id;
@@ -116,9 +158,18 @@ impl Subscription {
                 () = sleep_for(expiry) => return Next::Closed(Closed::KeyExpired),
                 item = self.rx.recv() => match item {
                     Ok(Item::Event(e)) => {
-                        if e.id > self.last && self.scope.holds(&e) {
+                        if e.id > self.last && self.scope.holds(e.execution_id) {
                             self.last = e.id;
                             return Next::Event(e);
+                        }
+                    }
+                    Ok(Item::Output(piece)) => {
+                        if let Some(out) = &mut self.output
+                            && piece.id > out.last
+                            && self.scope.holds(piece.execution_id)
+                        {
+                            out.last = piece.id;
+                            return Next::Output(piece);
                         }
                     }
                     Ok(Item::Gone) | Err(broadcast::error::RecvError::Closed) => return Next::Closed(Closed::Gone),
@@ -152,6 +203,30 @@ impl Subscription {
             }
         }
         self.behind = (full && next < upto).then_some((next, upto));
+        Ok(())
+    }
+}
+
+impl Subscription {
+    /// Reads one page of the output that was missed (an execution's socket only).
+    async fn catch_up_output(&mut self, from: i64, upto: i64) -> Result<(), Closed> {
+        let hub = self.hub.upgrade().ok_or(Closed::ShuttingDown)?;
+        let Scope::Execution(id) = self.scope else { return Ok(()) };
+        let page = match hub.feed.execution_output(&self.tenant, id, from, PAGE).await {
+            Ok(Lookup::Found(page)) => page,
+            Ok(_) => return Err(Closed::Gone),
+            Err(_) => return Err(Closed::Unavailable),
+        };
+        let Some(out) = &mut self.output else { return Ok(()) };
+        let full = page.len() >= PAGE as usize;
+        let mut next = from;
+        for piece in page {
+            next = piece.id;
+            if piece.id <= upto && piece.id > out.last {
+                out.backlog.push_back(Arc::new(piece));
+            }
+        }
+        out.behind = (full && next < upto).then_some((next, upto));
         Ok(())
     }
 }

@@ -7,13 +7,32 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use cloacina_domain::execution::{EventKind, EventRecord, ExecutionId};
+use cloacina_domain::execution::{EventKind, EventRecord, ExecutionId, OutputRecord};
 use cloacina_domain::ports::{MockEventFeed, MockExecutionStore, MockKeyStore};
 use cloacina_domain::{ApiKeyId, Authority, Principal, TenantName};
 
 use super::*;
 
 type Stored = Arc<Mutex<Vec<EventRecord>>>;
+
+thread_local! {
+    /// The output pieces the feed holds, per test thread.
+    static OUTPUT: Arc<Mutex<Vec<OutputRecord>>> = Arc::default();
+}
+
+fn piece(id: i64) -> OutputRecord {
+    OutputRecord {
+        id,
+        execution_id: ExecutionId::from_uuid(uuid::Uuid::from_u128(7)),
+        task_id: "t".into(),
+        attempt: 1,
+        stdout: format!("line {id}\n"),
+        stderr: String::new(),
+        truncated: false,
+        ended: false,
+        at: Utc::now(),
+    }
+}
 
 fn event(id: i64) -> EventRecord {
     EventRecord {
@@ -47,6 +66,11 @@ fn live(stored: &Stored, start: i64, buffer: usize, keys: MockKeyStore) -> Live 
         page.truncate(limit as usize);
         Ok(Some(page))
     });
+    feed.expect_last_output_id().returning(|_| Ok(Some(0)));
+    let pieces = OUTPUT.with(|o| o.clone());
+    feed.expect_tenant_output().returning(move |_, since, _| {
+        Ok(Some(pieces.lock().unwrap().iter().filter(|p| p.id > since).cloned().collect()))
+    });
     let config = LiveConfig { backstop: Duration::from_millis(20), buffer, per_key: 4 };
     Live::new(Arc::new(feed), Arc::new(MockExecutionStore::new()), Arc::new(keys), config)
 }
@@ -56,6 +80,7 @@ async fn ids(sub: &mut Subscription, n: usize) -> Vec<i64> {
     while out.len() < n {
         match tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap() {
             Next::Event(e) => out.push(e.id),
+            Next::Output(p) => panic!("output {} unasked", p.id),
             Next::Closed(why) => panic!("closed ({why:?}) after {out:?}"),
         }
     }
@@ -95,7 +120,7 @@ async fn a_subscriber_that_falls_behind_its_buffer_is_closed_as_a_slow_consumer(
     tokio::time::sleep(Duration::from_millis(200)).await;
     match slow.next().await {
         Next::Closed(why) => assert_eq!(why, Closed::SlowConsumer),
-        Next::Event(e) => panic!("a consumer 40 behind a buffer of 16 got {}", e.id),
+        other => panic!("a consumer 40 behind a buffer of 16 got {other:?}"),
     }
     // It resumes from where it got to, with `since`.
     let mut resumed = live.subscribe(&god(), &public, Scope::Tenant, Some(slow.last())).await.unwrap();
@@ -118,9 +143,36 @@ async fn a_revoked_keys_sockets_are_told_to_close_and_a_key_has_at_most_its_cap_
     for mut sub in subs {
         match tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap() {
             Next::Closed(why) => assert_eq!(why, Closed::KeyRevoked),
-            Next::Event(e) => panic!("got {}", e.id),
+            other => panic!("got {other:?}"),
         }
     }
     live.close_all();
     assert!(matches!(live.subscribe(&god(), &public, Scope::Tenant, None).await, Err(LiveError::ShuttingDown)));
+}
+
+#[tokio::test]
+async fn an_execution_socket_asking_for_output_gets_each_piece_before_the_event_committed_with_it() {
+    let stored: Stored = Arc::new(Mutex::new(Vec::new()));
+    let live = live(&stored, 0, 64, MockKeyStore::new());
+    let public = TenantName::public();
+    let execution = Scope::Execution(ExecutionId::from_uuid(uuid::Uuid::from_u128(7)));
+    let mut with = live.subscribe_with_output(&god(), &public, execution, None, Some(0)).await.unwrap();
+    let mut without = live.subscribe(&god(), &public, execution, None).await.unwrap();
+    OUTPUT.with(|o| o.lock().unwrap().extend([piece(1), piece(2)]));
+    stored.lock().unwrap().push(event(1));
+    (live.bell())(&public);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        match tokio::time::timeout(Duration::from_secs(5), with.next()).await.unwrap() {
+            Next::Output(p) => got.push(format!("output {}", p.id)),
+            Next::Event(e) => got.push(format!("event {}", e.id)),
+            Next::Closed(why) => panic!("{why:?}"),
+        }
+    }
+    assert_eq!(got, ["output 1", "output 2", "event 1"]);
+    assert_eq!(with.last_output(), Some(2));
+    match tokio::time::timeout(Duration::from_secs(5), without.next()).await.unwrap() {
+        Next::Event(e) => assert_eq!(e.id, 1, "no output unless asked"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -126,6 +126,7 @@ macro_rules! storage_contract {
             executions::listing_filters_by_status_and_workflow_and_pages_newest_first_with_a_total,
             executions::events_page_after_an_id,
             feed::the_tenant_feed_is_every_executions_events_in_id_order_in_pages,
+            feed::the_tenant_output_is_every_kept_piece_in_id_order_and_by_execution,
             feed::a_ticket_is_redeemed_once_before_it_expires_and_never_after,
             executions::pruning_deletes_only_executions_finished_before_the_cutoff,
             executions::a_package_version_in_use_by_an_unfinished_execution_cannot_be_deleted,

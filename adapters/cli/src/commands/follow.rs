@@ -267,6 +267,7 @@ async fn over_socket(
                     }
                     break;
                 }
+                Received::Output(_) => {}
                 // Revoked, deleted, refused: the events route says why, in its own words.
                 Received::Closed(1008) => return Ok(Live::Unavailable),
                 Received::Closed(_) | Received::Lost => {

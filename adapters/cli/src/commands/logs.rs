@@ -13,6 +13,7 @@ use crate::args::OutputFormat;
 use crate::client::{Client, segment};
 use crate::exit::CliError;
 use crate::output::{emit, text};
+use crate::socket::Received;
 
 /// How often `-f` asks.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
@@ -119,12 +120,83 @@ struct Printed {
     err_line: String,
 }
 
-/// Prints each attempt's new output as it is stored: stdout to stdout, stderr to stderr; with
+/// Prints each attempt's new output as it comes: stdout to stdout, stderr to stderr; with
 /// every task followed, each line starts with its task's id. Ends once the execution has
-/// finished and each attempt's end is in.
+/// finished and each attempt's end is in. The output comes over the execution's live socket;
+/// where none can be had, or it is lost, the logs route is polled from what was printed.
 async fn follow_logs(client: &Client, base: &str, id: &str, task: Option<String>) -> Result<(), CliError> {
-    let prefixed = task.is_none();
     let mut printed: HashMap<(String, u64), Printed> = HashMap::new();
+    if over_socket(client, base, id, task.as_deref(), &mut printed).await? {
+        return Ok(());
+    }
+    poll_logs(client, base, id, task, printed).await
+}
+
+/// Prints a piece of one attempt's output, `out` and `err` being what is new.
+fn print_piece(
+    printed: &mut HashMap<(String, u64), Printed>,
+    prefixed: bool,
+    (name, attempt): (&str, u64),
+    (out, err): (&str, &str),
+    ended: bool,
+) -> Result<(), CliError> {
+    let seen = printed.entry((name.to_owned(), attempt)).or_default();
+    seen.out += out.len();
+    seen.err += err.len();
+    if prefixed {
+        lines(name, out, &mut seen.out_line, ended, false)?;
+        lines(name, err, &mut seen.err_line, ended, true)
+    } else {
+        crate::output::write(out.as_bytes())?;
+        if !err.is_empty() {
+            crate::output::note(err.trim_end_matches('\n'));
+        }
+        Ok(())
+    }
+}
+
+/// Follows over `/v1/ws/tenants/{t}/executions/{id}?output_since=0`; whether it saw the
+/// execution to its end (else polling goes on from what was printed).
+async fn over_socket(
+    client: &Client,
+    base: &str,
+    id: &str,
+    task: Option<&str>,
+    printed: &mut HashMap<(String, u64), Printed>,
+) -> Result<bool, CliError> {
+    let Some(tenant_path) = base.strip_prefix("/v1") else { return Ok(false) };
+    let Ok(mut socket) = client.socket(&format!("/v1/ws{tenant_path}/{id}?output_since=0")).await else {
+        return Ok(false);
+    };
+    loop {
+        match socket.next().await {
+            Received::Output(piece) => {
+                let name = piece["task_name"].as_str().unwrap_or_default();
+                if task.is_some_and(|t| t != name) {
+                    continue;
+                }
+                let attempt = piece["attempt"].as_u64().unwrap_or(0);
+                let (out, err) = (piece["stdout"].as_str().unwrap_or(""), piece["stderr"].as_str().unwrap_or(""));
+                print_piece(printed, task.is_none(), (name, attempt), (out, err), piece["ended"] == true)?;
+            }
+            Received::Event(_) => {}
+            // The final event: every attempt's end was kept with it or before it.
+            Received::Closed(1000) => return Ok(true),
+            Received::Closed(_) | Received::Lost => return Ok(false),
+        }
+    }
+}
+
+/// Polls the logs route, printing what is past `printed`, until the execution has finished
+/// and each attempt's end is in.
+async fn poll_logs(
+    client: &Client,
+    base: &str,
+    id: &str,
+    task: Option<String>,
+    mut printed: HashMap<(String, u64), Printed>,
+) -> Result<(), CliError> {
+    let prefixed = task.is_none();
     loop {
         let execution = client.call(Method::GET, &format!("{base}/{id}"), None::<&()>).await?;
         let done = is_terminal(execution["status"].as_str().unwrap_or(""));
@@ -138,21 +210,12 @@ async fn follow_logs(client: &Client, base: &str, id: &str, task: Option<String>
             for a in logs["attempts"].as_array().into_iter().flatten() {
                 let ended = a["ended"] != Value::Bool(false);
                 all_ended &= ended;
-                let seen = printed.entry((name.clone(), a["attempt"].as_u64().unwrap_or(0))).or_default();
+                let attempt = a["attempt"].as_u64().unwrap_or(0);
+                let seen = printed.entry((name.clone(), attempt)).or_default();
                 let (out, err) = (a["stdout"].as_str().unwrap_or(""), a["stderr"].as_str().unwrap_or(""));
                 let new_out = out.get(seen.out..).unwrap_or("");
                 let new_err = err.get(seen.err..).unwrap_or("");
-                seen.out = out.len();
-                seen.err = err.len();
-                if prefixed {
-                    lines(name, new_out, &mut seen.out_line, ended, false)?;
-                    lines(name, new_err, &mut seen.err_line, ended, true)?;
-                } else {
-                    crate::output::write(new_out.as_bytes())?;
-                    if !new_err.is_empty() {
-                        crate::output::note(new_err.trim_end_matches('\n'));
-                    }
-                }
+                print_piece(&mut printed, prefixed, (name, attempt), (new_out, new_err), ended)?;
             }
         }
         if done && all_ended {

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
 use cloacina_domain::TenantName;
-use cloacina_domain::execution::{EventKind, EventRecord, ExecutionId};
+use cloacina_domain::execution::{EventKind, EventRecord, ExecutionId, OutputRecord};
 use cloacina_ports::live::{Closed, Next, Scope, Subscription};
 use cloacina_ports::{LiveError, Metrics};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,10 @@ pub struct SinceQuery {
     /// Only events with a higher id (the last `sequence_num` received, to resume).
     #[param(value_type = Option<i64>, minimum = 0)]
     pub since: Option<String>,
+    /// An execution's socket only: its tasks' output too, the pieces with a higher id (0 for
+    /// all; the last `output_seq` received, to resume).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub output_since: Option<String>,
     /// A ticket from `POST /v1/auth/ws-ticket`, for clients that cannot set headers.
     #[param(value_type = Option<String>)]
     pub token: Option<String>,
@@ -79,11 +83,32 @@ pub struct EventFrame {
     pub event: EventView,
 }
 
+/// One piece of a task's output on an execution's socket (with `output_since`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OutputFrame {
+    /// Always `output`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub tenant_id: String,
+    pub execution_id: String,
+    /// The piece's number, in a sequence of its own (apart from events' `sequence_num`).
+    pub output_seq: i64,
+    pub task_name: String,
+    pub attempt: u32,
+    pub stdout: String,
+    pub stderr: String,
+    /// Whether the attempt's output was cut at the cap.
+    pub truncated: bool,
+    /// Whether this piece ends its attempt.
+    pub ended: bool,
+    pub created_at: String,
+}
+
 /// `GET /v1/ws/tenants/{tenant}/executions/{id}`.
 #[utoipa::path(get, path = "/v1/ws/tenants/{tenant}/executions/{id}", tag = "live", operation_id = "watch_execution",
     params(("tenant" = String, Path, description = "Tenant name"), ("id" = String, Path, description = "Execution id"), SinceQuery),
     responses(
-        (status = 101, description = "A WebSocket of `EventFrame`s, in id order; closed with 1000 after the final event"),
+        (status = 101, description = "A WebSocket of `EventFrame`s in id order (and with `output_since`, `OutputFrame`s); closed with 1000 after the final event"),
         (status = 404, description = "No such tenant or execution", body = ErrorBody),
         (status = 401, description = "No valid key or ticket", body = ErrorBody),
         (status = 403, description = "The key may not read this tenant's executions", body = ErrorBody),
@@ -100,9 +125,14 @@ pub async fn execution(
 ) -> Result<Response, ApiError> {
     let id = execution_id(&id)?;
     let since = q.since.as_deref().map(|s| whole("since", Some(s), 0)).transpose()?;
+    let output_since = q.output_since.as_deref().map(|s| whole("output_since", Some(s), 0)).transpose()?;
     state.executions.get(&caller.0, &tenant, id).await.map_err(from_error)?;
     let upgrade = upgrade.map_err(|_| upgrade_required())?;
-    let sub = state.live.subscribe(&caller.0, &tenant, Scope::Execution(id), since).await.map_err(live_error)?;
+    let sub = state
+        .live
+        .subscribe_with_output(&caller.0, &tenant, Scope::Execution(id), since, output_since)
+        .await
+        .map_err(live_error)?;
     Ok(open(upgrade, &state, sub, Framing::Ours { until_final: true }))
 }
 
@@ -125,6 +155,9 @@ pub async fn tenant(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let since = q.since.as_deref().map(|s| whole("since", Some(s), 0)).transpose()?;
+    if q.output_since.is_some() {
+        return Err(ApiError::invalid_field("output_since", "output comes on an execution's socket only"));
+    }
     let sub = state.live.subscribe(&caller.0, &tenant, Scope::Tenant, since).await.map_err(live_error)?;
     let upgrade = upgrade.map_err(|_| upgrade_required())?;
     Ok(open(upgrade, &state, sub, Framing::Ours { until_final: false }))
@@ -246,6 +279,25 @@ impl Framing {
         }
     }
 
+    /// The frame for a piece of output: our sockets only.
+    fn output_frame(&self, tenant: &TenantName, piece: &OutputRecord) -> Option<String> {
+        let Framing::Ours { .. } = self else { return None };
+        serde_json::to_string(&OutputFrame {
+            kind: "output",
+            tenant_id: tenant.to_string(),
+            execution_id: piece.execution_id.to_string(),
+            output_seq: piece.id,
+            task_name: piece.task_id.clone(),
+            attempt: piece.attempt,
+            stdout: piece.stdout.clone(),
+            stderr: piece.stderr.clone(),
+            truncated: piece.truncated,
+            ended: piece.ended,
+            created_at: piece.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        })
+        .ok()
+    }
+
     fn ends_after(&self, e: &EventRecord) -> bool {
         matches!(self, Framing::Ours { until_final: true }) && is_final(e.kind)
     }
@@ -350,6 +402,15 @@ async fn run(
                     }
                     if framing.ends_after(&e) {
                         return Some((1000, "execution finished"));
+                    }
+                }
+                Next::Output(piece) => {
+                    if let Some(text) = framing.output_frame(&tenant, &piece) {
+                        match send(socket, text, metrics).await {
+                            Ok(()) => {}
+                            Err(Slow::Gone) => return None,
+                            Err(Slow::Stuck) => return Some(close_for(Closed::SlowConsumer)),
+                        }
                     }
                 }
                 Next::Closed(why) => return Some(close_for(why)),

@@ -4,15 +4,34 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
-use cloacina_domain::execution::{EventRecord, ExecutionId};
-use cloacina_domain::ports::{EventBell, EventFeed, StoreError};
+use cloacina_domain::execution::{EventRecord, ExecutionId, OutputRecord};
+use cloacina_domain::ports::{EventBell, EventFeed, Lookup, StoreError};
 use serde_json::Value;
+use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::rows::event_kind;
+use super::rows::{event_kind, exists};
 use crate::PgDb;
 use crate::db::translate;
+
+const OUTPUT_COLUMNS: &str = "id, execution_id, task_id, attempt, stdout, stderr, truncated, ended, at";
+
+type OutputRow = (i64, Uuid, String, i32, String, String, bool, bool, DateTime<Utc>);
+
+fn output((id, execution, task_id, attempt, stdout, stderr, truncated, ended, at): OutputRow) -> OutputRecord {
+    OutputRecord {
+        id,
+        execution_id: ExecutionId::from_uuid(execution),
+        task_id,
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        stdout,
+        stderr,
+        truncated,
+        ended,
+        at,
+    }
+}
 
 #[async_trait]
 impl EventFeed for PgDb {
@@ -56,6 +75,59 @@ impl EventFeed for PgDb {
             .map_err(translate)?;
         tx.commit().await.map_err(translate)?;
         Ok(Some(last))
+    }
+
+    async fn tenant_output(
+        &self,
+        tenant: &TenantName,
+        since: i64,
+        limit: u32,
+    ) -> Result<Option<Vec<OutputRecord>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let rows: Vec<OutputRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {OUTPUT_COLUMNS} FROM task_logs WHERE id > $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(rows.into_iter().map(output).collect()))
+    }
+
+    async fn last_output_id(&self, tenant: &TenantName) -> Result<Option<i64>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let last: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM task_logs")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(last))
+    }
+
+    async fn execution_output(
+        &self,
+        tenant: &TenantName,
+        id: ExecutionId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Lookup<Vec<OutputRecord>>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
+        if !exists(&mut tx, id).await? {
+            return Ok(Lookup::Missing);
+        }
+        let rows: Vec<OutputRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {OUTPUT_COLUMNS} FROM task_logs WHERE execution_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )))
+        .bind(id.as_uuid())
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Lookup::Found(rows.into_iter().map(output).collect()))
     }
 
     fn ring_on_events(&self, bell: EventBell) {
