@@ -192,6 +192,18 @@ async fn a_socket_on_replica_b_gets_every_event_of_an_execution_run_through_repl
     assert_eq!(refused(&b, &path, Some(&acme)).await, 403);
     assert_eq!(refused(&b, &format!("/v1/ws/delivery/exec_events:{id}"), Some(&acme)).await, 404);
 
+    // A key revoked through A closes its socket on B (the invalidation NOTIFY).
+    let (status, body) =
+        a.call(Method::POST, "/v1/tenants/public/keys", Some(&god), Some(json!({"name": "short-lived"}))).await;
+    assert_eq!(status, 201, "{body}");
+    let (reader, reader_id) = (body["key"].as_str().unwrap().to_owned(), body["id"].as_str().unwrap().to_owned());
+    let mut watching = connect(&b, "/v1/ws/tenants/public/executions", Some(&reader)).await.unwrap();
+    let started = Instant::now();
+    let (status, body) = a.call(Method::DELETE, &format!("/v1/auth/keys/{reader_id}"), Some(&god), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(matches!(next(&mut watching, Duration::from_secs(10)).await, Got::Closed(1008)));
+    eprintln!("a key revoked through A: B closed its socket {:?} after the request", started.elapsed());
+
     // A deleted tenant's socket, open on B, closes (1008) when A deletes the tenant.
     let acme_file = pack(home_a.path(), "live", "1.0.0", WORKFLOWS, &[]);
     assert_eq!(upload(&a, "acme", &god, &acme_file).await.0, 201);
@@ -247,6 +259,15 @@ async fn tickets_revocation_and_the_reference_delivery_protocol_on_sqlite() {
     drop(ws);
     assert_eq!(refused(&server, &format!("{path}?token={token}"), None).await, 401, "a ticket is single-use");
     assert_eq!(refused(&server, &format!("{path}?token=clt_nonsense"), None).await, 401);
+
+    // A key holds at most 64 sockets at once.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(connect(&server, "/v1/ws/tenants/public/executions", Some(&god)).await.unwrap());
+    }
+    assert_eq!(refused(&server, "/v1/ws/tenants/public/executions", Some(&god)).await, 429);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // A revoked key's open socket closes with 1008.
     let (status, body) =
