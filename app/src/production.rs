@@ -24,6 +24,12 @@ pub fn problems(args: &ServeArgs, database: &DatabaseUrl) -> Vec<String> {
     if args.auth_failures_per_minute == 0 {
         found.push("--auth-failures-per-minute 0 turns off the failed-authentication rate limit".to_owned());
     }
+    if args.rate_limit_per_key == 0 {
+        found.push("--rate-limit-per-key 0 lets one key take the whole server".to_owned());
+    }
+    if args.rate_limit_per_address == 0 {
+        found.push("--rate-limit-per-address 0 lets one client address take the whole server".to_owned());
+    }
     if let Some((host, true)) = database.postgres_host_and_tls_off()
         && !["localhost", "127.0.0.1", "::1"].contains(&host.as_str())
         && !host.starts_with('/')
@@ -81,6 +87,16 @@ mod tests {
         assert_eq!(p.len(), 4, "{p:?}");
         assert!(p[0].contains("0.0.0.0:8080") && p[1].contains("rate limit"));
         assert!(p[2].contains("--unsafe-no-sandbox") && p[3].contains("sqlite::memory:"));
+    }
+
+    #[test]
+    fn request_rate_limits_turned_off_are_named() {
+        let p = problems(
+            &serve(&["--bind", "127.0.0.1:8080", "--rate-limit-per-key", "0", "--rate-limit-per-address", "0"]),
+            &file(),
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("--rate-limit-per-key 0") && p[1].contains("--rate-limit-per-address 0"), "{p:?}");
     }
 
     #[test]

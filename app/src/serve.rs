@@ -174,6 +174,8 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: globals.request_timeout(),
         auth_failures_per_minute: args.auth_failures_per_minute,
         behind_proxy: args.behind_proxy,
+        requests_per_key: args.rate_limit_per_key,
+        requests_per_address: args.rate_limit_per_address,
         ..HttpConfig::default()
     };
     let services = Services {
@@ -344,6 +346,7 @@ async fn background_work(
                     tracing::warn!(error = %e, "could not record last key use");
                 }
                 state.throttle.prune();
+                state.limits.prune();
             }
             _ = prune.tick() => {
                 if !*leading.borrow() {

@@ -96,7 +96,7 @@ pub fn start_server(
         None => tempfile::tempdir()?,
     };
     let mut cmd = Command::new(binary);
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--home"]).arg(home.path()).args(extra);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--home"]).arg(home.path()).args(extra).args(unlimited(extra));
     cmd.env_remove("DATABASE_URL").env_remove("CLOACINA_BOOTSTRAP_KEY").env("RUST_LOG", "warn");
     let mut running = spawn_printing_address(cmd, "API server is running on ")?;
     let key = std::fs::read_to_string(home.path().join("bootstrap-key")).context("reading the bootstrap key")?;
@@ -109,11 +109,21 @@ pub fn start_server(
 pub fn start_replica(binary: &Path, extra: &[&str]) -> anyhow::Result<Running> {
     let home = tempfile::tempdir()?;
     let mut cmd = Command::new(binary);
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--home"]).arg(home.path()).args(extra);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--home"]).arg(home.path()).args(extra).args(unlimited(extra));
     cmd.env_remove("DATABASE_URL").env_remove("CLOACINA_BOOTSTRAP_KEY").env("RUST_LOG", "warn");
     let mut running = spawn_printing_address(cmd, "API server is running on ")?;
     running.home = Some(home);
     Ok(running)
+}
+
+/// The request rate limits off, unless `extra` sets them: a bench measures what the server
+/// can do, not what its limits let one client do.
+fn unlimited(extra: &[&str]) -> &'static [&'static str] {
+    if extra.iter().any(|a| a.starts_with("--rate-limit")) {
+        &[]
+    } else {
+        &["--rate-limit-per-key", "0", "--rate-limit-per-address", "0"]
+    }
 }
 
 /// Starts the bare axum route that sets the machine's HTTP ceiling.

@@ -80,6 +80,8 @@ async fn insecure_production_settings_do_not_boot() {
     for (args, named) in [
         (&["serve"][..], "--bind 0.0.0.0:8080"),
         (&["serve", "--bind", "127.0.0.1:0", "--auth-failures-per-minute", "0"][..], "rate limit"),
+        (&["serve", "--bind", "127.0.0.1:0", "--rate-limit-per-key", "0"][..], "--rate-limit-per-key 0"),
+        (&["serve", "--bind", "127.0.0.1:0", "--rate-limit-per-address", "0"][..], "--rate-limit-per-address 0"),
         (&["serve", "--bind", "127.0.0.1:0", "--database-url", "sqlite::memory:"][..], "sqlite::memory:"),
     ] {
         let out = crate::harness::cli(home.path(), args, &prod);

@@ -88,6 +88,9 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             return ApiError::unauthorized("invalid_api_key", e.to_string()).into_response();
         }
     };
+    if let Err(over) = app.limits.take(principal.key_id, ip) {
+        return over.into_response();
+    }
     let target = if g.tenant_scoped {
         match tenant_param(&mut req).await {
             Ok(t) => t,

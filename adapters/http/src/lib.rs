@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod observe;
 pub mod openapi;
 pub mod query;

@@ -8,6 +8,12 @@ use cloacina_domain::ports::DatabaseHealth;
 use cloacina_ports::{Authenticator, Executions, Keys, Live, Metrics, Packages, Tenants, Tickets, Triggers, Workflows};
 
 use crate::auth::AuthThrottle;
+use crate::limits::RequestLimits;
+
+/// The default of `--rate-limit-per-key`: requests a second.
+pub const DEFAULT_REQUESTS_PER_KEY: u32 = 1000;
+/// The default of `--rate-limit-per-address`: requests a second.
+pub const DEFAULT_REQUESTS_PER_ADDRESS: u32 = 2000;
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -22,6 +28,10 @@ pub struct HttpConfig {
     pub auth_failures_per_minute: u32,
     /// Behind a trusted reverse proxy: the client address is the last `X-Forwarded-For` hop.
     pub behind_proxy: bool,
+    /// Authenticated requests a second allowed per key (0: no limit).
+    pub requests_per_key: u32,
+    /// Authenticated requests a second allowed per client address (0: no limit).
+    pub requests_per_address: u32,
 }
 
 impl Default for HttpConfig {
@@ -32,6 +42,8 @@ impl Default for HttpConfig {
             upload_body_limit: 100 * 1024 * 1024,
             auth_failures_per_minute: 60,
             behind_proxy: false,
+            requests_per_key: DEFAULT_REQUESTS_PER_KEY,
+            requests_per_address: DEFAULT_REQUESTS_PER_ADDRESS,
         }
     }
 }
@@ -71,6 +83,8 @@ pub struct Shared {
     pub config: HttpConfig,
     /// Failed-authentication throttle; the server prunes it on a timer.
     pub throttle: AuthThrottle,
+    /// Request rate limits per key and per address; pruned with the throttle.
+    pub limits: RequestLimits,
     shutting_down: AtomicBool,
 }
 
@@ -97,6 +111,7 @@ impl AppState {
         config: HttpConfig,
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
+        let limits = RequestLimits::new(config.requests_per_key, config.requests_per_address);
         let Services { auth, keys, tenants, workflows, packages, executions, triggers, live, tickets } = services;
         Self(Arc::new(Shared {
             auth,
@@ -112,6 +127,7 @@ impl AppState {
             metrics,
             config,
             throttle,
+            limits,
             shutting_down: AtomicBool::new(false),
         }))
     }

@@ -31,12 +31,30 @@ enum Caller {
 
 #[tokio::test]
 async fn isolation_matrix_every_route_for_every_kind_of_key_on_sqlite() {
-    isolation_matrix(app_with(HttpConfig { auth_failures_per_minute: 0, ..HttpConfig::default() }).await).await;
+    isolation_matrix(
+        app_with(HttpConfig {
+            auth_failures_per_minute: 0,
+            requests_per_key: 0,
+            requests_per_address: 0,
+            ..HttpConfig::default()
+        })
+        .await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_matrix_every_route_for_every_kind_of_key_on_postgres() {
-    isolation_matrix(app_pg(HttpConfig { auth_failures_per_minute: 0, ..HttpConfig::default() }).await).await;
+    isolation_matrix(
+        app_pg(HttpConfig {
+            auth_failures_per_minute: 0,
+            requests_per_key: 0,
+            requests_per_address: 0,
+            ..HttpConfig::default()
+        })
+        .await,
+    )
+    .await;
 }
 
 async fn isolation_matrix(app: App) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use cloacina_domain::{MintedKey, Role};
+use cloacina_domain::{Authority, MintedKey, Role};
 use cloacina_http::{HttpConfig, ROUTES};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -249,6 +249,49 @@ async fn repeated_failures_from_one_address_get_429_with_retry_after_and_others_
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = app.send_from("198.51.100.7:1", Method::GET, "/health", None, None).await;
     assert_eq!(status, StatusCode::OK, "public routes are never throttled");
+}
+
+#[tokio::test]
+async fn a_key_over_its_request_limit_gets_429_with_the_ratelimit_headers_and_another_key_does_not() {
+    let app = app_with(HttpConfig { requests_per_key: 3, requests_per_address: 0, ..HttpConfig::default() }).await;
+    let other = app.key(Authority::God).await;
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..8 {
+        let (status, body, headers) = app.send(Method::GET, "/v1/auth/whoami", Some(&app.god), None).await;
+        if status == StatusCode::TOO_MANY_REQUESTS && refused.is_none() {
+            refused = Some((body, headers));
+        }
+        statuses.push(status.as_u16());
+    }
+    // Two seconds' worth in a burst, then refused.
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
+    let (body, headers) = refused.unwrap();
+    assert_envelope(&body, "rate_limited");
+    let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(h("retry-after").as_deref(), Some("1"));
+    assert_eq!(h("ratelimit-policy").as_deref(), Some("\"key\";q=3;w=1"));
+    assert_eq!(h("ratelimit").as_deref(), Some("\"key\";r=0;t=1"));
+    let (status, _, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&other), None).await;
+    assert_eq!(status, StatusCode::OK, "another key of the same caller is not slowed");
+    let (status, _, _) = app.send(Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK, "public routes have no request limit");
+}
+
+#[tokio::test]
+async fn an_address_over_its_request_limit_gets_429_whichever_key_it_sends() {
+    let app = app_with(HttpConfig { requests_per_key: 0, requests_per_address: 2, ..HttpConfig::default() }).await;
+    let other = app.key(Authority::God).await;
+    for key in [&app.god, &other, &app.god, &other] {
+        let (status, _, _) = app.send_from("203.0.113.5:1", Method::GET, "/v1/auth/whoami", Some(key), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body, headers) =
+        app.send_from("203.0.113.5:1", Method::GET, "/v1/auth/whoami", Some(&other), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers.get("ratelimit-policy").unwrap(), "\"address\";q=2;w=1");
+    let (status, _, _) = app.send_from("203.0.113.6:1", Method::GET, "/v1/auth/whoami", Some(&other), None).await;
+    assert_eq!(status, StatusCode::OK, "another address is not slowed");
 }
 
 #[tokio::test]

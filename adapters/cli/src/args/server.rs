@@ -30,6 +30,14 @@ pub struct ServeArgs {
     /// Failed authentications allowed per client address per minute (0: unlimited)
     #[arg(long, default_value_t = 60, value_name = "N")]
     pub auth_failures_per_minute: u32,
+    /// Authenticated requests a second allowed per API key, in bursts of up to two seconds'
+    /// worth (0: unlimited)
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub rate_limit_per_key: u32,
+    /// Authenticated requests a second allowed per client address, in bursts of up to two
+    /// seconds' worth (0: unlimited)
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub rate_limit_per_address: u32,
     /// Seconds a verified key stays cached (revocation on this server is immediate regardless)
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub auth_cache_ttl: u64,
