@@ -35,6 +35,12 @@ command = ["sh", "-c", "echo after"]
 depends_on = ["talk"]
 
 [[workflow]]
+name = "slow"
+[[workflow.task]]
+id = "nap"
+command = ["sh", "-c", "sleep 6; echo rested"]
+
+[[workflow]]
 name = "steady"
 [[workflow.task]]
 id = "first"
@@ -273,4 +279,51 @@ async fn live_sockets(server: &Server) -> f64 {
         .find_map(|l| l.strip_prefix("cloacina_live_sockets "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no cloacina_live_sockets gauge in {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_through_a_restart_ends_on_the_socket_of_the_restarted_server() {
+    let home = tempfile::tempdir().unwrap();
+    // A short drain: the running attempt is given back and runs again after the restart.
+    let server = Server::start(home.path(), &["--shutdown-timeout", "1"], &[]);
+    let god = bootstrap_key(home.path());
+    let file = pack(home.path(), "watched", "1.0.0", WORKFLOWS, &[]);
+    assert_eq!(upload(&server, "public", &god, &file).await.0, 201);
+    let env = [("CLOACINA_SERVER", server.url.as_str()), ("CLOACINA_API_KEY", god.as_str())];
+    let (_, accepted, _) = execute(&server, "public", &god, "slow", json!({}), None).await;
+    let id = accepted["execution_id"].as_str().unwrap().to_owned();
+    let mut watch = command(home.path())
+        .args(["execution", "watch", &id, "-o", "json"])
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let started = tokio::task::spawn_blocking(move || {
+        while let Some(Ok(line)) = out.next() {
+            if line.contains("task_started") {
+                return out;
+            }
+        }
+        panic!("the watch printed no start");
+    })
+    .await
+    .unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    server.stop();
+    let mut again = command(home.path());
+    again.args(["serve", "--bind", &address]);
+    let server = Server::spawn(again, home.path(), &[]);
+    let lines: Vec<String> =
+        tokio::task::spawn_blocking(move || started.map_while(Result::ok).collect()).await.unwrap();
+    assert!(watch.wait().unwrap().success(), "{lines:?}");
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["status"], "Completed", "{last}");
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let finished = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloacina_live_sockets_closed_total{reason=\"finished\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(finished, Some(1.0), "the watch ended on the restarted server's socket: {metrics}");
 }

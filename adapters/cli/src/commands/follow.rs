@@ -19,6 +19,9 @@ const POLL: Duration = Duration::from_millis(300);
 /// How many times in a row a lost socket is opened again before polling takes over.
 const RECONNECTS: u32 = 5;
 
+/// How many times a follow takes to the socket: at the start, then after outages.
+const SOCKET_TRIES: u32 = 3;
+
 /// How long `follow` keeps trying through a server it cannot reach (a restart, a rolling
 /// deploy), unless its own timeout comes first.
 const OUTAGE: Duration = Duration::from_secs(300);
@@ -100,9 +103,9 @@ async fn failed_stderr(client: &Client, base: &str, id: &str) -> Option<(String,
 /// Follows an execution until it finishes, printing its events as `how` says; returns the
 /// finished execution. The events come over the execution's live socket; where no socket can
 /// be had (a proxy that does not pass upgrades), or it is lost for good, the events route is
-/// polled from the last event printed. Through a server that cannot be reached or answers 429, 502, 503 or 504
-/// (a restart, a rolling deploy) it keeps trying, for up to five minutes, and goes on from the
-/// last event it printed.
+/// polled from the last event printed. Through a server that cannot be reached or answers 429,
+/// 502, 503 or 504 (a restart, a rolling deploy) it keeps trying, for up to five minutes, and
+/// goes on from the last event it printed, over the socket again once the server answers.
 ///
 /// # Errors
 /// [`CliError::WaitTimedOut`] once `timeout` has passed; the error of a request that fails
@@ -119,36 +122,46 @@ pub async fn follow(
     let deadline = timeout.map(|t| started + t);
     let mut printer = Printer::new(client, base, id, how).await?;
     let how = &mut printer;
-    match over_socket(client, base, id, &mut since, how, deadline).await? {
-        Live::Finished(e) => return Ok(e),
-        Live::TimedOut => return Err(timed_out(id, started, timeout)),
-        Live::Unavailable => {}
-    }
-    let mut outage: Option<Instant> = None;
-    let mut backoff = POLL;
+    // The socket at the start, and again each time the server answers after an outage.
+    let mut sockets_left = SOCKET_TRIES;
     loop {
-        let step = follow_step(client, base, id, &mut since, &mut *how).await;
-        match step {
-            Ok(Some(e)) => return Ok(e),
-            Ok(None) => {
-                if outage.take().is_some() {
-                    crate::output::note("the server answers again; following on");
-                }
-                backoff = POLL;
+        if sockets_left > 0 {
+            sockets_left -= 1;
+            match over_socket(client, base, id, &mut since, how, deadline).await? {
+                Live::Finished(e) => return Ok(e),
+                Live::TimedOut => return Err(timed_out(id, started, timeout)),
+                Live::Unavailable => {}
             }
-            Err(e) if transient(&e) && outage.is_none_or(|at| at.elapsed() < OUTAGE) => {
-                if outage.is_none() {
-                    crate::output::note(format!("{e}; trying again"));
-                    outage = Some(Instant::now());
+        }
+        let mut outage: Option<Instant> = None;
+        let mut backoff = POLL;
+        loop {
+            let step = follow_step(client, base, id, &mut since, &mut *how).await;
+            match step {
+                Ok(Some(e)) => return Ok(e),
+                Ok(None) => {
+                    if outage.take().is_some() {
+                        crate::output::note("the server answers again; following on");
+                        if sockets_left > 0 {
+                            break;
+                        }
+                    }
+                    backoff = POLL;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                Err(e) if transient(&e) && outage.is_none_or(|at| at.elapsed() < OUTAGE) => {
+                    if outage.is_none() {
+                        crate::output::note(format!("{e}; trying again"));
+                        outage = Some(Instant::now());
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+            if timeout.is_some_and(|t| started.elapsed() >= t) {
+                return Err(timed_out(id, started, timeout));
+            }
+            tokio::time::sleep(backoff).await;
         }
-        if timeout.is_some_and(|t| started.elapsed() >= t) {
-            return Err(timed_out(id, started, timeout));
-        }
-        tokio::time::sleep(backoff).await;
     }
 }
 
