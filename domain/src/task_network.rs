@@ -55,12 +55,14 @@ impl fmt::Display for TaskNetwork {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantChange {
     pub task_network: Setting<TaskNetwork>,
+    /// Authenticated requests a second each of the tenant's keys may send (0: no limit).
+    pub rate_limit_per_key: Setting<u32>,
 }
 
 impl TenantChange {
     /// Whether the change changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.task_network == Setting::Keep
+        self.task_network == Setting::Keep && self.rate_limit_per_key == Setting::Keep
     }
 }
 
@@ -123,6 +125,7 @@ mod tests {
     #[test]
     fn an_empty_change_says_so() {
         assert!(TenantChange::default().is_empty());
-        assert!(!TenantChange { task_network: Setting::Default }.is_empty());
+        assert!(!TenantChange { task_network: Setting::Default, ..TenantChange::default() }.is_empty());
+        assert!(!TenantChange { rate_limit_per_key: Setting::Set(5), ..TenantChange::default() }.is_empty());
     }
 }

@@ -141,6 +141,9 @@ pub struct TenantRecord {
     pub created_at: DateTime<Utc>,
     /// The tenant's own task network, set by a god key; `None` follows the deployment's.
     pub task_network: Option<TaskNetwork>,
+    /// The requests a second each of its keys may send, set by a god key (0: no limit);
+    /// `None` follows the servers' `--rate-limit-per-key`.
+    pub rate_limit_per_key: Option<u32>,
 }
 
 impl TenantRecord {

@@ -111,6 +111,15 @@ impl Tenants {
         self.store.get_tenant(name).await?.ok_or_else(|| TenantError::NotFound(name.clone()))
     }
 
+    /// The tenant's own request rate limit per key, if a god key set one: for the server's
+    /// guard, which asks about the caller's own tenant (so no permission is checked).
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn rate_limit_per_key(&self, name: &TenantName) -> Result<Option<u32>, StoreError> {
+        Ok(self.store.get_tenant(name).await?.and_then(|t| t.rate_limit_per_key))
+    }
+
     /// Changes a tenant's settings and returns it as it now is. Attempts claimed from then on,
     /// on every replica, run with them.
     ///
@@ -211,7 +220,8 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_god_key_changes_a_tenant_and_an_unknown_one_is_not_found() {
-        let change = TenantChange { task_network: Setting::Set(cloacina_domain::TaskNetwork::Host) };
+        let change =
+            TenantChange { task_network: Setting::Set(cloacina_domain::TaskNetwork::Host), ..TenantChange::default() };
         let tenants = service(MockTenantStore::new());
         for authority in [
             Authority::Tenant { tenant: acme(), role: Role::Admin },

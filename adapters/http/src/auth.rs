@@ -88,7 +88,20 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             return ApiError::unauthorized("invalid_api_key", e.to_string()).into_response();
         }
     };
-    if let Err(over) = app.limits.take(principal.key_id, ip) {
+    let own = match &principal.authority {
+        Authority::Tenant { tenant, .. } => match app.limits.known_override(tenant) {
+            Some(rate) => rate,
+            None => match app.tenants.rate_limit_per_key(tenant).await {
+                Ok(rate) => {
+                    app.limits.remember_override(tenant, rate);
+                    rate
+                }
+                Err(e) => return ApiError::store(&e).into_response(),
+            },
+        },
+        Authority::God => None,
+    };
+    if let Err(over) = app.limits.take(principal.key_id, ip, own) {
         return over.into_response();
     }
     let target = if g.tenant_scoped {

@@ -3,13 +3,15 @@
 //! the limit a second and holds up to two seconds' worth, so a client may burst briefly; one
 //! key's flood empties only its own bucket, never another key's.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cloacina_domain::ApiKeyId;
+use cloacina_domain::{ApiKeyId, TenantName};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -34,11 +36,19 @@ impl<K: std::hash::Hash + Eq + Clone> Limit<K> {
     }
 }
 
-/// The per-key and per-address limits.
+/// The per-key and per-address limits, and the tenants' own per-key limits.
 pub struct RequestLimits {
     per_key: Option<Limit<ApiKeyId>>,
     per_address: Option<Limit<IpAddr>>,
+    /// A tenant's own per-key limit, as last read: `None` follows `per_key`.
+    overrides: quick_cache::sync::Cache<TenantName, (Option<u32>, Instant)>,
+    /// The buckets of keys under a tenant's own limit, one set per rate (`None`: no limit).
+    by_rate: Mutex<HashMap<u32, Arc<Option<Limit<ApiKeyId>>>>>,
 }
+
+/// How long a tenant's own limit is trusted before it is read again; a change made on this
+/// server applies at once, on other servers within this.
+pub const OVERRIDE_TTL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for RequestLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,14 +71,41 @@ pub struct OverLimit {
 impl RequestLimits {
     /// `per_key` and `per_address` requests a second; 0 turns that one off.
     pub fn new(per_key: u32, per_address: u32) -> Self {
-        Self { per_key: Limit::new(per_key), per_address: Limit::new(per_address) }
+        Self {
+            per_key: Limit::new(per_key),
+            per_address: Limit::new(per_address),
+            overrides: quick_cache::sync::Cache::new(10_000),
+            by_rate: Mutex::default(),
+        }
     }
 
-    /// Counts one request of `key` from `address`.
+    /// A tenant's own limit as last read, unless that was longer ago than [`OVERRIDE_TTL`]:
+    /// `Some(None)` when it has none.
+    pub fn known_override(&self, tenant: &TenantName) -> Option<Option<u32>> {
+        self.overrides.get(tenant).filter(|(_, at)| at.elapsed() < OVERRIDE_TTL).map(|(rate, _)| rate)
+    }
+
+    /// Remembers a tenant's own limit as just read.
+    pub fn remember_override(&self, tenant: &TenantName, rate: Option<u32>) {
+        self.overrides.insert(tenant.clone(), (rate, Instant::now()));
+    }
+
+    /// Forgets what is known of a tenant's own limit (it was just changed here).
+    pub fn forget_tenant(&self, tenant: &TenantName) {
+        self.overrides.remove(tenant);
+    }
+
+    fn bucket_at(&self, rate: u32) -> Arc<Option<Limit<ApiKeyId>>> {
+        let mut by_rate = self.by_rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_rate.entry(rate).or_insert_with(|| Arc::new(Limit::new(rate))).clone()
+    }
+
+    /// Counts one request of `key` from `address`; `own` is the key's tenant's own per-key
+    /// limit, if it has one.
     ///
     /// # Errors
     /// [`OverLimit`] naming the limit it is over, the address's first.
-    pub fn take(&self, key: ApiKeyId, address: IpAddr) -> Result<(), OverLimit> {
+    pub fn take(&self, key: ApiKeyId, address: IpAddr, own: Option<u32>) -> Result<(), OverLimit> {
         if let Some(limit) = &self.per_address {
             limit.take(&address).map_err(|wait| OverLimit {
                 scope: "address",
@@ -76,12 +113,19 @@ impl RequestLimits {
                 retry_after: wait,
             })?;
         }
-        if let Some(limit) = &self.per_key {
-            limit.take(&key).map_err(|wait| OverLimit {
-                scope: "key",
-                per_second: limit.per_second,
-                retry_after: wait,
-            })?;
+        let over =
+            |limit: &Limit<ApiKeyId>, wait| OverLimit { scope: "key", per_second: limit.per_second, retry_after: wait };
+        match own {
+            None => {
+                if let Some(limit) = &self.per_key {
+                    limit.take(&key).map_err(|wait| over(limit, wait))?;
+                }
+            }
+            Some(rate) => {
+                if let Some(limit) = self.bucket_at(rate).as_ref() {
+                    limit.take(&key).map_err(|wait| over(limit, wait))?;
+                }
+            }
         }
         Ok(())
     }
@@ -92,6 +136,10 @@ impl RequestLimits {
             l.buckets.retain_recent();
         }
         if let Some(l) = &self.per_address {
+            l.buckets.retain_recent();
+        }
+        let by_rate = self.by_rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for l in by_rate.values().filter_map(|l| l.as_ref().as_ref()) {
             l.buckets.retain_recent();
         }
     }
@@ -131,12 +179,12 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         // Two seconds' worth in a burst.
         for _ in 0..10 {
-            limits.take(a, ip).unwrap();
+            limits.take(a, ip, None).unwrap();
         }
-        let over = limits.take(a, ip).unwrap_err();
+        let over = limits.take(a, ip, None).unwrap_err();
         assert_eq!((over.scope, over.per_second), ("key", 5));
         assert!(over.retry_after > Duration::ZERO && over.retry_after <= Duration::from_secs(1));
-        limits.take(b, ip).unwrap();
+        limits.take(b, ip, None).unwrap();
     }
 
     #[test]
@@ -144,11 +192,30 @@ mod tests {
         let limits = RequestLimits::new(0, 2);
         let ip: IpAddr = "192.0.2.2".parse().unwrap();
         for n in 0..4u128 {
-            limits.take(ApiKeyId::from_uuid(uuid::Uuid::from_u128(n)), ip).unwrap();
+            limits.take(ApiKeyId::from_uuid(uuid::Uuid::from_u128(n)), ip, None).unwrap();
         }
-        let over = limits.take(ApiKeyId::from_uuid(uuid::Uuid::from_u128(9)), ip).unwrap_err();
+        let over = limits.take(ApiKeyId::from_uuid(uuid::Uuid::from_u128(9)), ip, None).unwrap_err();
         assert_eq!(over.scope, "address");
-        limits.take(ApiKeyId::from_uuid(uuid::Uuid::from_u128(9)), "192.0.2.3".parse().unwrap()).unwrap();
+        limits.take(ApiKeyId::from_uuid(uuid::Uuid::from_u128(9)), "192.0.2.3".parse().unwrap(), None).unwrap();
+    }
+
+    #[test]
+    fn a_tenants_own_limit_replaces_the_default_and_zero_is_none() {
+        let limits = RequestLimits::new(100, 0);
+        let (key, ip) = (ApiKeyId::from_uuid(uuid::Uuid::from_u128(3)), "192.0.2.4".parse().unwrap());
+        for _ in 0..2 {
+            limits.take(key, ip, Some(1)).unwrap();
+        }
+        assert_eq!(limits.take(key, ip, Some(1)).unwrap_err().per_second, 1);
+        for _ in 0..500 {
+            limits.take(key, ip, Some(0)).unwrap();
+        }
+        let tenant = TenantName::parse("acme").unwrap();
+        assert_eq!(limits.known_override(&tenant), None);
+        limits.remember_override(&tenant, Some(7));
+        assert_eq!(limits.known_override(&tenant), Some(Some(7)));
+        limits.forget_tenant(&tenant);
+        assert_eq!(limits.known_override(&tenant), None);
     }
 
     #[test]

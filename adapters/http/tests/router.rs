@@ -279,6 +279,44 @@ async fn a_key_over_its_request_limit_gets_429_with_the_ratelimit_headers_and_an
 }
 
 #[tokio::test]
+async fn a_god_key_sets_a_tenants_own_request_limit_and_its_keys_get_it_at_once() {
+    let app = app_with(HttpConfig { requests_per_key: 50, requests_per_address: 0, ..HttpConfig::default() }).await;
+    let reader = app.key(tenant("public", Role::Read)).await;
+    let (status, body, _) =
+        app.send(Method::PATCH, "/v1/tenants/public", Some(&app.god), Some(json!({"rate_limit_per_key": 1}))).await;
+    assert_eq!((status, &body["rate_limit_per_key"]), (StatusCode::OK, &json!(1)), "{body}");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(app.send(Method::GET, "/v1/auth/whoami", Some(&reader), None).await.0.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "the tenant's own limit, 1 a second in bursts of 2");
+    let (_, _, headers) = app.send(Method::GET, "/v1/auth/whoami", Some(&reader), None).await;
+    assert_eq!(headers.get("ratelimit-policy").unwrap(), "\"key\";q=1;w=1");
+    let (status, _, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&app.god), None).await;
+    assert_eq!(status, StatusCode::OK, "admin keys keep the servers' limit");
+    let (status, body, _) =
+        app.send(Method::PATCH, "/v1/tenants/public", Some(&app.god), Some(json!({"rate_limit_per_key": null}))).await;
+    assert_eq!((status, &body["rate_limit_per_key"]), (StatusCode::OK, &Value::Null), "{body}");
+    let (status, _, _) = app.send(Method::GET, "/v1/auth/whoami", Some(&reader), None).await;
+    assert_eq!(status, StatusCode::OK, "back to the servers' 50 a second");
+    let (status, body, _) =
+        app.send(Method::PATCH, "/v1/tenants/public", Some(&app.god), Some(json!({"rate_limit_per_key": -1}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body, _) = app
+        .send(
+            Method::PATCH,
+            "/v1/tenants/public",
+            Some(&app.god),
+            Some(json!({"rate_limit_per_key": 2_147_483_648u64})),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("rate_limit_per_key")), "{body}");
+    let (status, _, _) =
+        app.send(Method::PATCH, "/v1/tenants/public", Some(&reader), Some(json!({"rate_limit_per_key": 0}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a tenant's key cannot lift its own limit");
+}
+
+#[tokio::test]
 async fn an_address_over_its_request_limit_gets_429_whichever_key_it_sends() {
     let app = app_with(HttpConfig { requests_per_key: 0, requests_per_address: 2, ..HttpConfig::default() }).await;
     let other = app.key(Authority::God).await;

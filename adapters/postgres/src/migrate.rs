@@ -27,6 +27,7 @@ pub const CONTROL: &[Migration] = &[
     (4, "trigger_due", include_str!("../../../migrations/postgres/control/0004_trigger_due.sql")),
     (5, "key_names", include_str!("../../../migrations/postgres/control/0005_key_names.sql")),
     (6, "ws_tickets", include_str!("../../../migrations/postgres/control/0006_ws_tickets.sql")),
+    (7, "tenant_rate_limits", include_str!("../../../migrations/postgres/control/0007_tenant_rate_limits.sql")),
 ];
 
 /// Every tenant schema's migrations.

@@ -28,7 +28,7 @@ const TENANT_DDL_LOCK: i64 = crate::locks::TENANT_DDL;
 /// The constraint a second tenant of one name breaks (the registry's primary key).
 const NAME_TAKEN: &str = "tenants_pkey";
 
-const COLUMNS: &str = "name, schema_name, db_role, description, created_at, task_network";
+const COLUMNS: &str = "name, schema_name, db_role, description, created_at, task_network, rate_limit_per_key";
 
 /// The schema of a tenant. Quoted wherever used, so `-` in names is fine.
 fn schema_for(name: &TenantName) -> String {
@@ -52,6 +52,7 @@ fn record(row: &PgRow) -> Result<TenantRecord, sqlx::Error> {
         description: description.map(|d| TenantDescription::parse(&d)).transpose().map_err(|e| conv(Box::new(e)))?,
         created_at: row.try_get(4)?,
         task_network: network.map(|n| n.parse::<TaskNetwork>()).transpose().map_err(|e| conv(Box::new(e)))?,
+        rate_limit_per_key: row.try_get::<Option<i32>, _>(6)?.map(|n| u32::try_from(n).unwrap_or(0)),
     })
 }
 
@@ -210,12 +211,16 @@ impl TenantStore for PgDb {
     ) -> Result<Option<TenantRecord>, StoreError> {
         // One statement: a column the change leaves alone keeps its value.
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE tenants SET task_network = CASE WHEN $2 THEN $3 ELSE task_network END WHERE name = $1
+            "UPDATE tenants SET task_network = CASE WHEN $2 THEN $3 ELSE task_network END,
+                 rate_limit_per_key = CASE WHEN $4 THEN $5 ELSE rate_limit_per_key END
+             WHERE name = $1
              RETURNING {COLUMNS}"
         )))
         .bind(name.as_str())
         .bind(change.task_network != Setting::Keep)
         .bind(change.task_network.applied_to(None).map(TaskNetwork::as_str))
+        .bind(change.rate_limit_per_key != Setting::Keep)
+        .bind(change.rate_limit_per_key.applied_to(None).map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
         .fetch_optional(&self.pool)
         .await
         .map_err(translate)

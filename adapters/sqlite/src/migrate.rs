@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "key_names", include_str!("../../../migrations/sqlite/0008_key_names.sql")),
     (9, "task_log_pieces", include_str!("../../../migrations/sqlite/0009_task_log_pieces.sql")),
     (10, "ws_tickets", include_str!("../../../migrations/sqlite/0010_ws_tickets.sql")),
+    (11, "tenant_rate_limits", include_str!("../../../migrations/sqlite/0011_tenant_rate_limits.sql")),
 ];
 
 /// The version this binary expects.

@@ -39,7 +39,7 @@ const SINGLE_TENANT: &str = "multi-tenancy needs PostgreSQL: this server runs on
 impl SqliteDb {
     /// The built-in tenant: it has always existed, so it carries the database's creation time.
     async fn public_record(&self) -> Result<TenantRecord, StoreError> {
-        let (created, network) = self.read(public_row).await?;
+        let (created, network, rate) = self.read(public_row).await?;
         let created_at = DateTime::parse_from_rfc3339(&created)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| StoreError::Unexpected(format!("bad migration time {created:?}: {e}")))?;
@@ -53,17 +53,20 @@ impl SqliteDb {
                 .map(|n| n.parse::<TaskNetwork>())
                 .transpose()
                 .map_err(|e| StoreError::Unexpected(format!("bad stored task network: {e}")))?,
+            rate_limit_per_key: rate,
         })
     }
 }
 
-/// The creation time of the database and the tenant's task network, as stored.
-fn public_row(conn: &Connection) -> Result<(String, Option<String>), rusqlite::Error> {
+/// The creation time of the database, and the tenant's task network and request limit as
+/// stored.
+fn public_row(conn: &Connection) -> Result<(String, Option<String>, Option<u32>), rusqlite::Error> {
     conn.query_row(
-        "SELECT applied_at, (SELECT task_network FROM tenant_settings WHERE tenant = 'public')
+        "SELECT applied_at, (SELECT task_network FROM tenant_settings WHERE tenant = 'public'),
+             (SELECT rate_limit_per_key FROM tenant_settings WHERE tenant = 'public')
          FROM _cloacina_migrations WHERE version = 1",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
 }
 
@@ -105,6 +108,17 @@ impl TenantStore for SqliteDb {
                 conn.execute(
                     "INSERT INTO tenant_settings (tenant, task_network) VALUES ('public', ?1)
                      ON CONFLICT (tenant) DO UPDATE SET task_network = excluded.task_network",
+                    [value],
+                )
+            })
+            .await?;
+        }
+        if change.rate_limit_per_key != Setting::Keep {
+            let value = change.rate_limit_per_key.applied_to(None);
+            self.write(move |conn| {
+                conn.execute(
+                    "INSERT INTO tenant_settings (tenant, rate_limit_per_key) VALUES ('public', ?1)
+                     ON CONFLICT (tenant) DO UPDATE SET rate_limit_per_key = excluded.rate_limit_per_key",
                     [value],
                 )
             })

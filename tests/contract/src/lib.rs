@@ -105,6 +105,7 @@ macro_rules! storage_contract {
             tenants::a_tenant_is_created_listed_and_found_once,
             tenants::deleting_a_tenant_revokes_its_keys_and_frees_its_name,
             tenants::a_tenants_task_network_is_set_kept_and_cleared_and_an_unknown_tenant_has_none,
+            tenants::a_tenants_request_limit_is_set_kept_and_cleared_apart_from_its_other_settings,
             workflows::a_tenant_without_packages_lists_no_workflows_and_an_unknown_tenant_none,
             packages::an_upload_is_stored_once_and_its_workflows_are_in_force,
             packages::versions_are_immutable_and_the_newest_is_in_force,

@@ -115,7 +115,7 @@ pub async fn a_claim_carries_the_tenants_task_network_as_it_is_when_claimed(stor
     let first = claim(&store, "w", t0(), 1).await;
     assert_eq!(first[0].network, None, "no setting: the deployment's");
     store.record_one(&TenantName::public(), "w", &report(&first[0], Attempt::Succeeded, None), t0()).await.unwrap();
-    let change = TenantChange { task_network: Setting::Set(TaskNetwork::Host) };
+    let change = TenantChange { task_network: Setting::Set(TaskNetwork::Host), ..TenantChange::default() };
     store.update_tenant(&TenantName::public(), &change).await.unwrap();
     let second = claim(&store, "w", t0() + secs(1), 1).await;
     assert_eq!((second[0].task_id.as_str(), second[0].network), ("b", Some(TaskNetwork::Host)));

@@ -114,7 +114,7 @@ pub async fn deleting_a_tenant_revokes_its_keys_and_frees_its_name(store: Store)
 }
 
 fn network(n: Option<TaskNetwork>) -> TenantChange {
-    TenantChange { task_network: n.map_or(Setting::Default, Setting::Set) }
+    TenantChange { task_network: n.map_or(Setting::Default, Setting::Set), ..TenantChange::default() }
 }
 
 pub async fn a_tenants_task_network_is_set_kept_and_cleared_and_an_unknown_tenant_has_none(store: Store) {
@@ -143,6 +143,33 @@ pub async fn a_tenants_task_network_is_set_kept_and_cleared_and_an_unknown_tenan
             None,
             "a new tenant starts afresh"
         );
+    }
+}
+
+pub async fn a_tenants_request_limit_is_set_kept_and_cleared_apart_from_its_other_settings(store: Store) {
+    let public = TenantName::public();
+    let limit = |rate: Setting<u32>| TenantChange { rate_limit_per_key: rate, ..TenantChange::default() };
+    assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().rate_limit_per_key, None, "the default at first");
+    store.update_tenant(&public, &network(Some(TaskNetwork::Host))).await.unwrap();
+    let set = store.update_tenant(&public, &limit(Setting::Set(250))).await.unwrap().unwrap();
+    assert_eq!(
+        (set.rate_limit_per_key, set.task_network),
+        (Some(250), Some(TaskNetwork::Host)),
+        "one setting at a time"
+    );
+    assert_eq!(store.get_tenant(&public).await.unwrap().unwrap(), set, "read back as written");
+    let kept = store.update_tenant(&public, &network(None)).await.unwrap().unwrap();
+    assert_eq!((kept.rate_limit_per_key, kept.task_network), (Some(250), None));
+    let none = store.update_tenant(&public, &limit(Setting::Set(0))).await.unwrap().unwrap();
+    assert_eq!(none.rate_limit_per_key, Some(0), "0 (no limit) is a value of its own");
+    let cleared = store.update_tenant(&public, &limit(Setting::Default)).await.unwrap().unwrap();
+    assert_eq!(cleared.rate_limit_per_key, None);
+    assert_eq!(store.update_tenant(&name("never-created"), &limit(Setting::Set(1))).await.unwrap(), None);
+    if multi_tenant(&store).await {
+        created(&store, "acme").await;
+        let acme = store.update_tenant(&name("acme"), &limit(Setting::Set(5))).await.unwrap().unwrap();
+        assert_eq!(acme.rate_limit_per_key, Some(5));
+        assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().rate_limit_per_key, None, "each its own");
     }
 }
 

@@ -47,6 +47,9 @@ pub struct TenantView {
     /// servers' `--task-network`.
     #[schema(value_type = Option<String>, example = "host")]
     pub task_network: Option<&'static str>,
+    /// Requests a second each of its keys may send, if a god key set it (0: no limit);
+    /// `null` follows the servers' `--rate-limit-per-key`.
+    pub rate_limit_per_key: Option<u32>,
 }
 
 impl From<&TenantRecord> for TenantView {
@@ -59,9 +62,13 @@ impl From<&TenantRecord> for TenantView {
             builtin: t.is_builtin(),
             created_at: wire_time(t.created_at),
             task_network: t.task_network.map(TaskNetwork::as_str),
+            rate_limit_per_key: t.rate_limit_per_key,
         }
     }
 }
+
+/// The highest per-key request limit a tenant can be given, in requests a second.
+const MAX_RATE_LIMIT: u32 = 1_000_000;
 
 /// The body of a change (a JSON merge patch): a field left out stays as it is.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -71,6 +78,16 @@ pub struct UpdateTenantBody {
     #[serde(default, deserialize_with = "setting")]
     #[schema(value_type = Option<String>, example = "host")]
     pub task_network: Setting<String>,
+    /// Authenticated requests a second each of the tenant's keys may send (0: no limit), or
+    /// `null` to follow the servers' `--rate-limit-per-key` again.
+    #[serde(default, deserialize_with = "number_setting")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 1_000_000, example = 200)]
+    pub rate_limit_per_key: Setting<u32>,
+}
+
+/// [`setting`] for a whole number.
+fn number_setting<'de, D: Deserializer<'de>>(d: D) -> Result<Setting<u32>, D::Error> {
+    Option::<u32>::deserialize(d).map(|v| v.map_or(Setting::Default, Setting::Set))
 }
 
 /// Tells a field given as `null` ([`Setting::Default`]) from one left out ([`Setting::Keep`],
@@ -188,7 +205,17 @@ pub async fn update(
         .task_network
         .try_map(|n| n.parse::<TaskNetwork>())
         .map_err(|e| ApiError::invalid_field("task_network", format!("task_network: {e}")))?;
-    let record = state.tenants.update(&caller.0, &tenant, &TenantChange { task_network }).await.map_err(from_error)?;
+    if let Setting::Set(n) = body.rate_limit_per_key
+        && n > MAX_RATE_LIMIT
+    {
+        return Err(ApiError::invalid_field(
+            "rate_limit_per_key",
+            format!("rate_limit_per_key must be from 0 (no limit) to {MAX_RATE_LIMIT} requests a second, not {n}"),
+        ));
+    }
+    let change = TenantChange { task_network, rate_limit_per_key: body.rate_limit_per_key };
+    let record = state.tenants.update(&caller.0, &tenant, &change).await.map_err(from_error)?;
+    state.limits.forget_tenant(&tenant);
     Ok(Json(TenantView::from(&record)))
 }
 
