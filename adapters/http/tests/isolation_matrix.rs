@@ -31,30 +31,17 @@ enum Caller {
 
 #[tokio::test]
 async fn isolation_matrix_every_route_for_every_kind_of_key_on_sqlite() {
-    isolation_matrix(
-        app_with(HttpConfig {
-            auth_failures_per_minute: 0,
-            requests_per_key: 0,
-            requests_per_address: 0,
-            ..HttpConfig::default()
-        })
-        .await,
-    )
-    .await;
+    isolation_matrix(app_with(unthrottled()).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_matrix_every_route_for_every_kind_of_key_on_postgres() {
-    isolation_matrix(
-        app_pg(HttpConfig {
-            auth_failures_per_minute: 0,
-            requests_per_key: 0,
-            requests_per_address: 0,
-            ..HttpConfig::default()
-        })
-        .await,
-    )
-    .await;
+    isolation_matrix(app_pg(unthrottled()).await).await;
+}
+
+/// No throttle and no request limits: the matrix sends hundreds of requests from one address.
+fn unthrottled() -> HttpConfig {
+    HttpConfig { auth_failures_per_minute: 0, requests_per_key: 0, requests_per_address: 0, ..HttpConfig::default() }
 }
 
 async fn isolation_matrix(app: App) {

@@ -393,24 +393,16 @@ async fn run(
         tokio::select! {
             next = sub.next() => match next {
                 Next::Event(e) => {
-                    if let Some(text) = framing.frame(&tenant, &e) {
-                        match send(socket, text, metrics).await {
-                            Ok(()) => {}
-                            Err(Slow::Gone) => return None,
-                            Err(Slow::Stuck) => return Some(close_for(Closed::SlowConsumer)),
-                        }
+                    if let Err(end) = send_frame(socket, framing.frame(&tenant, &e), metrics).await {
+                        return end;
                     }
                     if framing.ends_after(&e) {
                         return Some((1000, "execution finished"));
                     }
                 }
                 Next::Output(piece) => {
-                    if let Some(text) = framing.output_frame(&tenant, &piece) {
-                        match send(socket, text, metrics).await {
-                            Ok(()) => {}
-                            Err(Slow::Gone) => return None,
-                            Err(Slow::Stuck) => return Some(close_for(Closed::SlowConsumer)),
-                        }
+                    if let Err(end) = send_frame(socket, framing.output_frame(&tenant, &piece), metrics).await {
+                        return end;
                     }
                 }
                 Next::Closed(why) => return Some(close_for(why)),
@@ -441,6 +433,20 @@ async fn run(
 enum Slow {
     Gone,
     Stuck,
+}
+
+/// Sends `frame`, if there is one; `Err` with how the socket ends if it cannot be sent.
+async fn send_frame(
+    socket: &mut WebSocket,
+    frame: Option<String>,
+    metrics: &dyn Metrics,
+) -> Result<(), Option<(u16, &'static str)>> {
+    let Some(text) = frame else { return Ok(()) };
+    match send(socket, text, metrics).await {
+        Ok(()) => Ok(()),
+        Err(Slow::Gone) => Err(None),
+        Err(Slow::Stuck) => Err(Some(close_for(Closed::SlowConsumer))),
+    }
 }
 
 async fn send(socket: &mut WebSocket, text: String, metrics: &dyn Metrics) -> Result<(), Slow> {

@@ -33,6 +33,16 @@ fn output((id, execution, task_id, attempt, stdout, stderr, truncated, ended, at
     }
 }
 
+impl PgDb {
+    /// One `max(id)` of the tenant's, `None` for no such tenant.
+    async fn last_id(&self, tenant: &TenantName, select: &'static str) -> Result<Option<i64>, StoreError> {
+        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
+        let last: i64 = sqlx::query_scalar(select).fetch_one(&mut *tx).await.map_err(translate)?;
+        tx.commit().await.map_err(translate)?;
+        Ok(Some(last))
+    }
+}
+
 #[async_trait]
 impl EventFeed for PgDb {
     async fn tenant_events(
@@ -68,13 +78,7 @@ impl EventFeed for PgDb {
     }
 
     async fn last_event_id(&self, tenant: &TenantName) -> Result<Option<i64>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let last: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM execution_events")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(translate)?;
-        tx.commit().await.map_err(translate)?;
-        Ok(Some(last))
+        self.last_id(tenant, "SELECT coalesce(max(id), 0) FROM execution_events").await
     }
 
     async fn tenant_output(
@@ -97,13 +101,7 @@ impl EventFeed for PgDb {
     }
 
     async fn last_output_id(&self, tenant: &TenantName) -> Result<Option<i64>, StoreError> {
-        let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
-        let last: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM task_logs")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(translate)?;
-        tx.commit().await.map_err(translate)?;
-        Ok(Some(last))
+        self.last_id(tenant, "SELECT coalesce(max(id), 0) FROM task_logs").await
     }
 
     async fn execution_output(
