@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
 use cloacina_domain::ports::{
-    DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore,
-    TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory,
+    TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
@@ -100,7 +100,8 @@ impl Backend {
 
 /// Everything a storage backend provides.
 pub trait Storage:
-    KeyStore
+    AuditStore
+    + KeyStore
     + TenantDirectory
     + TenantStore
     + WorkflowStore
@@ -115,7 +116,8 @@ pub trait Storage:
 {
 }
 impl<T> Storage for T where
-    T: KeyStore
+    T: AuditStore
+        + KeyStore
         + TenantDirectory
         + TenantStore
         + WorkflowStore

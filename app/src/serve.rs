@@ -21,8 +21,8 @@ use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Forgot, Keys,
-    Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, SoleProcess, Tenants, Tickets, TriggerScheduler,
+    Audit, Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Forgot,
+    Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, SoleProcess, Tenants, Tickets, TriggerScheduler,
     Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::PgLeaderLock;
@@ -188,6 +188,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         triggers: Triggers::new(deps.clone(), storage.clone(), storage.clone(), storage.clone(), storage.clone()),
         live,
         tickets: Tickets::new(storage.clone(), storage.clone(), deps.clock.clone(), deps.keygen.clone()),
+        audit: Audit::new(storage.clone(), storage.clone(), deps.clock.clone()),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 
@@ -207,7 +208,8 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         every: cloacina_ports::leader::HOLD_EVERY,
     };
     let (leading, leadership) = campaign.start(stop_rx.clone());
-    let retention = Retention { keep: args.engine.retention, every: args.engine.prune_every };
+    let retention =
+        Retention { keep: args.engine.retention, audit: args.engine.audit_retention, every: args.engine.prune_every };
     let background = tokio::spawn(background_work(state.clone(), storage.clone(), retention, leading, stop_rx.clone()));
     let scheduler = TriggerScheduler {
         store: storage.clone(),
@@ -321,12 +323,15 @@ async fn run_bootstrap(deps: &Deps, home: &Home, supplied: Option<SuppliedBootst
 #[derive(Debug, Clone, Copy)]
 struct Retention {
     keep: Duration,
+    /// How long audit rows are kept.
+    audit: Duration,
     every: Duration,
 }
 
-/// Off the request path: writes queued `last_used_at` times and prunes the auth throttle;
-/// and, on the leader only, deletes executions finished longer than the retention ago (every
-/// `--prune-every`, the first a minute after start-up at the latest).
+/// Off the request path: writes queued `last_used_at` times, prunes the auth throttle and
+/// writes each ended minute's failed authentications to the audit trail; and, on the leader
+/// only, deletes executions finished longer than the retention ago and audit rows older than
+/// theirs (every `--prune-every`, the first a minute after start-up at the latest).
 async fn background_work(
     state: AppState,
     storage: Arc<dyn crate::backend::Storage>,
@@ -347,6 +352,9 @@ async fn background_work(
                 }
                 state.throttle.prune();
                 state.limits.prune();
+                if let Err(e) = state.audit.flush_failures(false).await {
+                    tracing::warn!(error = %e, "could not record failed authentications in the audit trail");
+                }
             }
             _ = prune.tick() => {
                 if !*leading.borrow() {
@@ -355,8 +363,18 @@ async fn background_work(
                 if let Err(e) = state.executions.prune(storage.as_ref(), retention.keep).await {
                     tracing::warn!(error = %e, "could not prune finished executions");
                 }
+                match state.audit.prune(retention.audit).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned audit rows past the audit retention"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune the audit trail"),
+                }
             }
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                if let Err(e) = state.audit.flush_failures(true).await {
+                    tracing::warn!(error = %e, "could not record failed authentications in the audit trail");
+                }
+                return;
+            }
         }
     }
 }

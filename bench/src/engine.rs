@@ -97,7 +97,7 @@ async fn install(store: &dyn Store, tenant: &TenantName) -> anyhow::Result<(Plan
         uploaded_at: Utc::now(),
         uploaded_by: None,
     };
-    match store.store_package(tenant, &new).await? {
+    match store.store_package(tenant, &new, &noted()).await? {
         Some(PackageStored::Created(r)) => Ok((plan, r.id)),
         other => anyhow::bail!("package not stored: {other:?}"),
     }
@@ -121,7 +121,7 @@ async fn submit(store: &dyn Store, tenant: &TenantName, plan: &Plan, package: Uu
         created_by: None,
         fired: None,
     };
-    match store.create_execution(tenant, &new).await? {
+    match store.create_execution(tenant, &new, &noted()).await? {
         Some(ExecutionCreated::Created(_)) => Ok(new.id),
         other => anyhow::bail!("execution not created: {other:?}"),
     }
@@ -338,12 +338,15 @@ pub async fn b3(o: &Options) -> anyhow::Result<String> {
         // A fresh tenant per run, so every run starts from an empty queue.
         let tenant = TenantName::parse(&format!("b3-{}", figures.len()))?;
         store
-            .create_tenant(&cloacina_domain::NewTenant {
-                name: tenant.clone(),
-                description: None,
-                db_password: cloacina_domain::Secret::new(format!("pw{:032x}", rand_u128())),
-                created_at: Utc::now(),
-            })
+            .create_tenant(
+                &cloacina_domain::NewTenant {
+                    name: tenant.clone(),
+                    description: None,
+                    db_password: cloacina_domain::Secret::new(format!("pw{:032x}", rand_u128())),
+                    created_at: Utc::now(),
+                },
+                &noted(),
+            )
             .await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let listener = store.listen(Arc::new(|_| {}), stop_rx).await?;
@@ -427,12 +430,15 @@ pub async fn b5(o: &Options) -> anyhow::Result<String> {
     let (a, b) = (TenantName::parse("noisy")?, TenantName::parse("quiet")?);
     for t in [&a, &b] {
         store
-            .create_tenant(&cloacina_domain::NewTenant {
-                name: t.clone(),
-                description: None,
-                db_password: cloacina_domain::Secret::new(format!("pw{:032x}", rand_u128())),
-                created_at: Utc::now(),
-            })
+            .create_tenant(
+                &cloacina_domain::NewTenant {
+                    name: t.clone(),
+                    description: None,
+                    db_password: cloacina_domain::Secret::new(format!("pw{:032x}", rand_u128())),
+                    created_at: Utc::now(),
+                },
+                &noted(),
+            )
             .await?;
     }
     let (plan_a, package_a) = install(&store, &a).await?;
@@ -479,4 +485,16 @@ pub async fn b5(o: &Options) -> anyhow::Result<String> {
         format!("| A's executions still unfinished when B's last ran | {backlog} of 1000 | (the backlog was there) |"),
     ];
     Ok(out.join("\n"))
+}
+
+/// The audit entry the bench's own changes record (no key acted).
+fn noted() -> cloacina_domain::audit::AuditEntry {
+    cloacina_domain::audit::AuditEntry::new(
+        chrono::Utc::now(),
+        None,
+        None,
+        cloacina_domain::audit::AuditAction::WorkflowExecute,
+        "bench",
+        cloacina_domain::audit::RequestOrigin::default(),
+    )
 }

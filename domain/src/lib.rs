@@ -9,6 +9,7 @@
 //! - [`secret`] — [`Secret`], a string that never prints.
 //! - [`role`] — [`Role`] and the closed [`Permission`] catalogue.
 //! - [`principal`] — who a verified key is ([`Principal`], [`Authority`]).
+//! - [`audit`] — the audit trail: audited actions, entries, hash-chained rows, verification.
 //! - [`authz`] — the authorisation decisions: route permissions and key minting/revoking.
 //! - [`tenant`] — [`TenantName`], registry rows ([`TenantRecord`]) and [`NewTenant`].
 //! - [`task_network`] — [`TaskNetwork`]: how tasks reach the network, per deployment and tenant.
@@ -20,6 +21,7 @@
 //! - [`trigger`] — cron triggers: schedules, catch-up and overlap, what a due trigger fires.
 //! - [`ports`] — the port traits (key store, tenant directory, clock, key generator, hasher).
 
+pub mod audit;
 pub mod authz;
 pub mod bootstrap;
 pub mod execution;

@@ -64,6 +64,8 @@ pub enum Permission {
     TenantUpdate,
     TenantDelete,
     GodKeyManage,
+    /// The control chain of the audit trail.
+    DeploymentAuditRead,
     // Within one tenant.
     KeyList,
     KeyCreate,
@@ -94,7 +96,7 @@ pub enum PermissionScope {
 
 impl Permission {
     /// The full catalogue.
-    pub const ALL: [Permission; 21] = [
+    pub const ALL: [Permission; 22] = [
         Permission::WhoAmI,
         Permission::TenantCreate,
         Permission::TenantList,
@@ -102,6 +104,7 @@ impl Permission {
         Permission::TenantUpdate,
         Permission::TenantDelete,
         Permission::GodKeyManage,
+        Permission::DeploymentAuditRead,
         Permission::KeyList,
         Permission::KeyCreate,
         Permission::KeyRevoke,
@@ -123,9 +126,8 @@ impl Permission {
         use Permission::*;
         match self {
             WhoAmI => PermissionScope::AnyKey,
-            TenantCreate | TenantList | TenantRead | TenantUpdate | TenantDelete | GodKeyManage => {
-                PermissionScope::GodOnly
-            }
+            TenantCreate | TenantList | TenantRead | TenantUpdate | TenantDelete | GodKeyManage
+            | DeploymentAuditRead => PermissionScope::GodOnly,
             KeyList | KeyCreate | KeyRevoke | AuditRead => PermissionScope::Tenant(Role::Admin),
             WorkflowUpload | WorkflowDelete | WorkflowPause | WorkflowExecute | ExecutionCancel | ExecutionRetry
             | TriggerManage => PermissionScope::Tenant(Role::Write),

@@ -1,5 +1,6 @@
 //! The first god key, at start-up (docs/api.md, "Keys and roles", seed 001).
 
+use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::bootstrap::{BootstrapDecision, SuppliedBootstrapKey, decide};
 use cloacina_domain::ports::{HashError, StoreError};
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, PresentedKey, Secret, StoredSecret};
@@ -63,7 +64,11 @@ pub async fn bootstrap(
         created_by: None,
         expires_at: None,
     };
-    if deps.keys.insert_first_god_key(&new, now).await? {
+    let audit = AuditEntry::new(now, None, None, AuditAction::KeyCreate, id.to_string(), RequestOrigin::default())
+        .with("name", BOOTSTRAP_KEY_NAME)
+        .with("permissions", "admin")
+        .with("bootstrap", true);
+    if deps.keys.insert_first_god_key(&new, now, &audit).await? {
         Ok(BootstrapOutcome::Created { key_id: id, plaintext, supplied: supplied.is_some() })
     } else {
         Ok(BootstrapOutcome::Skipped { supplied_ignored: supplied.is_some() })

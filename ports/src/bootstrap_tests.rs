@@ -22,7 +22,7 @@ fn with_keygen(mut d: crate::Deps) -> crate::Deps {
 async fn an_empty_database_gets_a_generated_god_key() {
     let mut store = MockKeyStore::new();
     store.expect_count_active_god_keys().returning(|_| Ok(0));
-    store.expect_insert_first_god_key().times(1).returning(|k, _| {
+    store.expect_insert_first_god_key().times(1).returning(|k, _, _| {
         assert!(k.authority.is_god());
         Ok(true)
     });
@@ -45,7 +45,7 @@ async fn an_existing_god_key_skips_bootstrap_and_says_a_supplied_key_was_ignored
 async fn a_supplied_key_is_stored_as_an_argon2id_hash() {
     let mut store = MockKeyStore::new();
     store.expect_count_active_god_keys().returning(|_| Ok(0));
-    store.expect_insert_first_god_key().times(1).returning(|k, _| {
+    store.expect_insert_first_god_key().times(1).returning(|k, _, _| {
         assert_eq!(k.secret, StoredSecret::Argon2("$argon2id$x".into()));
         Ok(true)
     });
@@ -62,7 +62,7 @@ async fn a_supplied_key_is_stored_as_an_argon2id_hash() {
 async fn a_replica_that_loses_the_race_skips() {
     let mut store = MockKeyStore::new();
     store.expect_count_active_god_keys().returning(|_| Ok(0));
-    store.expect_insert_first_god_key().returning(|_, _| Ok(false));
+    store.expect_insert_first_god_key().returning(|_, _, _| Ok(false));
     let out = bootstrap(&with_keygen(deps(store, hasher_never(), 0)), None).await.unwrap();
     assert!(matches!(out, BootstrapOutcome::Skipped { supplied_ignored: false }));
 }

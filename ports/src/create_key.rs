@@ -1,6 +1,7 @@
 //! Create an API key.
 
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::{ExpiryRefused, authorize_mint, child_expiry};
 use cloacina_domain::ports::{ConstraintKind, StoreError};
 use cloacina_domain::{
@@ -69,7 +70,11 @@ impl Keys {
             created_by: Some(caller.key_id),
             expires_at,
         };
-        match self.deps.keys.insert(&new).await {
+        let audit =
+            crate::audit::entry(now, caller, new.authority.tenant(), AuditAction::KeyCreate, new.id.to_string())
+                .with("name", new.name.as_str())
+                .with("permissions", new.authority.permissions_label());
+        match self.deps.keys.insert(&new, &audit).await {
             Err(StoreError::Constraint(c)) if c.kind == ConstraintKind::Unique => {
                 return Err(CreateKeyError::NameTaken(new.name));
             }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::authorize;
 use cloacina_domain::execution::{
     EventRecord, ExecutionCreated, ExecutionId, ExecutionPage, ExecutionQuery, ExecutionRecord, MAX_IDEMPOTENCY_KEY,
@@ -139,7 +140,11 @@ impl Executions {
             created_by: Some(caller.key_id),
             fired: None,
         };
-        match self.store.create_execution(tenant, &new).await?.ok_or_else(no_tenant(tenant))? {
+        let audit =
+            crate::audit::entry(new.created_at, caller, Some(tenant), AuditAction::WorkflowExecute, new.id.to_string())
+                .with("workflow", workflow)
+                .with("version", new.package_version.as_str());
+        match self.store.create_execution(tenant, &new, &audit).await?.ok_or_else(no_tenant(tenant))? {
             ExecutionCreated::Created(execution) => {
                 tracing::info!(%tenant, workflow, execution = %execution.id, by = %caller.key_id, "execution accepted");
                 Ok(Accepted { execution, replayed: false })
@@ -251,7 +256,9 @@ impl Executions {
         id: ExecutionId,
     ) -> Result<ExecutionRecord, ExecutionError> {
         authorize(caller, Permission::ExecutionCancel, Some(tenant))?;
-        let done = self.store.cancel_execution(tenant, id, self.deps.clock.now()).await?;
+        let now = self.deps.clock.now();
+        let audit = crate::audit::entry(now, caller, Some(tenant), AuditAction::ExecutionCancel, id.to_string());
+        let done = self.store.cancel_execution(tenant, id, now, &audit).await?;
         let e = transition(done.ok_or_else(no_tenant(tenant))?, id, "cancel")?;
         tracing::info!(%tenant, execution = %id, by = %caller.key_id, "execution cancelled");
         Ok(e)
@@ -270,7 +277,9 @@ impl Executions {
         id: ExecutionId,
     ) -> Result<ExecutionRecord, ExecutionError> {
         authorize(caller, Permission::ExecutionRetry, Some(tenant))?;
-        let done = self.store.retry_execution(tenant, id, self.deps.clock.now()).await?;
+        let now = self.deps.clock.now();
+        let audit = crate::audit::entry(now, caller, Some(tenant), AuditAction::ExecutionRetry, id.to_string());
+        let done = self.store.retry_execution(tenant, id, now, &audit).await?;
         let e = transition(done.ok_or_else(no_tenant(tenant))?, id, "retry")?;
         tracing::info!(%tenant, execution = %id, by = %caller.key_id, "execution retried");
         Ok(e)

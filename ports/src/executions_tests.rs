@@ -78,7 +78,7 @@ fn service(store: MockExecutionStore) -> Executions {
 #[tokio::test]
 async fn execute_freezes_the_workflows_plan_into_the_new_execution() {
     let mut store = MockExecutionStore::new();
-    store.expect_create_execution().times(1).returning(|_, new| {
+    store.expect_create_execution().times(1).returning(|_, new, _| {
         assert_eq!(new.plan.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(new.plan.tasks[1].deps, [0]);
         assert_eq!((new.origin.as_str(), new.package_version.as_str()), ("api", "1.0.0"));
@@ -101,7 +101,7 @@ async fn a_read_key_may_not_execute_and_nothing_is_looked_up() {
 #[tokio::test]
 async fn a_paused_workflow_and_an_unknown_one_are_refused() {
     let mut store = MockExecutionStore::new();
-    store.expect_create_execution().returning(|_, _| Ok(Some(ExecutionCreated::Paused)));
+    store.expect_create_execution().returning(|_, _, _| Ok(Some(ExecutionCreated::Paused)));
     let s = service(store);
     let err = s.execute(&caller(Role::Write), &public(), "nightly", Map::new(), None).await.unwrap_err();
     assert!(matches!(err, ExecutionError::Paused(ref w) if w == "nightly"), "{err:?}");
@@ -113,7 +113,7 @@ async fn a_paused_workflow_and_an_unknown_one_are_refused() {
 async fn a_repeated_idempotency_key_returns_the_first_execution_and_another_workflows_is_a_conflict() {
     let first = ExecutionId::from_uuid(Uuid::from_u128(7));
     let mut store = MockExecutionStore::new();
-    store.expect_create_execution().times(1).returning(move |_, _| {
+    store.expect_create_execution().times(1).returning(move |_, _, _| {
         Ok(Some(ExecutionCreated::Existing(execution(first, "nightly", ExecutionStatus::Running))))
     });
     let accepted =
@@ -122,7 +122,7 @@ async fn a_repeated_idempotency_key_returns_the_first_execution_and_another_work
     assert_eq!(accepted.execution.id, first);
 
     let mut store = MockExecutionStore::new();
-    store.expect_create_execution().returning(move |_, _| {
+    store.expect_create_execution().returning(move |_, _, _| {
         Ok(Some(ExecutionCreated::Existing(execution(first, "other", ExecutionStatus::Running))))
     });
     let err = service(store)
@@ -149,11 +149,10 @@ async fn a_malformed_idempotency_key_is_refused_before_any_lookup() {
 async fn cancel_and_retry_need_write_and_a_refused_transition_names_the_status() {
     let id = ExecutionId::from_uuid(Uuid::from_u128(3));
     let mut store = MockExecutionStore::new();
-    store
-        .expect_cancel_execution()
-        .times(1)
-        .returning(move |_, _, _| Ok(Some(Transition::Refused(execution(id, "nightly", ExecutionStatus::Succeeded)))));
-    store.expect_retry_execution().times(1).returning(|_, _, _| Ok(Some(Transition::NotFound)));
+    store.expect_cancel_execution().times(1).returning(move |_, _, _, _| {
+        Ok(Some(Transition::Refused(execution(id, "nightly", ExecutionStatus::Succeeded))))
+    });
+    store.expect_retry_execution().times(1).returning(|_, _, _, _| Ok(Some(Transition::NotFound)));
     let s = service(store);
     assert!(matches!(s.cancel(&caller(Role::Read), &public(), id).await, Err(ExecutionError::Denied(_))));
     let err = s.cancel(&caller(Role::Write), &public(), id).await.unwrap_err();

@@ -34,7 +34,7 @@ fn request(authority: Authority) -> CreateKey {
 #[tokio::test]
 async fn a_god_key_mints_a_god_key_and_the_plaintext_matches_the_stored_digest() {
     let mut store = MockKeyStore::new();
-    store.expect_insert().times(1).returning(|_| Ok(()));
+    store.expect_insert().times(1).returning(|_, _| Ok(()));
     let created = keys(store).create(&principal(Authority::God), request(Authority::God)).await.unwrap();
     assert!(created.plaintext.expose().starts_with("clk_"));
     assert_eq!(created.record.secret, cloacina_domain::StoredSecret::Sha256(minted(42).digest()));
@@ -72,7 +72,7 @@ async fn the_last_god_key_cannot_be_revoked() {
     let god_key = record(&minted(5), Authority::God);
     let mut store = MockKeyStore::new();
     store.expect_find().returning(move |_| Ok(Some(god_key.clone())));
-    store.expect_revoke().returning(|_, _| Ok(RevokeOutcome::LastGodKey));
+    store.expect_revoke().returning(|_, _, _| Ok(RevokeOutcome::LastGodKey));
     let err = keys(store).revoke(&principal(Authority::God), KeyScope::All, minted(5).id()).await.unwrap_err();
     assert!(matches!(err, RevokeKeyError::LastGodKey));
 }

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`deps`] — [`Deps`], the bundle of ports every service is built from.
 //! - the [`Metrics`] port (in the domain, re-exported here) that telemetry implements.
+//! - [`audit`] — [`Audit`]: the entry each change records, reading chains, the prune, failed-auth bursts.
 //! - [`authenticate`] — [`Authenticator`], bearer token → principal, with the verified-key cache.
 //! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
 //! - [`bootstrap`] — the first god key at start-up.
@@ -16,6 +17,7 @@
 //! - [`tickets`] — [`Tickets`]: single-use WebSocket tickets.
 //! - [`live`] — [`Live`]: execution events to sockets as they are committed.
 
+pub mod audit;
 pub mod authenticate;
 pub mod bootstrap;
 pub mod create_key;
@@ -33,6 +35,7 @@ pub mod tickets;
 pub mod triggers;
 pub mod workflows;
 
+pub use audit::{Audit, AuditError};
 pub use authenticate::{AuthError, Authenticator, Forgot, OnForget};
 pub use bootstrap::{BootstrapOutcome, bootstrap};
 pub use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, WorkerProbe};

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::authorize;
 use cloacina_domain::package::{NewPackage, PackageConflict, PackageDeleted, PackageRecord, PackageStored};
 use cloacina_domain::ports::{ArchiveRefused, PackageArchives, PackageStore, StoreError};
@@ -94,8 +95,20 @@ impl Packages {
             uploaded_at: self.deps.clock.now(),
             uploaded_by: Some(caller.key_id),
         };
-        let stored =
-            self.store.store_package(tenant, &new).await?.ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))?;
+        let audit = crate::audit::entry(
+            new.uploaded_at,
+            caller,
+            Some(tenant),
+            AuditAction::PackageUpload,
+            format!("{}@{}", new.manifest.package.name, new.manifest.package.version),
+        )
+        .with("content_hash", new.content_hash.as_str())
+        .with("bytes", new.size_bytes);
+        let stored = self
+            .store
+            .store_package(tenant, &new, &audit)
+            .await?
+            .ok_or_else(|| PackageError::NoSuchTenant(tenant.clone()))?;
         match stored {
             PackageStored::Created(r) => {
                 tracing::info!(%tenant, package = %r.name, version = %r.version, bytes = r.size_bytes, by = %caller.key_id, "package uploaded");
@@ -119,7 +132,10 @@ impl Packages {
         version: &str,
     ) -> Result<PackageRecord, PackageError> {
         authorize(caller, Permission::WorkflowDelete, Some(tenant))?;
-        let deleted = self.store.delete_package(tenant, name, version, self.deps.clock.now()).await?;
+        let now = self.deps.clock.now();
+        let audit =
+            crate::audit::entry(now, caller, Some(tenant), AuditAction::PackageDelete, format!("{name}@{version}"));
+        let deleted = self.store.delete_package(tenant, name, version, now, &audit).await?;
         let rec = match deleted.found(
             || PackageError::NoSuchTenant(tenant.clone()),
             || PackageError::NoSuchVersion(name.into(), version.into()),

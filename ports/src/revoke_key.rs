@@ -1,5 +1,6 @@
 //! Revoke an API key. A soft flag: rows are never deleted, other tables point at them.
 
+use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::authorize_key_access;
 use cloacina_domain::ports::{RevokeOutcome, StoreError};
 use cloacina_domain::{ApiKeyId, Denied, KeyRecord, Permission, Principal};
@@ -36,7 +37,9 @@ impl Keys {
         }
         authorize_key_access(caller, &record.authority)?;
         let now = self.deps.clock.now();
-        match self.deps.keys.revoke(id, now).await? {
+        let audit = crate::audit::entry(now, caller, record.authority.tenant(), AuditAction::KeyRevoke, id.to_string())
+            .with("name", record.name.as_str());
+        match self.deps.keys.revoke(id, now, &audit).await? {
             RevokeOutcome::Revoked(mut record) => {
                 self.auth.forget(id);
                 tracing::info!(key_id = %id, revoked_by = %caller.key_id, "API key revoked");

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::authorize;
 use cloacina_domain::ports::{StoreError, TenantCreated, TenantDeleted, TenantStore};
 use cloacina_domain::tenant::{TenantPassword, role_password};
@@ -85,7 +86,8 @@ impl Tenants {
             db_password: password.map_or_else(|| role_password(self.deps.keygen.secret()), TenantPassword::into_secret),
             created_at: self.deps.clock.now(),
         };
-        let record = match self.store.create_tenant(&new).await? {
+        let audit = crate::audit::entry(new.created_at, caller, None, AuditAction::TenantCreate, name.as_str());
+        let record = match self.store.create_tenant(&new, &audit).await? {
             TenantCreated::Created(record) => record,
             TenantCreated::NameTaken => return Err(TenantError::Exists(name)),
         };
@@ -133,8 +135,20 @@ impl Tenants {
         change: &TenantChange,
     ) -> Result<TenantRecord, TenantError> {
         authorize(caller, Permission::TenantUpdate, None)?;
+        let mut audit =
+            crate::audit::entry(self.deps.clock.now(), caller, None, AuditAction::TenantUpdate, name.as_str());
+        match change.task_network {
+            Setting::Keep => {}
+            Setting::Default => audit = audit.with("task_network", "default"),
+            Setting::Set(n) => audit = audit.with("task_network", n.as_str()),
+        }
+        match change.rate_limit_per_key {
+            Setting::Keep => {}
+            Setting::Default => audit = audit.with("rate_limit_per_key", "default"),
+            Setting::Set(n) => audit = audit.with("rate_limit_per_key", n),
+        }
         let record =
-            self.store.update_tenant(name, change).await?.ok_or_else(|| TenantError::NotFound(name.clone()))?;
+            self.store.update_tenant(name, change, &audit).await?.ok_or_else(|| TenantError::NotFound(name.clone()))?;
         if change.task_network != Setting::Keep {
             let network = change.task_network.applied_to(None).map_or("the deployment's default", |n| n.as_str());
             tracing::info!(tenant = %name, task_network = network, updated_by = %caller.key_id, "tenant task network set");
@@ -156,10 +170,14 @@ impl Tenants {
         let record = self.store.get_tenant(name).await?;
         let Some(record) = record else {
             // A single-tenant backend says so rather than "not found".
-            self.store.delete_tenant(name, self.deps.clock.now()).await?;
+            let audit =
+                crate::audit::entry(self.deps.clock.now(), caller, None, AuditAction::TenantDelete, name.as_str());
+            self.store.delete_tenant(name, self.deps.clock.now(), &audit).await?;
             return Err(TenantError::NotFound(name.clone()));
         };
-        match self.store.delete_tenant(name, self.deps.clock.now()).await? {
+        let now = self.deps.clock.now();
+        let audit = crate::audit::entry(now, caller, None, AuditAction::TenantDelete, name.as_str());
+        match self.store.delete_tenant(name, now, &audit).await? {
             TenantDeleted::NotFound => Err(TenantError::NotFound(name.clone())),
             TenantDeleted::Deleted { revoked_keys } => {
                 self.auth.forget_all();
@@ -230,7 +248,7 @@ mod tests {
             assert!(matches!(tenants.update(&caller(authority), &acme(), &change).await, Err(TenantError::Denied(_))));
         }
         let mut store = MockTenantStore::new();
-        store.expect_update_tenant().returning(|_, _| Ok(None));
+        store.expect_update_tenant().returning(|_, _, _| Ok(None));
         let err = service(store).update(&caller(Authority::God), &acme(), &change).await.unwrap_err();
         assert!(matches!(err, TenantError::NotFound(n) if n == acme()));
     }
@@ -249,8 +267,8 @@ mod tests {
         let mut store = MockTenantStore::new();
         store
             .expect_create_tenant()
-            .withf(|new| new.db_password.expose().len() == 43 && !new.db_password.expose().contains('\''))
-            .returning(|_| Ok(TenantCreated::NameTaken));
+            .withf(|new, _| new.db_password.expose().len() == 43 && !new.db_password.expose().contains('\''))
+            .returning(|_, _| Ok(TenantCreated::NameTaken));
         let err = service(store).create(&caller(Authority::God), acme(), None, None).await.unwrap_err();
         assert!(matches!(err, TenantError::Exists(n) if n == acme()));
     }
@@ -259,7 +277,7 @@ mod tests {
     async fn deleting_an_unknown_tenant_is_not_found() {
         let mut store = MockTenantStore::new();
         store.expect_get_tenant().returning(|_| Ok(None));
-        store.expect_delete_tenant().returning(|_, _| Ok(TenantDeleted::NotFound));
+        store.expect_delete_tenant().returning(|_, _, _| Ok(TenantDeleted::NotFound));
         let err = service(store).delete(&caller(Authority::God), &acme()).await.unwrap_err();
         assert!(matches!(err, TenantError::NotFound(_)));
     }

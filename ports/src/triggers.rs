@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::authorize;
 use cloacina_domain::execution::{ExecutionCreated, ExecutionId, ExecutionQuery, ExecutionRecord};
 use cloacina_domain::ports::{ExecutionStore, PackageStore, StoreError, TriggerPage, TriggerStore, WorkflowStore};
@@ -131,11 +132,10 @@ impl Triggers {
     ) -> Result<TriggerRecord, TriggerError> {
         authorize(caller, Permission::TriggerManage, Some(tenant))?;
         let (no_tenant, no_trigger) = Self::missing(tenant, name);
-        let t = self
-            .store
-            .set_trigger_paused(tenant, name, paused, self.deps.clock.now())
-            .await?
-            .found(no_tenant, no_trigger)?;
+        let now = self.deps.clock.now();
+        let action = if paused { AuditAction::TriggerPause } else { AuditAction::TriggerResume };
+        let audit = crate::audit::entry(now, caller, Some(tenant), action, name);
+        let t = self.store.set_trigger_paused(tenant, name, paused, now, &audit).await?.found(no_tenant, no_trigger)?;
         tracing::info!(%tenant, trigger = name, paused, by = %caller.key_id, "trigger paused or resumed");
         Ok(t)
     }
@@ -173,7 +173,10 @@ impl Triggers {
         let mut new =
             execution_for(&trigger, now, FireKind::ByHand { id, event }, def, stored.id, &summary.version, now);
         new.created_by = Some(caller.key_id);
-        match self.executions.create_execution(tenant, &new).await?.ok_or_else(no_tenant)? {
+        let audit = crate::audit::entry(now, caller, Some(tenant), AuditAction::TriggerFire, name)
+            .with("execution", id.to_string())
+            .with("workflow", trigger.workflow.as_str());
+        match self.executions.create_execution(tenant, &new, &audit).await?.ok_or_else(no_tenant)? {
             ExecutionCreated::Created(e) | ExecutionCreated::Existing(e) => {
                 tracing::info!(%tenant, trigger = name, execution = %e.id, by = %caller.key_id, "trigger fired by hand");
                 Ok(e)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::authorize;
 use cloacina_domain::package::{Manifest, TaskNode, WorkflowDef};
 use cloacina_domain::ports::{Clock, PackageStore, StoreError, WorkflowStore};
@@ -104,7 +105,10 @@ impl Workflows {
         paused: bool,
     ) -> Result<WorkflowSummary, WorkflowError> {
         authorize(caller, Permission::WorkflowPause, Some(tenant))?;
-        let done = self.store.set_paused(tenant, name, paused, self.clock.now()).await?;
+        let now = self.clock.now();
+        let action = if paused { AuditAction::WorkflowPause } else { AuditAction::WorkflowResume };
+        let audit = crate::audit::entry(now, caller, Some(tenant), action, name);
+        let done = self.store.set_paused(tenant, name, paused, now, &audit).await?;
         let w =
             done.found(|| WorkflowError::NoSuchTenant(tenant.clone()), || WorkflowError::NoSuchWorkflow(name.into()))?;
         tracing::info!(%tenant, workflow = name, paused, by = %caller.key_id, "workflow paused state set");

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`harness`] — starting, stopping and signalling a server; running the CLI.
+//! - [`audit`] — the audit trail: one row per action, no key in any row, `audit verify` finding
+//!   an edited or deleted row; failed logins as one row per address a minute.
 //! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
 //! - [`bad_requests`] — requests hyper refuses before routing: their bare statuses.
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
@@ -30,6 +32,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod audit;
 mod bad_requests;
 mod cli;
 mod cli_habits;

@@ -202,6 +202,9 @@ pub enum Command {
     /// A tenant's cron triggers: list, show, pause, resume, fire by hand
     #[command(subcommand)]
     Trigger(TriggerCommand),
+    /// The audit trail: list a chain's rows, follow them, verify its hashes
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Read and change ~/.cloacina/config.toml
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -21,6 +21,8 @@ pub enum ExitStatus {
     ExecutionFailed = 6,
     /// 7: the wait ran out (`--wait-timeout`) before the execution finished.
     WaitTimedOut = 7,
+    /// 8: an audit chain does not verify (`audit verify`).
+    ChainBroken = 8,
     /// 141 (128 + SIGPIPE), quietly: whoever read the output stopped reading (`| head -1`),
     /// the status a shell gives any tool the closed pipe ended.
     BrokenPipe = 141,
@@ -56,6 +58,9 @@ pub enum CliError {
     /// The wait for an execution ran out.
     #[error("{0}")]
     WaitTimedOut(String),
+    /// An audit chain does not verify: the first break.
+    #[error("{0}")]
+    ChainBroken(String),
     /// The reader of the output went away; nothing more is printed.
     #[error("the output was closed")]
     Closed,
@@ -69,6 +74,7 @@ impl CliError {
             CliError::Closed => ExitStatus::BrokenPipe,
             CliError::ExecutionFailed(_) => ExitStatus::ExecutionFailed,
             CliError::WaitTimedOut(_) => ExitStatus::WaitTimedOut,
+            CliError::ChainBroken(_) => ExitStatus::ChainBroken,
             CliError::Unreachable { .. } | CliError::Foreign { .. } => ExitStatus::Unreachable,
             CliError::Api { status, .. } => match status {
                 404 => ExitStatus::NotFound,

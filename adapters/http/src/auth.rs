@@ -16,13 +16,16 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cloacina_domain::audit::RequestOrigin;
 use cloacina_domain::authz::authorize;
 use cloacina_domain::{Authority, Principal, TenantName};
+use cloacina_ports::audit::with_origin;
 use cloacina_ports::{AuthError, AuthOutcome};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::ApiError;
+use crate::observe::REQUEST_ID;
 use crate::routes::{Access, RouteSpec};
 use crate::state::AppState;
 
@@ -80,6 +83,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         Ok(p) => p,
         Err(AuthError::Store(e)) => return ApiError::store(&e).into_response(),
         Err(e) => {
+            app.audit.failed_authentication(&ip.to_string());
             if let Some(wait) = app.throttle.failure(ip) {
                 tracing::warn!(client = %ip, "failed authentication attempts over the limit");
                 app.throttle.hold(wait).await;
@@ -128,7 +132,12 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         req.extensions_mut().insert(TargetTenant(t));
     }
     req.extensions_mut().insert(Caller(principal));
-    next.run(req).await
+    // Where the request came from, for the audit rows of what it changes.
+    let origin = RequestOrigin {
+        request_id: req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        client: Some(ip.to_string()),
+    };
+    with_origin(origin, next.run(req)).await
 }
 
 /// A socket's query parameters the guard reads: a ticket for clients that cannot set

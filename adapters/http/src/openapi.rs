@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
+    audit, execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
 };
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
@@ -53,6 +53,8 @@ pub struct StatusBody {
         tenants::get,
         tenants::update,
         tenants::delete,
+        audit::control,
+        audit::tenant,
         workflows::list,
         packages::upload,
         packages::list,

@@ -14,7 +14,7 @@ use cloacina_domain::Permission;
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
 use crate::handlers::{
-    execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
+    audit, execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
 };
 use crate::state::AppState;
 use crate::{observe, openapi};
@@ -108,6 +108,9 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::GET, "/v1/tenants/{tenant}", Key(P::TenantRead), handler!(tenants::get)),
     spec(Method::PATCH, "/v1/tenants/{tenant}", Key(P::TenantUpdate), handler!(tenants::update)),
     spec(Method::DELETE, "/v1/tenants/{tenant}", Key(P::TenantDelete), handler!(tenants::delete)),
+    // The audit trail: the control chain, and one tenant's.
+    spec(Method::GET, "/v1/audit", Key(P::DeploymentAuditRead), handler!(audit::control)),
+    spec(Method::GET, "/v1/tenants/{tenant}/audit", Key(P::AuditRead), handler!(audit::tenant)),
     // One tenant's keys.
     spec(Method::POST, "/v1/tenants/{tenant}/keys", Key(P::KeyCreate), handler!(keys::create_in_tenant)),
     spec(Method::GET, "/v1/tenants/{tenant}/keys", Key(P::KeyList), handler!(keys::list_tenant)),

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
-use cloacina_ports::{Authenticator, Executions, Keys, Live, Metrics, Packages, Tenants, Tickets, Triggers, Workflows};
+use cloacina_ports::{
+    Audit, Authenticator, Executions, Keys, Live, Metrics, Packages, Tenants, Tickets, Triggers, Workflows,
+};
 
 use crate::auth::AuthThrottle;
 use crate::limits::RequestLimits;
@@ -60,6 +62,7 @@ pub struct Services {
     pub triggers: Triggers,
     pub live: Live,
     pub tickets: Tickets,
+    pub audit: Audit,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -78,6 +81,7 @@ pub struct Shared {
     pub triggers: Triggers,
     pub live: Live,
     pub tickets: Tickets,
+    pub audit: Audit,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -112,7 +116,8 @@ impl AppState {
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
         let limits = RequestLimits::new(config.requests_per_key, config.requests_per_address);
-        let Services { auth, keys, tenants, workflows, packages, executions, triggers, live, tickets } = services;
+        let Services { auth, keys, tenants, workflows, packages, executions, triggers, live, tickets, audit } =
+            services;
         Self(Arc::new(Shared {
             auth,
             keys,
@@ -123,6 +128,7 @@ impl AppState {
             triggers,
             live,
             tickets,
+            audit,
             health,
             metrics,
             config,

@@ -63,15 +63,18 @@ async fn isolation_matrix(app: App) {
     let expired = {
         let minted = MintedKey::new(fresh_id(), rand_bytes());
         app.db
-            .insert(&NewKey {
-                id: minted.id(),
-                name: KeyName::parse("expired").unwrap(),
-                authority: tenant("public", Role::Admin),
-                secret: StoredSecret::Sha256(minted.digest()),
-                created_at: Utc::now() - chrono::Duration::days(2),
-                created_by: None,
-                expires_at: Some(Utc::now() - chrono::Duration::days(1)),
-            })
+            .insert(
+                &NewKey {
+                    id: minted.id(),
+                    name: KeyName::parse("expired").unwrap(),
+                    authority: tenant("public", Role::Admin),
+                    secret: StoredSecret::Sha256(minted.digest()),
+                    created_at: Utc::now() - chrono::Duration::days(2),
+                    created_by: None,
+                    expires_at: Some(Utc::now() - chrono::Duration::days(1)),
+                },
+                &noted(),
+            )
             .await
             .unwrap();
         minted.plaintext().expose().to_owned()

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::ports::{KeyStore, RevokeOutcome, StoreError};
 use cloacina_domain::{ApiKeyId, Authority, KeyDigest, KeyName, KeyRecord, NewKey, StoredSecret, TenantName};
 use sqlx::AssertSqlSafe;
@@ -103,12 +104,19 @@ async fn find_row(conn: &mut PgConnection, id: ApiKeyId, lock: bool) -> Result<O
 
 #[async_trait]
 impl KeyStore for PgDb {
-    async fn insert(&self, key: &NewKey) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(translate)?;
-        insert_row(&mut conn, key).await.map_err(translate)
+    async fn insert(&self, key: &NewKey, audit: &AuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        insert_row(&mut tx, key).await.map_err(translate)?;
+        self.append_to_tenant(&mut tx, audit).await?;
+        tx.commit().await.map_err(translate)
     }
 
-    async fn insert_first_god_key(&self, key: &NewKey, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn insert_first_god_key(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         // Replicas starting together queue here; the first inserts, the rest see its key.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -127,6 +135,7 @@ impl KeyStore for PgDb {
             .await
             .map_err(translate)?;
         insert_row(&mut tx, key).await.map_err(translate)?;
+        crate::audit::append(&mut tx, audit).await?;
         tx.commit().await.map_err(translate)?;
         Ok(true)
     }
@@ -176,7 +185,7 @@ impl KeyStore for PgDb {
         count_god(&mut conn, now).await.map_err(translate)
     }
 
-    async fn revoke(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<RevokeOutcome, StoreError> {
+    async fn revoke(&self, id: ApiKeyId, at: DateTime<Utc>, audit: &AuditEntry) -> Result<RevokeOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         let Some(record) = find_row(&mut tx, id, true).await.map_err(translate)? else {
             return Ok(RevokeOutcome::NotFound);
@@ -202,6 +211,7 @@ impl KeyStore for PgDb {
             .await
             .map_err(translate)?;
         notify(&mut tx, &Topic::Key(id)).await.map_err(translate)?;
+        self.append_to_tenant(&mut tx, audit).await?;
         tx.commit().await.map_err(translate)?;
         Ok(RevokeOutcome::Revoked(record))
     }

@@ -18,6 +18,7 @@
 //! - `locks` — every advisory lock key, each purpose its own.
 //! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
 
+pub mod audit;
 pub mod db;
 pub mod executions;
 pub mod keys;
@@ -33,6 +34,8 @@ pub mod tickets;
 pub mod triggers;
 pub mod workflows;
 
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod probe;
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub const CONTROL: &[Migration] = &[
     (5, "key_names", include_str!("../../../migrations/postgres/control/0005_key_names.sql")),
     (6, "ws_tickets", include_str!("../../../migrations/postgres/control/0006_ws_tickets.sql")),
     (7, "tenant_rate_limits", include_str!("../../../migrations/postgres/control/0007_tenant_rate_limits.sql")),
+    (8, "audit_log", include_str!("../../../migrations/postgres/control/0008_audit_log.sql")),
 ];
 
 /// Every tenant schema's migrations.
@@ -39,6 +40,7 @@ pub const TENANT: &[Migration] = &[
     (5, "package_chunks", include_str!("../../../migrations/postgres/tenant/0005_package_chunks.sql")),
     (6, "triggers", include_str!("../../../migrations/postgres/tenant/0006_triggers.sql")),
     (7, "task_log_pieces", include_str!("../../../migrations/postgres/tenant/0007_task_log_pieces.sql")),
+    (8, "audit_chain", include_str!("../../../migrations/postgres/tenant/0008_audit_chain.sql")),
 ];
 
 const MIGRATE_LOCK: i64 = crate::locks::MIGRATE;
@@ -215,6 +217,7 @@ pub fn latest_control() -> i64 {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
+    use cloacina_contract::noted;
     use cloacina_domain::ports::{PackageStore, TenantStore};
     use cloacina_domain::{NewTenant, Secret, TenantName};
 
@@ -233,7 +236,7 @@ mod tests {
             db_password: Secret::new("x0123456789abcdefghij"),
             created_at: Utc::now(),
         };
-        pg.create_tenant(&new).await.unwrap();
+        pg.create_tenant(&new, &noted()).await.unwrap();
         assert!(pg.pending_migrations().await.unwrap().is_empty());
         // Roll acme's schema back one step, as an older binary would have left it.
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;

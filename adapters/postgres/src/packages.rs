@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::package::{
     NewPackage, PackageDeleted, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, UploadPlan,
     workflows_in_force, workflows_of_newest,
@@ -252,9 +253,17 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<(PackageStored
 
 #[async_trait]
 impl PackageStore for PgDb {
-    async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError> {
+    async fn store_package(
+        &self,
+        tenant: &TenantName,
+        new: &NewPackage,
+        audit: &AuditEntry,
+    ) -> Result<Option<PackageStored>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
         let (stored, due) = store(&mut tx, new).await?;
+        if matches!(stored, PackageStored::Created(_)) {
+            crate::audit::append(&mut tx, audit).await?;
+        }
         // A refusal stored nothing; dropping the transaction rolls back its lock.
         if let Some(due) = due {
             // Triggers came into force: every scheduler learns when (last, as the login role).
@@ -281,11 +290,13 @@ impl PackageStore for PgDb {
         name: &str,
         version: &str,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Lookup<PackageDeleted>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let (deleted, due) = delete(&mut tx, name, version, at).await?;
         // A refused delete is undone by dropping the transaction uncommitted.
         if matches!(deleted, Lookup::Found(PackageDeleted::Deleted(_))) {
+            crate::audit::append(&mut tx, audit).await?;
             if let Some(due) = due {
                 crate::triggers::wake_schedulers(&mut tx, tenant, due).await?;
             }

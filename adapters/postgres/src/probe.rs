@@ -9,6 +9,7 @@
 //! the role name read from the registry and bound as a parameter; no request text ever
 //! becomes SQL. Data statements, whatever their text, cannot cross.
 
+use cloacina_contract::noted;
 use cloacina_domain::ports::{TenantCreated, TenantStore};
 use sqlx::AssertSqlSafe;
 
@@ -42,7 +43,7 @@ fn hostile(other_schema: &str) -> Vec<String> {
 async fn every_cross_tenant_statement_is_refused_by_postgres() {
     let pg = fresh().await;
     for t in ["acme", "globex"] {
-        pg.create_tenant(&tenant(t)).await.unwrap();
+        pg.create_tenant(&tenant(t), &noted()).await.unwrap();
     }
     let tenants = pg.list_tenants().await.unwrap();
     assert_eq!(tenants.len(), 3, "public, acme, globex");
@@ -71,7 +72,9 @@ async fn every_cross_tenant_statement_is_refused_by_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_role_has_no_standing_access_to_tenant_data() {
     let pg = fresh().await;
-    let TenantCreated::Created(acme) = pg.create_tenant(&tenant("acme")).await.unwrap() else { panic!("not created") };
+    let TenantCreated::Created(acme) = pg.create_tenant(&tenant("acme"), &noted()).await.unwrap() else {
+        panic!("not created")
+    };
     let sql = format!("SELECT * FROM {}.audit_log", ident(&acme.schema));
     let err = sqlx::raw_sql(AssertSqlSafe(sql.as_str())).execute(pg.pool()).await.unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{err}");

@@ -4,6 +4,7 @@
 //! their share of `--db-max-connections`.
 
 use chrono::Utc;
+use cloacina_contract::noted;
 use cloacina_domain::ports::{TenantStore, WorkflowStore};
 use cloacina_domain::{Secret, TenantName};
 use sqlx::Row;
@@ -52,7 +53,7 @@ async fn one_read_connection_serving_tenants_in_turn_shows_each_only_its_own_row
     let pg = with_max(&db.url, 4).await;
     pg.migrate().await.unwrap();
     for t in ["acme", "globex"] {
-        pg.create_tenant(&tenant(t)).await.unwrap();
+        pg.create_tenant(&tenant(t), &noted()).await.unwrap();
     }
     add_workflow(&pg, &name("acme"), "acme-only").await;
     for _ in 0..5 {
@@ -74,11 +75,11 @@ async fn a_tenant_deleted_or_created_again_through_another_handle_reads_as_it_is
     let one = with_max(&db.url, 4).await;
     one.migrate().await.unwrap();
     let other = with_max(&db.url, 4).await;
-    one.create_tenant(&tenant("acme")).await.unwrap();
+    one.create_tenant(&tenant("acme"), &noted()).await.unwrap();
     add_workflow(&one, &name("acme"), "first").await;
     assert_eq!(workflows(&one, &name("acme")).await, Some(vec!["first".to_owned()]));
     // `one` holds a connection bound to acme's role and hears no notification.
-    other.delete_tenant(&name("acme"), Utc::now()).await.unwrap();
+    other.delete_tenant(&name("acme"), Utc::now(), &noted()).await.unwrap();
     assert_eq!(workflows(&one, &name("acme")).await, None, "a deleted tenant is gone, not an error");
     assert_eq!(workflows(&one, &name("acme")).await, None);
 
@@ -86,13 +87,13 @@ async fn a_tenant_deleted_or_created_again_through_another_handle_reads_as_it_is
     assert_eq!(workflows(&one, &TenantName::public()).await, Some(vec![]));
     let mut again = tenant("acme");
     again.created_at = Utc::now();
-    other.create_tenant(&again).await.unwrap();
+    other.create_tenant(&again, &noted()).await.unwrap();
     add_workflow(&other, &name("acme"), "second").await;
     assert_eq!(workflows(&one, &name("acme")).await, Some(vec!["second".to_owned()]));
     // Bound to the new acme while the first acme is deleted again: the same, both ways.
     assert_eq!(workflows(&one, &name("acme")).await, Some(vec!["second".to_owned()]));
-    other.delete_tenant(&name("acme"), Utc::now()).await.unwrap();
-    other.create_tenant(&tenant("acme")).await.unwrap();
+    other.delete_tenant(&name("acme"), Utc::now(), &noted()).await.unwrap();
+    other.create_tenant(&tenant("acme"), &noted()).await.unwrap();
     assert_eq!(workflows(&one, &name("acme")).await, Some(vec![]));
 }
 
@@ -101,7 +102,7 @@ async fn a_read_cancelled_midway_leaves_its_connection_closed_and_the_next_read_
     let db = cloacina_testpg::TestPg::shared().database().await;
     let pg = with_max(&db.url, 4).await;
     pg.migrate().await.unwrap();
-    pg.create_tenant(&tenant("acme")).await.unwrap();
+    pg.create_tenant(&tenant("acme"), &noted()).await.unwrap();
     add_workflow(&pg, &name("acme"), "w").await;
     let acme = name("acme");
     let slow = pg.tenant_read(&acme, "SELECT pg_sleep(2)::text");
@@ -121,7 +122,7 @@ async fn concurrent_reads_of_many_tenants_stay_within_the_connection_limit() {
     let pg = with_max(&db.url, 5).await;
     pg.migrate().await.unwrap();
     for i in 0..12 {
-        pg.create_tenant(&tenant(&format!("t{i}"))).await.unwrap();
+        pg.create_tenant(&tenant(&format!("t{i}")), &noted()).await.unwrap();
     }
     let reads = (0..120).map(|i| {
         let pg = pg.clone();

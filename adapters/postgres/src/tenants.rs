@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantCreated, TenantDeleted, TenantDirectory, TenantStore};
 use cloacina_domain::{
     NewTenant, Secret, Setting, TaskNetwork, TenantChange, TenantDescription, TenantName, TenantRecord,
@@ -18,6 +19,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Acquire, PgConnection, Row};
 
 use crate::PgDb;
+use crate::audit::append;
 use crate::db::{ident, sqlstate, translate};
 use crate::listen::{Topic, notify};
 use crate::migrate::{TENANT, apply, latest_control, record_tenant_version};
@@ -168,7 +170,7 @@ impl TenantDirectory for PgDb {
 
 #[async_trait]
 impl TenantStore for PgDb {
-    async fn create_tenant(&self, new: &NewTenant) -> Result<TenantCreated, StoreError> {
+    async fn create_tenant(&self, new: &NewTenant, audit: &AuditEntry) -> Result<TenantCreated, StoreError> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         let record =
             match provision(&mut tx, &new.name, new.description.as_ref(), Some(&new.db_password), Some(new.created_at))
@@ -178,6 +180,12 @@ impl TenantStore for PgDb {
                 Err(e) if e.is_unique_violation_of(NAME_TAKEN) => return Ok(TenantCreated::NameTaken),
                 Err(e) => return Err(e),
             };
+        // Back to the login role (provisioning ends inside the tenant) for the control chain.
+        sqlx::raw_sql("SET LOCAL ROLE NONE; SET LOCAL search_path TO DEFAULT")
+            .execute(&mut *tx)
+            .await
+            .map_err(translate)?;
+        append(&mut tx, audit).await?;
         // No notification: no replica can hold anything about a tenant that did not exist
         // (places and keys are cached only once found).
         tx.commit().await.map_err(translate)?;
@@ -208,9 +216,11 @@ impl TenantStore for PgDb {
         &self,
         name: &TenantName,
         change: &TenantChange,
+        audit: &AuditEntry,
     ) -> Result<Option<TenantRecord>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(translate)?;
         // One statement: a column the change leaves alone keeps its value.
-        sqlx::query(AssertSqlSafe(format!(
+        let updated = sqlx::query(AssertSqlSafe(format!(
             "UPDATE tenants SET task_network = CASE WHEN $2 THEN $3 ELSE task_network END,
                  rate_limit_per_key = CASE WHEN $4 THEN $5 ELSE rate_limit_per_key END
              WHERE name = $1
@@ -221,13 +231,23 @@ impl TenantStore for PgDb {
         .bind(change.task_network.applied_to(None).map(TaskNetwork::as_str))
         .bind(change.rate_limit_per_key != Setting::Keep)
         .bind(change.rate_limit_per_key.applied_to(None).map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(translate)
-        .and_then(|row| maybe_record(row.as_ref()))
+        .and_then(|row| maybe_record(row.as_ref()))?;
+        if updated.is_some() {
+            append(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(translate)?;
+        Ok(updated)
     }
 
-    async fn delete_tenant(&self, name: &TenantName, at: DateTime<Utc>) -> Result<TenantDeleted, StoreError> {
+    async fn delete_tenant(
+        &self,
+        name: &TenantName,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<TenantDeleted, StoreError> {
         if name.is_public() {
             return Err(StoreError::Unexpected("the built-in tenant cannot be deleted".into()));
         }
@@ -237,7 +257,7 @@ impl TenantStore for PgDb {
         let started = std::time::Instant::now();
         loop {
             let wait = started.elapsed() > DELETE_NOWAIT_FOR;
-            if let Some(done) = self.delete_once(name, at, wait).await? {
+            if let Some(done) = self.delete_once(name, at, wait, audit).await? {
                 return Ok(done);
             }
             if started.elapsed() > DELETE_GIVE_UP_AFTER {
@@ -263,6 +283,7 @@ impl PgDb {
         name: &TenantName,
         at: DateTime<Utc>,
         wait: bool,
+        audit: &AuditEntry,
     ) -> Result<Option<TenantDeleted>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(translate)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -319,6 +340,7 @@ impl PgDb {
             .await
             .map_err(translate)?;
         notify(&mut tx, &Topic::Tenant(name.clone())).await.map_err(translate)?;
+        append(&mut tx, &audit.clone().with("revoked_keys", revoked)).await?;
         tx.commit().await.map_err(translate)?;
         self.forget_place(name);
         Ok(Some(TenantDeleted::Deleted { revoked_keys: revoked }))

@@ -2,6 +2,7 @@
 //! tenants, statement timeouts, connection errors, all-or-nothing tenant creation.
 
 use chrono::Utc;
+use cloacina_contract::noted;
 use cloacina_domain::ports::{TenantCreated, TenantStore};
 use cloacina_domain::{NewTenant, Secret, TenantName};
 
@@ -43,7 +44,7 @@ async fn a_chosen_password_with_quotes_and_backslashes_is_the_one_the_role_logs_
     let chosen = r#"O'Brien\x27;--"$$-pw"#;
     let mut new = tenant("chosen");
     new.db_password = Secret::new(chosen);
-    let TenantCreated::Created(record) = pg.create_tenant(&new).await.unwrap() else { panic!("not created") };
+    let TenantCreated::Created(record) = pg.create_tenant(&new, &noted()).await.unwrap() else { panic!("not created") };
     let role = record.db_role.unwrap();
     let base: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
     let mut conn = base.clone().username(&role).password(chosen).connect().await.unwrap();
@@ -56,13 +57,13 @@ async fn a_chosen_password_with_quotes_and_backslashes_is_the_one_the_role_logs_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_tenant_create_leaves_nothing_behind() {
     let pg = fresh().await;
-    pg.create_tenant(&tenant("acme")).await.unwrap();
+    pg.create_tenant(&tenant("acme"), &noted()).await.unwrap();
     // The name is taken: the second create fails after nothing of its own was kept.
-    assert_eq!(pg.create_tenant(&tenant("acme")).await, Ok(TenantCreated::NameTaken));
+    assert_eq!(pg.create_tenant(&tenant("acme"), &noted()).await, Ok(TenantCreated::NameTaken));
     // A password the domain would never admit is refused before any DDL.
     let mut bad = tenant("globex");
     bad.db_password = Secret::new("it's a\npassword");
-    assert!(pg.create_tenant(&bad).await.is_err());
+    assert!(pg.create_tenant(&bad, &noted()).await.is_err());
     let schemas: Vec<String> =
         sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant_%' ORDER BY 1")
             .fetch_all(pg.pool())
@@ -79,7 +80,7 @@ async fn connections_stay_within_the_pool_whatever_the_tenant_count() {
     let pg = PgDb::connect(&Secret::new(db.url.clone()), &settings).await.unwrap();
     pg.migrate().await.unwrap();
     for i in 0..30 {
-        pg.create_tenant(&tenant(&format!("t{i}"))).await.unwrap();
+        pg.create_tenant(&tenant(&format!("t{i}")), &noted()).await.unwrap();
     }
     let work = (0..30).map(|i| {
         let pg = pg.clone();
@@ -100,11 +101,11 @@ async fn a_tenant_deleted_through_another_handle_is_gone_not_an_error() {
     let one = PgDb::connect(&Secret::new(db.url.clone()), &PgSettings::default()).await.unwrap();
     one.migrate().await.unwrap();
     let other = PgDb::connect(&Secret::new(db.url), &PgSettings::default()).await.unwrap();
-    one.create_tenant(&tenant("acme")).await.unwrap();
+    one.create_tenant(&tenant("acme"), &noted()).await.unwrap();
     let acme = TenantName::parse("acme").unwrap();
     one.begin_tenant(&acme).await.unwrap().unwrap().rollback().await.unwrap();
     // `one` now has acme's place cached and hears no notification.
-    other.delete_tenant(&acme, Utc::now()).await.unwrap();
+    other.delete_tenant(&acme, Utc::now(), &noted()).await.unwrap();
     assert!(one.begin_tenant(&acme).await.unwrap().is_none());
     assert!(one.begin_tenant(&acme).await.unwrap().is_none());
 }
@@ -114,7 +115,7 @@ async fn a_tenants_workflows_read_back_in_its_own_schema_only() {
     use chrono::TimeZone;
     use cloacina_domain::ports::WorkflowStore;
     let pg = fresh().await;
-    pg.create_tenant(&tenant("acme")).await.unwrap();
+    pg.create_tenant(&tenant("acme"), &noted()).await.unwrap();
     let acme = TenantName::parse("acme").unwrap();
     let mut tx = pg.begin_tenant(&acme).await.unwrap().unwrap();
     let package = uuid::Uuid::new_v4();
@@ -176,7 +177,7 @@ async fn concurrent_creates_of_one_name_make_one_tenant_and_of_many_names_make_t
     let same: Vec<_> = (0..6)
         .map(|_| {
             let pg = pg.clone();
-            tokio::spawn(async move { pg.create_tenant(&tenant("acme")).await })
+            tokio::spawn(async move { pg.create_tenant(&tenant("acme"), &noted()).await })
         })
         .collect();
     let mut created = 0;
@@ -191,7 +192,7 @@ async fn concurrent_creates_of_one_name_make_one_tenant_and_of_many_names_make_t
     let many: Vec<_> = (0..8)
         .map(|i| {
             let pg = pg.clone();
-            tokio::spawn(async move { pg.create_tenant(&tenant(&format!("t{i}"))).await })
+            tokio::spawn(async move { pg.create_tenant(&tenant(&format!("t{i}")), &noted()).await })
         })
         .collect();
     for r in futures::future::join_all(many).await {

@@ -53,6 +53,7 @@ impl WorkflowStore for PgDb {
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
+        audit: &cloacina_domain::audit::AuditEntry,
     ) -> Result<Lookup<WorkflowSummary>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let row = sqlx::query(concat!(
@@ -67,6 +68,9 @@ impl WorkflowStore for PgDb {
         .fetch_optional(&mut *tx)
         .await
         .map_err(translate)?;
+        if row.is_some() {
+            crate::audit::append(&mut tx, audit).await?;
+        }
         tx.commit().await.map_err(translate)?;
         row.as_ref().map(summary).transpose().map(Lookup::from_option).map_err(translate)
     }

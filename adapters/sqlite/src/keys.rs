@@ -2,12 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::ports::{KeyStore, RevokeOutcome, StoreError};
 use cloacina_domain::{ApiKeyId, Authority, KeyDigest, KeyName, KeyRecord, NewKey, StoredSecret, TenantName};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::SqliteDb;
+use crate::audit::append;
 
 const COLUMNS: &str = "id, name, tenant, role, is_admin, hash_kind, key_hash, created_at, created_by, \
                        revoked, revoked_at, expires_at, last_used_at";
@@ -105,13 +107,24 @@ fn count_god(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<u64> {
 
 #[async_trait]
 impl KeyStore for SqliteDb {
-    async fn insert(&self, key: &NewKey) -> Result<(), StoreError> {
-        let key = key.clone();
-        self.write(move |conn| insert_row(conn, &key)).await
+    async fn insert(&self, key: &NewKey, audit: &AuditEntry) -> Result<(), StoreError> {
+        let (key, audit) = (key.clone(), audit.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            insert_row(&tx, &key)?;
+            append(&tx, &audit)?;
+            tx.commit()
+        })
+        .await
     }
 
-    async fn insert_first_god_key(&self, key: &NewKey, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let key = key.clone();
+    async fn insert_first_god_key(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let (key, audit) = (key.clone(), audit.clone());
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if count_god(&tx, now)? > 0 {
@@ -123,6 +136,7 @@ impl KeyStore for SqliteDb {
                 params![key.name.as_str(), ts(now)],
             )?;
             insert_row(&tx, &key)?;
+            append(&tx, &audit)?;
             tx.commit()?;
             Ok(true)
         })
@@ -166,7 +180,8 @@ impl KeyStore for SqliteDb {
         self.read(move |conn| count_god(conn, now)).await
     }
 
-    async fn revoke(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<RevokeOutcome, StoreError> {
+    async fn revoke(&self, id: ApiKeyId, at: DateTime<Utc>, audit: &AuditEntry) -> Result<RevokeOutcome, StoreError> {
+        let audit = audit.clone();
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let Some(record) = find_row(&tx, id)? else { return Ok(RevokeOutcome::NotFound) };
@@ -180,6 +195,7 @@ impl KeyStore for SqliteDb {
                 "UPDATE api_keys SET revoked = 1, revoked_at = ?2 WHERE id = ?1",
                 params![id.to_string(), ts(at)],
             )?;
+            append(&tx, &audit)?;
             tx.commit()?;
             Ok(RevokeOutcome::Revoked(record))
         })

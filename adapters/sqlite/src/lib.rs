@@ -14,6 +14,7 @@
 //! - [`executions`] — executions and the engine's queue.
 //! - [`tenants`] — the tenant directory (`public` only) and the health check.
 
+pub mod audit;
 pub mod db;
 pub mod executions;
 pub mod keys;
@@ -25,6 +26,9 @@ pub mod triggers;
 pub mod workflows;
 
 pub use db::{OpenError, SqliteDb, SqliteLocation};
+
+#[cfg(test)]
+mod audit_tests;
 
 #[cfg(test)]
 mod contract_file {

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "task_log_pieces", include_str!("../../../migrations/sqlite/0009_task_log_pieces.sql")),
     (10, "ws_tickets", include_str!("../../../migrations/sqlite/0010_ws_tickets.sql")),
     (11, "tenant_rate_limits", include_str!("../../../migrations/sqlite/0011_tenant_rate_limits.sql")),
+    (12, "audit_log", include_str!("../../../migrations/sqlite/0012_audit_log.sql")),
 ];
 
 /// The version this binary expects.

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::package::{
     NewPackage, PackageDeleted, PackageName, PackageRecord, PackageStored, StoredArchive, StoredManifest, UploadPlan,
     workflows_in_force, workflows_of_newest,
@@ -14,6 +15,7 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::SqliteDb;
+use crate::audit::append;
 use crate::db::translate;
 use crate::keys::ts;
 
@@ -90,6 +92,7 @@ fn delete(
     name: &str,
     version: &str,
     at: DateTime<Utc>,
+    audit: &AuditEntry,
 ) -> Result<Lookup<PackageDeleted>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
     let Some(rec) = tx
@@ -134,6 +137,7 @@ fn delete(
         // Not strict: a trigger name another package holds stays its owner's.
         let _ = crate::triggers::put_in_force(&tx, name, &kept, at, false)?;
     }
+    append(&tx, audit).map_err(translate)?;
     tx.commit().map_err(translate)?;
     Ok(Lookup::Found(PackageDeleted::Deleted(rec)))
 }
@@ -170,7 +174,7 @@ fn store_chunks(tx: &Connection, id: &str, path: &std::path::Path) -> Result<(),
     Ok(())
 }
 
-fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, StoreError> {
+fn store(conn: &mut Connection, new: &NewPackage, audit: &AuditEntry) -> Result<PackageStored, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
     let same_bytes = tx
         .query_row(&format!("SELECT {COLUMNS} FROM packages WHERE content_hash = ?1"), [&new.content_hash], record)
@@ -219,18 +223,24 @@ fn store(conn: &mut Connection, new: &NewPackage) -> Result<PackageStored, Store
             return Ok(PackageStored::Refused(refused));
         }
     }
+    append(&tx, audit).map_err(translate)?;
     tx.commit().map_err(translate)?;
     Ok(PackageStored::Created(rec))
 }
 
 #[async_trait]
 impl PackageStore for SqliteDb {
-    async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError> {
+    async fn store_package(
+        &self,
+        tenant: &TenantName,
+        new: &NewPackage,
+        audit: &AuditEntry,
+    ) -> Result<Option<PackageStored>, StoreError> {
         if !tenant.is_public() {
             return Ok(None);
         }
-        let new = new.clone();
-        let stored = self.write_store(move |conn| store(conn, &new)).await?;
+        let (new, audit) = (new.clone(), audit.clone());
+        let stored = self.write_store(move |conn| store(conn, &new, &audit)).await?;
         self.inner.triggers.notify_one();
         Ok(Some(stored))
     }
@@ -255,12 +265,13 @@ impl PackageStore for SqliteDb {
         name: &str,
         version: &str,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Lookup<PackageDeleted>, StoreError> {
         if !tenant.is_public() {
             return Ok(Lookup::NoTenant);
         }
-        let (name, version) = (name.to_owned(), version.to_owned());
-        let deleted = self.write_store(move |conn| delete(conn, &name, &version, at)).await?;
+        let (name, version, audit) = (name.to_owned(), version.to_owned(), audit.clone());
+        let deleted = self.write_store(move |conn| delete(conn, &name, &version, at, &audit)).await?;
         self.inner.triggers.notify_one();
         Ok(deleted)
     }

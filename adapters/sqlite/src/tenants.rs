@@ -2,11 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::ports::{DatabaseHealth, StoreError, TenantCreated, TenantDeleted, TenantDirectory, TenantStore};
 use cloacina_domain::{NewTenant, Setting, TaskNetwork, TenantChange, TenantName, TenantRecord};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::SqliteDb;
+use crate::audit::append;
 use crate::migrate::{current_version, latest};
 
 #[async_trait]
@@ -82,7 +84,7 @@ pub(crate) fn stored_network(conn: &Connection) -> Result<Option<TaskNetwork>, S
 
 #[async_trait]
 impl TenantStore for SqliteDb {
-    async fn create_tenant(&self, _new: &NewTenant) -> Result<TenantCreated, StoreError> {
+    async fn create_tenant(&self, _new: &NewTenant, _audit: &AuditEntry) -> Result<TenantCreated, StoreError> {
         Err(StoreError::Unsupported(SINGLE_TENANT.into()))
     }
 
@@ -98,36 +100,41 @@ impl TenantStore for SqliteDb {
         &self,
         name: &TenantName,
         change: &TenantChange,
+        audit: &AuditEntry,
     ) -> Result<Option<TenantRecord>, StoreError> {
         if !name.is_public() {
             return Ok(None);
         }
-        if change.task_network != Setting::Keep {
-            let value = change.task_network.applied_to(None).map(TaskNetwork::as_str);
-            self.write(move |conn| {
-                conn.execute(
+        let (change, audit) = (change.clone(), audit.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if change.task_network != Setting::Keep {
+                tx.execute(
                     "INSERT INTO tenant_settings (tenant, task_network) VALUES ('public', ?1)
                      ON CONFLICT (tenant) DO UPDATE SET task_network = excluded.task_network",
-                    [value],
-                )
-            })
-            .await?;
-        }
-        if change.rate_limit_per_key != Setting::Keep {
-            let value = change.rate_limit_per_key.applied_to(None);
-            self.write(move |conn| {
-                conn.execute(
+                    [change.task_network.applied_to(None).map(TaskNetwork::as_str)],
+                )?;
+            }
+            if change.rate_limit_per_key != Setting::Keep {
+                tx.execute(
                     "INSERT INTO tenant_settings (tenant, rate_limit_per_key) VALUES ('public', ?1)
                      ON CONFLICT (tenant) DO UPDATE SET rate_limit_per_key = excluded.rate_limit_per_key",
-                    [value],
-                )
-            })
-            .await?;
-        }
+                    [change.rate_limit_per_key.applied_to(None)],
+                )?;
+            }
+            append(&tx, &audit)?;
+            tx.commit()
+        })
+        .await?;
         Ok(Some(self.public_record().await?))
     }
 
-    async fn delete_tenant(&self, _name: &TenantName, _at: DateTime<Utc>) -> Result<TenantDeleted, StoreError> {
+    async fn delete_tenant(
+        &self,
+        _name: &TenantName,
+        _at: DateTime<Utc>,
+        _audit: &AuditEntry,
+    ) -> Result<TenantDeleted, StoreError> {
         Err(StoreError::Unsupported(SINGLE_TENANT.into()))
     }
 }

@@ -264,17 +264,19 @@ impl TriggerStore for SqliteDb {
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
+        audit: &cloacina_domain::audit::AuditEntry,
     ) -> Result<Lookup<TriggerRecord>, StoreError> {
         if !tenant.is_public() {
             return Ok(Lookup::NoTenant);
         }
-        let name = name.to_owned();
+        let (name, audit) = (name.to_owned(), audit.clone());
         let found = self
             .write_store(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
                 let Some(mut t) = find(&tx, &name).map_err(translate)? else { return Ok(Lookup::Missing) };
                 t.set_paused(paused, at);
                 write(&tx, &t).map_err(translate)?;
+                crate::audit::append(&tx, &audit).map_err(translate)?;
                 tx.commit().map_err(translate)?;
                 Ok(Lookup::Found(t))
             })

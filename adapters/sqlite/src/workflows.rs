@@ -70,17 +70,24 @@ impl WorkflowStore for SqliteDb {
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
+        audit: &cloacina_domain::audit::AuditEntry,
     ) -> Result<Lookup<WorkflowSummary>, StoreError> {
         if !tenant.is_public() {
             return Ok(Lookup::NoTenant);
         }
-        let name = name.to_owned();
+        let (name, audit) = (name.to_owned(), audit.clone());
         self.write(move |conn| {
-            conn.execute(
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
                 "UPDATE workflows SET paused = ?2, updated_at = ?3 WHERE name = ?1 AND paused <> ?2",
                 rusqlite::params![name, paused, crate::keys::ts(at)],
             )?;
-            find(conn, &name)
+            let found = find(&tx, &name)?;
+            if found.is_some() {
+                crate::audit::append(&tx, &audit)?;
+            }
+            tx.commit()?;
+            Ok(found)
         })
         .await
         .map(Lookup::from_option)

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
 use crate::execution::{
     EventRecord, ExecutionCreated, ExecutionId, ExecutionPage, ExecutionQuery, ExecutionRecord, NewExecution, TaskLog,
     TaskRecord, Transition,
@@ -26,11 +27,13 @@ pub trait ExecutionStore: Send + Sync {
     /// [`ExecutionCreated::Existing`] with the first execution) and unless the workflow is
     /// paused ([`ExecutionCreated::Paused`]) or its package version gone
     /// ([`ExecutionCreated::Gone`]), stores the execution, its tasks as the plan starts them,
-    /// and an `execution_created` event, and wakes the workers.
+    /// and an `execution_created` event, and wakes the workers; `audit` is appended in the
+    /// same transaction when, and only when, it stores the execution.
     async fn create_execution(
         &self,
         tenant: &TenantName,
         new: &NewExecution,
+        audit: &AuditEntry,
     ) -> Result<Option<ExecutionCreated>, StoreError>;
 
     /// A page of executions, newest first, and the number matching in all.
@@ -69,22 +72,26 @@ pub trait ExecutionStore: Send + Sync {
 
     /// Applies the domain's [`crate::execution::Command::Cancel`] to the execution under its
     /// lock: every unfinished task cancelled, atomically. MUST return
-    /// [`Transition::Refused`], changing nothing, if it had finished.
+    /// [`Transition::Refused`], changing nothing, if it had finished. `audit` is appended in
+    /// the same transaction when, and only when, the cancel happens.
     async fn cancel_execution(
         &self,
         tenant: &TenantName,
         id: ExecutionId,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<Transition>, StoreError>;
 
     /// Applies the domain's [`crate::execution::Command::Retry`] under the execution's lock:
     /// the unsuccessful tasks of a failed or cancelled execution run again, atomically. MUST
-    /// return [`Transition::Refused`], changing nothing, from any other status.
+    /// return [`Transition::Refused`], changing nothing, from any other status. `audit` as
+    /// for [`ExecutionStore::cancel_execution`].
     async fn retry_execution(
         &self,
         tenant: &TenantName,
         id: ExecutionId,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<Transition>, StoreError>;
 
     /// Deletes finished executions (with their tasks, events and logs) that finished before

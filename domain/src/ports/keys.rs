@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
 use crate::key::ApiKeyId;
 use crate::record::{KeyRecord, NewKey};
 use crate::tenant::TenantName;
@@ -35,15 +36,22 @@ pub trait KeyStore: Send + Sync {
     /// # Errors
     /// MUST fail with a unique [`StoreError::Constraint`], leaving the table unchanged, if an
     /// unrevoked key of the same tenant (for a god key: an unrevoked god key) has the name, or
-    /// if the id exists (ids are random: a bug, never a business case).
-    async fn insert(&self, key: &NewKey) -> Result<(), StoreError>;
+    /// if the id exists (ids are random: a bug, never a business case). Appends `audit` to
+    /// its chain in the same transaction: no row, no key.
+    async fn insert(&self, key: &NewKey, audit: &AuditEntry) -> Result<(), StoreError>;
 
     /// Inserts `key`, a god key, only if no active god key exists at `now`; the check and the
     /// insert are one atomic step, so concurrent callers (replicas) create exactly one. An
     /// expired, unrevoked god key holding `key`'s name is revoked at `now` in the same step.
     ///
-    /// MUST return `true` if it inserted, `false` if an active god key already existed.
-    async fn insert_first_god_key(&self, key: &NewKey, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// MUST return `true` if it inserted (with `audit` appended in the same step), `false`
+    /// (no row) if an active god key already existed.
+    async fn insert_first_god_key(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
 
     /// The row with this id, revoked or not. MUST return `None` if there is none.
     async fn find(&self, id: ApiKeyId) -> Result<Option<KeyRecord>, StoreError>;
@@ -63,7 +71,8 @@ pub trait KeyStore: Send + Sync {
     /// MUST return [`RevokeOutcome::NotFound`] for an unknown id,
     /// [`RevokeOutcome::AlreadyRevoked`] (unchanged) for a revoked key,
     /// [`RevokeOutcome::LastGodKey`] (unchanged) when no other active god key would remain.
-    async fn revoke(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<RevokeOutcome, StoreError>;
+    /// Appends `audit` in the same transaction when, and only when, it revokes.
+    async fn revoke(&self, id: ApiKeyId, at: DateTime<Utc>, audit: &AuditEntry) -> Result<RevokeOutcome, StoreError>;
 
     /// Records when keys were last used. Unknown ids are ignored; an older time never
     /// replaces a newer one.

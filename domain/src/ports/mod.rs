@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`error`] — [`StoreError`], the failure every storage port reports.
+//! - [`audit`] — [`AuditStore`]: reading and pruning the audit chains.
 //! - [`archives`] — [`PackageArchives`], reading uploads whatever their format.
 //! - [`keys`] — [`KeyStore`].
 //! - [`tenants`] — [`TenantDirectory`], [`TenantStore`], [`Invalidation`], [`DatabaseHealth`].
@@ -20,6 +21,7 @@
 //! - [`system`] — [`Clock`], [`KeyGenerator`], [`SecretHasher`].
 
 pub mod archives;
+pub mod audit;
 pub mod engine;
 pub mod error;
 pub mod executions;
@@ -35,6 +37,7 @@ pub mod triggers;
 pub mod workflows;
 
 pub use archives::*;
+pub use audit::*;
 pub use engine::*;
 pub use error::*;
 pub use executions::*;

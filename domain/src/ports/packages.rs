@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
 use crate::package::{NewPackage, PackageDeleted, PackageRecord, PackageStored, StoredArchive, StoredManifest};
 use crate::tenant::TenantName;
 
@@ -26,7 +27,13 @@ pub trait PackageStore: Send + Sync {
     /// nothing, for bytes uploaded before (also when they were committed by a concurrent
     /// upload); [`PackageStored::Refused`], changing nothing, for the same name and version
     /// with other content or a workflow name another package declares.
-    async fn store_package(&self, tenant: &TenantName, new: &NewPackage) -> Result<Option<PackageStored>, StoreError>;
+    /// `audit` is appended, in the same transaction, only when the upload stores a version.
+    async fn store_package(
+        &self,
+        tenant: &TenantName,
+        new: &NewPackage,
+        audit: &AuditEntry,
+    ) -> Result<Option<PackageStored>, StoreError>;
 
     /// The tenant's packages, by name then newest version first. `None` if no such tenant.
     async fn list_packages(&self, tenant: &TenantName) -> Result<Option<Vec<PackageRecord>>, StoreError>;
@@ -37,13 +44,15 @@ pub trait PackageStore: Send + Sync {
     /// MUST return [`PackageDeleted::Deleted`] with the deleted row;
     /// [`PackageDeleted::Refused`], changing nothing, while unfinished executions use the
     /// version ([`PackageRecord::check_delete`]); [`Lookup::NoTenant`] or [`Lookup::Missing`]
-    /// when there is no such tenant or version.
+    /// when there is no such tenant or version. `audit` is appended, in the same
+    /// transaction, only when the version is deleted.
     async fn delete_package(
         &self,
         tenant: &TenantName,
         name: &str,
         version: &str,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Lookup<PackageDeleted>, StoreError>;
 
     /// The id and `package.toml` of one version. MUST return [`Lookup::NoTenant`] or

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
 use crate::key::ApiKeyId;
 use crate::task_network::TenantChange;
 use crate::tenant::{NewTenant, TenantName, TenantRecord};
@@ -55,7 +56,8 @@ pub trait TenantStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unsupported`] on a single-tenant backend; [`StoreError::Unavailable`]
     /// when the database cannot be reached.
-    async fn create_tenant(&self, new: &NewTenant) -> Result<TenantCreated, StoreError>;
+    /// `audit` is appended to the control chain in the same transaction.
+    async fn create_tenant(&self, new: &NewTenant, audit: &AuditEntry) -> Result<TenantCreated, StoreError>;
 
     /// Every tenant, `public` first, then by name.
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
@@ -66,15 +68,27 @@ pub trait TenantStore: Send + Sync {
     /// Applies `change` to the tenant's settings and returns the tenant as it now is; a
     /// claim begun after this returns sees the new settings. MUST return `None` if there is
     /// no such tenant (on a single-tenant backend, every tenant but `public`).
-    async fn update_tenant(&self, name: &TenantName, change: &TenantChange)
-    -> Result<Option<TenantRecord>, StoreError>;
+    /// `audit` is appended to the control chain in the same transaction.
+    async fn update_tenant(
+        &self,
+        name: &TenantName,
+        change: &TenantChange,
+        audit: &AuditEntry,
+    ) -> Result<Option<TenantRecord>, StoreError>;
 
     /// In one transaction: revokes the tenant's active keys (at `at`), drops its schema and
     /// role, deletes its row, and tells every replica to forget what it cached of it.
     ///
     /// MUST return [`StoreError::Unsupported`] on a single-tenant backend; callers never pass
     /// `public`.
-    async fn delete_tenant(&self, name: &TenantName, at: DateTime<Utc>) -> Result<TenantDeleted, StoreError>;
+    /// `audit` is appended to the control chain in the same transaction (the tenant's own
+    /// chain goes with its schema).
+    async fn delete_tenant(
+        &self,
+        name: &TenantName,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<TenantDeleted, StoreError>;
 }
 
 /// What another replica (or this one) changed that caches must forget.

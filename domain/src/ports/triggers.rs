@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
 use crate::execution::ExecutionId;
 use crate::tenant::TenantName;
 use crate::trigger::{FireCounts, FireOutcome, TriggerRecord};
@@ -75,13 +76,15 @@ pub trait TriggerStore: Send + Sync {
     async fn get_trigger(&self, tenant: &TenantName, name: &str) -> Result<Lookup<TriggerRecord>, StoreError>;
 
     /// Pauses or resumes a trigger at `at` ([`TriggerRecord::set_paused`]; idempotent),
-    /// returning it as it now is, and wakes the schedulers.
+    /// returning it as it now is, and wakes the schedulers. `audit` is appended in the same
+    /// transaction when the trigger exists.
     async fn set_trigger_paused(
         &self,
         tenant: &TenantName,
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Lookup<TriggerRecord>, StoreError>;
 
     /// Which tenants have a trigger due at `now`, and when the next one is. MUST be one cheap

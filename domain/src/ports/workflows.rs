@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditEntry;
 use crate::tenant::TenantName;
 use crate::workflow::WorkflowSummary;
 
@@ -25,12 +26,14 @@ pub trait WorkflowStore: Send + Sync {
     async fn get_workflow(&self, tenant: &TenantName, name: &str) -> Result<Lookup<WorkflowSummary>, StoreError>;
 
     /// Pauses or resumes a workflow (idempotent), returning it as it now is; absences as for
-    /// [`WorkflowStore::get_workflow`].
+    /// [`WorkflowStore::get_workflow`]. `audit` is appended in the same transaction when the
+    /// workflow exists.
     async fn set_paused(
         &self,
         tenant: &TenantName,
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Lookup<WorkflowSummary>, StoreError>;
 }

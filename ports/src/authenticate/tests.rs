@@ -152,7 +152,7 @@ async fn a_revoked_key_is_refused_on_the_next_request() {
     });
     let flag = revoked.clone();
     let rec2 = record(&key, Authority::God);
-    store.expect_revoke().times(1).returning(move |_, _| {
+    store.expect_revoke().times(1).returning(move |_, _, _| {
         flag.store(true, Ordering::SeqCst);
         Ok(RevokeOutcome::Revoked(rec2.clone()))
     });

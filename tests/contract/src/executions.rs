@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::Store;
+use crate::noted;
 
 pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
@@ -47,7 +48,8 @@ pub(crate) async fn setup(store: &Store, retries: u32) -> (Plan, Uuid) {
         uploaded_at: t0(),
         uploaded_by: None,
     };
-    let Some(PackageStored::Created(rec)) = store.store_package(&TenantName::public(), &new).await.unwrap() else {
+    let Some(PackageStored::Created(rec)) = store.store_package(&TenantName::public(), &new, &noted()).await.unwrap()
+    else {
         panic!("stored")
     };
     (plan, rec.id)
@@ -70,7 +72,7 @@ pub(crate) fn new_execution(plan: &Plan, package: Uuid, at: DateTime<Utc>, key: 
 }
 
 pub(crate) async fn create(store: &Store, new: &NewExecution) -> ExecutionRecord {
-    match store.create_execution(&TenantName::public(), new).await.unwrap() {
+    match store.create_execution(&TenantName::public(), new, &noted()).await.unwrap() {
         Some(ExecutionCreated::Created(r)) => r,
         other => panic!("not created: {other:?}"),
     }
@@ -139,13 +141,13 @@ pub async fn an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_th
     assert_eq!(rec.idempotency_key.as_deref(), Some("nightly-2026-06-01"));
     assert_eq!(statuses(&store, first.id).await, [TaskStatus::Ready, TaskStatus::Waiting]);
     let repeat = new_execution(&plan, package, t0() + secs(5), Some("nightly-2026-06-01"));
-    match store.create_execution(&TenantName::public(), &repeat).await.unwrap() {
+    match store.create_execution(&TenantName::public(), &repeat, &noted()).await.unwrap() {
         Some(ExecutionCreated::Existing(r)) => assert_eq!(r.id, first.id),
         other => panic!("expected the first execution: {other:?}"),
     }
     assert_eq!(store.get_execution(&TenantName::public(), repeat.id).await.unwrap(), Lookup::Missing);
     let stranger = TenantName::parse("nobody-here").unwrap();
-    assert!(store.create_execution(&stranger, &repeat).await.unwrap().is_none());
+    assert!(store.create_execution(&stranger, &repeat, &noted()).await.unwrap().is_none());
     assert_eq!(store.get_execution(&stranger, first.id).await.unwrap(), Lookup::NoTenant);
     let events = store.execution_events(&TenantName::public(), first.id, 0, 100).await.unwrap().into_found().unwrap();
     assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["execution_created"]);
@@ -154,12 +156,12 @@ pub async fn an_execution_is_stored_with_its_tasks_and_a_repeated_key_returns_th
 pub async fn a_paused_workflow_and_a_vanished_package_accept_nothing(store: Store) {
     let public = TenantName::public();
     let (plan, package) = setup(&store, 0).await;
-    assert!(matches!(store.set_paused(&public, "pipe", true, t0()).await.unwrap(), Lookup::Found(_)));
+    assert!(matches!(store.set_paused(&public, "pipe", true, t0(), &noted()).await.unwrap(), Lookup::Found(_)));
     let new = new_execution(&plan, package, t0(), None);
-    assert_eq!(store.create_execution(&public, &new).await.unwrap(), Some(ExecutionCreated::Paused));
-    assert!(matches!(store.set_paused(&public, "pipe", false, t0()).await.unwrap(), Lookup::Found(_)));
+    assert_eq!(store.create_execution(&public, &new, &noted()).await.unwrap(), Some(ExecutionCreated::Paused));
+    assert!(matches!(store.set_paused(&public, "pipe", false, t0(), &noted()).await.unwrap(), Lookup::Found(_)));
     let elsewhere = NewExecution { package_id: Uuid::new_v4(), ..new.clone() };
-    assert_eq!(store.create_execution(&public, &elsewhere).await.unwrap(), Some(ExecutionCreated::Gone));
+    assert_eq!(store.create_execution(&public, &elsewhere, &noted()).await.unwrap(), Some(ExecutionCreated::Gone));
     let page = store.list_executions(&public, &ExecutionQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(page.unwrap().total, 0);
 }
@@ -170,7 +172,8 @@ pub async fn cancel_stops_what_has_not_finished_and_refuses_a_finished_execution
     let new = new_execution(&plan, package, t0(), None);
     create(&store, &new).await;
     let running = claim(&store, "w", t0(), 1).await.remove(0);
-    let Some(Transition::Done(e)) = store.cancel_execution(&public, new.id, t0() + secs(2)).await.unwrap() else {
+    let Some(Transition::Done(e)) = store.cancel_execution(&public, new.id, t0() + secs(2), &noted()).await.unwrap()
+    else {
         panic!("cancelled")
     };
     assert_eq!((e.status, e.finished_at), (ExecutionStatus::Cancelled, Some(t0() + secs(2))));
@@ -179,11 +182,11 @@ pub async fn cancel_stops_what_has_not_finished_and_refuses_a_finished_execution
     let late = report(&running, Attempt::Succeeded, None);
     assert_eq!(store.record_one(&public, "w", &late, t0() + secs(3)).await.unwrap(), Recorded::Stale);
     assert!(matches!(
-        store.cancel_execution(&public, new.id, t0() + secs(4)).await.unwrap(),
+        store.cancel_execution(&public, new.id, t0() + secs(4), &noted()).await.unwrap(),
         Some(Transition::Refused(e)) if e.status == ExecutionStatus::Cancelled
     ));
     let unknown = ExecutionId::from_uuid(Uuid::new_v4());
-    assert_eq!(store.cancel_execution(&public, unknown, t0()).await.unwrap(), Some(Transition::NotFound));
+    assert_eq!(store.cancel_execution(&public, unknown, t0(), &noted()).await.unwrap(), Some(Transition::NotFound));
 }
 
 pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(store: Store) {
@@ -192,7 +195,7 @@ pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(st
     let new = new_execution(&plan, package, t0(), None);
     create(&store, &new).await;
     assert!(matches!(
-        store.retry_execution(&public, new.id, t0()).await.unwrap(),
+        store.retry_execution(&public, new.id, t0(), &noted()).await.unwrap(),
         Some(Transition::Refused(e)) if e.status == ExecutionStatus::Pending
     ));
     let a = claim(&store, "w", t0(), 1).await.remove(0);
@@ -203,7 +206,8 @@ pub async fn retry_runs_the_unsuccessful_tasks_again_and_keeps_what_succeeded(st
     let b = claim(&store, "w", t0() + secs(1), 1).await.remove(0);
     store.record_one(&public, "w", &report(&b, Attempt::Failed("boom".into()), None), t0() + secs(2)).await.unwrap();
     assert_eq!(get(&store, new.id).await.status, ExecutionStatus::Failed);
-    let Some(Transition::Done(e)) = store.retry_execution(&public, new.id, t0() + secs(3)).await.unwrap() else {
+    let Some(Transition::Done(e)) = store.retry_execution(&public, new.id, t0() + secs(3), &noted()).await.unwrap()
+    else {
         panic!("retried")
     };
     assert_eq!((e.status, e.error, e.finished_at), (ExecutionStatus::Running, None, None));
@@ -229,7 +233,7 @@ pub async fn listing_filters_by_status_and_workflow_and_pages_newest_first_with_
         create(&store, &new).await;
         ids.push(new.id);
     }
-    store.cancel_execution(&public, ids[1], t0() + secs(10)).await.unwrap();
+    store.cancel_execution(&public, ids[1], t0() + secs(10), &noted()).await.unwrap();
     let q = |status, workflow: Option<&str>, limit, offset| ExecutionQuery {
         status,
         workflow: workflow.map(str::to_owned),
@@ -277,8 +281,8 @@ pub async fn pruning_deletes_only_executions_finished_before_the_cutoff(store: S
     for e in [&old, &recent, &open] {
         create(&store, e).await;
     }
-    store.cancel_execution(&public, old.id, t0() + secs(10)).await.unwrap();
-    store.cancel_execution(&public, recent.id, t0() + secs(100)).await.unwrap();
+    store.cancel_execution(&public, old.id, t0() + secs(10), &noted()).await.unwrap();
+    store.cancel_execution(&public, recent.id, t0() + secs(100), &noted()).await.unwrap();
     assert_eq!(store.prune_executions(&public, t0() + secs(50)).await.unwrap(), 1);
     assert_eq!(store.get_execution(&public, old.id).await.unwrap(), Lookup::Missing);
     assert_eq!(store.execution_tasks(&public, old.id).await.unwrap(), Lookup::Missing);
@@ -291,14 +295,14 @@ pub async fn a_package_version_in_use_by_an_unfinished_execution_cannot_be_delet
     let (plan, package) = setup(&store, 0).await;
     let new = new_execution(&plan, package, t0(), None);
     create(&store, &new).await;
-    let refused = store.delete_package(&public, "pkg", "1.0.0", t0()).await;
+    let refused = store.delete_package(&public, "pkg", "1.0.0", t0(), &noted()).await;
     assert!(
         matches!(&refused, Ok(Lookup::Found(PackageDeleted::Refused(PackageConflict::InUse { executions: 1, .. })))),
         "{refused:?}"
     );
-    store.cancel_execution(&public, new.id, t0()).await.unwrap();
+    store.cancel_execution(&public, new.id, t0(), &noted()).await.unwrap();
     assert!(matches!(
-        store.delete_package(&public, "pkg", "1.0.0", t0()).await.unwrap(),
+        store.delete_package(&public, "pkg", "1.0.0", t0(), &noted()).await.unwrap(),
         Lookup::Found(PackageDeleted::Deleted(_))
     ));
     assert!(matches!(store.get_execution(&public, new.id).await.unwrap(), Lookup::Found(_)), "history stays");

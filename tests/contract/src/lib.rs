@@ -9,6 +9,7 @@
 //! The store type must implement every storage port.
 //!
 //! # Layout
+//! - [`audit`] — the `AuditStore` contract, and the rows each change appends.
 //! - [`executions`] — the `ExecutionStore` contract.
 //! - [`feed`] — the `EventFeed` and `TicketStore` contracts.
 //! - [`queue`] — the `TaskQueue` contract.
@@ -21,6 +22,7 @@
 // This crate is test code compiled as a library: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+pub mod audit;
 pub mod executions;
 pub mod feed;
 pub mod keys;
@@ -32,14 +34,16 @@ pub mod workflows;
 
 use std::sync::Arc;
 
+use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory, TenantStore,
-    TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory,
+    TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 
 /// Everything a storage adapter provides.
 pub trait Storage:
-    KeyStore
+    AuditStore
+    + KeyStore
     + TenantDirectory
     + TenantStore
     + WorkflowStore
@@ -54,7 +58,8 @@ pub trait Storage:
 {
 }
 impl<T> Storage for T where
-    T: KeyStore
+    T: AuditStore
+        + KeyStore
         + TenantDirectory
         + TenantStore
         + WorkflowStore
@@ -67,6 +72,13 @@ impl<T> Storage for T where
         + DatabaseHealth
         + 'static
 {
+}
+
+/// An audit entry (in tenant `public`'s chain) for a change whose audit row the test does
+/// not look at: the `audit` contract checks the rows.
+pub fn noted() -> AuditEntry {
+    let public = Some(cloacina_domain::TenantName::public());
+    AuditEntry::new(chrono::Utc::now(), None, public, AuditAction::KeyCreate, "contract", RequestOrigin::default())
 }
 
 /// Writes `content` to a file for a [`NewPackage`](cloacina_domain::package::NewPackage)'s
@@ -89,6 +101,10 @@ pub type Store = Arc<dyn Storage>;
 macro_rules! storage_contract {
     ($make:expr) => {
         $crate::storage_contract!(@cases $make;
+            audit::every_change_leaves_one_row_in_its_chain_and_a_change_that_does_not_happen_none,
+            audit::listings_filter_and_page_by_cursor_both_ways,
+            audit::tenants_created_and_deleted_are_rows_of_the_control_chain,
+            audit::rows_without_a_change_are_appended_and_the_prune_keeps_the_chain_verifiable,
             keys::an_inserted_key_reads_back_with_every_field,
             keys::a_duplicate_id_conflicts_and_changes_nothing,
             keys::an_unknown_id_is_not_found,

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::Store;
 use crate::executions::{RecordOne as _, claim, create, finish, get, new_execution, report, secs, setup, statuses, t0};
+use crate::noted;
 
 pub async fn a_ready_task_is_claimed_once_and_its_success_readies_the_next_with_the_merged_context(store: Store) {
     let (plan, package) = setup(&store, 0).await;
@@ -116,7 +117,7 @@ pub async fn a_claim_carries_the_tenants_task_network_as_it_is_when_claimed(stor
     assert_eq!(first[0].network, None, "no setting: the deployment's");
     store.record_one(&TenantName::public(), "w", &report(&first[0], Attempt::Succeeded, None), t0()).await.unwrap();
     let change = TenantChange { task_network: Setting::Set(TaskNetwork::Host), ..TenantChange::default() };
-    store.update_tenant(&TenantName::public(), &change).await.unwrap();
+    store.update_tenant(&TenantName::public(), &change, &noted()).await.unwrap();
     let second = claim(&store, "w", t0() + secs(1), 1).await;
     assert_eq!((second[0].task_id.as_str(), second[0].network), ("b", Some(TaskNetwork::Host)));
 }

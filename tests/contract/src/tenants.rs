@@ -12,6 +12,7 @@ use cloacina_domain::{
 use uuid::Uuid;
 
 use crate::Store;
+use crate::noted;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0).single().unwrap_or_default()
@@ -44,15 +45,18 @@ fn tenant_key(n: u8, tenant: &str) -> NewKey {
 
 /// Whether the backend is multi-tenant; on a single-tenant one, checks the refusals.
 async fn multi_tenant(store: &Store) -> bool {
-    match store.create_tenant(&new_tenant("probe")).await {
+    match store.create_tenant(&new_tenant("probe"), &noted()).await {
         Ok(_) => {
-            let deleted = store.delete_tenant(&name("probe"), t0()).await;
+            let deleted = store.delete_tenant(&name("probe"), t0(), &noted()).await;
             assert!(matches!(deleted, Ok(TenantDeleted::Deleted { .. })), "{deleted:?}");
             true
         }
         Err(StoreError::Unsupported(message)) => {
             assert!(message.contains("PostgreSQL"), "the refusal says what is needed: {message}");
-            assert!(matches!(store.delete_tenant(&name("probe"), t0()).await, Err(StoreError::Unsupported(_))));
+            assert!(matches!(
+                store.delete_tenant(&name("probe"), t0(), &noted()).await,
+                Err(StoreError::Unsupported(_))
+            ));
             false
         }
         Err(e) => panic!("create failed: {e}"),
@@ -83,7 +87,7 @@ pub async fn a_tenant_is_created_listed_and_found_once(store: Store) {
     assert_eq!(acme.description.as_ref().map(TenantDescription::as_str), Some("Acme, EU"));
     assert!(acme.db_role.as_deref().is_some_and(|r| r.ends_with("_acme")));
     assert!(acme.schema.contains("acme"));
-    assert!(matches!(store.create_tenant(&new_tenant("acme")).await, Ok(TenantCreated::NameTaken)));
+    assert!(matches!(store.create_tenant(&new_tenant("acme"), &noted()).await, Ok(TenantCreated::NameTaken)));
     assert_eq!(created(&store, "globex").await.name, name("globex"));
     let names: Vec<_> = store.list_tenants().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
     assert_eq!(names, ["public", "acme", "globex"]);
@@ -97,18 +101,21 @@ pub async fn deleting_a_tenant_revokes_its_keys_and_frees_its_name(store: Store)
     }
     assert_eq!(created(&store, "acme").await.name, name("acme"));
     assert_eq!(created(&store, "globex").await.name, name("globex"));
-    store.insert(&tenant_key(1, "acme")).await.unwrap();
-    store.insert(&tenant_key(2, "acme")).await.unwrap();
-    store.insert(&tenant_key(3, "globex")).await.unwrap();
-    store.revoke(ApiKeyId::from_uuid(Uuid::from_bytes([2; 16])), t0()).await.unwrap();
+    store.insert(&tenant_key(1, "acme"), &noted()).await.unwrap();
+    store.insert(&tenant_key(2, "acme"), &noted()).await.unwrap();
+    store.insert(&tenant_key(3, "globex"), &noted()).await.unwrap();
+    store.revoke(ApiKeyId::from_uuid(Uuid::from_bytes([2; 16])), t0(), &noted()).await.unwrap();
     let at = t0() + Duration::hours(1);
-    assert_eq!(store.delete_tenant(&name("acme"), at).await.unwrap(), TenantDeleted::Deleted { revoked_keys: 1 });
+    assert_eq!(
+        store.delete_tenant(&name("acme"), at, &noted()).await.unwrap(),
+        TenantDeleted::Deleted { revoked_keys: 1 }
+    );
     assert!(!store.exists(&name("acme")).await.unwrap());
     assert_eq!(store.get_tenant(&name("acme")).await.unwrap(), None);
     let first = store.find(ApiKeyId::from_uuid(Uuid::from_bytes([1; 16]))).await.unwrap().unwrap();
     assert!(first.revoked && first.revoked_at == Some(at), "its keys are revoked, never deleted");
     assert!(!store.find(ApiKeyId::from_uuid(Uuid::from_bytes([3; 16]))).await.unwrap().unwrap().revoked);
-    assert_eq!(store.delete_tenant(&name("acme"), at).await.unwrap(), TenantDeleted::NotFound);
+    assert_eq!(store.delete_tenant(&name("acme"), at, &noted()).await.unwrap(), TenantDeleted::NotFound);
     assert_eq!(created(&store, "acme").await.name, name("acme"));
     assert!(store.exists(&name("acme")).await.unwrap(), "the name can be taken again at once");
 }
@@ -120,23 +127,27 @@ fn network(n: Option<TaskNetwork>) -> TenantChange {
 pub async fn a_tenants_task_network_is_set_kept_and_cleared_and_an_unknown_tenant_has_none(store: Store) {
     let public = TenantName::public();
     assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().task_network, None, "the default at first");
-    let set = store.update_tenant(&public, &network(Some(TaskNetwork::Host))).await.unwrap().unwrap();
+    let set = store.update_tenant(&public, &network(Some(TaskNetwork::Host)), &noted()).await.unwrap().unwrap();
     assert_eq!((set.name.clone(), set.task_network), (public.clone(), Some(TaskNetwork::Host)));
     assert_eq!(store.get_tenant(&public).await.unwrap().unwrap(), set, "read back as written");
     assert_eq!(store.list_tenants().await.unwrap()[0].task_network, Some(TaskNetwork::Host));
-    let kept = store.update_tenant(&public, &TenantChange::default()).await.unwrap().unwrap();
+    let kept = store.update_tenant(&public, &TenantChange::default(), &noted()).await.unwrap().unwrap();
     assert_eq!(kept.task_network, Some(TaskNetwork::Host), "an empty change keeps it");
-    let none = store.update_tenant(&public, &network(Some(TaskNetwork::None))).await.unwrap().unwrap();
+    let none = store.update_tenant(&public, &network(Some(TaskNetwork::None)), &noted()).await.unwrap().unwrap();
     assert_eq!(none.task_network, Some(TaskNetwork::None));
-    let cleared = store.update_tenant(&public, &network(None)).await.unwrap().unwrap();
+    let cleared = store.update_tenant(&public, &network(None), &noted()).await.unwrap().unwrap();
     assert_eq!(cleared.task_network, None);
-    assert_eq!(store.update_tenant(&name("never-created"), &network(Some(TaskNetwork::Host))).await.unwrap(), None);
+    assert_eq!(
+        store.update_tenant(&name("never-created"), &network(Some(TaskNetwork::Host)), &noted()).await.unwrap(),
+        None
+    );
     if multi_tenant(&store).await {
         assert_eq!(created(&store, "acme").await.name, name("acme"));
-        let acme = store.update_tenant(&name("acme"), &network(Some(TaskNetwork::Host))).await.unwrap().unwrap();
+        let acme =
+            store.update_tenant(&name("acme"), &network(Some(TaskNetwork::Host)), &noted()).await.unwrap().unwrap();
         assert_eq!(acme.task_network, Some(TaskNetwork::Host));
         assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().task_network, None, "each tenant its own");
-        store.delete_tenant(&name("acme"), t0()).await.unwrap();
+        store.delete_tenant(&name("acme"), t0(), &noted()).await.unwrap();
         assert_eq!(created(&store, "acme").await.name, name("acme"));
         assert_eq!(
             store.get_tenant(&name("acme")).await.unwrap().unwrap().task_network,
@@ -150,24 +161,24 @@ pub async fn a_tenants_request_limit_is_set_kept_and_cleared_apart_from_its_othe
     let public = TenantName::public();
     let limit = |rate: Setting<u32>| TenantChange { rate_limit_per_key: rate, ..TenantChange::default() };
     assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().rate_limit_per_key, None, "the default at first");
-    store.update_tenant(&public, &network(Some(TaskNetwork::Host))).await.unwrap();
-    let set = store.update_tenant(&public, &limit(Setting::Set(250))).await.unwrap().unwrap();
+    store.update_tenant(&public, &network(Some(TaskNetwork::Host)), &noted()).await.unwrap();
+    let set = store.update_tenant(&public, &limit(Setting::Set(250)), &noted()).await.unwrap().unwrap();
     assert_eq!(
         (set.rate_limit_per_key, set.task_network),
         (Some(250), Some(TaskNetwork::Host)),
         "one setting at a time"
     );
     assert_eq!(store.get_tenant(&public).await.unwrap().unwrap(), set, "read back as written");
-    let kept = store.update_tenant(&public, &network(None)).await.unwrap().unwrap();
+    let kept = store.update_tenant(&public, &network(None), &noted()).await.unwrap().unwrap();
     assert_eq!((kept.rate_limit_per_key, kept.task_network), (Some(250), None));
-    let none = store.update_tenant(&public, &limit(Setting::Set(0))).await.unwrap().unwrap();
+    let none = store.update_tenant(&public, &limit(Setting::Set(0)), &noted()).await.unwrap().unwrap();
     assert_eq!(none.rate_limit_per_key, Some(0), "0 (no limit) is a value of its own");
-    let cleared = store.update_tenant(&public, &limit(Setting::Default)).await.unwrap().unwrap();
+    let cleared = store.update_tenant(&public, &limit(Setting::Default), &noted()).await.unwrap().unwrap();
     assert_eq!(cleared.rate_limit_per_key, None);
-    assert_eq!(store.update_tenant(&name("never-created"), &limit(Setting::Set(1))).await.unwrap(), None);
+    assert_eq!(store.update_tenant(&name("never-created"), &limit(Setting::Set(1)), &noted()).await.unwrap(), None);
     if multi_tenant(&store).await {
         created(&store, "acme").await;
-        let acme = store.update_tenant(&name("acme"), &limit(Setting::Set(5))).await.unwrap().unwrap();
+        let acme = store.update_tenant(&name("acme"), &limit(Setting::Set(5)), &noted()).await.unwrap().unwrap();
         assert_eq!(acme.rate_limit_per_key, Some(5));
         assert_eq!(store.get_tenant(&public).await.unwrap().unwrap().rate_limit_per_key, None, "each its own");
     }
@@ -175,7 +186,7 @@ pub async fn a_tenants_request_limit_is_set_kept_and_cleared_apart_from_its_othe
 
 /// Creates a tenant that must not exist yet.
 async fn created(store: &Store, tenant: &str) -> cloacina_domain::TenantRecord {
-    match store.create_tenant(&new_tenant(tenant)).await {
+    match store.create_tenant(&new_tenant(tenant), &noted()).await {
         Ok(TenantCreated::Created(record)) => record,
         other => panic!("expected {tenant} created, got {other:?}"),
     }

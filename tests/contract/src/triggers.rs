@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::executions::{get, secs, statuses, t0};
+use crate::noted;
 
 /// A package `name` `version` whose workflow `wf` has one task and these trigger tables.
-fn package(name: &str, version: &str, triggers: &[&str]) -> NewPackage {
+pub(crate) fn package(name: &str, version: &str, triggers: &[&str]) -> NewPackage {
     let mut text = format!(
         "[package]\nname = \"{name}\"\nversion = \"{version}\"\n[[workflow]]\nname = \"wf-{name}\"\n\
          [[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n"
@@ -34,7 +35,7 @@ fn package(name: &str, version: &str, triggers: &[&str]) -> NewPackage {
 }
 
 async fn upload(store: &Store, p: &NewPackage) -> PackageStored {
-    store.store_package(&TenantName::public(), p).await.unwrap().unwrap()
+    store.store_package(&TenantName::public(), p, &noted()).await.unwrap().unwrap()
 }
 
 async fn names(store: &Store) -> Vec<String> {
@@ -62,7 +63,7 @@ pub async fn an_uploaded_versions_triggers_are_in_force_and_a_newer_version_repl
     assert_eq!((every.workflow.as_str(), every.package_name.as_str()), ("wf-etl", "etl"));
     assert_eq!(every.next_fire_at, Some(t0() + secs(10)), "first due after the upload");
     assert_eq!(every.def.overlap.as_str(), "allow");
-    store.set_trigger_paused(&public, "every", true, t0() + secs(1)).await.unwrap().into_found().unwrap();
+    store.set_trigger_paused(&public, "every", true, t0() + secs(1), &noted()).await.unwrap().into_found().unwrap();
 
     let v2 = package("etl", "2.0.0", &[EVERY_10S, "name = \"new\"\ncron = \"* * * * *\""]);
     assert!(matches!(upload(&store, &v2).await, PackageStored::Created(_)));
@@ -72,12 +73,12 @@ pub async fn an_uploaded_versions_triggers_are_in_force_and_a_newer_version_repl
     assert_eq!(kept.created_at, every.created_at);
 
     let Lookup::Found(PackageDeleted::Deleted(_)) =
-        store.delete_package(&public, "etl", "2.0.0", t0() + secs(2)).await.unwrap()
+        store.delete_package(&public, "etl", "2.0.0", t0() + secs(2), &noted()).await.unwrap()
     else {
         panic!("deleted")
     };
     assert_eq!(names(&store).await, ["every", "gone"], "deleting the version in force brings back the older's");
-    store.delete_package(&public, "etl", "1.0.0", t0() + secs(3)).await.unwrap().into_found().unwrap();
+    store.delete_package(&public, "etl", "1.0.0", t0() + secs(3), &noted()).await.unwrap().into_found().unwrap();
     assert_eq!(names(&store).await, Vec::<String>::new(), "no version left, no trigger left");
     assert!(matches!(store.get_trigger(&public, "every").await.unwrap(), Lookup::Missing));
     assert!(matches!(
@@ -177,18 +178,27 @@ pub async fn overlap_skip_and_cancel_other_meet_an_unfinished_execution(store: S
 pub async fn a_paused_workflow_counts_each_skip_and_a_paused_trigger_resumes_from_then(store: Store) {
     let public = TenantName::public();
     upload(&store, &package("etl", "1.0.0", &[EVERY_10S])).await;
-    store.set_paused(&public, "wf-etl", true, t0() + secs(1)).await.unwrap().into_found().unwrap();
+    store.set_paused(&public, "wf-etl", true, t0() + secs(1), &noted()).await.unwrap().into_found().unwrap();
     let skipped = pass(&store, t0() + secs(10)).await;
     assert_eq!((skipped.started.len(), skipped.counts.skipped_paused), (0, 1));
-    store.set_paused(&public, "wf-etl", false, t0() + secs(11)).await.unwrap().into_found().unwrap();
+    store.set_paused(&public, "wf-etl", false, t0() + secs(11), &noted()).await.unwrap().into_found().unwrap();
 
-    let paused = store.set_trigger_paused(&public, "every", true, t0() + secs(12)).await.unwrap().into_found().unwrap();
+    let paused = store
+        .set_trigger_paused(&public, "every", true, t0() + secs(12), &noted())
+        .await
+        .unwrap()
+        .into_found()
+        .unwrap();
     assert!(paused.paused && paused.paused_at == Some(t0() + secs(12)));
     assert_eq!(store.due_trigger_tenants(t0() + secs(100)).await.unwrap().next, None, "a paused trigger is never due");
     assert_eq!(pass(&store, t0() + secs(45)).await.started, []);
-    let resumed =
-        store.set_trigger_paused(&public, "every", false, t0() + secs(45)).await.unwrap().into_found().unwrap();
+    let resumed = store
+        .set_trigger_paused(&public, "every", false, t0() + secs(45), &noted())
+        .await
+        .unwrap()
+        .into_found()
+        .unwrap();
     assert_eq!(resumed.next_fire_at, Some(t0() + secs(50)), "what came due while paused is not caught up");
     assert_eq!(resumed.counts.skipped_paused, 1);
-    assert!(matches!(store.set_trigger_paused(&public, "nope", true, t0()).await.unwrap(), Lookup::Missing));
+    assert!(matches!(store.set_trigger_paused(&public, "nope", true, t0(), &noted()).await.unwrap(), Lookup::Missing));
 }

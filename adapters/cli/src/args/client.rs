@@ -319,6 +319,39 @@ pub enum TriggerCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest rows of a chain (the tenant's, or with an admin key and no --tenant the
+    /// deployment's), oldest of them first
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only this action: key.create, key.revoke, tenant.create, tenant.update, tenant.delete,
+        /// package.upload, package.delete, workflow.execute, workflow.pause, workflow.resume,
+        /// execution.cancel, execution.retry, trigger.pause, trigger.resume, trigger.fire,
+        /// auth.failures
+        #[arg(long, value_name = "ACTION")]
+        action: Option<String>,
+        /// Only the actions of this key id
+        #[arg(long, value_name = "KEY_ID")]
+        actor: Option<String>,
+        /// Rows at or after this time (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Rows before this time (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Rows shown (1 to 1000)
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+        /// Keep printing rows as they are written (every 2s) until interrupted
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Check a chain's hashes row by row on this machine: exit 0 with the head hash to keep,
+    /// or exit 8 naming the first row that was edited, deleted or replaced
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     /// The key in force: its name, id, tenant and role
     Whoami,

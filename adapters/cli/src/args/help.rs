@@ -43,6 +43,12 @@ const EXAMPLES: &[(&str, &str)] = &[
         "workflow run",
         "cloacinactl workflow run pipeline --wait\n  cloacinactl workflow run pipeline --context '{\"day\": \"monday\"}' --idempotency-key deploy-7",
     ),
+    ("audit", "cloacinactl audit list --action key.create"),
+    (
+        "audit list",
+        "cloacinactl audit list --tenant acme --since 2026-12-01T00:00:00Z\n  cloacinactl audit list -f -o json",
+    ),
+    ("audit verify", "cloacinactl audit verify --tenant acme\n  cloacinactl --profile admin audit verify"),
     ("execution", "cloacinactl execution list --status failed"),
     (
         "execution list",

@@ -71,6 +71,10 @@ pub struct EngineArgs {
     /// How often the leader deletes the executions past the retention (e.g. 1h, 5m)
     #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_prune_every)]
     pub prune_every: std::time::Duration,
+    /// Audit rows are deleted after this long, oldest first, by the leader (e.g. 365d); each
+    /// chain keeps an anchor, so it still verifies
+    #[arg(long, default_value = "365d", value_name = "DURATION", value_parser = parse_retention)]
+    pub audit_retention: std::time::Duration,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }

@@ -1,6 +1,7 @@
 //! The client commands, one file per noun.
 //!
 //! # Layout
+//! - [`audit`] — `audit list [--follow]|verify`: the audit trail, checked on the client.
 //! - [`auth`] — `auth whoami|status`, `version`.
 //! - [`config`] — `config get|set|list`, `config profile set|list|use|delete`.
 //! - [`key`] — `key create|list|revoke`.
@@ -13,6 +14,7 @@
 //! - [`follow`] — following an execution to its end, over its live socket or by polling.
 //! - [`ids`] — ids as typed: full, a unique prefix, or (keys) a name.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod execution;
@@ -58,5 +60,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
         Command::Execution(cmd) => execution::run(&Context::load(cli.globals)?, cmd).await,
         Command::Trigger(cmd) => trigger::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Audit(cmd) => audit::run(&Context::load(cli.globals)?, cmd).await,
     }
 }

@@ -1,6 +1,7 @@
 //! The endpoint handlers, one file per group.
 //!
 //! # Layout
+//! - [`audit`] — the audit trail's chains, the control one and each tenant's.
 //! - [`executions`] — execute a workflow; list, inspect, cancel and retry executions.
 //! - [`execution_detail`] — an execution's tasks, events and task logs.
 //! - [`health`] — `/health`, `/ready`, `/metrics`.
@@ -11,6 +12,7 @@
 //! - [`workflows`] — a tenant's workflows.
 //! - [`whoami`] — who the presented key is.
 
+pub mod audit;
 pub mod execution_detail;
 pub mod executions;
 pub mod health;

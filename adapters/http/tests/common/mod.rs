@@ -13,15 +13,16 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
+use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory, TenantStore,
-    TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory,
+    TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Authenticator, BootstrapOutcome, Deps, Executions, Keys, Live, LiveConfig, NoMetrics, Packages, Tenants, Tickets,
-    Triggers, Workflows, bootstrap,
+    Audit, Authenticator, BootstrapOutcome, Deps, Executions, Keys, Live, LiveConfig, NoMetrics, Packages, Tenants,
+    Tickets, Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
@@ -38,7 +39,8 @@ pub struct App {
 
 /// Every storage port of one backend.
 pub trait Store:
-    KeyStore
+    AuditStore
+    + KeyStore
     + TenantDirectory
     + TenantStore
     + WorkflowStore
@@ -52,7 +54,8 @@ pub trait Store:
 {
 }
 impl<T> Store for T where
-    T: KeyStore
+    T: AuditStore
+        + KeyStore
         + TenantDirectory
         + TenantStore
         + WorkflowStore
@@ -64,6 +67,11 @@ impl<T> Store for T where
         + DatabaseHealth
         + 'static
 {
+}
+
+/// An audit entry for a change made behind the API's back (test set-up).
+pub fn noted() -> AuditEntry {
+    AuditEntry::new(Utc::now(), None, None, AuditAction::KeyCreate, "test", RequestOrigin::default())
 }
 
 pub async fn app_with(config: HttpConfig) -> App {
@@ -108,6 +116,7 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         triggers: Triggers::new(deps.clone(), db.clone(), db.clone(), db.clone(), db.clone()),
         live: Live::new(db.clone(), db.clone(), db.clone(), LiveConfig::default()),
         tickets: Tickets::new(db.clone(), db.clone(), deps.clock.clone(), deps.keygen.clone()),
+        audit: Audit::new(db.clone(), db.clone(), deps.clock.clone()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
@@ -169,7 +178,7 @@ impl App {
             created_by: None,
             expires_at: None,
         };
-        self.db.insert(&new).await.unwrap();
+        self.db.insert(&new, &noted()).await.unwrap();
         minted.plaintext().expose().to_owned()
     }
 }

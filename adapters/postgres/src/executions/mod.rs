@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::execution::{
     AttemptReport, ClaimedTask, Command, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
     ExecutionQuery, ExecutionRecord, ExecutionStatus, NewExecution, OutputPiece, Plan, Recorded, TaskKey, TaskLog,
@@ -85,9 +86,13 @@ impl ExecutionStore for PgDb {
         &self,
         tenant: &TenantName,
         new: &NewExecution,
+        audit: &AuditEntry,
     ) -> Result<Option<ExecutionCreated>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
         let (created, readied) = create(&mut tx, new).await?;
+        if matches!(created, ExecutionCreated::Created(_)) {
+            crate::audit::append(&mut tx, audit).await?;
+        }
         if readied {
             wake(&mut tx, tenant, new.created_at).await?;
         }
@@ -242,9 +247,13 @@ impl ExecutionStore for PgDb {
         tenant: &TenantName,
         id: ExecutionId,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<Transition>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
         let (t, _) = transition(&mut tx, id, at, Command::Cancel).await?;
+        if matches!(t, Transition::Done(_)) {
+            crate::audit::append(&mut tx, audit).await?;
+        }
         ring(&mut tx, tenant).await?;
         tx.commit().await.map_err(translate)?;
         Ok(Some(t))
@@ -255,9 +264,13 @@ impl ExecutionStore for PgDb {
         tenant: &TenantName,
         id: ExecutionId,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<Transition>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(None) };
         let (t, due) = transition(&mut tx, id, at, Command::Retry).await?;
+        if matches!(t, Transition::Done(_)) {
+            crate::audit::append(&mut tx, audit).await?;
+        }
         if let Some(due) = due {
             wake(&mut tx, tenant, due).await?;
         }

@@ -209,11 +209,13 @@ impl TriggerStore for PgDb {
         name: &str,
         paused: bool,
         at: DateTime<Utc>,
+        audit: &cloacina_domain::audit::AuditEntry,
     ) -> Result<Lookup<TriggerRecord>, StoreError> {
         let Some(mut tx) = self.begin_tenant(tenant).await? else { return Ok(Lookup::NoTenant) };
         let Some(mut t) = find(&mut tx, name, true).await? else { return Ok(Lookup::Missing) };
         t.set_paused(paused, at);
         write(&mut tx, &t).await?;
+        crate::audit::append(&mut tx, audit).await?;
         if let Some(due) = t.due_at() {
             wake_schedulers(&mut tx, tenant, due).await?;
         }

@@ -127,9 +127,13 @@ pub(super) fn transition(
     id: ExecutionId,
     at: DateTime<Utc>,
     command: Command,
+    audit: &cloacina_domain::audit::AuditEntry,
 ) -> Result<(Transition, bool), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
     let done = transition_in(&tx, id, at, command)?;
+    if matches!(done.0, Transition::Done(_)) {
+        crate::audit::append(&tx, audit).map_err(translate)?;
+    }
     tx.commit().map_err(translate)?;
     Ok(done)
 }

@@ -10,9 +10,17 @@ use crate::keys::ts;
 
 use super::*;
 
-pub(super) fn create(conn: &mut Connection, new: &NewExecution) -> Result<(ExecutionCreated, bool), StoreError> {
+/// Appends `audit` with the execution when, and only when, it stores one.
+pub(super) fn create(
+    conn: &mut Connection,
+    new: &NewExecution,
+    audit: &cloacina_domain::audit::AuditEntry,
+) -> Result<(ExecutionCreated, bool), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
     let created = create_in(&tx, new)?;
+    if matches!(created.0, ExecutionCreated::Created(_)) {
+        crate::audit::append(&tx, audit).map_err(translate)?;
+    }
     tx.commit().map_err(translate)?;
     Ok(created)
 }

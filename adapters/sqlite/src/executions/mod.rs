@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
+use cloacina_domain::audit::AuditEntry;
 use cloacina_domain::execution::{
     AttemptReport, ClaimedTask, Command, EventDraft, EventRecord, ExecutionCreated, ExecutionId, ExecutionPage,
     ExecutionQuery, ExecutionRecord, NewExecution, OutputPiece, Plan, Recorded, TaskKey, TaskLog, TaskRecord,
@@ -50,12 +51,13 @@ impl ExecutionStore for SqliteDb {
         &self,
         tenant: &TenantName,
         new: &NewExecution,
+        audit: &AuditEntry,
     ) -> Result<Option<ExecutionCreated>, StoreError> {
         if !tenant.is_public() {
             return Ok(None);
         }
-        let new = new.clone();
-        let (created, readied) = self.write_store(move |conn| create(conn, &new)).await?;
+        let (new, audit) = (new.clone(), audit.clone());
+        let (created, readied) = self.write_store(move |conn| create(conn, &new, &audit)).await?;
         if readied {
             self.inner.work.notify_one();
         }
@@ -188,11 +190,13 @@ impl ExecutionStore for SqliteDb {
         tenant: &TenantName,
         id: ExecutionId,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<Transition>, StoreError> {
         if !tenant.is_public() {
             return Ok(None);
         }
-        let (t, _) = self.write_store(move |conn| transition(conn, id, at, Command::Cancel)).await?;
+        let audit = audit.clone();
+        let (t, _) = self.write_store(move |conn| transition(conn, id, at, Command::Cancel, &audit)).await?;
         self.inner.bell.ring(tenant);
         Ok(Some(t))
     }
@@ -202,11 +206,13 @@ impl ExecutionStore for SqliteDb {
         tenant: &TenantName,
         id: ExecutionId,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<Option<Transition>, StoreError> {
         if !tenant.is_public() {
             return Ok(None);
         }
-        let (t, readied) = self.write_store(move |conn| transition(conn, id, at, Command::Retry)).await?;
+        let audit = audit.clone();
+        let (t, readied) = self.write_store(move |conn| transition(conn, id, at, Command::Retry, &audit)).await?;
         if readied {
             self.inner.work.notify_one();
         }
