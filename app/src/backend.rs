@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory,
-    TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SigningStore, TaskQueue,
+    TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
@@ -106,6 +106,7 @@ pub trait Storage:
     + TenantStore
     + WorkflowStore
     + PackageStore
+    + SigningStore
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -122,6 +123,7 @@ impl<T> Storage for T where
         + TenantStore
         + WorkflowStore
         + PackageStore
+        + SigningStore
         + ExecutionStore
         + TaskQueue
         + TriggerStore

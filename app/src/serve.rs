@@ -22,8 +22,8 @@ use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
     Audit, Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Forgot,
-    Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, SoleProcess, Tenants, Tickets, TriggerScheduler,
-    Triggers, Workflows, bootstrap,
+    Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Signing, SoleProcess, Tenants, Tickets,
+    TriggerScheduler, Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::PgLeaderLock;
 use cloacina_runner::PackageCache;
@@ -189,6 +189,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         live,
         tickets: Tickets::new(storage.clone(), storage.clone(), deps.clock.clone(), deps.keygen.clone()),
         audit: Audit::new(storage.clone(), storage.clone(), deps.clock.clone()),
+        signing: Signing::new(deps.clone(), storage.clone()),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 

@@ -96,6 +96,7 @@ async fn install(store: &dyn Store, tenant: &TenantName) -> anyhow::Result<(Plan
         content_hash: format!("{:064x}", rand_u128()),
         uploaded_at: Utc::now(),
         uploaded_by: None,
+        signature: None,
     };
     match store.store_package(tenant, &new, &noted()).await? {
         Some(PackageStored::Created(r)) => Ok((plan, r.id)),

@@ -61,6 +61,9 @@ actions! {
     TriggerPause = "trigger.pause",
     TriggerResume = "trigger.resume",
     TriggerFire = "trigger.fire",
+    SignerAdd = "signer.add",
+    SignerRemove = "signer.remove",
+    SignaturePolicySet = "signature_policy.set",
     AuthFailures = "auth.failures",
 }
 

@@ -71,6 +71,8 @@ pub enum Permission {
     KeyCreate,
     KeyRevoke,
     AuditRead,
+    /// Trusting signing keys and requiring signed packages.
+    SigningManage,
     WorkflowRead,
     WorkflowUpload,
     WorkflowDelete,
@@ -96,7 +98,7 @@ pub enum PermissionScope {
 
 impl Permission {
     /// The full catalogue.
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 23] = [
         Permission::WhoAmI,
         Permission::TenantCreate,
         Permission::TenantList,
@@ -109,6 +111,7 @@ impl Permission {
         Permission::KeyCreate,
         Permission::KeyRevoke,
         Permission::AuditRead,
+        Permission::SigningManage,
         Permission::WorkflowRead,
         Permission::WorkflowUpload,
         Permission::WorkflowDelete,
@@ -128,7 +131,7 @@ impl Permission {
             WhoAmI => PermissionScope::AnyKey,
             TenantCreate | TenantList | TenantRead | TenantUpdate | TenantDelete | GodKeyManage
             | DeploymentAuditRead => PermissionScope::GodOnly,
-            KeyList | KeyCreate | KeyRevoke | AuditRead => PermissionScope::Tenant(Role::Admin),
+            KeyList | KeyCreate | KeyRevoke | AuditRead | SigningManage => PermissionScope::Tenant(Role::Admin),
             WorkflowUpload | WorkflowDelete | WorkflowPause | WorkflowExecute | ExecutionCancel | ExecutionRetry
             | TriggerManage => PermissionScope::Tenant(Role::Write),
             WorkflowRead | ExecutionRead | TriggerRead => PermissionScope::Tenant(Role::Read),

@@ -13,6 +13,7 @@
 //! - [`workflows`] — [`Workflows`]: a tenant's workflows.
 //! - [`packages`] — [`Packages`]: uploading and listing packages.
 //! - [`executions`] — [`Executions`]: execute, follow, cancel and retry executions.
+//! - [`signing`] — [`Signing`]: the keys a tenant trusts to sign packages, and its policy.
 //! - [`engine`] — [`Engine`]: a server's workers, claiming and running ready tasks.
 //! - [`tickets`] — [`Tickets`]: single-use WebSocket tickets.
 //! - [`live`] — [`Live`]: execution events to sockets as they are committed.
@@ -30,6 +31,7 @@ pub mod live;
 pub mod packages;
 pub mod revoke_key;
 pub mod scheduler;
+pub mod signing;
 pub mod tenants;
 pub mod tickets;
 pub mod triggers;
@@ -50,6 +52,7 @@ pub use live::{Live, LiveConfig, LiveError};
 pub use packages::{PackageError, Packages};
 pub use revoke_key::RevokeKeyError;
 pub use scheduler::TriggerScheduler;
+pub use signing::{Signing, SigningError};
 pub use tenants::{DeletedTenant, TenantError, Tenants};
 pub use tickets::{Issued, Tickets};
 pub use triggers::{TriggerDetail, TriggerError, Triggers};

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use cloacina_domain::audit::AuditAction;
 use cloacina_domain::authz::authorize;
-use cloacina_domain::package::{NewPackage, PackageConflict, PackageDeleted, PackageRecord, PackageStored};
+use cloacina_domain::package::{
+    NewPackage, PackageConflict, PackageDeleted, PackageRecord, PackageStored, SignatureRefused,
+};
 use cloacina_domain::ports::{ArchiveRefused, PackageArchives, PackageStore, StoreError};
 use cloacina_domain::{Denied, Permission, Principal, TenantName};
 
@@ -42,6 +44,9 @@ pub enum PackageError {
     /// or a version still in use.
     #[error(transparent)]
     Conflict(PackageConflict),
+    /// The signature fails the tenant's policy.
+    #[error(transparent)]
+    Unsigned(SignatureRefused),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -62,7 +67,9 @@ impl Packages {
     /// Checks an uploaded archive (as hostile input, within the limits) and stores it. The
     /// archive is a file the caller spooled the upload to (and removes afterwards): it is
     /// hashed, checked and stored in chunks, never held in memory whole. The same bytes
-    /// again answer [`PackageStored::Existing`] and change nothing.
+    /// again answer [`PackageStored::Existing`] and change nothing. `signature` is the
+    /// document uploaded beside the archive, checked against the tenant's policy and trusted
+    /// keys by the store, in the upload's transaction.
     ///
     /// # Errors
     /// [`PackageError`]: not allowed, no such tenant, an invalid archive or manifest, a
@@ -72,6 +79,7 @@ impl Packages {
         caller: &Principal,
         tenant: &TenantName,
         archive: &Path,
+        signature: Option<String>,
     ) -> Result<Uploaded, PackageError> {
         authorize(caller, Permission::WorkflowUpload, Some(tenant))?;
         let archives = self.archives.clone();
@@ -94,6 +102,7 @@ impl Packages {
             size_bytes: checked.size_bytes,
             uploaded_at: self.deps.clock.now(),
             uploaded_by: Some(caller.key_id),
+            signature,
         };
         let audit = crate::audit::entry(
             new.uploaded_at,
@@ -116,6 +125,7 @@ impl Packages {
             }
             PackageStored::Existing(r) => Ok(Uploaded { record: r, created: false }),
             PackageStored::Refused(conflict) => Err(PackageError::Conflict(conflict)),
+            PackageStored::Unsigned(refused) => Err(PackageError::Unsigned(refused)),
         }
     }
 

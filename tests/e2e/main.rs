@@ -17,6 +17,7 @@
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
 //! - [`sandbox`] — hostile tasks against the task sandbox, its start-up refusal, long names,
 //!   expiring keys' children.
+//! - [`signing`] — signed packages: keygen, sign, trust, require; each refusal by its code.
 //! - [`tenant_delete`] — tenants deleted while their executions run, on PostgreSQL.
 //! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
 //! - [`trigger_policies`] — `catchup` after every server was down, `overlap` against a task
@@ -49,6 +50,7 @@ mod sandbox;
 mod schemathesis;
 mod seed_001;
 mod seed_verbatim;
+mod signing;
 mod task_network;
 mod tenant_delete;
 mod trigger_policies;

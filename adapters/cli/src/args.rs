@@ -202,6 +202,9 @@ pub enum Command {
     /// A tenant's cron triggers: list, show, pause, resume, fire by hand
     #[command(subcommand)]
     Trigger(TriggerCommand),
+    /// The keys a tenant trusts to sign its packages, and whether it requires signatures
+    #[command(subcommand)]
+    Signer(SignerCommand),
     /// The audit trail: list a chain's rows, follow them, verify its hashes
     #[command(subcommand)]
     Audit(AuditCommand),

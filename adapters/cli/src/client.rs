@@ -258,7 +258,12 @@ impl Client {
     pub async fn upload(&self, path: &str, file: &std::path::Path) -> Result<Value, CliError> {
         let bytes = std::fs::read(file).map_err(|e| CliError::Local(format!("cannot read {}: {e}", file.display())))?;
         let name = file.file_name().map_or_else(|| "package.cloacina".into(), |n| n.to_string_lossy().into_owned());
-        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        let mut form =
+            reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        let sig = crate::commands::signing::signature_path(file);
+        if let Ok(signature) = std::fs::read_to_string(&sig) {
+            form = form.text("signature", signature);
+        }
         let request = self.authorised(self.http.post(format!("{}{path}", self.server))).multipart(form);
         self.send(request).await
     }

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    audit, execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
+    audit, execution_detail, executions, health, keys, live, packages, signing, tenants, triggers, whoami, workflows,
 };
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
@@ -59,6 +59,11 @@ pub struct StatusBody {
         packages::upload,
         packages::list,
         packages::delete,
+        signing::list,
+        signing::add,
+        signing::remove,
+        signing::policy,
+        signing::set_policy,
         workflows::get,
         workflows::pause,
         workflows::resume,

@@ -14,7 +14,7 @@ use cloacina_domain::Permission;
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
 use crate::handlers::{
-    audit, execution_detail, executions, health, keys, live, packages, tenants, triggers, whoami, workflows,
+    audit, execution_detail, executions, health, keys, live, packages, signing, tenants, triggers, whoami, workflows,
 };
 use crate::state::AppState;
 use crate::{observe, openapi};
@@ -144,6 +144,12 @@ pub static ROUTES: &[RouteSpec] = &[
         Key(P::WorkflowExecute),
         handler!(executions::execute),
     ),
+    // One tenant's signing keys and signature policy.
+    spec(Method::GET, "/v1/tenants/{tenant}/signing-keys", Key(P::SigningManage), handler!(signing::list)),
+    spec(Method::POST, "/v1/tenants/{tenant}/signing-keys", Key(P::SigningManage), handler!(signing::add)),
+    spec(Method::DELETE, "/v1/tenants/{tenant}/signing-keys/{name}", Key(P::SigningManage), handler!(signing::remove)),
+    spec(Method::GET, "/v1/tenants/{tenant}/signature-policy", Key(P::SigningManage), handler!(signing::policy)),
+    spec(Method::PUT, "/v1/tenants/{tenant}/signature-policy", Key(P::SigningManage), handler!(signing::set_policy)),
     // One tenant's triggers.
     spec(Method::GET, "/v1/tenants/{tenant}/triggers", Key(P::TriggerRead), handler!(triggers::list)),
     spec(Method::GET, "/v1/tenants/{tenant}/triggers/{name}", Key(P::TriggerRead), handler!(triggers::get)),

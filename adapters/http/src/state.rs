@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
 use cloacina_ports::{
-    Audit, Authenticator, Executions, Keys, Live, Metrics, Packages, Tenants, Tickets, Triggers, Workflows,
+    Audit, Authenticator, Executions, Keys, Live, Metrics, Packages, Signing, Tenants, Tickets, Triggers, Workflows,
 };
 
 use crate::auth::AuthThrottle;
@@ -63,6 +63,7 @@ pub struct Services {
     pub live: Live,
     pub tickets: Tickets,
     pub audit: Audit,
+    pub signing: Signing,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -82,6 +83,7 @@ pub struct Shared {
     pub live: Live,
     pub tickets: Tickets,
     pub audit: Audit,
+    pub signing: Signing,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -116,7 +118,7 @@ impl AppState {
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
         let limits = RequestLimits::new(config.requests_per_key, config.requests_per_address);
-        let Services { auth, keys, tenants, workflows, packages, executions, triggers, live, tickets, audit } =
+        let Services { auth, keys, tenants, workflows, packages, executions, triggers, live, tickets, audit, signing } =
             services;
         Self(Arc::new(Shared {
             auth,
@@ -129,6 +131,7 @@ impl AppState {
             live,
             tickets,
             audit,
+            signing,
             health,
             metrics,
             config,

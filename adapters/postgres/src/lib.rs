@@ -28,6 +28,7 @@ mod locks;
 pub mod migrate;
 pub mod packages;
 mod reads;
+pub mod signing;
 pub mod tenant_scope;
 pub mod tenants;
 pub mod tickets;

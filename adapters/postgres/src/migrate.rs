@@ -41,6 +41,7 @@ pub const TENANT: &[Migration] = &[
     (6, "triggers", include_str!("../../../migrations/postgres/tenant/0006_triggers.sql")),
     (7, "task_log_pieces", include_str!("../../../migrations/postgres/tenant/0007_task_log_pieces.sql")),
     (8, "audit_chain", include_str!("../../../migrations/postgres/tenant/0008_audit_chain.sql")),
+    (9, "signing", include_str!("../../../migrations/postgres/tenant/0009_signing.sql")),
 ];
 
 const MIGRATE_LOCK: i64 = crate::locks::MIGRATE;

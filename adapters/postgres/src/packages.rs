@@ -192,6 +192,10 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<(PackageStored
         .execute(&mut *tx)
         .await
         .map_err(translate)?;
+    let verified = match crate::signing::check_upload(tx, new).await? {
+        Ok(verified) => verified,
+        Err(refused) => return Ok((PackageStored::Unsigned(refused), None)),
+    };
     let same_bytes = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM packages WHERE content_hash = $1")))
         .bind(&new.content_hash)
         .fetch_optional(&mut *tx)
@@ -240,6 +244,9 @@ async fn store(tx: &mut PgConnection, new: &NewPackage) -> Result<(PackageStored
     .await
     .map_err(translate)?;
     store_chunks(tx, rec.id, &new.archive).await?;
+    if let Some(v) = &verified {
+        crate::signing::record_signature(tx, rec.id, v, rec.uploaded_at).await?;
+    }
     let mut due = None;
     if let Some(kept) = kept {
         put_in_force(tx, rec.name.as_str(), &kept).await?;
@@ -269,7 +276,7 @@ impl PackageStore for PgDb {
             // Triggers came into force: every scheduler learns when (last, as the login role).
             crate::triggers::wake_schedulers(&mut tx, tenant, due).await?;
         }
-        if !matches!(stored, PackageStored::Refused(_)) {
+        if !matches!(stored, PackageStored::Refused(_) | PackageStored::Unsigned(_)) {
             tx.commit().await.map_err(translate)?;
         }
         Ok(Some(stored))

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "ws_tickets", include_str!("../../../migrations/sqlite/0010_ws_tickets.sql")),
     (11, "tenant_rate_limits", include_str!("../../../migrations/sqlite/0011_tenant_rate_limits.sql")),
     (12, "audit_log", include_str!("../../../migrations/sqlite/0012_audit_log.sql")),
+    (13, "signing", include_str!("../../../migrations/sqlite/0013_signing.sql")),
 ];
 
 /// The version this binary expects.

@@ -176,6 +176,10 @@ fn store_chunks(tx: &Connection, id: &str, path: &std::path::Path) -> Result<(),
 
 fn store(conn: &mut Connection, new: &NewPackage, audit: &AuditEntry) -> Result<PackageStored, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(translate)?;
+    let verified = match crate::signing::check_upload(&tx, new).map_err(translate)? {
+        Ok(verified) => verified,
+        Err(refused) => return Ok(PackageStored::Unsigned(refused)),
+    };
     let same_bytes = tx
         .query_row(&format!("SELECT {COLUMNS} FROM packages WHERE content_hash = ?1"), [&new.content_hash], record)
         .optional()
@@ -217,6 +221,9 @@ fn store(conn: &mut Connection, new: &NewPackage, audit: &AuditEntry) -> Result<
     )
     .map_err(translate)?;
     store_chunks(&tx, &rec.id.to_string(), &new.archive)?;
+    if let Some(v) = &verified {
+        crate::signing::record_signature(&tx, &rec.id.to_string(), v, rec.uploaded_at).map_err(translate)?;
+    }
     if let Some(kept) = kept {
         put_in_force(&tx, rec.name.as_str(), &kept).map_err(translate)?;
         if let Err(refused) = crate::triggers::put_in_force(&tx, rec.name.as_str(), &kept, rec.uploaded_at, true)? {

@@ -127,6 +127,7 @@ mod tests {
             content_hash: format!("hash-{version}"),
             uploaded_at: Utc::now(),
             uploaded_by: None,
+            signature: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`manifest`] — [`Manifest`] and its parts, [`Manifest::parse`].
 //! - [`names`] — the names a manifest declares: packages, workflows, tasks, triggers.
+//! - [`signature`] — signed packages: keys, signature documents, the upload check.
 //! - [`stored`] — packages as the registry keeps them.
 //! - [`conflict`] — when an upload or a delete is refused, which workflows go in force.
 //! - [`dag`] — dependency checks and the order tasks run in.
@@ -15,6 +16,7 @@ pub mod dag;
 pub mod limits;
 pub mod manifest;
 pub mod names;
+pub mod signature;
 pub mod stored;
 
 pub use conflict::{PackageConflict, UploadPlan, workflows_in_force};
@@ -23,6 +25,10 @@ pub use manifest::{
     Backoff, Manifest, ManifestError, PackageInfo, RetryPolicy, TaskDef, TaskNode, TriggerDef, WorkflowDef,
 };
 pub use names::{NameError, PackageName, TaskId, WorkflowName};
+pub use signature::{
+    PackageSignature, SignaturePolicy, SignatureRefused, SignerKey, SigningSecret, TrustedSigner, VerifiedSignature,
+    check_signature,
+};
 pub use stored::{
     NewPackage, PackageDeleted, PackageRecord, PackageStored, StoredArchive, StoredManifest, workflows_of_newest,
 };

@@ -38,6 +38,9 @@ pub struct NewPackage {
     pub content_hash: String,
     pub uploaded_at: DateTime<Utc>,
     pub uploaded_by: Option<ApiKeyId>,
+    /// The signature document uploaded beside the archive, if any
+    /// ([`super::check_signature`] decides, against the tenant's policy and trusted keys).
+    pub signature: Option<String>,
 }
 
 impl NewPackage {
@@ -114,6 +117,8 @@ pub enum PackageStored {
     /// Refused, nothing stored: the version holds other bytes, or a workflow name is another
     /// package's.
     Refused(super::PackageConflict),
+    /// Refused, nothing stored: the signature fails the tenant's policy.
+    Unsigned(super::SignatureRefused),
 }
 
 /// What deleting a package version did.

@@ -11,6 +11,7 @@
 //! - [`tenants`] — [`TenantDirectory`], [`TenantStore`], [`Invalidation`], [`DatabaseHealth`].
 //! - [`workflows`] — [`WorkflowStore`].
 //! - [`packages`] — [`PackageStore`].
+//! - [`signing`] — [`SigningStore`]: the keys a tenant trusts to sign packages, its policy.
 //! - [`executions`] — [`ExecutionStore`].
 //! - [`feed`] — [`EventFeed`]: a tenant's events as one stream, for live sockets.
 //! - [`triggers`] — [`TriggerStore`]: triggers and the scheduler's passes.
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod packages;
+pub mod signing;
 pub mod system;
 pub mod tenants;
 pub mod tickets;
@@ -46,6 +48,7 @@ pub use keys::*;
 pub use leader::*;
 pub use metrics::*;
 pub use packages::*;
+pub use signing::*;
 pub use system::*;
 pub use tenants::*;
 pub use tickets::*;

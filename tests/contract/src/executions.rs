@@ -47,6 +47,7 @@ pub(crate) async fn setup(store: &Store, retries: u32) -> (Plan, Uuid) {
         content_hash: "ab".repeat(32),
         uploaded_at: t0(),
         uploaded_by: None,
+        signature: None,
     };
     let Some(PackageStored::Created(rec)) = store.store_package(&TenantName::public(), &new, &noted()).await.unwrap()
     else {

@@ -17,6 +17,7 @@
 //! - [`packages`] — the `PackageStore` contract.
 //! - [`workflows`] — the `WorkflowStore` contract.
 //! - [`triggers`] — the `TriggerStore` contract.
+//! - [`signing`] — the `SigningStore` contract and signed uploads.
 //! - [`tenants`] — the `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
 
 // This crate is test code compiled as a library: a failed unwrap is a failed test.
@@ -28,6 +29,7 @@ pub mod feed;
 pub mod keys;
 pub mod packages;
 pub mod queue;
+pub mod signing;
 pub mod tenants;
 pub mod triggers;
 pub mod workflows;
@@ -36,8 +38,8 @@ use std::sync::Arc;
 
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, TaskQueue, TenantDirectory,
-    TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SigningStore, TaskQueue,
+    TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 
 /// Everything a storage adapter provides.
@@ -48,6 +50,7 @@ pub trait Storage:
     + TenantStore
     + WorkflowStore
     + PackageStore
+    + SigningStore
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -64,6 +67,7 @@ impl<T> Storage for T where
         + TenantStore
         + WorkflowStore
         + PackageStore
+        + SigningStore
         + ExecutionStore
         + TaskQueue
         + TriggerStore
@@ -105,6 +109,8 @@ macro_rules! storage_contract {
             audit::listings_filter_and_page_by_cursor_both_ways,
             audit::tenants_created_and_deleted_are_rows_of_the_control_chain,
             audit::rows_without_a_change_are_appended_and_the_prune_keeps_the_chain_verifiable,
+            signing::trusted_keys_are_added_once_listed_and_removed,
+            signing::once_required_each_bad_signature_is_refused_and_a_good_one_stored,
             keys::an_inserted_key_reads_back_with_every_field,
             keys::a_duplicate_id_conflicts_and_changes_nothing,
             keys::an_unknown_id_is_not_found,

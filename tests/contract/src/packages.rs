@@ -31,6 +31,7 @@ fn upload(name: &str, version: &str, workflows: &[&str], content: &str) -> NewPa
         content_hash: format!("{:0>64}", content.len().to_string() + content),
         uploaded_at: Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
         uploaded_by: None,
+        signature: None,
     }
 }
 
@@ -189,6 +190,7 @@ pub async fn an_archive_reads_back_whole_from_its_chunks_and_its_manifest_by_ver
         content_hash: "cd".repeat(32),
         uploaded_at: Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap(),
         uploaded_by: None,
+        signature: None,
     };
     store.store_package(&public, &new, &noted()).await.unwrap();
     let back = store.package_archive(&public, new.id).await.unwrap().into_found().unwrap();

@@ -31,6 +31,7 @@ pub(crate) fn package(name: &str, version: &str, triggers: &[&str]) -> NewPackag
         content_hash: format!("{name}-{version}-{}", triggers.len()),
         uploaded_at: t0(),
         uploaded_by: None,
+        signature: None,
     }
 }
 

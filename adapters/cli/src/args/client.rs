@@ -117,10 +117,27 @@ pub enum PackageCommand {
         /// A folder holding package.toml, or a .cloacina archive
         path: PathBuf,
     },
-    /// Upload a .cloacina archive to the tenant (the same bytes again change nothing)
+    /// Upload a .cloacina archive to the tenant (the same bytes again change nothing); its
+    /// signature, FILE.sig, goes with it when it exists
     Upload {
         /// The archive, as `package pack` writes it
         file: PathBuf,
+    },
+    /// Make an Ed25519 signing key pair: NAME.key (private, mode 0600) and NAME.pub
+    Keygen {
+        /// The key pair's name: letters, digits, '-', '_' or '.'
+        name: String,
+        /// Where to write the two files
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Sign an archive with a private key: writes FILE.sig beside it
+    Sign {
+        /// The archive, as `package pack` writes it
+        file: PathBuf,
+        /// The private key file `package keygen` wrote (NAME.key)
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
     },
     /// List the tenant's packages, every version
     #[command(visible_alias = "ls")]
@@ -316,6 +333,44 @@ pub enum TriggerCommand {
         #[arg(long, value_name = "JSON|@FILE")]
         event: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignerCommand {
+    /// Trust a public key to sign the tenant's packages
+    Add {
+        /// The tenant's name for the key
+        name: String,
+        /// The public key: a file `package keygen` wrote (NAME.pub), or `ed25519:…` itself
+        #[arg(long, value_name = "FILE|KEY")]
+        public_key: String,
+    },
+    /// The keys the tenant trusts, and whether it requires signatures
+    #[command(visible_alias = "ls")]
+    List,
+    /// Stop trusting a key
+    Remove {
+        /// The key's name
+        name: String,
+    },
+    /// Require every upload to be signed by a trusted key (on), or not (off)
+    Require {
+        /// on or off
+        state: OnOff,
+    },
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn on(self) -> bool {
+        self == OnOff::On
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@
 //! - [`key`] — `key create|list|revoke`.
 //! - [`package`] — `package new|pack|validate` (offline), `package upload|list`.
 //! - [`package_check`] — `package validate`'s every problem at once, and missing files.
+//! - [`signing`] — `package keygen|sign` (offline), `signer add|list|remove|require`.
 //! - [`tenant`] — `tenant create|list|get|delete`.
 //! - [`workflow`] — `workflow list|inspect|pause|resume|run`.
 //! - [`trigger`] — `trigger list|inspect|pause|resume|fire`.
@@ -24,6 +25,7 @@ pub mod key;
 pub mod logs;
 pub mod package;
 pub mod package_check;
+pub mod signing;
 pub mod tenant;
 pub mod trigger;
 pub mod workflow;
@@ -60,6 +62,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
         Command::Execution(cmd) => execution::run(&Context::load(cli.globals)?, cmd).await,
         Command::Trigger(cmd) => trigger::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Signer(cmd) => signing::run(&Context::load(cli.globals)?, cmd).await,
         Command::Audit(cmd) => audit::run(&Context::load(cli.globals)?, cmd).await,
     }
 }

@@ -32,6 +32,8 @@ const TEMPLATE: [(&str, &str, bool); 4] = [
 pub async fn run(globals: Globals, cmd: PackageCommand) -> Result<(), CliError> {
     let format = globals.format();
     match cmd {
+        PackageCommand::Keygen { name, dir } => super::signing::keygen(&name, &dir),
+        PackageCommand::Sign { file, key } => super::signing::sign(&file, &key),
         PackageCommand::Upload { file } => {
             let ctx = Context::load(globals)?;
             let client = ctx.client()?;

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cloacina_domain::package::PackageRecord;
+use cloacina_domain::package::{PackageRecord, SignatureRefused};
 use cloacina_ports::PackageError;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt as _;
@@ -81,8 +81,30 @@ fn from_error(e: PackageError) -> ApiError {
         }
         e @ PackageError::NoSuchVersion(..) => ApiError::not_found("package_not_found", e.to_string()),
         PackageError::Conflict(c) => ApiError::new(StatusCode::CONFLICT, "package_conflict", c.to_string()),
+        PackageError::Unsigned(refused) => {
+            let status = match refused {
+                SignatureRefused::Untrusted(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError::new(status, refused.code(), refused.to_string()).with_field("signature")
+        }
         PackageError::Store(e) => ApiError::store(&e),
     }
+}
+
+/// The most a signature document may hold.
+const MAX_SIGNATURE: usize = 16 * 1024;
+
+/// The `signature` field: a small UTF-8 document.
+async fn read_signature(field: &mut axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_SIGNATURE {
+            return Err(ApiError::invalid_field("signature", format!("a signature is at most {MAX_SIGNATURE} bytes")));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::invalid_field("signature", "the signature is not UTF-8 text"))
 }
 
 fn multipart_error(e: &MultipartError) -> ApiError {
@@ -98,7 +120,8 @@ fn multipart_error(e: &MultipartError) -> ApiError {
 /// same bytes again change nothing.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/workflows", tag = "workflows", operation_id = "upload_package",
     params(("tenant" = String, Path, description = "Tenant name")),
-    request_body(content_type = "multipart/form-data", description = "Field `file`: the .cloacina archive"),
+    request_body(content_type = "multipart/form-data",
+        description = "Field `file`: the .cloacina archive; field `signature` (optional): its .sig document"),
     responses((status = 201, body = Uploaded), (status = 200, body = Uploaded, description = "Uploaded before"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
@@ -115,7 +138,12 @@ pub async fn upload(
     // The upload is spooled to a private temporary file as it arrives (removed when this
     // request ends), so a large package never sits in memory whole.
     let mut archive = None;
+    let mut signature = None;
     while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
+        if field.name() == Some("signature") {
+            signature = Some(read_signature(&mut field).await?);
+            continue;
+        }
         if field.name() != Some("file") {
             continue;
         }
@@ -131,7 +159,7 @@ pub async fn upload(
         archive = Some(spool);
     }
     let archive = archive.ok_or_else(|| ApiError::invalid_field("file", "the multipart field 'file' is missing"))?;
-    let stored = state.packages.upload(&caller.0, &tenant, archive.path()).await.map_err(from_error)?;
+    let stored = state.packages.upload(&caller.0, &tenant, archive.path(), signature).await.map_err(from_error)?;
     let status = if stored.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(Uploaded { package: PackageView::new(tenant.as_str(), &stored.record), created: stored.created })))
 }

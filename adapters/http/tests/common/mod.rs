@@ -15,14 +15,14 @@ use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, TenantDirectory,
-    TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, SigningStore,
+    TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Audit, Authenticator, BootstrapOutcome, Deps, Executions, Keys, Live, LiveConfig, NoMetrics, Packages, Tenants,
-    Tickets, Triggers, Workflows, bootstrap,
+    Audit, Authenticator, BootstrapOutcome, Deps, Executions, Keys, Live, LiveConfig, NoMetrics, Packages, Signing,
+    Tenants, Tickets, Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
@@ -45,6 +45,7 @@ pub trait Store:
     + TenantStore
     + WorkflowStore
     + PackageStore
+    + SigningStore
     + ExecutionStore
     + TriggerStore
     + EventFeed
@@ -60,6 +61,7 @@ impl<T> Store for T where
         + TenantStore
         + WorkflowStore
         + PackageStore
+        + SigningStore
         + ExecutionStore
         + TriggerStore
         + EventFeed
@@ -117,6 +119,7 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         live: Live::new(db.clone(), db.clone(), db.clone(), LiveConfig::default()),
         tickets: Tickets::new(db.clone(), db.clone(), deps.clock.clone(), deps.keygen.clone()),
         audit: Audit::new(db.clone(), db.clone(), deps.clock.clone()),
+        signing: Signing::new(deps.clone(), db.clone()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
