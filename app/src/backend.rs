@@ -7,11 +7,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SigningStore, TaskQueue,
-    TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore, SigningStore,
+    TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
+
+use cloacina_domain::secrets::MasterKey;
+use cloacina_system::{OsKeyGenerator, SystemClock};
 
 use crate::database::DatabaseUrl;
 
@@ -89,6 +92,18 @@ impl Backend {
         })
     }
 
+    /// Rewraps every tenant's data key from `old` to `new` (`secrets rewrap`).
+    ///
+    /// # Errors
+    /// The database's error, or a data key neither key opens.
+    pub async fn rewrap(&self, old: &MasterKey, new: &MasterKey) -> anyhow::Result<cloacina_ports::Rewrapped> {
+        let storage = self.storage();
+        let tenants: Vec<_> = storage.list_tenants().await?.into_iter().map(|t| t.name).collect();
+        let done = cloacina_ports::secrets::rewrap(storage.as_ref(), &tenants, old, new, &OsKeyGenerator, &SystemClock)
+            .await?;
+        Ok(done)
+    }
+
     /// Every storage port of the open database, as one object the services take slices of.
     pub fn storage(&self) -> Arc<dyn Storage> {
         match self {
@@ -107,6 +122,7 @@ pub trait Storage:
     + WorkflowStore
     + PackageStore
     + SigningStore
+    + SecretStore
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -124,6 +140,7 @@ impl<T> Storage for T where
         + WorkflowStore
         + PackageStore
         + SigningStore
+        + SecretStore
         + ExecutionStore
         + TaskQueue
         + TriggerStore

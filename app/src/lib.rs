@@ -13,6 +13,7 @@ pub mod backend;
 pub mod database;
 pub mod migrate;
 pub mod production;
+pub mod secrets;
 pub mod serve;
 pub mod tasks;
 
@@ -33,6 +34,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { ExitStatus::User as u8 } else { 0 });
         }
     };
+    if let Command::Secrets(cloacina_cli::args::SecretsAdminCommand::Rewrap(args)) = &cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+        return match runtime.map_err(anyhow::Error::from).and_then(|r| r.block_on(secrets::rewrap(&cli.globals, args)))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(ExitStatus::User as u8)
+            }
+        };
+    }
     if let Command::Migrate(args) = &cli.command {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
         return match runtime.map_err(anyhow::Error::from).and_then(|r| r.block_on(migrate::run(&cli.globals, args))) {

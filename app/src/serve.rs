@@ -22,7 +22,7 @@ use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
     Audit, Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Forgot,
-    Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Signing, SoleProcess, Tenants, Tickets,
+    Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Secrets, Signing, SoleProcess, Tenants, Tickets,
     TriggerScheduler, Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::PgLeaderLock;
@@ -169,6 +169,12 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let keys = Keys::new(deps.clone(), auth.clone());
+    let master_keys = crate::secrets::master_keys(&args.keys)?;
+    match &master_keys {
+        Some(k) => tracing::info!(master_key = %k.current.id(), "secrets available"),
+        None => tracing::warn!("no master key (CLOACINA_MASTER_KEY or --master-key-file): secrets are unavailable"),
+    }
+    let secrets = Secrets::new(deps.clone(), storage.clone(), master_keys);
     let tenants = Tenants::new(deps.clone(), storage.clone(), auth.clone());
     let config = HttpConfig {
         request_timeout: globals.request_timeout(),
@@ -190,6 +196,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         tickets: Tickets::new(storage.clone(), storage.clone(), deps.clock.clone(), deps.keygen.clone()),
         audit: Audit::new(storage.clone(), storage.clone(), deps.clock.clone()),
         signing: Signing::new(deps.clone(), storage.clone()),
+        secrets: secrets.clone(),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 
@@ -236,6 +243,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
             queue: storage.clone(),
             runner: Arc::new(runner),
             files: Arc::new(PackageCache::new(packages, storage.clone(), Limits::default())),
+            secrets: Arc::new(secrets.clone()),
             clock: deps.clock.clone(),
             metrics: deps.metrics.clone(),
         };

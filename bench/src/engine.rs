@@ -134,6 +134,7 @@ fn engine(store: Arc<dyn Store>, workers: usize, nap: Duration, poll: Duration) 
         queue,
         runner: Arc::new(NoopRunner { nap }),
         files: Arc::new(NoFiles),
+        secrets: Arc::new(cloacina_ports::NoSecrets),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(cloacina_ports::NoMetrics),
     };

@@ -66,6 +66,7 @@ pub async fn b10(o: &Options) -> anyhow::Result<String> {
         workdir: package,
         command: vec!["true".into()],
         env: Default::default(),
+        secrets: Vec::new(),
         context: Default::default(),
         timeout: Duration::from_secs(30),
         limits: TaskLimits::default(),

@@ -144,6 +144,8 @@ pub struct PlannedTask {
     pub command: Vec<String>,
     /// The manifest's `env` for the task.
     pub env: BTreeMap<String, String>,
+    /// Variables set from the tenant's secrets when an attempt starts: name → `secret.field`.
+    pub secrets: BTreeMap<String, String>,
     /// Positions of the tasks it depends on, all earlier in the plan.
     pub deps: Vec<usize>,
     pub retry: RetryPolicy,
@@ -185,6 +187,7 @@ impl Plan {
                 id: t.id.clone(),
                 command: t.command.clone(),
                 env: t.env.clone(),
+                secrets: t.secrets.iter().map(|(k, r)| (k.clone(), r.to_string())).collect(),
                 deps: t.depends_on.iter().filter_map(position).collect(),
                 retry: t.retry,
                 timeout: t.timeout,

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`key`] — the API key format (`clk_` + public id + secret + checksum), parsing, digests.
+//! - [`secrets`] — tenant secrets: master and data keys, sealing, names, task references.
 //! - [`secret`] — [`Secret`], a string that never prints.
 //! - [`role`] — [`Role`] and the closed [`Permission`] catalogue.
 //! - [`principal`] — who a verified key is ([`Principal`], [`Authority`]).
@@ -32,6 +33,7 @@ pub mod principal;
 pub mod record;
 pub mod role;
 pub mod secret;
+pub mod secrets;
 pub mod task_network;
 pub mod tenant;
 pub mod trigger;

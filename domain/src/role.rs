@@ -73,6 +73,10 @@ pub enum Permission {
     AuditRead,
     /// Trusting signing keys and requiring signed packages.
     SigningManage,
+    /// A tenant's secrets' names and fields (never values).
+    SecretRead,
+    /// Creating, rotating and deleting a tenant's secrets.
+    SecretManage,
     WorkflowRead,
     WorkflowUpload,
     WorkflowDelete,
@@ -98,7 +102,7 @@ pub enum PermissionScope {
 
 impl Permission {
     /// The full catalogue.
-    pub const ALL: [Permission; 23] = [
+    pub const ALL: [Permission; 25] = [
         Permission::WhoAmI,
         Permission::TenantCreate,
         Permission::TenantList,
@@ -112,6 +116,8 @@ impl Permission {
         Permission::KeyRevoke,
         Permission::AuditRead,
         Permission::SigningManage,
+        Permission::SecretRead,
+        Permission::SecretManage,
         Permission::WorkflowRead,
         Permission::WorkflowUpload,
         Permission::WorkflowDelete,
@@ -133,8 +139,8 @@ impl Permission {
             | DeploymentAuditRead => PermissionScope::GodOnly,
             KeyList | KeyCreate | KeyRevoke | AuditRead | SigningManage => PermissionScope::Tenant(Role::Admin),
             WorkflowUpload | WorkflowDelete | WorkflowPause | WorkflowExecute | ExecutionCancel | ExecutionRetry
-            | TriggerManage => PermissionScope::Tenant(Role::Write),
-            WorkflowRead | ExecutionRead | TriggerRead => PermissionScope::Tenant(Role::Read),
+            | TriggerManage | SecretManage => PermissionScope::Tenant(Role::Write),
+            WorkflowRead | ExecutionRead | TriggerRead | SecretRead => PermissionScope::Tenant(Role::Read),
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{Attempt, AttemptReport, ClaimedTask, Recorded, TaskKey};
 use cloacina_domain::ports::{
-    Clock, PackageFiles, StopSignal, StoreError, TaskJob, TaskOutcome, TaskQueue, TaskRun, TaskRunner,
+    Clock, PackageFiles, SecretSource, StopSignal, StoreError, TaskJob, TaskOutcome, TaskQueue, TaskRun, TaskRunner,
 };
 
 use crate::AttemptOutcome;
@@ -53,6 +53,8 @@ pub struct EnginePorts {
     pub queue: Arc<dyn TaskQueue>,
     pub runner: Arc<dyn TaskRunner>,
     pub files: Arc<dyn PackageFiles>,
+    /// Opens the secrets a task declares, as its attempt starts.
+    pub secrets: Arc<dyn SecretSource>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn crate::Metrics>,
 }
@@ -347,17 +349,36 @@ impl Engine {
     /// Its output is kept as it comes; an attempt told to stop (`stop` resolves) keeps its
     /// output and records nothing.
     async fn attempt(&self, tenant: &TenantName, task: ClaimedTask, mut stop: oneshot::Receiver<()>) -> AttemptOutcome {
-        let pending = Arc::new(output::Pending::default());
+        // The task's secrets first: they are masked in everything kept of its output.
+        let secrets = if task.secrets.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.ports.secrets.resolve(tenant, &task.secrets).await
+        };
+        let masks: Vec<String> = secrets.iter().flatten().map(|(_, v)| v.expose().to_owned()).collect();
+        let pending = Arc::new(output::Pending::masking(masks.clone()));
         let run = match self.ports.files.workdir(tenant, task.package_id).await {
             Ok(_) if !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) => {
                 return AttemptOutcome::Stopped;
             }
+            Ok(_) if secrets.is_err() => TaskRun {
+                outcome: TaskOutcome::Failed {
+                    reason: format!(
+                        "cannot set the task's secrets: {}",
+                        secrets.as_ref().err().cloned().unwrap_or_default()
+                    ),
+                },
+                stdout_cut: 0,
+                stderr_cut: 0,
+                duration: Duration::ZERO,
+            },
             Ok(workdir) => {
                 let job = TaskJob {
                     tenant: tenant.clone(),
                     workdir,
                     command: task.command.clone(),
                     env: task.env.clone(),
+                    secrets: secrets.unwrap_or_default(),
                     context: task.context.clone(),
                     timeout: task.timeout,
                     limits: task.limits,
@@ -379,7 +400,7 @@ impl Engine {
         let truncated = run.truncated();
         let succeeded = matches!(run.outcome, TaskOutcome::Succeeded { .. });
         let (outcome, output) = match run.outcome {
-            TaskOutcome::Succeeded { output } => (Attempt::Succeeded, output),
+            TaskOutcome::Succeeded { output } => (Attempt::Succeeded, output.map(|o| output::mask_object(o, &masks))),
             TaskOutcome::Failed { reason } => (Attempt::Failed(reason), None),
             TaskOutcome::TimedOut => {
                 (Attempt::Failed(format!("timed out after {}", humantime::format_duration(task.timeout))), None)

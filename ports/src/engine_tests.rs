@@ -72,6 +72,7 @@ fn task(n: u128) -> ClaimedTask {
         package_id: uuid::Uuid::nil(),
         command: vec!["true".into()],
         env: BTreeMap::new(),
+        secrets: Default::default(),
         timeout: Duration::from_secs(3600),
         limits: TaskLimits::default(),
         context: serde_json::Map::new(),
@@ -98,6 +99,7 @@ fn engine(queue: MockTaskQueue, run_for: Duration, workers: usize) -> (EngineRun
         queue: Arc::new(Waiting(queue, outcomes.clone())),
         runner: Arc::new(runner),
         files: Arc::new(files),
+        secrets: Arc::new(crate::NoSecrets),
         clock: Arc::new(clock),
         metrics: outcomes.clone(),
     };

@@ -13,6 +13,7 @@
 //! - [`workflows`] — [`Workflows`]: a tenant's workflows.
 //! - [`packages`] — [`Packages`]: uploading and listing packages.
 //! - [`executions`] — [`Executions`]: execute, follow, cancel and retry executions.
+//! - [`secrets`] — [`Secrets`]: tenant secrets in and never out, opened for tasks; rewrap.
 //! - [`signing`] — [`Signing`]: the keys a tenant trusts to sign packages, and its policy.
 //! - [`engine`] — [`Engine`]: a server's workers, claiming and running ready tasks.
 //! - [`tickets`] — [`Tickets`]: single-use WebSocket tickets.
@@ -31,6 +32,7 @@ pub mod live;
 pub mod packages;
 pub mod revoke_key;
 pub mod scheduler;
+pub mod secrets;
 pub mod signing;
 pub mod tenants;
 pub mod tickets;
@@ -52,6 +54,7 @@ pub use live::{Live, LiveConfig, LiveError};
 pub use packages::{PackageError, Packages};
 pub use revoke_key::RevokeKeyError;
 pub use scheduler::TriggerScheduler;
+pub use secrets::{NoSecrets, Rewrapped, Secrets, SecretsServiceError};
 pub use signing::{Signing, SigningError};
 pub use tenants::{DeletedTenant, TenantError, Tenants};
 pub use tickets::{Issued, Tickets};

@@ -15,7 +15,11 @@ pub fn binary() -> &'static str {
 }
 
 /// Environment variables a developer's shell might carry that would change what a test sees.
-const SCRUBBED: [&str; 14] = [
+const SCRUBBED: [&str; 18] = [
+    "CLOACINA_MASTER_KEY",
+    "CLOACINA_PREVIOUS_MASTER_KEY",
+    "CLOACINA_OLD_MASTER_KEY",
+    "CLOACINA_NEW_MASTER_KEY",
     "CLOACINA_TASK_DIR",
     "CLOACINA_TASK_USER",
     "CLOACINA_TASK_NETWORK",

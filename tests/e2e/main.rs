@@ -5,6 +5,8 @@
 //! - [`harness`] — starting, stopping and signalling a server; running the CLI.
 //! - [`audit`] — the audit trail: one row per action, no key in any row, `audit verify` finding
 //!   an edited or deleted row; failed logins as one row per address a minute.
+//! - [`secrets`] — tenant secrets: exactly the declared ones in a task, masked everywhere,
+//!   rewrapped under a new master key; 503 and a failed task without one.
 //! - [`seed_001`] — "Deploying the API Server", step by step, on the embedded SQLite database.
 //! - [`bad_requests`] — requests hyper refuses before routing: their bare statuses.
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
@@ -48,6 +50,7 @@ mod reliability;
 mod replicas;
 mod sandbox;
 mod schemathesis;
+mod secrets;
 mod seed_001;
 mod seed_verbatim;
 mod signing;

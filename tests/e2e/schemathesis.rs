@@ -22,7 +22,9 @@ const EXAMPLES: &str = "25";
 async fn schemathesis_finds_no_schema_violation_and_no_server_error() {
     let st = cloacina_testpg::tools::schemathesis();
     let home = tempfile::tempdir().unwrap();
-    let server = Server::start(home.path(), &[], &[]);
+    // A master key, so the secrets routes answer rather than 503.
+    let server =
+        Server::start(home.path(), &[], &[("CLOACINA_MASTER_KEY", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")]);
     let key = bootstrap_key(home.path());
     let wired = pack(
         home.path(),

@@ -308,6 +308,38 @@ fn rows(t: &'static str, multi_tenant: bool, execution: &str, spare_version: &st
             ("/tasks/*/error_details", StrOrNull),
         ],
     ));
+    // Secrets: every answer metadata only.
+    let meta: &[(&'static str, Kind)] =
+        &[("/id", Str), ("/name", Is("wired-db")), ("/field_names/*", Str), ("/created_at", Str), ("/updated_at", Str)];
+    rows.push(row(
+        Method::POST,
+        format!("{base}/secrets"),
+        Some(json!({"name": "wired-db", "fields": {"password": "wired-value"}})),
+        201,
+        meta,
+    ));
+    rows.push(row(
+        Method::GET,
+        format!("{base}/secrets"),
+        None,
+        200,
+        &[("/items/*/id", Str), ("/items/*/name", Str), ("/items/*/field_names/*", Str), ("/total", Num)],
+    ));
+    rows.push(row(Method::GET, format!("{base}/secrets/wired-db"), None, 200, meta));
+    rows.push(row(
+        Method::PUT,
+        format!("{base}/secrets/wired-db"),
+        Some(json!({"fields": {"password": "wired-value-2", "user": "app"}})),
+        200,
+        meta,
+    ));
+    rows.push(row(
+        Method::DELETE,
+        format!("{base}/secrets/wired-db"),
+        None,
+        200,
+        &[("/status", Is("deleted")), ("/name", Is("wired-db"))],
+    ));
     if multi_tenant {
         rows.push(row(
             Method::POST,
@@ -332,6 +364,9 @@ fn rows(t: &'static str, multi_tenant: bool, execution: &str, spare_version: &st
     }
     rows
 }
+
+/// 32 bytes of 0x01 in base64: the servers' master key, so the secrets routes answer.
+const MASTER_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
 /// Sets `tenant` up (a finished two-task execution, a spare package version), then checks
 /// every row; returns how many routes and fields were checked.
@@ -388,7 +423,7 @@ async fn wire_contract(
 #[tokio::test(flavor = "multi_thread")]
 async fn every_reference_route_answers_a_superset_of_its_shape_on_sqlite() {
     let home = tempfile::tempdir().unwrap();
-    let server = Server::start(home.path(), &[], &[]);
+    let server = Server::start(home.path(), &[], &[("CLOACINA_MASTER_KEY", MASTER_KEY)]);
     let (routes, fields) = wire_contract(&server, home.path(), "public", false).await;
     println!("wire contract on SQLite: {routes} routes, {fields} fields checked");
     server.stop();
@@ -398,7 +433,8 @@ async fn every_reference_route_answers_a_superset_of_its_shape_on_sqlite() {
 async fn every_reference_route_answers_a_superset_of_its_shape_on_postgres() {
     let db = cloacina_testpg::TestPg::shared().database().await;
     let home = tempfile::tempdir().unwrap();
-    let server = Server::start(home.path(), &["--database-url", &db.url, "--db-max-connections", "4"], &[]);
+    let args = ["--database-url", &db.url, "--db-max-connections", "4"];
+    let server = Server::start(home.path(), &args, &[("CLOACINA_MASTER_KEY", MASTER_KEY)]);
     let god = bootstrap_key(home.path());
     let (status, body) = server.call(Method::POST, "/v1/tenants", Some(&god), Some(json!({"name": "acme"}))).await;
     assert_eq!(status, 201, "{body}");

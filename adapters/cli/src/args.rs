@@ -187,6 +187,12 @@ pub enum Command {
     Server(ServerCommand),
     /// Apply pending database migrations and exit (a pre-deploy step; `serve` also does it)
     Migrate(MigrateArgs),
+    /// The deployment's master key: rewrap every tenant's data key under a new one
+    #[command(subcommand)]
+    Secrets(SecretsAdminCommand),
+    /// A tenant's secrets: create, rotate, list, show (names only) and delete
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Create, list, show and delete tenants (admin keys; PostgreSQL)
     #[command(subcommand)]
     Tenant(TenantCommand),

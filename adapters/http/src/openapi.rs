@@ -12,7 +12,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    audit, execution_detail, executions, health, keys, live, packages, signing, tenants, triggers, whoami, workflows,
+    audit, execution_detail, executions, health, keys, live, packages, secrets, signing, tenants, triggers, whoami,
+    workflows,
 };
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
@@ -59,6 +60,11 @@ pub struct StatusBody {
         packages::upload,
         packages::list,
         packages::delete,
+        secrets::create,
+        secrets::list,
+        secrets::get,
+        secrets::rotate,
+        secrets::delete,
         signing::list,
         signing::add,
         signing::remove,

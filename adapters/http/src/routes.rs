@@ -14,7 +14,8 @@ use cloacina_domain::Permission;
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
 use crate::handlers::{
-    audit, execution_detail, executions, health, keys, live, packages, signing, tenants, triggers, whoami, workflows,
+    audit, execution_detail, executions, health, keys, live, packages, secrets, signing, tenants, triggers, whoami,
+    workflows,
 };
 use crate::state::AppState;
 use crate::{observe, openapi};
@@ -144,6 +145,12 @@ pub static ROUTES: &[RouteSpec] = &[
         Key(P::WorkflowExecute),
         handler!(executions::execute),
     ),
+    // One tenant's secrets.
+    spec(Method::POST, "/v1/tenants/{tenant}/secrets", Key(P::SecretManage), handler!(secrets::create)),
+    spec(Method::GET, "/v1/tenants/{tenant}/secrets", Key(P::SecretRead), handler!(secrets::list)),
+    spec(Method::GET, "/v1/tenants/{tenant}/secrets/{name}", Key(P::SecretRead), handler!(secrets::get)),
+    spec(Method::PUT, "/v1/tenants/{tenant}/secrets/{name}", Key(P::SecretManage), handler!(secrets::rotate)),
+    spec(Method::DELETE, "/v1/tenants/{tenant}/secrets/{name}", Key(P::SecretManage), handler!(secrets::delete)),
     // One tenant's signing keys and signature policy.
     spec(Method::GET, "/v1/tenants/{tenant}/signing-keys", Key(P::SigningManage), handler!(signing::list)),
     spec(Method::POST, "/v1/tenants/{tenant}/signing-keys", Key(P::SigningManage), handler!(signing::add)),

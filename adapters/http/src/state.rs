@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
 use cloacina_ports::{
-    Audit, Authenticator, Executions, Keys, Live, Metrics, Packages, Signing, Tenants, Tickets, Triggers, Workflows,
+    Audit, Authenticator, Executions, Keys, Live, Metrics, Packages, Secrets, Signing, Tenants, Tickets, Triggers,
+    Workflows,
 };
 
 use crate::auth::AuthThrottle;
@@ -64,6 +65,7 @@ pub struct Services {
     pub tickets: Tickets,
     pub audit: Audit,
     pub signing: Signing,
+    pub secrets: Secrets,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -84,6 +86,7 @@ pub struct Shared {
     pub tickets: Tickets,
     pub audit: Audit,
     pub signing: Signing,
+    pub secrets: Secrets,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -118,8 +121,20 @@ impl AppState {
     ) -> Self {
         let throttle = AuthThrottle::new(config.auth_failures_per_minute);
         let limits = RequestLimits::new(config.requests_per_key, config.requests_per_address);
-        let Services { auth, keys, tenants, workflows, packages, executions, triggers, live, tickets, audit, signing } =
-            services;
+        let Services {
+            auth,
+            keys,
+            tenants,
+            workflows,
+            packages,
+            executions,
+            triggers,
+            live,
+            tickets,
+            audit,
+            signing,
+            secrets,
+        } = services;
         Self(Arc::new(Shared {
             auth,
             keys,
@@ -132,6 +147,7 @@ impl AppState {
             tickets,
             audit,
             signing,
+            secrets,
             health,
             metrics,
             config,

@@ -28,6 +28,7 @@ mod locks;
 pub mod migrate;
 pub mod packages;
 mod reads;
+pub mod secrets;
 pub mod signing;
 pub mod tenant_scope;
 pub mod tenants;
@@ -41,6 +42,8 @@ mod audit_tests;
 mod probe;
 #[cfg(test)]
 mod reads_tests;
+#[cfg(test)]
+mod secrets_tests;
 #[cfg(test)]
 mod tests;
 

@@ -42,6 +42,7 @@ pub const TENANT: &[Migration] = &[
     (7, "task_log_pieces", include_str!("../../../migrations/postgres/tenant/0007_task_log_pieces.sql")),
     (8, "audit_chain", include_str!("../../../migrations/postgres/tenant/0008_audit_chain.sql")),
     (9, "signing", include_str!("../../../migrations/postgres/tenant/0009_signing.sql")),
+    (10, "secrets", include_str!("../../../migrations/postgres/tenant/0010_secrets.sql")),
 ];
 
 const MIGRATE_LOCK: i64 = crate::locks::MIGRATE;

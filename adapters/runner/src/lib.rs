@@ -212,6 +212,7 @@ impl TaskRunner for ProcessRunner {
             .env("LANG", "C.UTF-8")
             .env("TZ", "UTC")
             .envs(&job.env)
+            .envs(job.secrets.iter().map(|(k, v)| (k, v.expose())))
             .env("CLOACINA_CONTEXT_FILE", &context_file)
             .env("CLOACINA_OUTPUT_FILE", &output_file)
             .stdin(Stdio::piped())

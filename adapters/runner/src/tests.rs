@@ -51,6 +51,7 @@ impl Fixture {
             workdir: self.package(script),
             command: vec!["sh".into(), "task.sh".into()],
             env: BTreeMap::from([("LEVEL".to_owned(), "info".to_owned())]),
+            secrets: Vec::new(),
             context: json!({"rows": 3, "name": "demo"}).as_object().cloned().unwrap(),
             timeout,
             limits: TaskLimits::default(),

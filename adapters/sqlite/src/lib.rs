@@ -20,6 +20,7 @@ pub mod executions;
 pub mod keys;
 pub mod migrate;
 pub mod packages;
+pub mod secrets;
 pub mod signing;
 pub mod tenants;
 pub mod tickets;

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "tenant_rate_limits", include_str!("../../../migrations/sqlite/0011_tenant_rate_limits.sql")),
     (12, "audit_log", include_str!("../../../migrations/sqlite/0012_audit_log.sql")),
     (13, "signing", include_str!("../../../migrations/sqlite/0013_signing.sql")),
+    (14, "secrets", include_str!("../../../migrations/sqlite/0014_secrets.sql")),
 ];
 
 /// The version this binary expects.

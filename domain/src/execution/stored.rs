@@ -249,6 +249,8 @@ pub struct ClaimedTask {
     pub package_id: Uuid,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Variables to set from the tenant's secrets: name → `secret.field`.
+    pub secrets: BTreeMap<String, String>,
     pub timeout: Duration,
     pub limits: TaskLimits,
     /// The context the task receives.
@@ -302,6 +304,8 @@ struct StepWire {
     command: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    secrets: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     deps: Vec<usize>,
     retries: u32,
@@ -347,6 +351,7 @@ impl Plan {
                 id: t.id.to_string(),
                 command: t.command.clone(),
                 env: t.env.clone(),
+                secrets: t.secrets.clone(),
                 deps: t.deps.clone(),
                 retries: t.retry.retries,
                 backoff: match t.retry.backoff {
@@ -388,6 +393,7 @@ impl Plan {
                 id: TaskId::parse(&s.id).map_err(|e| PlanDecodeError(e.to_string()))?,
                 command: s.command,
                 env: s.env,
+                secrets: s.secrets,
                 deps: s.deps,
                 retry: RetryPolicy {
                     retries: s.retries,

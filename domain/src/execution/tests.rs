@@ -120,7 +120,7 @@ proptest! {
         }
         let policy = RetryPolicy { retries, backoff: crate::package::Backoff::Fixed, delay: Duration::from_secs(1), max_delay: Duration::from_secs(1) };
         let plan = Plan { tasks: (0..n).map(|i| PlannedTask {
-            id: TaskId::parse(&format!("t{i}")).unwrap(), command: vec!["true".into()], env: Default::default(), deps: deps[i].clone(), retry: policy, timeout: Duration::from_secs(1), limits: Default::default(),
+            id: TaskId::parse(&format!("t{i}")).unwrap(), command: vec!["true".into()], env: Default::default(), secrets: Default::default(), deps: deps[i].clone(), retry: policy, timeout: Duration::from_secs(1), limits: Default::default(),
         }).collect() };
         let mut p = plan.start();
         let mut flips = outcomes.into_iter().cycle();

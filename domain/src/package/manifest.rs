@@ -146,6 +146,9 @@ pub struct TaskDef {
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub env: BTreeMap<String, String>,
+    /// Environment variables set from the tenant's secrets: name → `secret.field`
+    /// (docs/secrets.md). The values reach the task's process and nothing else.
+    pub secrets: BTreeMap<String, crate::secrets::SecretRef>,
     /// What an attempt may use, beyond the defaults.
     pub limits: TaskLimits,
 }
@@ -241,6 +244,8 @@ struct RawTask {
     retry_max_delay: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
     #[serde(default)]
     limits: Option<RawLimits>,
 }
@@ -423,14 +428,30 @@ fn check_task(at: &str, raw: RawTask, p: &mut Problems) -> Option<TaskDef> {
     }
     for (k, v) in &raw.env {
         let field = format!("{at}.env.{k}");
-        let valid = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !env_name(k) {
             p.push(field, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
         } else if k.starts_with(RESERVED_ENV_PREFIX) {
             p.push(field, format!("names starting with {RESERVED_ENV_PREFIX} are the runner's own"));
         } else if v.contains('\0') {
             p.push(field, "must not contain a NUL character");
+        }
+    }
+    let mut secrets = BTreeMap::new();
+    for (k, v) in &raw.secrets {
+        let field = format!("{at}.secrets.{k}");
+        if !env_name(k) {
+            p.push(field, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+        } else if k.starts_with(RESERVED_ENV_PREFIX) {
+            p.push(field, format!("names starting with {RESERVED_ENV_PREFIX} are the runner's own"));
+        } else if raw.env.contains_key(k) {
+            p.push(field, "is set by env too: a variable comes from one place");
+        } else {
+            match crate::secrets::SecretRef::parse(v) {
+                Ok(r) => {
+                    secrets.insert(k.clone(), r);
+                }
+                Err(e) => p.push(field, e),
+            }
         }
     }
     let timeout = p.take(duration(&format!("{at}.timeout"), raw.timeout.as_deref(), DEFAULT_TIMEOUT));
@@ -445,8 +466,15 @@ fn check_task(at: &str, raw: RawTask, p: &mut Problems) -> Option<TaskDef> {
         timeout: timeout?,
         retry: RetryPolicy { retries, backoff, delay: delay?, max_delay: max_delay? },
         env: raw.env,
+        secrets,
         limits: limits?,
     })
+}
+
+/// Whether `k` may name an environment variable: `[A-Za-z_][A-Za-z0-9_]*`.
+fn env_name(k: &str) -> bool {
+    k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -111,6 +111,8 @@ pub struct TaskJob {
     pub command: Vec<String>,
     /// The manifest's `env` for the task.
     pub env: std::collections::BTreeMap<String, String>,
+    /// Variables from the tenant's secrets, set in the task's process and nowhere else.
+    pub secrets: Vec<(String, crate::Secret)>,
     /// The context the task receives.
     pub context: serde_json::Map<String, serde_json::Value>,
     pub timeout: std::time::Duration,
@@ -180,4 +182,20 @@ pub type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + S
 #[async_trait]
 pub trait TaskRunner: Send + Sync {
     async fn run(&self, job: TaskJob, output: std::sync::Arc<dyn OutputSink>, stop: StopSignal) -> TaskRun;
+}
+
+/// The tenant's secrets, opened for a task attempt that declares them.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The values of `wanted` (variable → `secret.field`) in `tenant`, as variables.
+    ///
+    /// # Errors
+    /// A message naming what is missing or why nothing can be opened (no master key, a
+    /// secret or field that does not exist), never a value.
+    async fn resolve(
+        &self,
+        tenant: &crate::TenantName,
+        wanted: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<(String, crate::Secret)>, String>;
 }

@@ -11,6 +11,7 @@
 //! - [`tenants`] — [`TenantDirectory`], [`TenantStore`], [`Invalidation`], [`DatabaseHealth`].
 //! - [`workflows`] — [`WorkflowStore`].
 //! - [`packages`] — [`PackageStore`].
+//! - [`secrets`] — [`SecretStore`]: a tenant's sealed secrets and wrapped data key.
 //! - [`signing`] — [`SigningStore`]: the keys a tenant trusts to sign packages, its policy.
 //! - [`executions`] — [`ExecutionStore`].
 //! - [`feed`] — [`EventFeed`]: a tenant's events as one stream, for live sockets.
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod packages;
+pub mod secrets;
 pub mod signing;
 pub mod system;
 pub mod tenants;
@@ -48,6 +50,7 @@ pub use keys::*;
 pub use leader::*;
 pub use metrics::*;
 pub use packages::*;
+pub use secrets::*;
 pub use signing::*;
 pub use system::*;
 pub use tenants::*;

@@ -21,11 +21,16 @@ const KEEP_AT: usize = 64 * 1024;
 /// How long a stopped attempt's last piece may take to keep.
 const LAST_PIECE_WITHIN: Duration = Duration::from_secs(5);
 
-/// Output that has come and is not yet kept: stdout's bytes, stderr's bytes.
+/// Output that has come and is not yet kept: stdout's bytes, stderr's bytes. The values of
+/// the task's secrets are masked in every piece taken.
 #[derive(Default)]
 pub(super) struct Pending {
     both: Mutex<(Vec<u8>, Vec<u8>)>,
     full: Notify,
+    masks: Vec<String>,
+    /// The longest mask's length: that much less one stays behind at a take (unless `all`),
+    /// so a value split between two pieces is whole in the next one.
+    hold: usize,
 }
 
 impl OutputSink for Pending {
@@ -61,12 +66,22 @@ impl Pending {
         }
     }
 
-    /// What has come, as text. Unless `all`, a character cut in two at the end of a stream
-    /// stays for the next take; with `all`, such a remnant becomes U+FFFD.
+    /// A buffer that masks these values (shorter than 4 bytes: left alone).
+    pub(super) fn masking(values: Vec<String>) -> Self {
+        let masks: Vec<String> = values.into_iter().filter(|v| v.len() >= 4).collect();
+        let hold = masks.iter().map(String::len).max().map_or(0, |n| n - 1);
+        Self { masks, hold, ..Self::default() }
+    }
+
+    /// What has come, as text, secrets masked. Unless `all`, a character cut in two at the
+    /// end of a stream, and the bytes that may begin a secret's value, stay for the next
+    /// take; with `all`, such a remnant becomes U+FFFD.
     pub(super) fn take(&self, all: bool) -> (String, String) {
         let mut both = self.lock();
         let (out, err) = &mut *both;
-        (text(out, all), text(err, all))
+        let hold = if all { 0 } else { self.hold };
+        let masks: Vec<&str> = self.masks.iter().map(String::as_str).collect();
+        (masked(out, all, hold, &masks), masked(err, all, hold, &masks))
     }
 
     /// Puts text that could not be kept back in front of what came since.
@@ -75,6 +90,22 @@ impl Pending {
         both.0.splice(0..0, out.into_bytes());
         both.1.splice(0..0, err.into_bytes());
     }
+}
+
+/// Drains `bytes` as text with every whole value in `masks` masked, leaving the last `hold`
+/// bytes of the masked text (what may begin a value whose rest has not come) in front of
+/// what comes next.
+fn masked(bytes: &mut Vec<u8>, all: bool, hold: usize, masks: &[&str]) -> String {
+    let text = cloacina_domain::secrets::mask(&text(bytes, all), masks);
+    if hold == 0 {
+        return text;
+    }
+    let mut cut = text.len().saturating_sub(hold);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    bytes.splice(0..0, text.as_bytes()[cut..].iter().copied());
+    text[..cut].to_owned()
 }
 
 /// Drains `bytes` as text, up to a trailing incomplete character unless `all`.
@@ -103,6 +134,27 @@ fn complete_len(b: &[u8]) -> usize {
         return if need > back { i } else { b.len() };
     }
     b.len()
+}
+
+/// A task's output object with the values of its secrets masked in every string.
+pub(super) fn mask_object(
+    output: serde_json::Map<String, serde_json::Value>,
+    masks: &[String],
+) -> serde_json::Map<String, serde_json::Value> {
+    fn walk(v: serde_json::Value, masks: &[&str]) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(cloacina_domain::secrets::mask(&s, masks)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| walk(v, masks)).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, walk(v, masks))).collect()),
+            other => other,
+        }
+    }
+    if masks.is_empty() {
+        return output;
+    }
+    let masks: Vec<&str> = masks.iter().map(String::as_str).collect();
+    output.into_iter().map(|(k, v)| (k, walk(v, &masks))).collect()
 }
 
 /// The note added to a stream's last piece when the runner cut it at its cap.
@@ -207,6 +259,19 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_value_is_masked_even_split_between_two_pieces() {
+        let p = Pending::masking(vec!["s3cr3t-value".into(), "ab".into()]);
+        let mut kept = String::new();
+        for chunk in ["log: s3cr", "3t-val", "ue done, ab ", "and s3cr3t-value again\n"] {
+            p.write(OutputStream::Stdout, chunk.as_bytes());
+            kept.push_str(&p.take(false).0);
+            assert!(!kept.contains("s3cr3t"), "no piece holds the value or its start: {kept:?}");
+        }
+        kept.push_str(&p.take(true).0);
+        assert_eq!(kept, "log: *** done, ab and *** again\n", "short values are left alone");
+    }
 
     #[test]
     fn a_character_cut_in_two_waits_for_its_rest() {

@@ -17,6 +17,7 @@
 //! - [`packages`] — the `PackageStore` contract.
 //! - [`workflows`] — the `WorkflowStore` contract.
 //! - [`triggers`] — the `TriggerStore` contract.
+//! - [`secrets`] — the `SecretStore` contract.
 //! - [`signing`] — the `SigningStore` contract and signed uploads.
 //! - [`tenants`] — the `TenantDirectory`, `TenantStore` and `DatabaseHealth` contract.
 
@@ -29,6 +30,7 @@ pub mod feed;
 pub mod keys;
 pub mod packages;
 pub mod queue;
+pub mod secrets;
 pub mod signing;
 pub mod tenants;
 pub mod triggers;
@@ -38,8 +40,8 @@ use std::sync::Arc;
 
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SigningStore, TaskQueue,
-    TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore, SigningStore,
+    TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 
 /// Everything a storage adapter provides.
@@ -51,6 +53,7 @@ pub trait Storage:
     + WorkflowStore
     + PackageStore
     + SigningStore
+    + SecretStore
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -68,6 +71,7 @@ impl<T> Storage for T where
         + WorkflowStore
         + PackageStore
         + SigningStore
+        + SecretStore
         + ExecutionStore
         + TaskQueue
         + TriggerStore
@@ -109,6 +113,7 @@ macro_rules! storage_contract {
             audit::listings_filter_and_page_by_cursor_both_ways,
             audit::tenants_created_and_deleted_are_rows_of_the_control_chain,
             audit::rows_without_a_change_are_appended_and_the_prune_keeps_the_chain_verifiable,
+            secrets::secrets_are_kept_sealed_rotated_listed_and_deleted,
             signing::trusted_keys_are_added_once_listed_and_removed,
             signing::once_required_each_bad_signature_is_refused_and_a_good_one_stored,
             keys::an_inserted_key_reads_back_with_every_field,

@@ -336,6 +336,54 @@ pub enum TriggerCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretsAdminCommand {
+    /// Rewrap every tenant's data key from the old master key to the new one, on the
+    /// database directly, opening no secret; safe to run again after an interruption
+    Rewrap(crate::args::RewrapArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret: its fields from a JSON object in a file (--from-file), on stdin
+    /// (--from-file -), or asked for one by one on a terminal (--field NAME …)
+    Create {
+        /// The secret's name: a-z, 0-9, '-' and '_'
+        name: String,
+        /// A file holding a JSON object of field → value, or - for stdin
+        #[arg(long, value_name = "FILE|-", conflicts_with = "field")]
+        from_file: Option<std::path::PathBuf>,
+        /// A field whose value is asked for on the terminal, not echoed (repeatable)
+        #[arg(long, value_name = "NAME")]
+        field: Vec<String>,
+    },
+    /// Replace a secret's fields (the same ways as create)
+    Rotate {
+        /// The secret's name
+        name: String,
+        /// A file holding a JSON object of field → value, or - for stdin
+        #[arg(long, value_name = "FILE|-", conflicts_with = "field")]
+        from_file: Option<std::path::PathBuf>,
+        /// A field whose value is asked for on the terminal, not echoed (repeatable)
+        #[arg(long, value_name = "NAME")]
+        field: Vec<String>,
+    },
+    /// The tenant's secrets: names and field names, never values
+    #[command(visible_alias = "ls")]
+    List,
+    /// One secret's names and times, never its values
+    #[command(name = "get", visible_alias = "inspect")]
+    Get {
+        /// The secret's name
+        name: String,
+    },
+    /// Delete a secret: tasks that need it fail from then on
+    Delete {
+        /// The secret's name
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SignerCommand {
     /// Trust a public key to sign the tenant's packages
     Add {

@@ -49,9 +49,52 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_migrate: bool,
     #[command(flatten)]
+    pub keys: MasterKeyArgs,
+    #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// The master key that wraps tenants' data keys (docs/secrets.md). Never on the command
+/// line: from the environment or a file.
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Secrets")]
+pub struct MasterKeyArgs {
+    /// A file holding the master key (32 random bytes, base64: openssl rand -base64 32);
+    /// CLOACINA_MASTER_KEY holds it in the environment instead. Without one, secrets are
+    /// unavailable
+    #[arg(long, value_name = "FILE")]
+    pub master_key_file: Option<std::path::PathBuf>,
+    /// During a rotation: a file holding the previous master key, to open data keys not yet
+    /// rewrapped (CLOACINA_PREVIOUS_MASTER_KEY in the environment)
+    #[arg(long, value_name = "FILE")]
+    pub previous_master_key_file: Option<std::path::PathBuf>,
+}
+
+/// `secrets rewrap`.
+#[derive(Args, Clone)]
+pub struct RewrapArgs {
+    /// Database: postgres://…, sqlite:///abs/path.db, sqlite://relative.db
+    /// [default: DATABASE_URL, else `database_url` in config.toml, else ~/.cloacina/cloacina.db]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// A file holding the master key the data keys are wrapped by now
+    /// (CLOACINA_OLD_MASTER_KEY in the environment)
+    #[arg(long, value_name = "FILE")]
+    pub old_key_file: Option<std::path::PathBuf>,
+    /// A file holding the master key to wrap them by (CLOACINA_NEW_MASTER_KEY in the
+    /// environment)
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+impl std::fmt::Debug for RewrapArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RewrapArgs").finish_non_exhaustive()
+    }
 }
 
 /// The workers of `serve`.

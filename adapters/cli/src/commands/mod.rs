@@ -7,6 +7,7 @@
 //! - [`key`] — `key create|list|revoke`.
 //! - [`package`] — `package new|pack|validate` (offline), `package upload|list`.
 //! - [`package_check`] — `package validate`'s every problem at once, and missing files.
+//! - [`secret`] — `secret create|rotate|list|get|delete`: values in from files or a prompt.
 //! - [`signing`] — `package keygen|sign` (offline), `signer add|list|remove|require`.
 //! - [`tenant`] — `tenant create|list|get|delete`.
 //! - [`workflow`] — `workflow list|inspect|pause|resume|run`.
@@ -25,6 +26,7 @@ pub mod key;
 pub mod logs;
 pub mod package;
 pub mod package_check;
+pub mod secret;
 pub mod signing;
 pub mod tenant;
 pub mod trigger;
@@ -43,8 +45,8 @@ use crate::exit::CliError;
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
     crate::output::set_colour(cli.globals.color);
     match cli.command {
-        Command::Serve(_) | Command::Server(_) | Command::Migrate(_) => {
-            Err(CliError::Usage("`serve` and `migrate` are run by the cloacinactl binary itself".into()))
+        Command::Serve(_) | Command::Server(_) | Command::Migrate(_) | Command::Secrets(_) => {
+            Err(CliError::Usage("`serve`, `migrate` and `secrets` are run by the cloacinactl binary itself".into()))
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -62,6 +64,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Workflow(cmd) => workflow::run(&Context::load(cli.globals)?, cmd).await,
         Command::Execution(cmd) => execution::run(&Context::load(cli.globals)?, cmd).await,
         Command::Trigger(cmd) => trigger::run(&Context::load(cli.globals)?, cmd).await,
+        Command::Secret(cmd) => secret::run(&Context::load(cli.globals)?, cmd).await,
         Command::Signer(cmd) => signing::run(&Context::load(cli.globals)?, cmd).await,
         Command::Audit(cmd) => audit::run(&Context::load(cli.globals)?, cmd).await,
     }

@@ -46,10 +46,10 @@ pub struct AuditQuery {
     pub until: Option<String>,
     /// Rows after this sequence number, oldest first (for reading a whole chain, and
     /// following it).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
     /// Rows before this sequence number, newest first (the next page of a listing).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub before: Option<String>,
     /// Rows in the page, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -70,8 +70,13 @@ fn time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiErr
 }
 
 fn seq(field: &str, text: Option<&str>) -> Result<Option<u64>, ApiError> {
-    text.map(|t| t.parse::<u64>().map_err(|_| bad(field, format!("{field} must be a row number, not {t:?}"))))
-        .transpose()
+    text.map(|t| {
+        t.parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| bad(field, format!("{field} must be a row number (0 to 2^63-1), not {t:?}")))
+    })
+    .transpose()
 }
 
 impl AuditQuery {

@@ -8,6 +8,7 @@
 //! - [`live`] — the WebSockets under `/v1/ws/`, and their tickets.
 //! - [`keys`] — create, list and revoke API keys, deployment-wide and per tenant.
 //! - [`packages`] — package upload and listing.
+//! - [`secrets`] — a tenant's secrets: values in, metadata out.
 //! - [`signing`] — the keys a tenant trusts to sign packages, and its signature policy.
 //! - [`tenants`] — create, list, inspect and delete tenants.
 //! - [`workflows`] — a tenant's workflows.
@@ -20,6 +21,7 @@ pub mod health;
 pub mod keys;
 pub mod live;
 pub mod packages;
+pub mod secrets;
 pub mod signing;
 pub mod tenants;
 pub mod triggers;

@@ -15,14 +15,14 @@ use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, SigningStore,
-    TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, SecretStore,
+    SigningStore, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, Services, router};
 use cloacina_ports::{
-    Audit, Authenticator, BootstrapOutcome, Deps, Executions, Keys, Live, LiveConfig, NoMetrics, Packages, Signing,
-    Tenants, Tickets, Triggers, Workflows, bootstrap,
+    Audit, Authenticator, BootstrapOutcome, Deps, Executions, Keys, Live, LiveConfig, NoMetrics, Packages, Secrets,
+    Signing, Tenants, Tickets, Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::{SqliteDb, SqliteLocation};
@@ -46,6 +46,7 @@ pub trait Store:
     + WorkflowStore
     + PackageStore
     + SigningStore
+    + SecretStore
     + ExecutionStore
     + TriggerStore
     + EventFeed
@@ -62,6 +63,7 @@ impl<T> Store for T where
         + WorkflowStore
         + PackageStore
         + SigningStore
+        + SecretStore
         + ExecutionStore
         + TriggerStore
         + EventFeed
@@ -120,6 +122,7 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         tickets: Tickets::new(db.clone(), db.clone(), deps.clock.clone(), deps.keygen.clone()),
         audit: Audit::new(db.clone(), db.clone(), deps.clock.clone()),
         signing: Signing::new(deps.clone(), db.clone()),
+        secrets: Secrets::new(deps.clone(), db.clone(), None),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }

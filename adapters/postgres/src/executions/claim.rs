@@ -125,6 +125,7 @@ pub(super) async fn claim(
             package_id: *package,
             command: step.command.clone(),
             env: step.env.clone(),
+            secrets: step.secrets.clone(),
             timeout: step.timeout,
             limits: step.limits,
             context: plan.context_for(position, initial, outputs),

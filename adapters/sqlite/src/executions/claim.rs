@@ -104,6 +104,7 @@ pub(super) fn claim(
             package_id: *package,
             command: step.command.clone(),
             env: step.env.clone(),
+            secrets: step.secrets.clone(),
             timeout: step.timeout,
             limits: step.limits,
             context,

@@ -269,3 +269,30 @@ fn every_problem_is_reported_in_one_run_in_the_order_found() {
     // A lone problem has no others.
     assert!(error_of(&with("version = \"1.2.0\"", "version = \"one\"")).others.is_empty());
 }
+
+#[test]
+fn a_tasks_secrets_are_variables_naming_a_secret_field_each() {
+    let m = Manifest::parse(&with(
+        "env = { LEVEL = \"info\" }",
+        "env = { LEVEL = \"info\" }\nsecrets = { DB_PASSWORD = \"db.password\", API_TOKEN = \"stripe-live.token\" }",
+    ))
+    .unwrap();
+    let task = &m.workflows[0].tasks[0];
+    assert_eq!(task.secrets["DB_PASSWORD"].to_string(), "db.password");
+    assert_eq!(task.secrets["API_TOKEN"].secret.as_str(), "stripe-live");
+    for (secrets, field, says) in [
+        (
+            "secrets = { \"BAD-NAME\" = \"db.password\" }",
+            "workflow[0].task[0].secrets.BAD-NAME",
+            "environment variable",
+        ),
+        ("secrets = { CLOACINA_X = \"db.password\" }", "workflow[0].task[0].secrets.CLOACINA_X", "runner's own"),
+        ("secrets = { LEVEL = \"db.password\" }", "workflow[0].task[0].secrets.LEVEL", "set by env too"),
+        ("secrets = { DB = \"db\" }", "workflow[0].task[0].secrets.DB", "secret-name.field"),
+        ("secrets = { DB = \"Db.password\" }", "workflow[0].task[0].secrets.DB", "not a secret name"),
+    ] {
+        let e = error_of(&with("env = { LEVEL = \"info\" }", &format!("env = {{ LEVEL = \"info\" }}\n{secrets}")));
+        assert_eq!(e.field, field, "{secrets}");
+        assert!(e.message.contains(says), "{secrets}: {}", e.message);
+    }
+}
