@@ -13,6 +13,16 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// Whether the URL holds a password (`postgres://user:password@…`).
+    pub fn has_password(&self) -> bool {
+        let DatabaseUrl::Postgres(url) = self else { return false };
+        let Some((_, rest)) = url.expose().split_once("://") else { return false };
+        let authority = rest.split('/').next().unwrap_or(rest);
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.split_once(':').is_some_and(|(_, pw)| !pw.is_empty()))
+    }
+
     /// For a PostgreSQL URL: the host, and whether the URL turns TLS off (`sslmode=disable`).
     pub fn postgres_host_and_tls_off(&self) -> Option<(String, bool)> {
         let DatabaseUrl::Postgres(url) = self else { return None };

@@ -65,16 +65,26 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     let home = Home::resolve(globals.home.as_deref()).map_err(anyhow::Error::msg)?;
     home.ensure().map_err(anyhow::Error::msg)?;
     let _log_guard = init_logging(Some(&home.logs_dir()), globals.verbose)?;
-    let supplied = args
-        .bootstrap_key
+    let bootstrap_key = match &args.bootstrap_key_file {
+        Some(path) => Some(read_secret_file(path, "--bootstrap-key-file")?),
+        None => args.bootstrap_key.clone(),
+    };
+    let supplied = bootstrap_key
         .as_ref()
         .map(|k| SuppliedBootstrapKey::parse(Secret::new(k.as_str())))
         .transpose()
-        .context("--bootstrap-key / CLOACINA_BOOTSTRAP_KEY")?;
+        .context("--bootstrap-key / CLOACINA_BOOTSTRAP_KEY / --bootstrap-key-file")?;
 
-    let database = resolve_database(&home, args.database_url.as_deref())?;
+    let database_url = match &args.database_url_file {
+        Some(path) => Some(read_secret_file(path, "--database-url-file")?),
+        None => args.database_url.clone(),
+    };
+    let database = resolve_database(&home, database_url.as_deref())?;
+    let master_keys = crate::secrets::master_keys(&args.keys)?;
     if std::env::var(production::ENV).is_ok_and(|v| v == production::PRODUCTION) {
-        let problems = production::problems(&args, &database);
+        let argv: Vec<String> = std::env::args().collect();
+        let sources = production::Sources::of(&argv, master_keys.is_some());
+        let problems = production::problems(&args, &database, &sources);
         if !problems.is_empty() {
             bail!(
                 "{}=production refuses to start on insecure settings:\n  - {}",
@@ -169,7 +179,6 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let keys = Keys::new(deps.clone(), auth.clone());
-    let master_keys = crate::secrets::master_keys(&args.keys)?;
     match &master_keys {
         Some(k) => tracing::info!(master_key = %k.current.id(), "secrets available"),
         None => tracing::warn!("no master key (CLOACINA_MASTER_KEY or --master-key-file): secrets are unavailable"),
@@ -300,6 +309,16 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
 
 /// The database the server will use: `--database-url` or `DATABASE_URL` (clap resolves the
 /// two), else `database_url` in config.toml, else the embedded file in the home folder.
+/// A secret kept in a file (a database URL, a bootstrap key): its text, trimmed.
+fn read_secret_file(path: &std::path::Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        bail!("{flag}: {} is empty", path.display());
+    }
+    Ok(text.to_owned())
+}
+
 pub(crate) fn resolve_database(home: &Home, flag_or_env: Option<&str>) -> anyhow::Result<DatabaseUrl> {
     let url = match flag_or_env {
         Some(url) => Some(url.to_owned()),

@@ -76,8 +76,22 @@ async fn a_canary_key_appears_in_no_log_metric_or_error_body() {
 #[tokio::test(flavor = "multi_thread")]
 async fn insecure_production_settings_do_not_boot() {
     let home = tempfile::tempdir().unwrap();
-    let prod = [("CLOACINA_ENV", "production")];
+    let master = ("CLOACINA_MASTER_KEY", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
+    let no_master_key = [("CLOACINA_ENV", "production")];
+    let out = crate::harness::cli(home.path(), &["serve", "--bind", "127.0.0.1:0"], &no_master_key);
+    assert_eq!(out.status.code(), Some(1), "booted without a master key");
+    assert!(crate::harness::stderr(&out).contains("no master key"), "{}", crate::harness::stderr(&out));
+    let prod = [("CLOACINA_ENV", "production"), master];
+    let key_file = home.path().join("bootstrap.key");
+    std::fs::write(&key_file, "a-bootstrap-key-from-a-file\n").unwrap();
+    let url_file = home.path().join("database.url");
+    std::fs::write(&url_file, format!("sqlite://{}\n", home.path().join("from-file.db").display())).unwrap();
     for (args, named) in [
+        (&["serve", "--bind", "127.0.0.1:0", "--bootstrap-key", "a-bootstrap-key-on-argv"][..], "--bootstrap-key-file"),
+        (
+            &["serve", "--bind", "127.0.0.1:0", "--database-url", "postgres://u:secretpw@127.0.0.1:1/c"][..],
+            "--database-url-file",
+        ),
         (&["serve"][..], "--bind 0.0.0.0:8080"),
         (&["serve", "--bind", "127.0.0.1:0", "--auth-failures-per-minute", "0"][..], "rate limit"),
         (&["serve", "--bind", "127.0.0.1:0", "--rate-limit-per-key", "0"][..], "--rate-limit-per-key 0"),
@@ -92,7 +106,18 @@ async fn insecure_production_settings_do_not_boot() {
     let server = Server::start(home.path(), &[], &prod);
     assert_eq!(server.get("/ready", None).await.0, 200);
     server.stop();
-    let server = Server::start(home.path(), &["--behind-proxy"], &prod);
+    // Secrets from files: the bootstrap key and the database URL, read from where they are kept.
+    let files = [
+        "--behind-proxy",
+        "--bootstrap-key-file",
+        key_file.to_str().unwrap(),
+        "--database-url-file",
+        url_file.to_str().unwrap(),
+    ];
+    let server = Server::start(home.path(), &files, &prod);
     assert_eq!(server.get("/ready", None).await.0, 200);
+    let (status, _) = server.get("/v1/auth/whoami", Some("a-bootstrap-key-from-a-file")).await;
+    assert_eq!(status, 200, "the bootstrap key came from its file");
     server.stop();
+    assert!(home.path().join("from-file.db").exists(), "the database URL came from its file");
 }

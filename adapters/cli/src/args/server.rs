@@ -18,12 +18,19 @@ pub struct ServeArgs {
     /// [default: DATABASE_URL, else `database_url` in config.toml, else ~/.cloacina/cloacina.db]
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: Option<String>,
+    /// A file holding the database URL (kept out of the process arguments, which every local
+    /// user can read)
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
+    pub database_url_file: Option<std::path::PathBuf>,
     /// Address to listen on
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     pub bind: SocketAddr,
     /// The first admin key, used only while no admin key exists (16+ characters)
     #[arg(long, env = "CLOACINA_BOOTSTRAP_KEY", hide_env_values = true, value_name = "KEY")]
     pub bootstrap_key: Option<String>,
+    /// A file holding the first admin key (kept out of the process arguments)
+    #[arg(long, value_name = "FILE", conflicts_with = "bootstrap_key")]
+    pub bootstrap_key_file: Option<std::path::PathBuf>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub shutdown_timeout: u64,
