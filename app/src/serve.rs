@@ -7,7 +7,6 @@
 //! the listener closes, in-flight requests get `--shutdown-timeout` seconds to finish, and
 //! queued key-usage times are written before exit.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use cloacina_cli::home::{Home, write_private_file};
 use cloacina_domain::Secret;
 use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
-use cloacina_http::{AppState, HttpConfig, Services, router};
+use cloacina_http::{AppState, ConnectionLimits, HttpConfig, Services, router};
 use cloacina_ports::{
     Audit, Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Forgot,
     Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Secrets, Signing, SoleProcess, Tenants, Tickets,
@@ -270,9 +269,13 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         let _ = engine_slot.set(run.engine().clone());
         tokio::spawn(run.run(stop_rx.clone(), drain))
     });
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut drain_rx = stop_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let limits = ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let server = cloacina_http::serve(listener, router(state.clone()), limits, async move {
         let _ = drain_rx.wait_for(|stop| *stop).await;
     });
     let signal_state = state.clone();

@@ -12,6 +12,7 @@
 //! - [`cli`] — the client commands, profiles, key references and exit codes.
 //! - [`cli_habits`] — closed pipes, silent and foreign servers, retries, profiles that keep
 //!   only their flags, ids that round-trip.
+//! - [`connections`] — slow and idle connections closed by their timeouts; the connection cap.
 //! - [`executions`] — running workflows: the documented flow, retries, timeouts, cancel, retry,
 //!   idempotency, isolation; two replicas and `kill -9` on PostgreSQL.
 //! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
@@ -39,6 +40,7 @@ mod audit;
 mod bad_requests;
 mod cli;
 mod cli_habits;
+mod connections;
 mod executions;
 mod harness;
 mod live;

@@ -12,6 +12,7 @@
 //! - [`auth`] — bearer authentication, the per-address failure throttle, route permissions.
 //! - [`observe`] — request timeout, request ids, HTTP metrics.
 //! - [`handlers`] — one file per endpoint group.
+//! - [`serve`] — serving on a listener, with header and idle timeouts and a connection cap.
 //! - [`openapi`] — the OpenAPI document at `/openapi.json`.
 
 pub mod auth;
@@ -22,8 +23,10 @@ pub mod observe;
 pub mod openapi;
 pub mod query;
 pub mod routes;
+pub mod serve;
 pub mod state;
 
 pub use error::ApiError;
 pub use routes::{Access, ROUTES, RouteSpec, router};
+pub use serve::{ConnectionLimits, serve};
 pub use state::{AppState, HttpConfig, Services};

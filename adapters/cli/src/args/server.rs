@@ -51,6 +51,16 @@ pub struct ServeArgs {
     /// Behind a trusted reverse proxy: take the client address from X-Forwarded-For
     #[arg(long)]
     pub behind_proxy: bool,
+    /// A request's headers must arrive within this, or its connection is closed (slow
+    /// clients; e.g. 10s)
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_connection_timeout)]
+    pub header_read_timeout: std::time::Duration,
+    /// A connection that sends and receives nothing for this long is closed (e.g. 75s)
+    #[arg(long, default_value = "75s", value_name = "DURATION", value_parser = parse_connection_timeout)]
+    pub idle_timeout: std::time::Duration,
+    /// The most connections open at once; one more is closed at once
+    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
     /// Refuse to start if the database schema is behind, instead of migrating it (run
     /// `cloacinactl migrate` first)
     #[arg(long)]
@@ -187,6 +197,14 @@ fn parse_prune_every(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 1h, 5m)"))?;
     if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(7 * 86_400) {
         return Err("must be between 1s and 7d".into());
+    }
+    Ok(d)
+}
+
+fn parse_connection_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 2m)"))?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600) {
+        return Err("must be between 100ms and 1h".into());
     }
     Ok(d)
 }
