@@ -188,6 +188,16 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: globals.request_timeout(),
         auth_failures_per_minute: args.auth_failures_per_minute,
         behind_proxy: args.behind_proxy,
+        trusted_proxies: if args.trusted_proxy.is_empty() {
+            cloacina_http::state::default_trusted_proxies()
+        } else {
+            args.trusted_proxy
+                .iter()
+                .filter_map(|n| {
+                    n.parse::<ipnet::IpNet>().ok().or_else(|| n.parse::<std::net::IpAddr>().ok().map(Into::into))
+                })
+                .collect()
+        },
         requests_per_key: args.rate_limit_per_key,
         requests_per_address: args.rate_limit_per_address,
         ..HttpConfig::default()

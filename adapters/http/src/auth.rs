@@ -59,7 +59,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         return next.run(req).await;
     };
     let app = &g.app;
-    let ip = client_ip(&req, app.config.behind_proxy);
+    let ip = client_ip(&req, app.config.behind_proxy, &app.config.trusted_proxies);
     if let Some(wait) = app.throttle.blocked_for(ip) {
         app.metrics.auth_outcome(AuthOutcome::RateLimited);
         app.throttle.hold(wait).await;
@@ -181,25 +181,37 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// The client's address: the peer, or behind a trusted proxy the last `X-Forwarded-For` hop.
-fn client_ip(req: &Request, behind_proxy: bool) -> IpAddr {
-    if behind_proxy
-        && let Some(ip) = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
-        return ip;
-    }
+/// The client's address: the peer's; or, behind a proxy and when the peer is a trusted
+/// proxy, the nearest `X-Forwarded-For` hop that is not itself a trusted proxy, else
+/// `X-Real-IP`. A client that forges the headers while connecting directly gets its own
+/// address.
+fn client_ip(req: &Request, behind_proxy: bool, trusted: &[ipnet::IpNet]) -> IpAddr {
     let ext = req.extensions();
-    ext.get::<ConnectInfo<SocketAddr>>()
+    let peer = ext
+        .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
         .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|MockConnectInfo(addr)| addr.ip()))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !behind_proxy || !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    if let Some(ip) = forwarded.iter().rev().find(|ip| !is_trusted(ip)).or(forwarded.first()) {
+        return *ip;
+    }
+    req.headers()
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        .unwrap_or(peer)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

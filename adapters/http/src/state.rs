@@ -18,6 +18,11 @@ pub const DEFAULT_REQUESTS_PER_KEY: u32 = 1000;
 /// The default of `--rate-limit-per-address`: requests a second.
 pub const DEFAULT_REQUESTS_PER_ADDRESS: u32 = 2000;
 
+/// Loopback, where a proxy on the same host connects from.
+pub fn default_trusted_proxies() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128"].iter().filter_map(|n| n.parse().ok()).collect()
+}
+
 /// HTTP settings.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -29,8 +34,12 @@ pub struct HttpConfig {
     pub upload_body_limit: usize,
     /// Failed authentications allowed per client address per minute before 429 (0: no limit).
     pub auth_failures_per_minute: u32,
-    /// Behind a trusted reverse proxy: the client address is the last `X-Forwarded-For` hop.
+    /// Behind a trusted reverse proxy: the client address comes from `X-Forwarded-For` (the
+    /// nearest hop that is not a trusted proxy) or `X-Real-IP`, when the connection comes
+    /// from one of `trusted_proxies`; otherwise, and without this, the headers are ignored.
     pub behind_proxy: bool,
+    /// The proxies whose forwarding headers are believed (default: loopback).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Authenticated requests a second allowed per key (0: no limit).
     pub requests_per_key: u32,
     /// Authenticated requests a second allowed per client address (0: no limit).
@@ -45,6 +54,7 @@ impl Default for HttpConfig {
             upload_body_limit: 100 * 1024 * 1024,
             auth_failures_per_minute: 60,
             behind_proxy: false,
+            trusted_proxies: default_trusted_proxies(),
             requests_per_key: DEFAULT_REQUESTS_PER_KEY,
             requests_per_address: DEFAULT_REQUESTS_PER_ADDRESS,
         }

@@ -48,9 +48,14 @@ pub struct ServeArgs {
     /// Seconds a verified key stays cached (revocation on this server is immediate regardless)
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub auth_cache_ttl: u64,
-    /// Behind a trusted reverse proxy: take the client address from X-Forwarded-For
+    /// Behind a trusted reverse proxy: take the client address from X-Forwarded-For or
+    /// X-Real-IP when the connection comes from a --trusted-proxy
     #[arg(long)]
     pub behind_proxy: bool,
+    /// A proxy address or network whose forwarding headers are believed (repeatable;
+    /// default: loopback, 127.0.0.0/8 and ::1)
+    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
+    pub trusted_proxy: Vec<String>,
     /// A request's headers must arrive within this, or its connection is closed (slow
     /// clients; e.g. 10s)
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_connection_timeout)]
@@ -199,6 +204,22 @@ fn parse_prune_every(s: &str) -> Result<std::time::Duration, String> {
         return Err("must be between 1s and 7d".into());
     }
     Ok(d)
+}
+
+fn parse_network(s: &str) -> Result<String, String> {
+    let ok = s.parse::<std::net::IpAddr>().is_ok() || is_network(s);
+    if ok { Ok(s.to_owned()) } else { Err(format!("'{s}' is neither an IP address nor a network like 10.0.0.0/8")) }
+}
+
+/// Whether `s` is `ADDRESS/PREFIX` with a prefix that fits the address.
+fn is_network(s: &str) -> bool {
+    let Some((addr, prefix)) = s.split_once('/') else { return false };
+    let Ok(prefix) = prefix.parse::<u8>() else { return false };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => prefix <= 32,
+        Ok(std::net::IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
 }
 
 fn parse_connection_timeout(s: &str) -> Result<std::time::Duration, String> {
