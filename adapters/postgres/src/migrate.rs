@@ -240,12 +240,14 @@ mod tests {
         };
         pg.create_tenant(&new, &noted()).await.unwrap();
         assert!(pg.pending_migrations().await.unwrap().is_empty());
-        // Roll acme's schema back one step, as an older binary would have left it.
+        // Roll acme's schema back one step (the newest migration, 10), as an older binary
+        // would have left it.
+        assert_eq!(super::latest(super::TENANT), 10, "roll back the newest tenant migration here");
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "ALTER TABLE tenant_acme.task_logs DROP COLUMN ended;
-             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 7;
-             UPDATE tenants SET schema_version = 6 WHERE name = 'acme'",
+            "DROP TABLE tenant_acme.secrets, tenant_acme.secret_key;
+             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 10;
+             UPDATE tenants SET schema_version = 9 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await

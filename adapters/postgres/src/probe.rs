@@ -51,7 +51,13 @@ async fn every_cross_tenant_statement_is_refused_by_postgres() {
     for me in &tenants {
         // The tenant's own schema works.
         let mut tx = pg.begin_tenant(&me.name).await.unwrap().unwrap();
-        sqlx::query("INSERT INTO audit_log (at, action) VALUES (now(), 'probe')").execute(&mut *tx).await.unwrap();
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, action, target, outcome, detail, prev_hash, hash)
+             VALUES (1, now(), 'probe', 'probe', 'ok', '{}', 'x', 'y')",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(&mut *tx).await.unwrap();
         assert_eq!(n, 1, "{} sees only its own rows", me.name);
         tx.rollback().await.unwrap();
