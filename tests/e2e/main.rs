@@ -13,9 +13,13 @@
 //! - [`cli_habits`] — closed pipes, silent and foreign servers, retries, profiles that keep
 //!   only their flags, ids that round-trip.
 //! - [`connections`] — slow and idle connections closed by their timeouts; the connection cap.
+//! - [`deploy`] — `deploy/` and `.angreal/` checked by docker-compose, hadolint and
+//!   kubernetes-validate.
 //! - [`executions`] — running workflows: the documented flow, retries, timeouts, cancel, retry,
 //!   idempotency, isolation; two replicas and `kill -9` on PostgreSQL.
 //! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
+//! - [`proxies`] — nginx and Caddy with the shipped files in front of the binary, in a
+//!   namespace of the test's own: requests, an upload, a forged header, a socket.
 //! - [`postgres`] — seed 002 on PostgreSQL, replicas, the bootstrap race, outages, `migrate`.
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
 //! - [`sandbox`] — hostile tasks against the task sandbox, its start-up refusal, long names,
@@ -41,12 +45,14 @@ mod bad_requests;
 mod cli;
 mod cli_habits;
 mod connections;
+mod deploy;
 mod executions;
 mod harness;
 mod live;
 mod packages;
 mod pg_restart;
 mod postgres;
+mod proxies;
 mod readme;
 mod reliability;
 mod replicas;
