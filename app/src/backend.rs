@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore, SigningStore,
-    TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, CensusStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore,
+    SigningStore, TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
@@ -123,6 +123,7 @@ pub trait Storage:
     + PackageStore
     + SigningStore
     + SecretStore
+    + CensusStore
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -141,6 +142,7 @@ impl<T> Storage for T where
         + PackageStore
         + SigningStore
         + SecretStore
+        + CensusStore
         + ExecutionStore
         + TaskQueue
         + TriggerStore

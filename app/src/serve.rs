@@ -20,9 +20,9 @@ use cloacina_domain::bootstrap::SuppliedBootstrapKey;
 use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, ConnectionLimits, HttpConfig, Services, router};
 use cloacina_ports::{
-    Audit, Authenticator, BootstrapOutcome, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions, Forgot,
-    Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Secrets, Signing, SoleProcess, Tenants, Tickets,
-    TriggerScheduler, Triggers, Workflows, bootstrap,
+    Audit, Authenticator, BootstrapOutcome, Census, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions,
+    Forgot, Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Secrets, Signing, SoleProcess, Tenants,
+    Tickets, TriggerScheduler, Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::PgLeaderLock;
 use cloacina_runner::PackageCache;
@@ -215,6 +215,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         audit: Audit::new(storage.clone(), storage.clone(), deps.clock.clone()),
         signing: Signing::new(deps.clone(), storage.clone()),
         secrets: secrets.clone(),
+        census: Census::new(storage.clone(), metrics.clone()),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 

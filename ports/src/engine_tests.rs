@@ -55,6 +55,7 @@ impl Metrics for Outcomes {
     fn socket_opened(&self) {}
     fn socket_closed(&self, _: u16) {}
     fn frame_sent(&self) {}
+    fn census(&self, _: Vec<cloacina_domain::ports::TenantCensus>) {}
     fn render(&self) -> String {
         String::new()
     }

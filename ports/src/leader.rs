@@ -113,6 +113,7 @@ mod tests {
         fn socket_opened(&self) {}
         fn socket_closed(&self, _: u16) {}
         fn frame_sent(&self) {}
+        fn census(&self, _: Vec<cloacina_domain::ports::TenantCensus>) {}
         fn render(&self) -> String {
             String::new()
         }

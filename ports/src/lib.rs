@@ -8,6 +8,7 @@
 //! - [`audit`] — [`Audit`]: the entry each change records, reading chains, the prune, failed-auth bursts.
 //! - [`authenticate`] — [`Authenticator`], bearer token → principal, with the verified-key cache.
 //! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
+//! - [`census`] — [`Census`]: executions and the queue by state, counted when scraped.
 //! - [`bootstrap`] — the first god key at start-up.
 //! - [`tenants`] — [`Tenants`]: tenant create, list, inspect, delete.
 //! - [`workflows`] — [`Workflows`]: a tenant's workflows.
@@ -22,6 +23,7 @@
 pub mod audit;
 pub mod authenticate;
 pub mod bootstrap;
+pub mod census;
 pub mod create_key;
 pub mod deps;
 pub mod engine;
@@ -42,7 +44,10 @@ pub mod workflows;
 pub use audit::{Audit, AuditError};
 pub use authenticate::{AuthError, Authenticator, Forgot, OnForget};
 pub use bootstrap::{BootstrapOutcome, bootstrap};
-pub use cloacina_domain::ports::{AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, WorkerProbe};
+pub use census::Census;
+pub use cloacina_domain::ports::{
+    AttemptOutcome, AuthOutcome, Metrics, NoMetrics, PoolProbe, PoolStats, TenantCensus, WorkerProbe,
+};
 pub use cloacina_domain::trigger::FireOutcome;
 pub use create_key::{CreateKey, CreateKeyError, CreatedKey};
 pub use deps::Deps;

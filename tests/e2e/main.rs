@@ -17,6 +17,8 @@
 //!   kubernetes-validate.
 //! - [`executions`] — running workflows: the documented flow, retries, timeouts, cancel, retry,
 //!   idempotency, isolation; two replicas and `kill -9` on PostgreSQL.
+//! - [`metrics`] — executions and the queue by state per tenant (bounded), task duration,
+//!   claim latency and pool use read from `/metrics`.
 //! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
 //! - [`proxies`] — nginx and Caddy with the shipped files in front of the binary, in a
 //!   namespace of the test's own: requests, an upload, a forged header, a socket.
@@ -49,6 +51,7 @@ mod deploy;
 mod executions;
 mod harness;
 mod live;
+mod metrics;
 mod packages;
 mod pg_restart;
 mod postgres;

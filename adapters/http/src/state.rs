@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
 use cloacina_ports::{
-    Audit, Authenticator, Executions, Keys, Live, Metrics, Packages, Secrets, Signing, Tenants, Tickets, Triggers,
-    Workflows,
+    Audit, Authenticator, Census, Executions, Keys, Live, Metrics, Packages, Secrets, Signing, Tenants, Tickets,
+    Triggers, Workflows,
 };
 
 use crate::auth::AuthThrottle;
@@ -76,6 +76,8 @@ pub struct Services {
     pub audit: Audit,
     pub signing: Signing,
     pub secrets: Secrets,
+    /// Counts executions and the queue when metrics are scraped.
+    pub census: Arc<Census>,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -97,6 +99,7 @@ pub struct Shared {
     pub audit: Audit,
     pub signing: Signing,
     pub secrets: Secrets,
+    pub census: Arc<Census>,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -144,6 +147,7 @@ impl AppState {
             audit,
             signing,
             secrets,
+            census,
         } = services;
         Self(Arc::new(Shared {
             auth,
@@ -158,6 +162,7 @@ impl AppState {
             audit,
             signing,
             secrets,
+            census,
             health,
             metrics,
             config,

@@ -138,3 +138,26 @@ impl TenantStore for SqliteDb {
         Err(StoreError::Unsupported(SINGLE_TENANT.into()))
     }
 }
+
+#[async_trait]
+impl cloacina_domain::ports::CensusStore for SqliteDb {
+    async fn census(&self) -> Result<Vec<cloacina_domain::ports::TenantCensus>, StoreError> {
+        self.read(|conn| {
+            let mut c = cloacina_domain::ports::TenantCensus { tenant: "public".into(), ..Default::default() };
+            let mut stmt = conn.prepare_cached(
+                "SELECT 'e', status, count(*) FROM executions GROUP BY status
+                 UNION ALL SELECT 't', status, count(*) FROM execution_tasks
+                 WHERE status IN ('ready', 'running') GROUP BY status",
+            )?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+            for row in rows {
+                let (kind, status, n) = row?;
+                let list = if kind == "e" { &mut c.executions } else { &mut c.tasks };
+                list.push((status, n.unsigned_abs()));
+            }
+            Ok(vec![c])
+        })
+        .await
+    }
+}

@@ -4,6 +4,7 @@
 //! observable instruments at scrape time: the hot path pays one relaxed add. HTTP requests,
 //! whose label sets are open-ended (route × method × status), go through the SDK's counters.
 
+use cloacina_ports::TenantCensus;
 use cloacina_ports::{AttemptOutcome, AuthOutcome, FireOutcome, Metrics, PoolProbe, WorkerProbe};
 use opentelemetry::KeyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +43,36 @@ pub struct PrometheusMetrics {
     prunes: Counter<u64>,
     pruned: Counter<u64>,
     sockets: Arc<SocketCounts>,
+    /// The latest census, tenants beyond the [`CENSUS_TENANTS`] largest folded into `other`.
+    census: Arc<RwLock<Vec<TenantCensus>>>,
+}
+
+/// How many tenants the census gauges name; the rest are summed as `tenant="other"`, so the
+/// series stay bounded however many tenants there are.
+pub const CENSUS_TENANTS: usize = 20;
+
+/// The census with every tenant past the `keep` largest (by executions and queued tasks)
+/// summed into one named `other`.
+fn bounded(mut census: Vec<TenantCensus>, keep: usize) -> Vec<TenantCensus> {
+    let size = |c: &TenantCensus| c.executions.iter().chain(&c.tasks).map(|(_, n)| n).sum::<u64>();
+    census.sort_by(|a, b| size(b).cmp(&size(a)).then(a.tenant.cmp(&b.tenant)));
+    if census.len() <= keep {
+        return census;
+    }
+    let rest = census.split_off(keep);
+    let mut other = TenantCensus { tenant: "other".into(), ..TenantCensus::default() };
+    for c in rest {
+        for (into, from) in [(&mut other.executions, c.executions), (&mut other.tasks, c.tasks)] {
+            for (state, n) in from {
+                match into.iter_mut().find(|(s, _)| *s == state) {
+                    Some((_, total)) => *total += n,
+                    None => into.push((state, n)),
+                }
+            }
+        }
+    }
+    census.push(other);
+    census
 }
 
 /// What live sockets count: atomics, read at scrape time.
@@ -133,6 +164,29 @@ impl PrometheusMetrics {
             .with_description("Times this server became or stopped being the leader")
             .build();
         leadership_changes.add(0, &[]);
+        let census: Arc<RwLock<Vec<TenantCensus>>> = Arc::default();
+        for (name, description, tasks) in [
+            ("cloacina_executions", "Executions by state and tenant, at the last census (taken when scraped)", false),
+            ("cloacina_queue_tasks", "Tasks ready to claim and running, by state and tenant, at the last census", true),
+        ] {
+            let c = census.clone();
+            gauges.push(
+                meter
+                    .u64_observable_gauge(name)
+                    .with_description(description)
+                    .with_callback(move |o| {
+                        for t in c.read().map(|c| c.clone()).unwrap_or_default() {
+                            for (state, n) in if tasks { &t.tasks } else { &t.executions } {
+                                o.observe(
+                                    *n,
+                                    &[KeyValue::new("state", state.clone()), KeyValue::new("tenant", t.tenant.clone())],
+                                );
+                            }
+                        }
+                    })
+                    .build(),
+            );
+        }
         let sockets = Arc::new(SocketCounts::default());
         let so = sockets.clone();
         gauges.push(
@@ -165,6 +219,7 @@ impl PrometheusMetrics {
         );
         Ok(Self {
             sockets,
+            census,
             trigger_fires: meter
                 .u64_counter("cloacina_trigger_fires")
                 .with_description("Scheduled times of triggers decided by this server, by outcome")
@@ -373,6 +428,12 @@ impl Metrics for PrometheusMetrics {
         self.sockets.frames.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn census(&self, census: Vec<TenantCensus>) {
+        if let Ok(mut kept) = self.census.write() {
+            *kept = bounded(census, CENSUS_TENANTS);
+        }
+    }
+
     fn render(&self) -> String {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -402,6 +463,33 @@ mod tests {
         assert!(text.contains(r#"cloacina_auth_cache_lookups_total{result="hit"} 1"#), "{text}");
         assert!(text.contains("cloacina_auth_argon2_verifications_total 1"), "{text}");
         assert!(!text.contains("cloacina_db_pool"), "no pool, no pool series: {text}");
+    }
+
+    #[test]
+    fn the_census_names_the_twenty_largest_tenants_and_sums_the_rest_as_other() {
+        let m = PrometheusMetrics::new().unwrap();
+        assert!(!m.render().contains("cloacina_executions{"), "no census, no series");
+        let census: Vec<TenantCensus> = (0..25u64)
+            .map(|n| TenantCensus {
+                tenant: format!("t{n:02}"),
+                executions: vec![("Completed".into(), n + 1), ("Pending".into(), 1)],
+                tasks: vec![("ready".into(), 2)],
+            })
+            .collect();
+        m.census(census);
+        let text = m.render();
+        let named: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("cloacina_executions{"))
+            .filter_map(|l| l.split("tenant=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(named.len(), 21, "20 named and other: {named:?}");
+        assert!(named.contains("t24") && !named.contains("t00"), "the largest are named: {named:?}");
+        // t00..t04 folded: Completed 1+2+3+4+5, Pending 5, ready 10.
+        assert!(text.contains(r#"cloacina_executions{state="Completed",tenant="other"} 15"#), "{text}");
+        assert!(text.contains(r#"cloacina_executions{state="Pending",tenant="other"} 5"#), "{text}");
+        assert!(text.contains(r#"cloacina_queue_tasks{state="ready",tenant="other"} 10"#), "{text}");
+        assert!(text.contains(r#"cloacina_executions{state="Completed",tenant="t24"} 25"#), "{text}");
     }
 
     #[test]

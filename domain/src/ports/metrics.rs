@@ -93,6 +93,27 @@ pub type PoolProbe = std::sync::Arc<dyn Fn() -> PoolStats + Send + Sync>;
 /// Reads the engine's worker slots, (busy, all), at scrape time; must not block.
 pub type WorkerProbe = std::sync::Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
 
+/// How many of one tenant's executions and tasks are in each state, at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantCensus {
+    pub tenant: String,
+    /// Executions by their wire status (`Pending`, `Running`, `Completed`, …).
+    pub executions: Vec<(String, u64)>,
+    /// The queue: tasks `ready` to be claimed and `running`.
+    pub tasks: Vec<(String, u64)>,
+}
+
+/// Every tenant's executions and tasks by state, counted in the database.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait CensusStore: Send + Sync {
+    /// One census of every tenant.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Unavailable`] when the database cannot be reached.
+    async fn census(&self) -> Result<Vec<TenantCensus>, super::StoreError>;
+}
+
 /// What the server counts. Implementations MUST be cheap: these run on every request.
 pub trait Metrics: Send + Sync {
     /// One HTTP request, by method, route template (never the raw path) and status. The
@@ -127,6 +148,8 @@ pub trait Metrics: Send + Sync {
     fn socket_closed(&self, code: u16);
     /// One frame went out on a live socket.
     fn frame_sent(&self);
+    /// The latest census of executions and tasks by state, reported as gauges until the next.
+    fn census(&self, census: Vec<TenantCensus>);
     /// The Prometheus text exposition of everything counted so far.
     fn render(&self) -> String;
 }
@@ -151,6 +174,7 @@ impl Metrics for NoMetrics {
     fn socket_opened(&self) {}
     fn socket_closed(&self, _: u16) {}
     fn frame_sent(&self) {}
+    fn census(&self, _: Vec<TenantCensus>) {}
     fn render(&self) -> String {
         String::new()
     }

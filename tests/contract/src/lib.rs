@@ -40,8 +40,8 @@ use std::sync::Arc;
 
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore, SigningStore,
-    TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, CensusStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore,
+    SigningStore, TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 
 /// Everything a storage adapter provides.
@@ -54,6 +54,7 @@ pub trait Storage:
     + PackageStore
     + SigningStore
     + SecretStore
+    + CensusStore
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -72,6 +73,7 @@ impl<T> Storage for T where
         + PackageStore
         + SigningStore
         + SecretStore
+        + CensusStore
         + ExecutionStore
         + TaskQueue
         + TriggerStore

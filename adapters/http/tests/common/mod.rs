@@ -15,8 +15,8 @@ use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
-    AuditStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore, SecretStore,
-    SigningStore, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    AuditStore, CensusStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore,
+    SecretStore, SigningStore, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, Services, router};
@@ -47,6 +47,7 @@ pub trait Store:
     + PackageStore
     + SigningStore
     + SecretStore
+    + CensusStore
     + ExecutionStore
     + TriggerStore
     + EventFeed
@@ -64,6 +65,7 @@ impl<T> Store for T where
         + PackageStore
         + SigningStore
         + SecretStore
+        + CensusStore
         + ExecutionStore
         + TriggerStore
         + EventFeed
@@ -123,6 +125,7 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         audit: Audit::new(db.clone(), db.clone(), deps.clock.clone()),
         signing: Signing::new(deps.clone(), db.clone()),
         secrets: Secrets::new(deps.clone(), db.clone(), None),
+        census: cloacina_ports::Census::new(db.clone(), Arc::new(NoMetrics)),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
