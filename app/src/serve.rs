@@ -143,8 +143,11 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
                     auth.forget_all();
                     // A deleted tenant's attempts stop on every server now, not at their next
                     // lease renewal.
+                    // Its unpacked packages go from this server's disk too.
                     if let Some(engine) = engine.get() {
                         engine.stop_tenant(&tenant);
+                        let engine = engine.clone();
+                        tokio::spawn(async move { engine.purge_tenant(&tenant).await });
                     }
                 }
                 Invalidation::Everything => auth.forget_all(),

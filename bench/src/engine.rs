@@ -60,6 +60,10 @@ impl PackageFiles for NoFiles {
     async fn workdir(&self, _: &TenantName, _: Uuid) -> Result<PathBuf, String> {
         Ok(std::env::temp_dir())
     }
+
+    async fn forget_tenant(&self, _: &TenantName) -> usize {
+        0
+    }
 }
 
 /// A store both ports of which the engine and this bench drive.

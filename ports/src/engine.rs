@@ -205,6 +205,13 @@ impl Engine {
         doomed.len()
     }
 
+    /// A tenant was deleted: its attempts stop ([`Engine::stop_tenant`]) and the package
+    /// folders this server unpacked for it are removed.
+    pub async fn purge_tenant(&self, tenant: &TenantName) {
+        self.stop_tenant(tenant);
+        self.ports.files.forget_tenant(tenant).await;
+    }
+
     /// Runs until `stop` turns true, then drains for at most `drain` and gives back what is
     /// still running.
     async fn run(

@@ -22,6 +22,8 @@
 //! - [`packages`] — packages through the CLI: scaffold, pack, upload, list, on both backends.
 //! - [`proxies`] — nginx and Caddy with the shipped files in front of the binary, in a
 //!   namespace of the test's own: requests, an upload, a forged header, a socket.
+//! - [`purge`] — a deleted tenant's unpacked packages gone from every replica, nothing of it
+//!   in the database, one audit row saying so.
 //! - [`postgres`] — seed 002 on PostgreSQL, replicas, the bootstrap race, outages, `migrate`.
 //! - [`reliability`] — scoreboard rows: the bootstrap race, the canary key.
 //! - [`sandbox`] — hostile tasks against the task sandbox, its start-up refusal, long names,
@@ -56,6 +58,7 @@ mod packages;
 mod pg_restart;
 mod postgres;
 mod proxies;
+mod purge;
 mod readme;
 mod reliability;
 mod replicas;

@@ -139,4 +139,30 @@ impl PackageFiles for PackageCache {
         }
         Ok(folder)
     }
+
+    async fn forget_tenant(&self, tenant: &TenantName) -> usize {
+        // Not while an unpack is under way, which could put a folder back.
+        let _one = self.unpacking.lock().await;
+        if let Ok(mut k) = self.known.lock() {
+            k.retain(|(t, _), _| t != tenant);
+        }
+        let dir = self.root.join(tenant.as_str());
+        let removed = tokio::task::spawn_blocking(move || {
+            let n = std::fs::read_dir(&dir).map(Iterator::count).unwrap_or(0);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    tracing::warn!(folder = %dir.display(), error = %e, "cannot remove a deleted tenant's packages");
+                    0
+                }
+            }
+        })
+        .await
+        .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(%tenant, versions = removed, "removed a deleted tenant's unpacked packages");
+        }
+        removed
+    }
 }

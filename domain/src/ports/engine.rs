@@ -98,6 +98,10 @@ pub trait PackageFiles: Send + Sync {
     /// The unpacked folder of package version `package_id` of `tenant`, unpacking it first if
     /// this server has not yet. The text says what failed.
     async fn workdir(&self, tenant: &TenantName, package_id: uuid::Uuid) -> Result<std::path::PathBuf, String>;
+
+    /// Removes every package folder of `tenant` this server unpacked (the tenant was
+    /// deleted). Returns how many it removed; failures are logged, not returned.
+    async fn forget_tenant(&self, tenant: &TenantName) -> usize;
 }
 
 /// One attempt of one task, as the engine hands it to a runner.
