@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use cloacina_cli::args::DbArgs;
 use cloacina_domain::ports::{
     AuditStore, CensusStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore,
-    SigningStore, TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    SigningStore, TaskQueue, TenantArchive, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_postgres::{PgDb, PgSettings};
 use cloacina_sqlite::SqliteDb;
@@ -124,6 +124,7 @@ pub trait Storage:
     + SigningStore
     + SecretStore
     + CensusStore
+    + TenantArchive
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -143,6 +144,7 @@ impl<T> Storage for T where
         + SigningStore
         + SecretStore
         + CensusStore
+        + TenantArchive
         + ExecutionStore
         + TaskQueue
         + TriggerStore

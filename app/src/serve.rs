@@ -21,8 +21,8 @@ use cloacina_domain::ports::Invalidation;
 use cloacina_http::{AppState, ConnectionLimits, HttpConfig, Services, router};
 use cloacina_ports::{
     Audit, Authenticator, BootstrapOutcome, Census, Deps, Engine, EngineConfig, EnginePorts, EngineRun, Executions,
-    Forgot, Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Secrets, Signing, SoleProcess, Tenants,
-    Tickets, TriggerScheduler, Triggers, Workflows, bootstrap,
+    Forgot, Keys, Leadership, Live, LiveConfig, Metrics, Packages, PoolStats, Secrets, Signing, SoleProcess,
+    TenantTransfer, Tenants, Tickets, TriggerScheduler, Triggers, Workflows, bootstrap,
 };
 use cloacina_postgres::PgLeaderLock;
 use cloacina_runner::PackageCache;
@@ -219,6 +219,7 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         signing: Signing::new(deps.clone(), storage.clone()),
         secrets: secrets.clone(),
         census: Census::new(storage.clone(), metrics.clone()),
+        transfer: TenantTransfer::new(deps.clone(), storage.clone(), storage.clone()),
     };
     let state = AppState::new(services, storage.clone(), metrics, config);
 

@@ -51,6 +51,8 @@ actions! {
     TenantCreate = "tenant.create",
     TenantUpdate = "tenant.update",
     TenantDelete = "tenant.delete",
+    TenantExport = "tenant.export",
+    TenantImport = "tenant.import",
     PackageUpload = "package.upload",
     PackageDelete = "package.delete",
     WorkflowExecute = "workflow.execute",

@@ -10,6 +10,7 @@
 //! - [`create_key`], [`list_keys`], [`revoke_key`]: key management on [`Keys`].
 //! - [`census`] — [`Census`]: executions and the queue by state, counted when scraped.
 //! - [`bootstrap`] — the first god key at start-up.
+//! - [`tenant_transfer`] — [`TenantTransfer`]: a tenant exported whole, and imported.
 //! - [`tenants`] — [`Tenants`]: tenant create, list, inspect, delete.
 //! - [`workflows`] — [`Workflows`]: a tenant's workflows.
 //! - [`packages`] — [`Packages`]: uploading and listing packages.
@@ -36,6 +37,7 @@ pub mod revoke_key;
 pub mod scheduler;
 pub mod secrets;
 pub mod signing;
+pub mod tenant_transfer;
 pub mod tenants;
 pub mod tickets;
 pub mod triggers;
@@ -61,6 +63,7 @@ pub use revoke_key::RevokeKeyError;
 pub use scheduler::TriggerScheduler;
 pub use secrets::{NoSecrets, Rewrapped, Secrets, SecretsServiceError};
 pub use signing::{Signing, SigningError};
+pub use tenant_transfer::TenantTransfer;
 pub use tenants::{DeletedTenant, TenantError, Tenants};
 pub use tickets::{Issued, Tickets};
 pub use triggers::{TriggerDetail, TriggerError, Triggers};

@@ -41,6 +41,9 @@ pub enum TenantError {
     /// Multi-tenancy on a single-tenant backend; the text says what is needed.
     #[error("{0}")]
     Unsupported(String),
+    /// An import's stream is not a tenant export this server reads: the line, and why.
+    #[error("the export is invalid at line {0}: {1}")]
+    Invalid(u64, String),
     #[error(transparent)]
     Store(StoreError),
 }

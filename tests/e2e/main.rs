@@ -31,6 +31,7 @@
 //! - [`signing`] — signed packages: keygen, sign, trust, require; each refusal by its code.
 //! - [`tenant_delete`] — tenants deleted while their executions run, on PostgreSQL.
 //! - [`task_network`] — a tenant's own task network, set and cleared by a god key.
+//! - [`transfer`] — a tenant exported from one deployment and imported into another, the same.
 //! - [`trigger_policies`] — `catchup` after every server was down, `overlap` against a task
 //!   that outlives its interval, on both backends.
 //! - [`triggers`] — cron triggers firing by themselves: once per scheduled time on SQLite and
@@ -70,6 +71,7 @@ mod seed_verbatim;
 mod signing;
 mod task_network;
 mod tenant_delete;
+mod transfer;
 mod trigger_policies;
 mod triggers;
 mod triggers_cli;

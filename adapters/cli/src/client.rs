@@ -251,6 +251,63 @@ impl Client {
         }
     }
 
+    /// Streams the body of `GET path` into `dest`, through a temporary file beside it renamed
+    /// once whole (the body's last line must be the export's end line); returns the bytes.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; [`CliError::Local`] when the file cannot be written or the
+    /// stream was cut off.
+    pub async fn download(&self, path: &str, dest: &std::path::Path) -> Result<u64, CliError> {
+        use std::io::Write as _;
+        let url = format!("{}{path}", self.server);
+        let outcome = self.authorised(self.http.get(&url)).send().await;
+        let mut response = match outcome {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let kind = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let text = r.text().await.unwrap_or_default();
+                return self.answer(Ok((status, Response { kind, text, replayed: false }, None))).map(|_| 0);
+            }
+            Err(e) => return Err(self.unreachable(&e)),
+        };
+        let local = |e: std::io::Error| CliError::Local(format!("cannot write {}: {e}", dest.display()));
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(local)?;
+        let (mut bytes, mut tail) = (0u64, Vec::new());
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            tmp.write_all(&chunk).map_err(local)?;
+            bytes += chunk.len() as u64;
+            tail.extend_from_slice(&chunk);
+            let keep = tail.len().saturating_sub(4096);
+            tail.drain(..keep);
+        }
+        let last = String::from_utf8_lossy(&tail);
+        if !last.trim_end().rsplit('\n').next().is_some_and(|l| l.starts_with("{\"end\":")) {
+            return Err(CliError::Local("the export stream was cut off before its end: nothing was written".into()));
+        }
+        tmp.persist(dest).map_err(|e| local(e.error))?;
+        Ok(bytes)
+    }
+
+    /// Sends `file` as the body of `POST path` and returns the JSON answer.
+    ///
+    /// # Errors
+    /// [`CliError::Local`] if the file cannot be read, else as [`Client::call`].
+    pub async fn post_file(&self, path: &str, file: &std::path::Path, content_type: &str) -> Result<Value, CliError> {
+        let bytes = std::fs::read(file).map_err(|e| CliError::Local(format!("cannot read {}: {e}", file.display())))?;
+        let request = self
+            .authorised(self.http.post(format!("{}{path}", self.server)))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes);
+        self.send(request).await
+    }
+
     /// Uploads `file` as the multipart field `file` and returns the JSON answer.
     ///
     /// # Errors

@@ -12,8 +12,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::handlers::{
-    audit, execution_detail, executions, health, keys, live, packages, secrets, signing, tenants, triggers, whoami,
-    workflows,
+    audit, execution_detail, executions, health, keys, live, packages, secrets, signing, tenants, transfer, triggers,
+    whoami, workflows,
 };
 
 /// The error envelope every failure answers (documentation of `ApiError`'s wire form).
@@ -54,6 +54,8 @@ pub struct StatusBody {
         tenants::get,
         tenants::update,
         tenants::delete,
+        transfer::export,
+        transfer::import,
         audit::control,
         audit::tenant,
         workflows::list,

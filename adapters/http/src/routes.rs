@@ -14,8 +14,8 @@ use cloacina_domain::Permission;
 use crate::auth::{Guard, guard};
 use crate::error::ApiError;
 use crate::handlers::{
-    audit, execution_detail, executions, health, keys, live, packages, secrets, signing, tenants, triggers, whoami,
-    workflows,
+    audit, execution_detail, executions, health, keys, live, packages, secrets, signing, tenants, transfer, triggers,
+    whoami, workflows,
 };
 use crate::state::AppState;
 use crate::{observe, openapi};
@@ -109,6 +109,8 @@ pub static ROUTES: &[RouteSpec] = &[
     spec(Method::GET, "/v1/tenants/{tenant}", Key(P::TenantRead), handler!(tenants::get)),
     spec(Method::PATCH, "/v1/tenants/{tenant}", Key(P::TenantUpdate), handler!(tenants::update)),
     spec(Method::DELETE, "/v1/tenants/{tenant}", Key(P::TenantDelete), handler!(tenants::delete)),
+    spec(Method::GET, "/v1/tenants/{tenant}/export", Key(P::TenantRead), handler!(transfer::export)),
+    upload(Method::POST, "/v1/tenants/import", Key(P::TenantCreate), handler!(transfer::import)),
     // The audit trail: the control chain, and one tenant's.
     spec(Method::GET, "/v1/audit", Key(P::DeploymentAuditRead), handler!(audit::control)),
     spec(Method::GET, "/v1/tenants/{tenant}/audit", Key(P::AuditRead), handler!(audit::tenant)),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use cloacina_domain::ports::DatabaseHealth;
 use cloacina_ports::{
-    Audit, Authenticator, Census, Executions, Keys, Live, Metrics, Packages, Secrets, Signing, Tenants, Tickets,
-    Triggers, Workflows,
+    Audit, Authenticator, Census, Executions, Keys, Live, Metrics, Packages, Secrets, Signing, TenantTransfer, Tenants,
+    Tickets, Triggers, Workflows,
 };
 
 use crate::auth::AuthThrottle;
@@ -78,6 +78,7 @@ pub struct Services {
     pub secrets: Secrets,
     /// Counts executions and the queue when metrics are scraped.
     pub census: Arc<Census>,
+    pub transfer: TenantTransfer,
 }
 
 /// Shared state of the router: one `Arc`, because axum clones the state into every
@@ -100,6 +101,7 @@ pub struct Shared {
     pub signing: Signing,
     pub secrets: Secrets,
     pub census: Arc<Census>,
+    pub transfer: TenantTransfer,
     pub health: Arc<dyn DatabaseHealth>,
     pub metrics: Arc<dyn Metrics>,
     pub config: HttpConfig,
@@ -148,6 +150,7 @@ impl AppState {
             signing,
             secrets,
             census,
+            transfer,
         } = services;
         Self(Arc::new(Shared {
             auth,
@@ -163,6 +166,7 @@ impl AppState {
             signing,
             secrets,
             census,
+            transfer,
             health,
             metrics,
             config,

@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod db;
 pub mod executions;
+pub mod export;
 pub mod keys;
 pub mod leader;
 pub mod listen;

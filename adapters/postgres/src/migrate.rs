@@ -52,7 +52,7 @@ const TENANT_PARALLELISM: usize = 4;
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS _cloacina_migrations (
     version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())";
 
-fn latest(set: &[Migration]) -> i64 {
+pub(crate) fn latest(set: &[Migration]) -> i64 {
     set.last().map_or(0, |m| m.0)
 }
 

@@ -28,9 +28,10 @@ use crate::tenant_scope::enter_tenant;
 const TENANT_DDL_LOCK: i64 = crate::locks::TENANT_DDL;
 
 /// The constraint a second tenant of one name breaks (the registry's primary key).
-const NAME_TAKEN: &str = "tenants_pkey";
+pub(crate) const NAME_TAKEN: &str = "tenants_pkey";
 
-const COLUMNS: &str = "name, schema_name, db_role, description, created_at, task_network, rate_limit_per_key";
+pub(crate) const COLUMNS: &str =
+    "name, schema_name, db_role, description, created_at, task_network, rate_limit_per_key";
 
 /// The schema of a tenant. Quoted wherever used, so `-` in names is fine.
 fn schema_for(name: &TenantName) -> String {
@@ -42,7 +43,7 @@ fn role_for(deployment: &str, name: &TenantName) -> String {
     format!("cl_{deployment}_{name}")
 }
 
-fn record(row: &PgRow) -> Result<TenantRecord, sqlx::Error> {
+pub(crate) fn record(row: &PgRow) -> Result<TenantRecord, sqlx::Error> {
     let conv = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
     let name: String = row.try_get(0)?;
     let description: Option<String> = row.try_get(3)?;
@@ -84,7 +85,7 @@ async fn lock_tenant_tables(tx: &mut PgConnection, schema: &str, role: &str, wai
 }
 
 /// Creates a tenant's row, role, schema and tables inside the caller's transaction.
-async fn provision(
+pub(crate) async fn provision(
     tx: &mut PgConnection,
     name: &TenantName,
     description: Option<&TenantDescription>,

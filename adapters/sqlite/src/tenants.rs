@@ -161,3 +161,23 @@ impl cloacina_domain::ports::CensusStore for SqliteDb {
         .await
     }
 }
+
+#[async_trait]
+impl cloacina_domain::ports::TenantArchive for SqliteDb {
+    async fn export_tenant(
+        &self,
+        _tenant: &TenantName,
+        _sink: &mut dyn cloacina_domain::ports::ExportSink,
+    ) -> Result<Option<cloacina_domain::ports::ExportSummary>, StoreError> {
+        Err(StoreError::Unsupported(SINGLE_TENANT.into()))
+    }
+
+    async fn import_tenant(
+        &self,
+        _new: &NewTenant,
+        _source: &mut dyn cloacina_domain::ports::ExportSource,
+        _audit: &AuditEntry,
+    ) -> Result<cloacina_domain::ports::TenantImported, StoreError> {
+        Err(StoreError::Unsupported(SINGLE_TENANT.into()))
+    }
+}

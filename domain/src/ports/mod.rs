@@ -13,6 +13,7 @@
 //! - [`packages`] — [`PackageStore`].
 //! - [`secrets`] — [`SecretStore`]: a tenant's sealed secrets and wrapped data key.
 //! - [`signing`] — [`SigningStore`]: the keys a tenant trusts to sign packages, its policy.
+//! - [`export`] — [`TenantArchive`]: a tenant as a portable stream, and back.
 //! - [`executions`] — [`ExecutionStore`].
 //! - [`feed`] — [`EventFeed`]: a tenant's events as one stream, for live sockets.
 //! - [`triggers`] — [`TriggerStore`]: triggers and the scheduler's passes.
@@ -27,6 +28,7 @@ pub mod audit;
 pub mod engine;
 pub mod error;
 pub mod executions;
+pub mod export;
 pub mod feed;
 pub mod keys;
 pub mod leader;
@@ -45,6 +47,7 @@ pub use audit::*;
 pub use engine::*;
 pub use error::*;
 pub use executions::*;
+pub use export::*;
 pub use feed::*;
 pub use keys::*;
 pub use leader::*;

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
     AuditStore, CensusStore, DatabaseHealth, EventFeed, ExecutionStore, KeyStore, PackageStore, SecretStore,
-    SigningStore, TaskQueue, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    SigningStore, TaskQueue, TenantArchive, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 
 /// Everything a storage adapter provides.
@@ -55,6 +55,7 @@ pub trait Storage:
     + SigningStore
     + SecretStore
     + CensusStore
+    + TenantArchive
     + ExecutionStore
     + TaskQueue
     + TriggerStore
@@ -74,6 +75,7 @@ impl<T> Storage for T where
         + SigningStore
         + SecretStore
         + CensusStore
+        + TenantArchive
         + ExecutionStore
         + TaskQueue
         + TriggerStore

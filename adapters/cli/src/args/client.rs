@@ -83,6 +83,24 @@ pub enum TenantCommand {
         #[arg(long, value_name = "host|none|default", value_parser = ["host", "none", "default"])]
         task_network: Option<String>,
     },
+    /// Write all of a tenant's data to one file (JSON lines): packages, workflows, triggers,
+    /// executions, tasks, events, logs, audit rows, keys' metadata; never a key or a secret
+    Export {
+        /// The tenant's name
+        name: String,
+        /// Where to write it (written whole or not at all)
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+    /// Make a tenant from an export, on this deployment: all of it or nothing (keys are not
+    /// imported: mint new ones)
+    Import {
+        /// The file `tenant export` wrote
+        file: std::path::PathBuf,
+        /// The new tenant's name [default: the exported tenant's]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
     /// Delete a tenant: revoke its keys, drop its schema and role
     Delete {
         /// The tenant's name

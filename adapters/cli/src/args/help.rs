@@ -23,6 +23,11 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("tenant get", "cloacinactl tenant get acme"),
     ("tenant update", "cloacinactl tenant update acme --task-network host"),
     ("tenant delete", "cloacinactl tenant delete acme --yes"),
+    ("tenant export", "cloacinactl tenant export acme -f acme.export"),
+    (
+        "tenant import",
+        "cloacinactl tenant import acme.export\n  cloacinactl tenant import acme.export --name acme-copy",
+    ),
     ("package", "cloacinactl package new acme-etl && cloacinactl package pack acme-etl"),
     ("package new", "cloacinactl package new acme-etl"),
     ("package pack", "cloacinactl package pack acme-etl --file dist/acme-etl.cloacina"),

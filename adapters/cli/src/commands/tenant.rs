@@ -61,6 +61,30 @@ pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<(), CliError> {
                 || vec![text(&tenant, "name")],
             )
         }
+        TenantCommand::Export { name, file } => {
+            let bytes = client.download(&format!("/v1/tenants/{}/export", segment(&name)?), &file).await?;
+            crate::output::line(format!("exported tenant '{name}' to {} ({bytes} bytes)", file.display()))
+        }
+        TenantCommand::Import { file, name } => {
+            let name = match name {
+                Some(n) => n,
+                None => exported_name(&file)?,
+            };
+            let path = format!("/v1/tenants/import?name={}", segment(&name)?);
+            let made = client.post_file(&path, &file, "application/x-ndjson").await?;
+            emit(
+                format,
+                &made,
+                || {
+                    format!(
+                        "imported tenant '{name}': {} rows; {} keys were not imported (mint new ones)",
+                        text(&made, "rows"),
+                        text(&made, "keys_not_imported")
+                    )
+                },
+                || vec![text(&made, "name")],
+            )
+        }
         TenantCommand::Delete { name, yes } => {
             let path = format!("/v1/tenants/{}", segment(&name)?);
             if !yes {
@@ -75,6 +99,22 @@ pub async fn run(ctx: &Context, cmd: TenantCommand) -> Result<(), CliError> {
             )
         }
     }
+}
+
+/// The tenant named in an export's header line.
+fn exported_name(file: &std::path::Path) -> Result<String, CliError> {
+    use std::io::BufRead as _;
+    let f = std::fs::File::open(file).map_err(|e| CliError::Local(format!("cannot read {}: {e}", file.display())))?;
+    let mut first = String::new();
+    std::io::BufReader::new(f)
+        .read_line(&mut first)
+        .map_err(|e| CliError::Local(format!("cannot read {}: {e}", file.display())))?;
+    let header: Value = serde_json::from_str(&first)
+        .map_err(|_| CliError::Usage(format!("{} is not a tenant export", file.display())))?;
+    header["tenant"]["name"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Usage(format!("{} names no tenant: give --name", file.display())))
 }
 
 /// The tenant's task network as a listing shows it: its own, or the servers' default.

@@ -11,6 +11,7 @@
 //! - [`secrets`] — a tenant's secrets: values in, metadata out.
 //! - [`signing`] — the keys a tenant trusts to sign packages, and its signature policy.
 //! - [`tenants`] — create, list, inspect and delete tenants.
+//! - [`transfer`] — a tenant exported whole, and imported.
 //! - [`workflows`] — a tenant's workflows.
 //! - [`whoami`] — who the presented key is.
 
@@ -24,6 +25,7 @@ pub mod packages;
 pub mod secrets;
 pub mod signing;
 pub mod tenants;
+pub mod transfer;
 pub mod triggers;
 pub mod whoami;
 pub mod workflows;

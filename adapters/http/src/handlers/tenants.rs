@@ -119,7 +119,7 @@ pub struct TenantRemoved {
     pub db_cache_evicted: bool,
 }
 
-fn from_error(e: TenantError) -> ApiError {
+pub(crate) fn from_error(e: TenantError) -> ApiError {
     match e {
         TenantError::Denied(d) => ApiError::forbidden(&d),
         TenantError::Exists(t) => {
@@ -128,6 +128,7 @@ fn from_error(e: TenantError) -> ApiError {
         TenantError::NotFound(t) => ApiError::not_found("tenant_not_found", format!("tenant '{t}' does not exist")),
         e @ TenantError::Builtin => ApiError::new(StatusCode::BAD_REQUEST, "builtin_tenant", e.to_string()),
         TenantError::Unsupported(m) => ApiError::new(StatusCode::BAD_REQUEST, "multi_tenancy_unavailable", m),
+        e @ TenantError::Invalid(..) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_export", e.to_string()),
         TenantError::Store(e) => ApiError::store(&e),
     }
 }

@@ -16,7 +16,7 @@ use chrono::Utc;
 use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
 use cloacina_domain::ports::{
     AuditStore, CensusStore, DatabaseHealth, EventFeed, ExecutionStore, KeyGenerator, KeyStore, PackageStore,
-    SecretStore, SigningStore, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
+    SecretStore, SigningStore, TenantArchive, TenantDirectory, TenantStore, TicketStore, TriggerStore, WorkflowStore,
 };
 use cloacina_domain::{ApiKeyId, Authority, KeyName, MintedKey, NewKey, Role, StoredSecret, TenantName};
 use cloacina_http::{AppState, HttpConfig, Services, router};
@@ -48,6 +48,7 @@ pub trait Store:
     + SigningStore
     + SecretStore
     + CensusStore
+    + TenantArchive
     + ExecutionStore
     + TriggerStore
     + EventFeed
@@ -66,6 +67,7 @@ impl<T> Store for T where
         + SigningStore
         + SecretStore
         + CensusStore
+        + TenantArchive
         + ExecutionStore
         + TriggerStore
         + EventFeed
@@ -126,6 +128,7 @@ pub async fn app_on<S: Store>(db: Arc<S>, config: HttpConfig) -> App {
         signing: Signing::new(deps.clone(), db.clone()),
         secrets: Secrets::new(deps.clone(), db.clone(), None),
         census: cloacina_ports::Census::new(db.clone(), Arc::new(NoMetrics)),
+        transfer: cloacina_ports::TenantTransfer::new(deps.clone(), db.clone(), db.clone()),
     };
     let state = AppState::new(services, db.clone(), Arc::new(NoMetrics), config);
     App { state, db, god: plaintext.expose().to_owned() }
