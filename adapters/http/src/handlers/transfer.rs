@@ -133,7 +133,8 @@ pub struct Imported {
 /// `GET …/export` wrote it), all or nothing.
 #[utoipa::path(post, path = "/v1/tenants/import", tag = "tenants", operation_id = "import_tenant",
     params(ImportQuery),
-    request_body(content_type = "application/x-ndjson", description = "An export, as GET /v1/tenants/{tenant}/export wrote it"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "An export, as GET /v1/tenants/{tenant}/export wrote it (JSON lines; any content type)"),
     responses((status = 201, body = Imported), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
