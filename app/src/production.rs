@@ -41,19 +41,19 @@ pub fn problems(args: &ServeArgs, database: &DatabaseUrl, sources: &Sources) -> 
     let mut found = Vec::new();
     if sources.bootstrap_key_in_argv {
         found.push(
-            "--bootstrap-key puts the admin key in the process arguments, which every local user can read (ps):              use CLOACINA_BOOTSTRAP_KEY or --bootstrap-key-file"
+            "--bootstrap-key puts the admin key in the process arguments, which every local user can read (ps): use CLOACINA_BOOTSTRAP_KEY or --bootstrap-key-file"
                 .to_owned(),
         );
     }
     if sources.database_url_in_argv && database.has_password() {
         found.push(
-            "--database-url puts the database password in the process arguments, which every local user can read              (ps): use DATABASE_URL or --database-url-file"
+            "--database-url puts the database password in the process arguments, which every local user can read (ps): use DATABASE_URL or --database-url-file"
                 .to_owned(),
         );
     }
     if !sources.master_key {
         found.push(
-            "no master key: tenants' secrets would be unavailable (set CLOACINA_MASTER_KEY or --master-key-file;              make one with: openssl rand -base64 32)"
+            "no master key: tenants' secrets would be unavailable (set CLOACINA_MASTER_KEY or --master-key-file; make one with: openssl rand -base64 32)"
                 .to_owned(),
         );
     }
