@@ -1,6 +1,6 @@
 //! The grammar: `cloacinactl [globals] <noun> <verb>`, as clap derives it: the globals and
 //! the nouns here, `serve`/`migrate`'s flags in [`server`], the client commands' verbs in
-//! [`client`] (all re-exported here).
+//! [`client`] and [`trust`] (all re-exported here).
 
 use std::path::PathBuf;
 
@@ -10,9 +10,11 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand,
 mod client;
 pub mod help;
 mod server;
+mod trust;
 
 pub use client::*;
 pub use server::*;
+pub use trust::*;
 
 /// Cloacina: a multi-tenant workflow control plane. One binary is the API server
 /// (`serve`) and the client of its API.

@@ -21,6 +21,7 @@ pub mod client;
 pub mod commands;
 pub mod complete;
 pub mod config;
+pub mod context;
 pub mod dag;
 pub mod exit;
 pub mod home;

@@ -6,6 +6,7 @@
 //! - [`metrics`] — [`PrometheusMetrics`], the [`Metrics`](cloacina_ports::Metrics) port on
 //!   opentelemetry with the Prometheus exporter.
 
+mod census;
 pub mod logging;
 pub mod metrics;
 

@@ -14,6 +14,8 @@ use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, Observabl
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Registry, TextEncoder};
 
+use crate::census::{CENSUS_TENANTS, bounded, census_gauges};
+
 /// Latency buckets in seconds, from 100 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 14] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0];
@@ -45,34 +47,6 @@ pub struct PrometheusMetrics {
     sockets: Arc<SocketCounts>,
     /// The latest census, tenants beyond the [`CENSUS_TENANTS`] largest folded into `other`.
     census: Arc<RwLock<Vec<TenantCensus>>>,
-}
-
-/// How many tenants the census gauges name; the rest are summed as `tenant="other"`, so the
-/// series stay bounded however many tenants there are.
-pub const CENSUS_TENANTS: usize = 20;
-
-/// The census with every tenant past the `keep` largest (by executions and queued tasks)
-/// summed into one named `other`.
-fn bounded(mut census: Vec<TenantCensus>, keep: usize) -> Vec<TenantCensus> {
-    let size = |c: &TenantCensus| c.executions.iter().chain(&c.tasks).map(|(_, n)| n).sum::<u64>();
-    census.sort_by(|a, b| size(b).cmp(&size(a)).then(a.tenant.cmp(&b.tenant)));
-    if census.len() <= keep {
-        return census;
-    }
-    let rest = census.split_off(keep);
-    let mut other = TenantCensus { tenant: "other".into(), ..TenantCensus::default() };
-    for c in rest {
-        for (into, from) in [(&mut other.executions, c.executions), (&mut other.tasks, c.tasks)] {
-            for (state, n) in from {
-                match into.iter_mut().find(|(s, _)| *s == state) {
-                    Some((_, total)) => *total += n,
-                    None => into.push((state, n)),
-                }
-            }
-        }
-    }
-    census.push(other);
-    census
 }
 
 /// What live sockets count: atomics, read at scrape time.
@@ -165,28 +139,7 @@ impl PrometheusMetrics {
             .build();
         leadership_changes.add(0, &[]);
         let census: Arc<RwLock<Vec<TenantCensus>>> = Arc::default();
-        for (name, description, tasks) in [
-            ("cloacina_executions", "Executions by state and tenant, at the last census (taken when scraped)", false),
-            ("cloacina_queue_tasks", "Tasks ready to claim and running, by state and tenant, at the last census", true),
-        ] {
-            let c = census.clone();
-            gauges.push(
-                meter
-                    .u64_observable_gauge(name)
-                    .with_description(description)
-                    .with_callback(move |o| {
-                        for t in c.read().map(|c| c.clone()).unwrap_or_default() {
-                            for (state, n) in if tasks { &t.tasks } else { &t.executions } {
-                                o.observe(
-                                    *n,
-                                    &[KeyValue::new("state", state.clone()), KeyValue::new("tenant", t.tenant.clone())],
-                                );
-                            }
-                        }
-                    })
-                    .build(),
-            );
-        }
+        gauges.extend(census_gauges(&meter, &census));
         let sockets = Arc::new(SocketCounts::default());
         let so = sockets.clone();
         gauges.push(
