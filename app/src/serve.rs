@@ -246,10 +246,11 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         store: storage.clone(),
         clock: deps.clock.clone(),
         metrics: deps.metrics.clone(),
-        // Half the connections, so requests always find some while a burst of fires runs;
+        // Passes run on connections of their own (the lanes), one at a time a lane: twice as
+        // many passes as lanes keep every lane busy whichever lanes the due tenants hash to.
         // SQLite has one writer, so its passes go one at a time.
         concurrency: match &backend {
-            Backend::Postgres(pg) => (pg.max_connections() / 2).clamp(1, 16) as usize,
+            Backend::Postgres(pg) => 2 * pg.trigger_lanes(),
             Backend::Sqlite(_) => 1,
         },
         backstop: match &backend {

@@ -1,7 +1,7 @@
 //! Cloacina's benchmarks (docs/benchmarks.md). Run on demand, never in CI:
 //!
 //! ```text
-//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b10] [b11] [b12] [b13] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N]
+//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b10] [b11] [b12] [b13] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N] [--minutes N]
 //! ```
 //!
 //! The bench builds the release `cloacinactl`, starts it on a free port in a throwaway home,
@@ -46,6 +46,8 @@ pub struct Options {
     pub connections: usize,
     /// `--db-max-connections` of the PostgreSQL cases.
     pub pool: u32,
+    /// Whole minutes of fires B11 measures.
+    pub minutes: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,7 +61,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { cases: Vec::new(), seconds: 2, runs: 9, connections: 64, pool: 16 };
+    let mut o = Options { cases: Vec::new(), seconds: 2, runs: 9, connections: 64, pool: 16, minutes: 3 };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut number = |name: &str| -> anyhow::Result<u64> {
@@ -73,12 +75,13 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--runs" => o.runs = usize::try_from(number("--runs")?)?,
             "--connections" => o.connections = usize::try_from(number("--connections")?)?,
             "--pool" => o.pool = u32::try_from(number("--pool")?)?,
+            "--minutes" => o.minutes = usize::try_from(number("--minutes")?)?,
             "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" | "b3" | "b5" | "b7" | "b9" | "b10" | "b11" | "b12" | "b13" => {
                 o.cases.push(a.clone())
             }
             other => {
                 bail!(
-                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b12 b13 b1pg --seconds N --runs N --connections N --pool N"
+                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b12 b13 b1pg --seconds N --runs N --connections N --pool N --minutes N"
                 )
             }
         }

@@ -9,6 +9,7 @@ use cloacina_domain::{Secret, TenantName};
 use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use crate::lanes::Lanes;
 use crate::reads::Reads;
 
 /// Pool and session settings, from `serve`'s flags.
@@ -87,7 +88,12 @@ pub struct PgDb {
     pub(crate) bell: BellSlot,
     /// Connections bound to one tenant at a time, for one-statement reads (`reads`).
     pub(crate) reads: Arc<Reads>,
-    /// `--db-max-connections`: the pool's and the reads' connections together.
+    /// The connections trigger passes run on, each serving a fixed share of the tenants.
+    pub(crate) lanes: Arc<Lanes>,
+    /// Package versions as trigger passes read them, by id: a version never changes, and its
+    /// manifest was parsed again on every pass.
+    pub(crate) versions: Arc<Cache<uuid::Uuid, cloacina_domain::trigger::StoredVersion>>,
+    /// `--db-max-connections`: the pool's, the reads' and the lanes' connections together.
     max_connections: u32,
 }
 
@@ -112,7 +118,7 @@ impl PgDb {
             PgConnectOptions::from_str(url.expose()).map_err(|e| ConnectError::Url(redact(&e.to_string(), url)))?;
         let timeout_ms = settings.statement_timeout.as_millis().to_string();
         options = options.application_name("cloacina").options([("statement_timeout", timeout_ms.as_str())]);
-        let (max_connections, pooled, reads) = split(settings.max_connections);
+        let Split { total: max_connections, pool: pooled, reads, lanes } = split(settings.max_connections);
         let pool = PgPoolOptions::new()
             .max_connections(pooled)
             .min_connections(0)
@@ -141,7 +147,9 @@ impl PgDb {
             work: Arc::new(tokio::sync::Notify::new()),
             triggers: Arc::new(tokio::sync::Notify::new()),
             bell: BellSlot::default(),
-            reads: Reads::new(options, reads, settings.connect_timeout, settings.max_lifetime),
+            reads: Reads::new(options.clone(), reads, settings.connect_timeout, settings.max_lifetime),
+            lanes: Lanes::new(options, lanes, settings.connect_timeout),
+            versions: Arc::new(Cache::new(4096)),
             max_connections,
         })
     }
@@ -154,14 +162,22 @@ impl PgDb {
     /// Closes every connection.
     pub async fn close(&self) {
         self.reads.close();
+        self.lanes.close_idle();
         self.pool.close().await;
     }
 
-    /// How many connections the server holds now, the pool's and the reads': (all, idle).
+    /// How many connections the server holds now, the pool's, the reads' and the lanes':
+    /// (all, idle).
     pub fn connections(&self) -> (u32, u32) {
         let (reads, reads_idle) = self.reads.connections();
+        let (lanes, lanes_idle) = self.lanes.connections();
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        (self.pool.size() + count(reads), count(self.pool.num_idle() + reads_idle))
+        (self.pool.size() + count(reads + lanes), count(self.pool.num_idle() + reads_idle + lanes_idle))
+    }
+
+    /// How many trigger passes can run at once: one a lane.
+    pub fn trigger_lanes(&self) -> usize {
+        self.lanes.count()
     }
 
     /// The most connections the server opens (`--db-max-connections`).
@@ -206,12 +222,23 @@ impl PgDb {
     }
 }
 
-/// Splits `--db-max-connections` (at least 3) into the shared pool and the tenant reads: a
-/// quarter for the reads, at least one. Returns (total, pool, reads).
-fn split(max_connections: u32) -> (u32, u32, usize) {
-    let total = max_connections.max(3);
-    let reads = (total / 4).max(1);
-    (total, total - reads, reads as usize)
+/// How `--db-max-connections` is shared out.
+#[derive(Debug, PartialEq, Eq)]
+struct Split {
+    total: u32,
+    pool: u32,
+    reads: usize,
+    lanes: usize,
+}
+
+/// Splits `--db-max-connections` (at least 4) into the shared pool, the tenant reads and the
+/// trigger lanes: a quarter each for the reads and the lanes, at least one each; the rest,
+/// at least half and at least two (a migration holds its lock on one and works on another),
+/// is the pool's.
+fn split(max_connections: u32) -> Split {
+    let total = max_connections.max(4);
+    let share = (total / 4).max(1);
+    Split { total, pool: total - 2 * share, reads: share as usize, lanes: share as usize }
 }
 
 /// Removes the URL's password from a message, should a driver ever echo it.
@@ -287,11 +314,13 @@ mod tests {
     }
 
     #[test]
-    fn a_quarter_of_the_connections_serve_tenant_reads() {
-        assert_eq!(split(16), (16, 12, 4));
-        assert_eq!(split(8), (8, 6, 2));
-        assert_eq!(split(5), (5, 4, 1));
-        assert_eq!(split(1), (3, 2, 1));
+    fn a_quarter_of_the_connections_serve_tenant_reads_and_a_quarter_trigger_passes() {
+        let s = |total, pool, reads, lanes| Split { total, pool, reads, lanes };
+        assert_eq!(split(16), s(16, 8, 4, 4));
+        assert_eq!(split(8), s(8, 4, 2, 2));
+        assert_eq!(split(5), s(5, 3, 1, 1));
+        assert_eq!(split(4), s(4, 2, 1, 1));
+        assert_eq!(split(1), s(4, 2, 1, 1));
     }
 
     #[test]

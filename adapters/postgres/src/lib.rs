@@ -13,6 +13,7 @@
 //! - [`packages`] — uploaded packages.
 //! - [`executions`] — executions and the engine's queue (`FOR UPDATE SKIP LOCKED`).
 //! - `reads` — tenant reads on connections bound to one tenant at a time.
+//! - `lanes` — the connections trigger passes run on, each serving a fixed share of tenants.
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
 //! - [`leader`] — the leader lock: an advisory lock on a connection of its own.
 //! - `locks` — every advisory lock key, each purpose its own.
@@ -23,6 +24,7 @@ pub mod db;
 pub mod executions;
 pub mod export;
 pub mod keys;
+mod lanes;
 pub mod leader;
 pub mod listen;
 mod locks;
@@ -39,6 +41,8 @@ pub mod workflows;
 
 #[cfg(test)]
 mod audit_tests;
+#[cfg(test)]
+mod lanes_tests;
 #[cfg(test)]
 mod probe;
 #[cfg(test)]

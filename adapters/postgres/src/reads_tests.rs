@@ -49,7 +49,7 @@ async fn workflows(pg: &PgDb, tenant: &TenantName) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_read_connection_serving_tenants_in_turn_shows_each_only_its_own_rows() {
     let db = cloacina_testpg::TestPg::shared().database().await;
-    // 4 connections: 3 pooled, 1 for tenant reads, so every read below shares that one.
+    // 4 connections: 2 pooled, 1 for tenant reads, 1 trigger lane, so every read below shares one.
     let pg = with_max(&db.url, 4).await;
     pg.migrate().await.unwrap();
     for t in ["acme", "globex"] {

@@ -19,8 +19,15 @@ impl CronExpr {
     /// # Errors
     /// The parser's reason, as text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let parsed: croner::Cron = text.trim().parse().map_err(|e: croner::errors::CronError| e.to_string())?;
-        Ok(Self { text: text.trim().to_owned(), parsed })
+        let text = text.trim();
+        // Every stored trigger row and manifest is read back on each scheduler pass, and the
+        // parse was half of a pass's own CPU: expressions already parsed are remembered.
+        if let Some(parsed) = parsed_before(text) {
+            return Ok(Self { text: text.to_owned(), parsed });
+        }
+        let parsed: croner::Cron = text.parse().map_err(|e: croner::errors::CronError| e.to_string())?;
+        remember(text, &parsed);
+        Ok(Self { text: text.to_owned(), parsed })
     }
 
     /// The expression as written (trimmed).
@@ -62,6 +69,24 @@ impl CronExpr {
     }
 }
 
+/// The most parsed expressions remembered; past it the memory starts afresh.
+const REMEMBERED: usize = 4096;
+
+static PARSED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, croner::Cron>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn parsed_before(text: &str) -> Option<croner::Cron> {
+    PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(text).cloned()
+}
+
+fn remember(text: &str, parsed: &croner::Cron) {
+    let mut memory = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if memory.len() >= REMEMBERED {
+        memory.clear();
+    }
+    memory.insert(text.to_owned(), parsed.clone());
+}
+
 impl PartialEq for CronExpr {
     fn eq(&self, other: &Self) -> bool {
         self.text == other.text
@@ -84,6 +109,18 @@ mod tests {
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn a_remembered_expression_schedules_as_a_fresh_parse() {
+        let first = CronExpr::parse(" 15 */3 * * 1-5 ").unwrap();
+        let again = CronExpr::parse("15 */3 * * 1-5").unwrap();
+        assert!(parsed_before("15 */3 * * 1-5").is_some());
+        let t = utc(2026, 1, 2, 7, 0, 0);
+        assert_eq!(first.upcoming(t, chrono_tz::UTC, 4), again.upcoming(t, chrono_tz::UTC, 4));
+        assert_eq!(again.as_str(), "15 */3 * * 1-5");
+        assert!(CronExpr::parse("61 * * * *").is_err());
+        assert!(parsed_before("61 * * * *").is_none());
     }
 
     #[test]

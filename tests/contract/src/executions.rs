@@ -20,11 +20,11 @@ use crate::noted;
 
 pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
-pub(crate) fn t0() -> DateTime<Utc> {
+pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
 }
 
-pub(crate) fn secs(n: i64) -> chrono::Duration {
+pub fn secs(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n)
 }
 

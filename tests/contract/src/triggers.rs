@@ -14,7 +14,7 @@ use crate::executions::{get, secs, statuses, t0};
 use crate::noted;
 
 /// A package `name` `version` whose workflow `wf` has one task and these trigger tables.
-pub(crate) fn package(name: &str, version: &str, triggers: &[&str]) -> NewPackage {
+pub fn package(name: &str, version: &str, triggers: &[&str]) -> NewPackage {
     let mut text = format!(
         "[package]\nname = \"{name}\"\nversion = \"{version}\"\n[[workflow]]\nname = \"wf-{name}\"\n\
          [[workflow.task]]\nid = \"a\"\ncommand = [\"true\"]\n"

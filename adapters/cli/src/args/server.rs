@@ -242,8 +242,9 @@ fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "PostgreSQL")]
 pub struct DbArgs {
-    /// Most connections held, whatever the number of tenants (a quarter serve tenant listings)
-    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(3..=10_000))]
+    /// Most connections held, whatever the number of tenants (a quarter serve tenant listings,
+    /// a quarter trigger passes)
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(4..=10_000))]
     pub db_max_connections: u32,
     /// Seconds a statement may run before PostgreSQL cancels it (0: no limit)
     #[arg(long, default_value_t = 30, value_name = "SECS")]

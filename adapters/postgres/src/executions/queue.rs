@@ -76,6 +76,54 @@ pub(super) fn time_literal(at: DateTime<Utc>) -> String {
     format!("'{}'::timestamptz", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
+/// [`settle_sql`] of `table`, [`wake_sql`] of the engine and the events bell as one prepared
+/// statement with parameters, for connections that keep their plans (the trigger lanes): on
+/// a pooled connection the literal forms are planned afresh each time anyway. Settles the
+/// tenant's row read at sequence `seq` to `due`, wakes the engine at `wake` if given, rings
+/// the events bell if `ring`. Must run as the login role, last.
+pub(crate) async fn settle_prepared(
+    tx: &mut PgConnection,
+    table: DueTable,
+    tenant: &TenantName,
+    seq: Option<i64>,
+    due: Option<DateTime<Utc>>,
+    wake: Option<DateTime<Utc>>,
+    ring: bool,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "WITH settled AS (
+             UPDATE {t} SET due_at = $3 WHERE tenant = $1 AND seq = $2 AND $3::timestamptz IS NOT NULL RETURNING 1),
+         cleared AS (
+             DELETE FROM {t} WHERE tenant = $1 AND seq = $2 AND $3::timestamptz IS NULL RETURNING 1),
+         raised AS (
+             INSERT INTO {t} AS d (tenant, due_at) SELECT $1, $3 WHERE $2::bigint IS NULL AND $3::timestamptz IS NOT NULL
+             ON CONFLICT (tenant) DO UPDATE SET due_at = least(d.due_at, excluded.due_at), seq = d.seq + 1
+             RETURNING 1),
+         woken AS (
+             INSERT INTO {work} AS d (tenant, due_at) SELECT $1, $4 WHERE $4::timestamptz IS NOT NULL
+             ON CONFLICT (tenant) DO UPDATE SET due_at = least(d.due_at, excluded.due_at), seq = d.seq + 1
+             RETURNING 1)
+         SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM cleared), (SELECT count(*) FROM raised),
+                (SELECT count(*) FROM woken),
+                (SELECT count(*) FROM (SELECT pg_notify({work_channel}, $1) WHERE $4::timestamptz IS NOT NULL) n),
+                (SELECT count(*) FROM (SELECT pg_notify({bell}, $1) WHERE $5) b)",
+        t = table.table(),
+        work = DueTable::Work.table(),
+        work_channel = literal(DueTable::Work.channel()),
+        bell = literal(crate::listen::EVENTS_CHANNEL),
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(tenant.as_str())
+        .bind(seq)
+        .bind(due)
+        .bind(wake)
+        .bind(ring)
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+    Ok(())
+}
+
 impl PgDb {
     /// Begins a tenant transaction that first reads the tenant's `tenant_work` sequence (as
     /// the login role). `None` if there is no such tenant.

@@ -24,6 +24,7 @@ use crate::db::translate;
 use crate::executions::queue::{DueTable, wake_in};
 
 mod pass;
+mod statements;
 
 /// The channel a change to a tenant's triggers is announced on.
 pub const TRIGGER_CHANNEL: &str = "cloacina_triggers";

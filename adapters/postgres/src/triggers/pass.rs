@@ -1,28 +1,40 @@
-//! One scheduler pass over a tenant's due triggers on PostgreSQL, in one transaction and a
-//! fixed number of statements however many triggers are due: lock the due rows `FOR UPDATE
-//! SKIP LOCKED`, read their workflows with the package versions locked `FOR SHARE`, count
-//! each trigger's unfinished executions, let the domain decide ([`TriggerRecord::tick`],
-//! [`scheduled_executions`]), then store every fired execution at once and write the
-//! triggers back in one `UPDATE`.
-
-use std::collections::HashMap;
+//! One scheduler pass over a tenant's due triggers on PostgreSQL: one transaction on the
+//! tenant's lane (`crate::lanes`) and the same six round trips however many triggers are
+//! due. It enters the tenant (reading its `trigger_due` sequence as the login role first),
+//! reads the due rows locked `FOR UPDATE SKIP LOCKED` with their workflows, their versions in
+//! force (locked `FOR SHARE`) and their unfinished executions in one statement, lets the domain
+//! decide ([`TriggerRecord::tick`], [`scheduled_executions`]), then stores every fired
+//! execution and writes the triggers back in another ([`statements`]), which ends the
+//! tenant's role, and settles the tenant's due time as the login role.
+//!
+//! Every statement names the tenant's schema: a lane's `search_path` is empty, so the plans
+//! of a tenant's statements survive from one pass to the next.
 
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
-use cloacina_domain::execution::{Command, ExecutionId};
+use cloacina_domain::execution::{Command, ExecutionId, NewExecution, TaskStatus};
 use cloacina_domain::ports::{FirePass, StartedFire, StoreError};
-use cloacina_domain::trigger::{Fire, StoredVersion, TriggerRecord, scheduled_executions};
-use sqlx::{AssertSqlSafe, PgConnection};
+use cloacina_domain::trigger::{StoredVersion, TriggerRecord, scheduled_executions};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use uuid::Uuid;
 
-use super::{COLUMNS, n, trigger};
+use super::statements::{self, Written};
+use super::trigger;
 use crate::PgDb;
-use crate::db::translate;
+use crate::db::{TenantPlace, ident, translate};
 use crate::executions::changes::transition;
-use crate::executions::create::create_fired;
-use crate::executions::queue::{DueTable, settle_sql, wake_sql};
-use crate::listen::EVENTS_CHANNEL;
-use crate::tenant_scope::literal;
+use crate::executions::queue::{DueTable, settle_prepared};
+use crate::lanes::LaneError;
+
+/// What the pass's read gives for one due trigger: the trigger, its workflow's state and
+/// version in force (absent if the workflow or that version is gone), and its unfinished
+/// executions.
+struct Due {
+    trigger: TriggerRecord,
+    in_force: Option<InForce>,
+    unfinished: Vec<Uuid>,
+}
 
 /// A workflow as a pass needs it: paused, and the version in force.
 struct InForce {
@@ -36,84 +48,120 @@ pub(super) async fn fire_due(
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Option<FirePass>, StoreError> {
+    let Some(place) = db.place(tenant).await? else { return Ok(None) };
+    let mut lane = db.lanes.acquire(tenant).await.map_err(|e| match e {
+        LaneError::Connect(e) => translate(e),
+        LaneError::Busy => {
+            StoreError::Unavailable("no connection for a trigger pass within the connect timeout".into())
+        }
+    })?;
+    let mut tx = lane.conn().begin().await.map_err(translate)?;
     // The sequence first, before the pass's own reads: a change after this bumps it, and the
-    // pass's due time then yields to the change's. Read with the entering, in one round trip.
-    let seq_of = format!("SELECT seq FROM public.trigger_due WHERE tenant = {}", literal(tenant.as_str()));
-    let Some((mut tx, seq)) = db.begin_tenant_reading(tenant, &seq_of).await? else { return Ok(None) };
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM triggers WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-    )))
-    .bind(now)
-    .bind(n(limit as u64))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(translate)?;
-    let due = rows.iter().map(trigger).collect::<Result<Vec<_>, _>>().map_err(translate)?;
+    // pass's due time then yields to the change's. Read as the login role in the statement
+    // that enters the tenant: its rights are checked as it starts, the role changes as it runs.
+    let entered: Result<(Option<i64>, String), _> =
+        sqlx::query_as("SELECT (SELECT seq FROM public.trigger_due WHERE tenant = $1), set_config('role', $2, true)")
+            .bind(tenant.as_str())
+            .bind(&place.role)
+            .fetch_one(&mut *tx)
+            .await;
+    let seq = match entered {
+        Ok((seq, _)) => seq,
+        // The tenant's role is gone: so is the tenant (the lane's connection is closed).
+        Err(e) => return db.forget_if_gone(tenant, e).map(|()| None),
+    };
+    let schema = ident(&place.schema);
+    let rows = sqlx::query(AssertSqlSafe(statements::read(&schema)))
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(translate)?;
+    let due = read_due(db, &rows)?;
     let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
     // The tenant's least due time after the pass. Rows another pass holds are due no later
     // than they were: the least of all stays right whoever commits last.
     let (readied, next) = if due.is_empty() {
-        let next = sqlx::query_scalar("SELECT min(due_at) FROM triggers").fetch_one(&mut *tx).await;
-        (false, next.map_err(translate)?)
+        // The tenant's role ends with this statement, as with the write's.
+        let sql = format!("SELECT min(due_at), set_config('role', 'none', true) FROM {schema}.triggers");
+        let next: Result<(Option<DateTime<Utc>>, String), _> =
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_one(&mut *tx).await;
+        (false, next.map_err(translate)?.0)
     } else {
-        decide(&mut tx, due, now, &mut out).await?
+        decide(&mut tx, &place, &schema, due, now, &mut out).await?
     };
-    // Both as the login role, last, in one round trip: the engine's wake-up, then the
-    // tenant's next trigger time (unless a change came since `seq` was read).
-    let wake = if readied { wake_sql(DueTable::Work, tenant, now) } else { String::new() };
-    let settle = settle_sql(DueTable::Triggers, tenant, seq, next).unwrap_or_default();
-    let ring = if out.started.is_empty() && out.cancelled == 0 {
-        String::new()
-    } else {
-        format!("SELECT pg_notify({}, {});", literal(EVENTS_CHANNEL), literal(tenant.as_str()))
-    };
-    if !(wake.is_empty() && settle.is_empty() && ring.is_empty()) {
-        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL ROLE NONE; {wake} {settle} {ring}")))
-            .execute(&mut *tx)
-            .await
-            .map_err(translate)?;
+    // As the login role (the last statement set it back), in one round trip: the engine's
+    // wake-up, the tenant's next trigger time (unless a change came since `seq` was read),
+    // and the bell.
+    let wake = readied.then_some(now);
+    let ring = !out.started.is_empty() || out.cancelled > 0;
+    if wake.is_some() || ring || seq.is_some() || next.is_some() {
+        settle_prepared(&mut tx, DueTable::Triggers, tenant, seq, next, wake, ring).await?;
     }
     tx.commit().await.map_err(translate)?;
+    lane.keep();
     Ok(Some(out))
+}
+
+/// The read's rows: the trigger's columns, then the workflow's `paused`, its package and
+/// version, the version's id and manifest, and the trigger's unfinished executions. A
+/// version's manifest is parsed once: versions never change, and the server remembers them.
+fn read_due(db: &PgDb, rows: &[PgRow]) -> Result<Vec<Due>, StoreError> {
+    let mut due = Vec::with_capacity(rows.len());
+    for row in rows {
+        let t = trigger(row).map_err(translate)?;
+        let at = statements::TRIGGER_COLUMNS;
+        let get = |e: sqlx::Error| translate(e);
+        let paused: Option<bool> = row.try_get(at).map_err(get)?;
+        let package: Option<String> = row.try_get(at + 1).map_err(get)?;
+        let version: Option<String> = row.try_get(at + 2).map_err(get)?;
+        let package_id: Option<Uuid> = row.try_get(at + 3).map_err(get)?;
+        let manifest: Option<String> = row.try_get(at + 4).map_err(get)?;
+        let unfinished: Vec<Uuid> = row.try_get(at + 5).map_err(get)?;
+        let in_force = match (paused, package, version, package_id, manifest) {
+            (Some(paused), Some(package), Some(version), Some(id), Some(manifest)) => {
+                let version = match db.versions.get(&id) {
+                    Some(v) => v,
+                    None => {
+                        let v =
+                            StoredVersion::read(&package, id, &version, &manifest).map_err(StoreError::Unexpected)?;
+                        db.versions.insert(id, v.clone());
+                        v
+                    }
+                };
+                Some(InForce { paused, version })
+            }
+            _ => None,
+        };
+        due.push(Due { trigger: t, in_force, unfinished });
+    }
+    Ok(due)
 }
 
 /// Decides and applies the locked due triggers; returns whether tasks were readied, and the
 /// tenant's least due time after the write-back (`None`: no trigger is due ever).
 async fn decide(
     tx: &mut PgConnection,
-    due: Vec<TriggerRecord>,
+    place: &TenantPlace,
+    schema: &str,
+    due: Vec<Due>,
     now: DateTime<Utc>,
     out: &mut FirePass,
 ) -> Result<(bool, Option<DateTime<Utc>>), StoreError> {
-    let workflows = in_force(tx, &due).await?;
-    let names: Vec<&str> = due.iter().map(TriggerRecord::name).collect();
-    let unfinished: HashMap<String, Vec<Uuid>> = sqlx::query_as::<_, (String, Vec<Uuid>)>(
-        "SELECT trigger, array_agg(id) FROM executions
-         WHERE trigger = ANY($1) AND status IN ('pending', 'running') GROUP BY trigger",
-    )
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(translate)?
-    .into_iter()
-    .collect();
-
     let mut writes = Vec::with_capacity(due.len());
-    let mut news = Vec::new();
-    let mut fired: Vec<(usize, Fire)> = Vec::new();
-    for t in &due {
-        let Some(w) = workflows.get(&t.workflow) else {
+    let mut news: Vec<NewExecution> = Vec::new();
+    let mut fired = Vec::new();
+    let mut cancel: Vec<Uuid> = Vec::new();
+    for d in &due {
+        let t = &d.trigger;
+        let Some(w) = &d.in_force else {
             tracing::warn!(trigger = t.name(), workflow = %t.workflow, "a due trigger's workflow is gone; it stops");
             writes.push(t.without_workflow(now));
             continue;
         };
-        let running = unfinished.get(t.name()).map_or(&[][..], Vec::as_slice);
-        let plan = t.tick(now, w.paused, running.len() as u64);
+        let plan = t.tick(now, w.paused, d.unfinished.len() as u64);
         if plan.cancel_unfinished {
-            for id in running {
-                transition(tx, ExecutionId::from_uuid(*id), now, Command::Cancel).await?;
-                out.cancelled += 1;
-            }
+            cancel.extend(&d.unfinished);
         }
         let built = scheduled_executions(t, &plan.start, &w.version, now).map_err(StoreError::Unexpected)?;
         fired.extend(plan.start.iter().map(|f| (writes.len(), *f)));
@@ -121,85 +169,36 @@ async fn decide(
         out.counts = out.counts.plus(&plan.counts);
         writes.push(plan.trigger);
     }
-    let (stored, readied) = create_fired(tx, &news).await?;
-    let stored: std::collections::HashSet<ExecutionId> = stored.into_iter().collect();
+    if !cancel.is_empty() {
+        cancel_unfinished(tx, place, &cancel, now).await?;
+        out.cancelled += cancel.len() as u64;
+    }
+    let Written { stored, next } = statements::write(tx, schema, &news, &writes, now).await?;
+    let mut readied = false;
     for ((at, fire), new) in fired.iter().zip(&news) {
-        if stored.contains(&new.id) {
+        if stored.contains(&new.id.as_uuid()) {
+            readied |= new.plan.start().status.contains(&TaskStatus::Ready);
             out.started.push(StartedFire::new(&writes[*at], new.id, fire, now));
         }
     }
-    let next = write_back(tx, &writes).await?;
     Ok((readied, next))
 }
 
-/// The due triggers' workflows that exist, with their versions in force (locked against a
-/// concurrent delete until the pass commits), each version read once.
-async fn in_force(tx: &mut PgConnection, due: &[TriggerRecord]) -> Result<HashMap<String, InForce>, StoreError> {
-    let mut names: Vec<&str> = due.iter().map(|t| t.workflow.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let rows: Vec<(String, bool, String, String, Uuid, String)> = sqlx::query_as(
-        "SELECT w.name, w.paused, w.package_name, w.version, p.id, p.manifest
-         FROM workflows w JOIN packages p ON p.name = w.package_name AND p.version = w.version
-         WHERE w.name = ANY($1) FOR SHARE OF p",
-    )
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(translate)?;
-    let mut versions: HashMap<(String, String), StoredVersion> = HashMap::new();
-    let mut found = HashMap::with_capacity(rows.len());
-    for (name, paused, package, version, package_id, manifest) in rows {
-        let key = (package, version);
-        let stored = match versions.get(&key) {
-            Some(v) => v.clone(),
-            None => {
-                let v = StoredVersion::read(&key.0, package_id, &key.1, &manifest).map_err(StoreError::Unexpected)?;
-                versions.insert(key, v.clone());
-                v
-            }
-        };
-        found.insert(name, InForce { paused, version: stored });
+/// Cancels executions of overlap `cancel_other` triggers through the engine's transition,
+/// whose statements name no schema: they run with `search_path` set to the tenant's for the
+/// moment, and the lane's empty one back after them (a rare path, so its plans may be made
+/// afresh).
+async fn cancel_unfinished(
+    tx: &mut PgConnection,
+    place: &TenantPlace,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let path = |p: String| sqlx::query("SELECT set_config('search_path', $1, true)").bind(p);
+    path(ident(&place.schema)).execute(&mut *tx).await.map_err(translate)?;
+    for id in ids {
+        transition(tx, ExecutionId::from_uuid(*id), now, Command::Cancel).await?;
     }
-    Ok(found)
-}
-
-/// Writes back what a pass changes of each trigger, in one statement that also gives the
-/// tenant's least due time after it (the rows it did not write, as they are; those it wrote, as
-/// written).
-async fn write_back(tx: &mut PgConnection, writes: &[TriggerRecord]) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let names: Vec<&str> = writes.iter().map(TriggerRecord::name).collect();
-    let times = |f: fn(&TriggerRecord) -> Option<DateTime<Utc>>| writes.iter().map(f).collect::<Vec<_>>();
-    let counts = |f: fn(&TriggerRecord) -> u64| writes.iter().map(|t| n(f(t))).collect::<Vec<i64>>();
-    let updated: Vec<DateTime<Utc>> = writes.iter().map(|t| t.updated_at).collect();
-    sqlx::query_scalar(
-        "WITH written AS (
-             UPDATE triggers t SET next_fire_at = x.next_fire_at, last_fire_at = x.last_fire_at,
-                 buffered_at = x.buffered_at, due_at = x.due_at, fired = x.fired, caught_up = x.caught_up,
-                 skipped_overlap = x.skipped_overlap, skipped_paused = x.skipped_paused,
-                 skipped_catchup = x.skipped_catchup, missed = x.missed, updated_at = x.updated_at
-             FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
-                         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-                         $12::timestamptz[])
-                  AS x(name, next_fire_at, last_fire_at, buffered_at, due_at, fired, caught_up, skipped_overlap,
-                       skipped_paused, skipped_catchup, missed, updated_at)
-             WHERE t.name = x.name
-             RETURNING t.due_at)
-         SELECT least((SELECT min(due_at) FROM triggers WHERE name <> ALL($1)), (SELECT min(due_at) FROM written))",
-    )
-    .bind(&names)
-    .bind(times(|t| t.next_fire_at))
-    .bind(times(|t| t.last_fire_at))
-    .bind(times(|t| t.buffered_at))
-    .bind(times(TriggerRecord::due_at))
-    .bind(counts(|t| t.counts.fired))
-    .bind(counts(|t| t.counts.caught_up))
-    .bind(counts(|t| t.counts.skipped_overlap))
-    .bind(counts(|t| t.counts.skipped_paused))
-    .bind(counts(|t| t.counts.skipped_catchup))
-    .bind(counts(|t| t.counts.missed))
-    .bind(&updated)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(translate)
+    path(String::new()).execute(&mut *tx).await.map_err(translate)?;
+    Ok(())
 }

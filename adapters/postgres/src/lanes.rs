@@ -1,0 +1,192 @@
+//! The connections trigger passes run on ("lanes"), each serving a fixed share of the tenants.
+//!
+//! On a pooled connection a pass enters the tenant by setting `search_path` for its
+//! transaction, and PostgreSQL throws away every cached plan planned under another
+//! `search_path`: each of a pass's statements was parsed and planned again every minute, a
+//! third of the database's work in a burst of fires (docs/benchmarks.md, B11). A lane's session
+//! keeps one empty `search_path` and generic plans instead, and a pass's statements name the
+//! tenant's schema, so each statement of a tenant is planned once per lane and its plan serves
+//! every later pass. A tenant always goes to the same lane (by a hash of its name): each lane's
+//! backend caches the statements, catalog entries and relation files of its share of the
+//! tenants only.
+//!
+//! The role is still set per transaction (`set_config('role', …, true)`), which leaves plans
+//! alone. A pass that fails or is cancelled midway closes its lane's connection instead of
+//! returning it; the next pass on that lane connects afresh. A lane idle for
+//! [`IDLE_CLOSE`] is closed. Lanes are part of `--db-max-connections` (docs/postgres.md).
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use cloacina_domain::TenantName;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// A lane idle longer than this is checked before use (as the shared pool does).
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+/// A lane idle longer than this is closed: past two minutes, no minutely schedule uses it.
+const IDLE_CLOSE: Duration = Duration::from_secs(150);
+/// Prepared statements a lane keeps: a pass uses five per tenant, so this holds the plans of
+/// about 800 tenants a lane; past that the least recently used are closed and planned again.
+const STATEMENTS: usize = 4096;
+
+/// A lane's open connection.
+struct Open {
+    conn: PgConnection,
+    since: Instant,
+}
+
+/// The trigger-pass connections of one server.
+pub(crate) struct Lanes {
+    options: PgConnectOptions,
+    lanes: Box<[Mutex<Option<Open>>]>,
+    connect_timeout: Duration,
+}
+
+/// Why a lane could not be had.
+#[derive(Debug)]
+pub(crate) enum LaneError {
+    /// Connecting failed.
+    Connect(sqlx::Error),
+    /// No connection within the connect timeout.
+    Busy,
+}
+
+impl Lanes {
+    pub(crate) fn new(options: PgConnectOptions, count: usize, connect_timeout: Duration) -> Arc<Self> {
+        let options = options.statement_cache_capacity(STATEMENTS).options([("plan_cache_mode", "force_generic_plan")]);
+        let lanes =
+            Arc::new(Self { options, lanes: (0..count.max(1)).map(|_| Mutex::new(None)).collect(), connect_timeout });
+        sweep_idle(Arc::downgrade(&lanes));
+        lanes
+    }
+
+    /// How many lanes there are.
+    pub(crate) fn count(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// (open, idle) connections; a lane in use counts as open.
+    pub(crate) fn connections(&self) -> (usize, usize) {
+        let (mut open, mut idle) = (0, 0);
+        for lane in &*self.lanes {
+            match lane.try_lock() {
+                Ok(slot) if slot.is_some() => {
+                    open += 1;
+                    idle += 1;
+                }
+                Ok(_) => {}
+                Err(_) => open += 1,
+            }
+        }
+        (open, idle)
+    }
+
+    /// Closes the idle lanes (the server is stopping, or the database restarted).
+    pub(crate) fn close_idle(&self) {
+        for lane in &*self.lanes {
+            if let Ok(mut slot) = lane.try_lock() {
+                slot.take();
+            }
+        }
+    }
+
+    /// The tenant's lane, connected, with its session's `search_path` empty. Waits while
+    /// another pass of the same lane runs.
+    pub(crate) async fn acquire(&self, tenant: &TenantName) -> Result<Lane<'_>, LaneError> {
+        let slot = &self.lanes[lane_of(tenant, self.lanes.len())];
+        let mut slot = tokio::time::timeout(self.connect_timeout, slot.lock()).await.map_err(|_| LaneError::Busy)?;
+        let kept = match slot.take() {
+            Some(open) if open.since.elapsed() < IDLE_CLOSE => {
+                let mut conn = open.conn;
+                // One that idled may have died with a database restart: connect afresh.
+                if open.since.elapsed() <= IDLE_BEFORE_PING || conn.ping().await.is_ok() { Some(conn) } else { None }
+            }
+            _ => None,
+        };
+        let conn = match kept {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        Ok(Lane { slot, conn: Some(conn) })
+    }
+
+    async fn connect(&self) -> Result<PgConnection, LaneError> {
+        let mut conn = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options))
+            .await
+            .map_err(|_| LaneError::Busy)?
+            .map_err(LaneError::Connect)?;
+        // No schema at all, as pg_dump sets it: a table name that is not qualified fails
+        // instead of reaching `public`.
+        sqlx::query("SELECT set_config('search_path', '', false)")
+            .execute(&mut conn)
+            .await
+            .map_err(LaneError::Connect)?;
+        Ok(conn)
+    }
+}
+
+/// Which lane serves a tenant: the same one for as long as the server runs.
+fn lane_of(tenant: &TenantName, lanes: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    tenant.as_str().hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+/// A lane held by one pass. Unless [`Lane::keep`] returns it, its connection is closed when
+/// dropped: after an error or a cancellation its state is unknown.
+pub(crate) struct Lane<'a> {
+    slot: MutexGuard<'a, Option<Open>>,
+    conn: Option<PgConnection>,
+}
+
+impl Lane<'_> {
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a lane holds its connection until it is kept or dropped")
+    }
+
+    /// The pass went well: the connection stays open for the lane's next pass.
+    pub(crate) fn keep(mut self) {
+        *self.slot = self.conn.take().map(|conn| Open { conn, since: Instant::now() });
+    }
+}
+
+/// Closes lanes idle past [`IDLE_CLOSE`], until the lanes are gone.
+fn sweep_idle(lanes: Weak<Lanes>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(IDLE_CLOSE / 2);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(lanes) = lanes.upgrade() else { return };
+            for lane in &*lanes.lanes {
+                let Ok(mut slot) = lane.try_lock() else { continue };
+                if slot.as_ref().is_some_and(|open| open.since.elapsed() >= IDLE_CLOSE)
+                    && let Some(open) = slot.take()
+                {
+                    let _ = open.conn.close().await;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_always_goes_to_the_same_lane_and_tenants_spread_over_all() {
+        let names: Vec<TenantName> = (0..400).map(|i| TenantName::parse(&format!("t{i:04}")).unwrap()).collect();
+        let mut per_lane = [0usize; 4];
+        for n in &names {
+            let lane = lane_of(n, 4);
+            assert_eq!(lane, lane_of(n, 4));
+            per_lane[lane] += 1;
+        }
+        assert!(per_lane.iter().all(|&c| c > 50), "{per_lane:?}");
+    }
+}
