@@ -408,7 +408,7 @@ async fn wire_contract(
     let (mut routes, mut fields) = (0, 0);
     for r in rows(tenant, multi_tenant, &execution, "0.1.0", &key_id) {
         let (status, body) = server.call(r.method.clone(), &r.path, Some(&god), r.body.clone()).await;
-        assert_eq!(status, r.status, "{} {}: {body}", r.method, r.path);
+        assert_eq!(status, r.status, "{} {}: {body}\n{}", r.method, r.path, server.stderr());
         for (field, kind) in &r.fields {
             for (i, v) in at(&body, field).into_iter().enumerate() {
                 assert!(holds(v, *kind), "{} {}: {field}[{i}] should be {kind:?}, is {v:?}: {body}", r.method, r.path);

@@ -14,7 +14,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::PgDb;
-use crate::db::translate;
+use crate::db::{TenantPlace, translate};
 use crate::tenant_scope::enter_tenant;
 
 const COLUMNS: &str =
@@ -67,18 +67,30 @@ pub(crate) async fn append(tx: &mut PgConnection, entry: &AuditEntry) -> Result<
 }
 
 impl PgDb {
-    /// Appends `entry` to its tenant's chain from a transaction running as the login role
-    /// (a key of the tenant made or revoked in `api_keys`): enters the tenant for the rest of
-    /// the transaction. Must come last.
-    pub(crate) async fn append_to_tenant(&self, tx: &mut PgConnection, entry: &AuditEntry) -> Result<(), StoreError> {
-        let Some(tenant) = &entry.tenant else { return append(tx, entry).await };
+    /// The tenant whose chain `entry` goes to, looked up before the transaction that appends
+    /// it begins: a lookup from inside would want a second pool connection while holding one.
+    pub(crate) async fn audit_place(&self, entry: &AuditEntry) -> Result<Option<TenantPlace>, StoreError> {
+        let Some(tenant) = &entry.tenant else { return Ok(None) };
         let place = self
             .place(tenant)
             .await?
             .ok_or_else(|| StoreError::Unexpected(format!("tenant '{tenant}' is gone: its audit chain with it")))?;
-        enter_tenant(tx, &place.schema, &place.role).await.map_err(translate)?;
-        append(tx, entry).await
+        Ok(Some(place))
     }
+}
+
+/// Appends `entry` to the chain of `place` (from [`PgDb::audit_place`]) from a transaction
+/// running as the login role (a key of the tenant made or revoked in `api_keys`): enters the
+/// tenant for the rest of the transaction. Must come last.
+pub(crate) async fn append_to_tenant(
+    tx: &mut PgConnection,
+    place: Option<&TenantPlace>,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    if let Some(place) = place {
+        enter_tenant(tx, &place.schema, &place.role).await.map_err(translate)?;
+    }
+    append(tx, entry).await
 }
 
 fn record(r: &PgRow, tenant: Option<&TenantName>) -> Result<AuditRecord, sqlx::Error> {

@@ -105,9 +105,10 @@ async fn find_row(conn: &mut PgConnection, id: ApiKeyId, lock: bool) -> Result<O
 #[async_trait]
 impl KeyStore for PgDb {
     async fn insert(&self, key: &NewKey, audit: &AuditEntry) -> Result<(), StoreError> {
+        let place = self.audit_place(audit).await?;
         let mut tx = self.pool.begin().await.map_err(translate)?;
         insert_row(&mut tx, key).await.map_err(translate)?;
-        self.append_to_tenant(&mut tx, audit).await?;
+        crate::audit::append_to_tenant(&mut tx, place.as_ref(), audit).await?;
         tx.commit().await.map_err(translate)
     }
 
@@ -186,6 +187,7 @@ impl KeyStore for PgDb {
     }
 
     async fn revoke(&self, id: ApiKeyId, at: DateTime<Utc>, audit: &AuditEntry) -> Result<RevokeOutcome, StoreError> {
+        let place = self.audit_place(audit).await?;
         let mut tx = self.pool.begin().await.map_err(translate)?;
         let Some(record) = find_row(&mut tx, id, true).await.map_err(translate)? else {
             return Ok(RevokeOutcome::NotFound);
@@ -211,7 +213,7 @@ impl KeyStore for PgDb {
             .await
             .map_err(translate)?;
         notify(&mut tx, &Topic::Key(id)).await.map_err(translate)?;
-        self.append_to_tenant(&mut tx, audit).await?;
+        crate::audit::append_to_tenant(&mut tx, place.as_ref(), audit).await?;
         tx.commit().await.map_err(translate)?;
         Ok(RevokeOutcome::Revoked(record))
     }

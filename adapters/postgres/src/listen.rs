@@ -14,7 +14,7 @@ use std::time::Duration;
 use cloacina_domain::ports::{Invalidation, StoreError};
 use cloacina_domain::{ApiKeyId, TenantName};
 use sqlx::PgConnection;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::watch;
 
 use crate::PgDb;
@@ -128,7 +128,18 @@ impl PgDb {
     }
 
     async fn listener(&self) -> Result<PgListener, sqlx::Error> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        // A connection of its own, outside the pool ("plus one for notifications" in
+        // docs/postgres.md): held for the server's life, a pool slot would leave every
+        // request one connection fewer, and a small pool none to spare.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .connect_with((*self.pool.connect_options()).clone().application_name("cloacina-listen"))
+            .await?;
+        let mut listener = PgListener::connect_with(&own).await?;
         // A dropped connection surfaces from try_recv (Ok(None)); we reconnect ourselves so
         // we know when listening resumed.
         listener.ignore_pool_close_event(false);

@@ -200,3 +200,32 @@ async fn concurrent_creates_of_one_name_make_one_tenant_and_of_many_names_make_t
     }
     assert_eq!(pg.list_tenants().await.unwrap().len(), 10, "public, acme and eight more");
 }
+
+/// The smallest pool (`--db-max-connections 4`: two pooled) serves a request while another
+/// holds a pooled connection: the notification listener sits outside the pool, and making a
+/// tenant's key never wants a second connection while its transaction holds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smallest_pool_makes_a_tenant_key_while_one_connection_is_taken() {
+    use cloacina_domain::ports::KeyStore;
+    use cloacina_domain::{ApiKeyId, Authority, KeyDigest, KeyName, NewKey, Role, StoredSecret};
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let settings =
+        PgSettings { max_connections: 4, connect_timeout: std::time::Duration::from_secs(2), ..PgSettings::default() };
+    let pg = PgDb::connect(&Secret::new(db.url), &settings).await.unwrap();
+    pg.migrate().await.unwrap();
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let listening = pg.listen(std::sync::Arc::new(|_| {}), stop).await.unwrap();
+    pg.forget_tenants();
+    let _taken = pg.pool.acquire().await.unwrap();
+    let key = NewKey {
+        id: ApiKeyId::from_uuid(uuid::Uuid::from_bytes([7; 16])),
+        name: KeyName::parse("small-pool").unwrap(),
+        authority: Authority::Tenant { tenant: TenantName::public(), role: Role::Read },
+        secret: StoredSecret::Sha256(KeyDigest::from_bytes([7; 32])),
+        created_at: Utc::now(),
+        created_by: None,
+        expires_at: None,
+    };
+    pg.insert(&key, &noted()).await.expect("one free pooled connection is enough for a tenant's key");
+    listening.abort();
+}
