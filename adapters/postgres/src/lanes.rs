@@ -1,4 +1,5 @@
-//! The connections trigger passes run on ("lanes"), each serving a fixed share of the tenants.
+//! The connections periodic per-tenant work runs on ("lanes": the trigger scheduler's passes
+//! and the executions census), each serving a fixed share of the tenants.
 //!
 //! On a pooled connection a pass enters the tenant by setting `search_path` for its
 //! transaction, and PostgreSQL throws away every cached plan planned under another
@@ -52,6 +53,18 @@ pub(crate) enum LaneError {
     Connect(sqlx::Error),
     /// No connection within the connect timeout.
     Busy,
+}
+
+impl LaneError {
+    /// As the ports report it.
+    pub(crate) fn into_store(self) -> cloacina_domain::ports::StoreError {
+        match self {
+            Self::Connect(e) => crate::db::translate(e),
+            Self::Busy => {
+                cloacina_domain::ports::StoreError::Unavailable("no lane connection within the connect timeout".into())
+            }
+        }
+    }
 }
 
 impl Lanes {

@@ -13,13 +13,15 @@
 //! - [`packages`] — uploaded packages.
 //! - [`executions`] — executions and the engine's queue (`FOR UPDATE SKIP LOCKED`).
 //! - `reads` — tenant reads on connections bound to one tenant at a time.
-//! - `lanes` — the connections trigger passes run on, each serving a fixed share of tenants.
+//! - `lanes` — the connections trigger passes and the census run on, each serving a fixed share of tenants.
+//! - `census` — the executions census behind the metrics gauges, on the lanes.
 //! - [`tenants`] — the registry, tenant schemas and roles, tenant transactions, `/ready`.
 //! - [`leader`] — the leader lock: an advisory lock on a connection of its own.
 //! - `locks` — every advisory lock key, each purpose its own.
 //! - [`listen`] — cache invalidation across replicas with `LISTEN`/`NOTIFY`.
 
 pub mod audit;
+mod census;
 pub mod db;
 pub mod executions;
 pub mod export;

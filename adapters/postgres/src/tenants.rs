@@ -362,29 +362,3 @@ impl DatabaseHealth for PgDb {
         Ok(())
     }
 }
-
-/// One tenant's executions by status and its queue, in one statement on its bound connection.
-const CENSUS: &str = "SELECT 'e'::text, status, count(*) FROM executions GROUP BY status
-     UNION ALL SELECT 't'::text, status, count(*) FROM execution_tasks WHERE status IN ('ready', 'running') GROUP BY status";
-
-#[async_trait]
-impl cloacina_domain::ports::CensusStore for PgDb {
-    /// One read per tenant on the connections bound to tenants (docs/postgres.md): run when
-    /// metrics are scraped, never on its own.
-    async fn census(&self) -> Result<Vec<cloacina_domain::ports::TenantCensus>, StoreError> {
-        let mut all = Vec::new();
-        for t in self.list_tenants().await? {
-            let Some(rows) = self.tenant_read(&t.name, CENSUS).await? else { continue };
-            let mut c = cloacina_domain::ports::TenantCensus { tenant: t.name.to_string(), ..Default::default() };
-            for row in rows {
-                let kind: String = row.try_get(0).map_err(translate)?;
-                let status: String = row.try_get(1).map_err(translate)?;
-                let n: i64 = row.try_get(2).map_err(translate)?;
-                let list = if kind == "e" { &mut c.executions } else { &mut c.tasks };
-                list.push((status, n.unsigned_abs()));
-            }
-            all.push(c);
-        }
-        Ok(all)
-    }
-}
