@@ -119,7 +119,12 @@ async fn run(options: Options, args: Vec<String>) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let command = format!("cargo run --release -p cloacina-bench -- {}", args.join(" "));
+    // The throwaway cluster's extra settings are part of what was measured.
+    let settings = std::env::var("CLOACINA_TEST_PG_OPTIONS")
+        .ok()
+        .filter(|o| !o.trim().is_empty())
+        .map_or_else(String::new, |o| format!("CLOACINA_TEST_PG_OPTIONS=\"{}\" ", o.trim()));
+    let command = format!("{settings}cargo run --release -p cloacina-bench -- {}", args.join(" "));
     report::append(&command, &sections)?;
     Ok(())
 }

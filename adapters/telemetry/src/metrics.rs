@@ -490,14 +490,19 @@ mod tests {
         m.trigger_fires(FireOutcome::Fired, 2);
         m.trigger_fires(FireOutcome::Missed, 5);
         m.trigger_fires(FireOutcome::SkippedPaused, 0);
-        m.trigger_lateness(0.2);
+        for seconds in [0.2, 0.9, 1.2] {
+            m.trigger_lateness(seconds);
+        }
         m.leadership(true);
         m.retention_pruned(7);
         let text = m.render();
         assert!(text.contains(r#"cloacina_trigger_fires_total{outcome="fired"} 2"#), "{text}");
         assert!(text.contains(r#"cloacina_trigger_fires_total{outcome="missed"} 5"#), "{text}");
         assert!(!text.contains("skipped_paused"), "no count, no series: {text}");
-        assert!(text.contains(r#"cloacina_trigger_fire_lateness_seconds_bucket{le="0.25"} 1"#), "{text}");
+        for (le, n) in [("0.1", 0), ("0.25", 1), ("0.75", 1), ("1", 2), ("1.5", 3)] {
+            let line = format!("cloacina_trigger_fire_lateness_seconds_bucket{{le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "{line}: {text}");
+        }
         assert!(text.contains("cloacina_leader 1"), "{text}");
         assert!(text.contains("cloacina_leadership_changes_total 1"), "{text}");
         assert!(text.contains("cloacina_retention_prunes_total 1"), "{text}");
