@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// A checked cron expression: five fields, or six with seconds first for sub-minute
@@ -46,14 +46,22 @@ impl CronExpr {
     /// at its first occurrence (wildcard and step fields match each wall-clock time they
     /// meet). `None` if it never matches again.
     pub fn due_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        // Whole seconds only: a schedule has no finer grain, and a due time is stored as one.
-        let after = after.with_timezone(&tz);
-        self.next_after(&after).map(|t| t.with_timezone(&Utc))
+        // Whole seconds only: a schedule has no finer grain. The parser keeps the fraction of
+        // the instant it starts from, which would make every due time that much late (a
+        // trigger put in force at 12:00:41.9 due each minute at :00.9, not :00): the search
+        // starts from the whole second, and the first match after it is after `after` too.
+        let after = whole_second(after).with_timezone(&tz);
+        self.next_after(&after).map(|t| whole_second(t.with_timezone(&Utc)))
     }
 
-    /// The first due time at or after `from`.
+    /// The first due time at or after `from` (a whole second).
     pub fn due_from(&self, from: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        self.parsed.find_next_occurrence(&from.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc))
+        let start = whole_second(from);
+        let start = if start < from { start + chrono::Duration::seconds(1) } else { start };
+        self.parsed
+            .find_next_occurrence(&start.with_timezone(&tz), true)
+            .ok()
+            .map(|t| whole_second(t.with_timezone(&Utc)))
     }
 
     /// The next `n` due times after `after`.
@@ -67,6 +75,11 @@ impl CronExpr {
         }
         out
     }
+}
+
+/// `t` without its fraction of a second.
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0).unwrap_or(t)
 }
 
 /// The most parsed expressions remembered; past it the memory starts afresh.
@@ -121,6 +134,19 @@ mod tests {
         assert_eq!(again.as_str(), "15 */3 * * 1-5");
         assert!(CronExpr::parse("61 * * * *").is_err());
         assert!(parsed_before("61 * * * *").is_none());
+    }
+
+    #[test]
+    fn due_times_are_whole_seconds_whatever_the_fraction_of_the_instant_asked_from() {
+        let minutely = CronExpr::parse("* * * * *").unwrap();
+        let late_in_a_second = utc(2026, 1, 1, 12, 0, 41) + chrono::Duration::milliseconds(997);
+        assert_eq!(minutely.due_after(late_in_a_second, chrono_tz::UTC), Some(utc(2026, 1, 1, 12, 1, 0)));
+        assert_eq!(minutely.upcoming(late_in_a_second, chrono_tz::Europe::Berlin, 2)[1], utc(2026, 1, 1, 12, 2, 0));
+        let every_second = CronExpr::parse("* * * * * *").unwrap();
+        let t = utc(2026, 1, 1, 0, 0, 4) + chrono::Duration::milliseconds(500);
+        assert_eq!(every_second.due_after(t, chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 5)));
+        assert_eq!(every_second.due_from(t, chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 5)), "at or after, never before");
+        assert_eq!(every_second.due_from(utc(2026, 1, 1, 0, 0, 4), chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 4)));
     }
 
     #[test]
