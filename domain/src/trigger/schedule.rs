@@ -145,7 +145,11 @@ mod tests {
         let every_second = CronExpr::parse("* * * * * *").unwrap();
         let t = utc(2026, 1, 1, 0, 0, 4) + chrono::Duration::milliseconds(500);
         assert_eq!(every_second.due_after(t, chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 5)));
-        assert_eq!(every_second.due_from(t, chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 5)), "at or after, never before");
+        assert_eq!(
+            every_second.due_from(t, chrono_tz::UTC),
+            Some(utc(2026, 1, 1, 0, 0, 5)),
+            "at or after, never before"
+        );
         assert_eq!(every_second.due_from(utc(2026, 1, 1, 0, 0, 4), chrono_tz::UTC), Some(utc(2026, 1, 1, 0, 0, 4)));
     }
 
