@@ -49,12 +49,7 @@ pub(super) async fn fire_due(
     limit: usize,
 ) -> Result<Option<FirePass>, StoreError> {
     let Some(place) = db.place(tenant).await? else { return Ok(None) };
-    let mut lane = db.lanes.acquire(tenant).await.map_err(|e| match e {
-        LaneError::Connect(e) => translate(e),
-        LaneError::Busy => {
-            StoreError::Unavailable("no connection for a trigger pass within the connect timeout".into())
-        }
-    })?;
+    let mut lane = db.lanes.acquire(tenant).await.map_err(LaneError::into_store)?;
     let mut tx = lane.conn().begin().await.map_err(translate)?;
     // The sequence first, before the pass's own reads: a change after this bumps it, and the
     // pass's due time then yields to the change's. Read as the login role in the statement
