@@ -31,6 +31,7 @@ mod postgres;
 mod procs;
 mod report;
 mod sandbox;
+mod statements;
 mod triggers;
 
 use std::time::Duration;

@@ -235,6 +235,10 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     );
     at_second(50).await;
     let (earlier, skipped) = lateness(&client, &server).await?;
+    let statements = crate::statements::enable(&pg, &db.name).await?;
+    if statements {
+        crate::statements::reset(&pg, &db.name).await?;
+    }
     let mut idle_after = Vec::new();
     let mut burst = Vec::new();
     // CPU seconds each minute's fires took: PostgreSQL's, the server's.
@@ -262,6 +266,12 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
         }
     }
     let (buckets, total) = lateness(&client, &server).await?;
+    if statements {
+        println!("B11: the statements that took PostgreSQL's time in the measured minutes (tenants' schemas as T):");
+        for line in crate::statements::top(&pg, &db.name, 15).await? {
+            println!("  {line}");
+        }
+    }
     let (start_p50, start_p99, start_max) = pass_starts(&pg, &db.name, measured_from).await?;
     // The histogram is cumulative: take out the fires before the measured minutes.
     let measured: Vec<(f64, f64)> = buckets

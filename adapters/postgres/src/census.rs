@@ -38,7 +38,7 @@ impl CensusStore for PgDb {
 /// One tenant's counts; `None` if the tenant is gone.
 async fn count(db: &PgDb, tenant: &TenantName) -> Result<Option<Vec<PgRow>>, StoreError> {
     let Some(place) = db.place(tenant).await? else { return Ok(None) };
-    let mut lane = db.lanes.acquire(tenant).await.map_err(LaneError::into_store)?;
+    let mut lane = db.lanes.acquire_when_quiet(tenant).await.map_err(LaneError::into_store)?;
     let mut tx = lane.conn().begin().await.map_err(translate)?;
     let entered = sqlx::query("SELECT set_config('role', $1, true)").bind(&place.role).execute(&mut *tx).await;
     if let Err(e) = entered {

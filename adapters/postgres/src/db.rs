@@ -92,7 +92,7 @@ pub struct PgDb {
     pub(crate) lanes: Arc<Lanes>,
     /// Package versions as trigger passes read them, by id: a version never changes, and its
     /// manifest was parsed again on every pass.
-    pub(crate) versions: Arc<Cache<uuid::Uuid, cloacina_domain::trigger::StoredVersion>>,
+    pub(crate) versions: Arc<Cache<uuid::Uuid, Arc<cloacina_domain::trigger::StoredVersion>>>,
     /// `--db-max-connections`: the pool's, the reads' and the lanes' connections together.
     max_connections: u32,
 }

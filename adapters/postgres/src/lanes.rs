@@ -11,26 +11,33 @@
 //! backend caches the statements, catalog entries and relation files of its share of the
 //! tenants only.
 //!
+//! Trigger passes come first: background work on the lanes (the census) takes a lane only
+//! while no pass waits for one or holds one ([`Lanes::acquire_when_quiet`]), so a `/metrics`
+//! scrape at the top of a minute does not put 1,000 census statements among the minute's
+//! passes.
+//!
 //! The role is still set per transaction (`set_config('role', …, true)`), which leaves plans
 //! alone. A pass that fails or is cancelled midway closes its lane's connection instead of
 //! returning it; the next pass on that lane connects afresh. A lane idle for
 //! [`IDLE_CLOSE`] is closed. Lanes are part of `--db-max-connections` (docs/postgres.md).
 
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use cloacina_domain::TenantName;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, Notify};
 
 /// A lane idle longer than this is checked before use (as the shared pool does).
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// A lane idle longer than this is closed: past two minutes, no minutely schedule uses it.
 const IDLE_CLOSE: Duration = Duration::from_secs(150);
-/// Prepared statements a lane keeps: a pass uses five per tenant, so this holds the plans of
-/// about 800 tenants a lane; past that the least recently used are closed and planned again.
+/// Prepared statements a lane keeps: a pass uses five per tenant (six when it reads a version's
+/// manifest) and the census one, so this holds the plans of about 600 tenants a lane; past
+/// that the least recently used are closed and planned again.
 const STATEMENTS: usize = 4096;
 
 /// A lane's open connection.
@@ -44,6 +51,10 @@ pub(crate) struct Lanes {
     options: PgConnectOptions,
     lanes: Box<[Mutex<Option<Open>>]>,
     connect_timeout: Duration,
+    /// Passes waiting for a lane or holding one.
+    passes: AtomicUsize,
+    /// Rung when `passes` falls to nought.
+    quiet: Notify,
 }
 
 /// Why a lane could not be had.
@@ -70,8 +81,13 @@ impl LaneError {
 impl Lanes {
     pub(crate) fn new(options: PgConnectOptions, count: usize, connect_timeout: Duration) -> Arc<Self> {
         let options = options.statement_cache_capacity(STATEMENTS).options([("plan_cache_mode", "force_generic_plan")]);
-        let lanes =
-            Arc::new(Self { options, lanes: (0..count.max(1)).map(|_| Mutex::new(None)).collect(), connect_timeout });
+        let lanes = Arc::new(Self {
+            options,
+            lanes: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
+            connect_timeout,
+            passes: AtomicUsize::new(0),
+            quiet: Notify::new(),
+        });
         sweep_idle(Arc::downgrade(&lanes));
         lanes
     }
@@ -106,9 +122,30 @@ impl Lanes {
         }
     }
 
-    /// The tenant's lane, connected, with its session's `search_path` empty. Waits while
-    /// another pass of the same lane runs.
+    /// The tenant's lane for a trigger pass, connected, with its session's `search_path`
+    /// empty. Waits while another pass of the same lane runs.
     pub(crate) async fn acquire(&self, tenant: &TenantName) -> Result<Lane<'_>, LaneError> {
+        self.passes.fetch_add(1, Ordering::AcqRel);
+        let pass = PassCount(self);
+        let mut lane = self.lane(tenant).await?;
+        lane.pass = Some(pass);
+        Ok(lane)
+    }
+
+    /// The tenant's lane for background work: first waits until no pass waits for a lane or
+    /// holds one, however long that takes.
+    pub(crate) async fn acquire_when_quiet(&self, tenant: &TenantName) -> Result<Lane<'_>, LaneError> {
+        loop {
+            let quiet = self.quiet.notified();
+            if self.passes.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            quiet.await;
+        }
+        self.lane(tenant).await
+    }
+
+    async fn lane(&self, tenant: &TenantName) -> Result<Lane<'_>, LaneError> {
         let slot = &self.lanes[lane_of(tenant, self.lanes.len())];
         let mut slot = tokio::time::timeout(self.connect_timeout, slot.lock()).await.map_err(|_| LaneError::Busy)?;
         let kept = match slot.take() {
@@ -123,7 +160,7 @@ impl Lanes {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        Ok(Lane { slot, conn: Some(conn) })
+        Ok(Lane { slot, conn: Some(conn), pass: None })
     }
 
     async fn connect(&self) -> Result<PgConnection, LaneError> {
@@ -153,6 +190,19 @@ fn lane_of(tenant: &TenantName, lanes: usize) -> usize {
 pub(crate) struct Lane<'a> {
     slot: MutexGuard<'a, Option<Open>>,
     conn: Option<PgConnection>,
+    /// A pass's count, given back when the lane is (after the slot's lock: fields drop in order).
+    pass: Option<PassCount<'a>>,
+}
+
+/// One pass counted in [`Lanes::passes`] until dropped.
+struct PassCount<'a>(&'a Lanes);
+
+impl Drop for PassCount<'_> {
+    fn drop(&mut self) {
+        if self.0.passes.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.quiet.notify_waiters();
+        }
+    }
 }
 
 impl Lane<'_> {

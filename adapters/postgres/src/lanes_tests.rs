@@ -22,11 +22,11 @@ async fn one_lane(url: &str) -> PgDb {
     pg
 }
 
-fn name(n: &str) -> TenantName {
+pub(crate) fn name(n: &str) -> TenantName {
     TenantName::parse(n).unwrap()
 }
 
-async fn with_trigger(pg: &PgDb, t: &str) {
+pub(crate) async fn with_trigger(pg: &PgDb, t: &str) {
     pg.create_tenant(&tenant(t), &noted()).await.unwrap();
     pg.store_package(&name(t), &package(&format!("p-{t}"), "1.0.0", &[EVERY_10S]), &noted()).await.unwrap().unwrap();
 }
@@ -114,4 +114,27 @@ async fn a_lane_whose_connection_died_connects_again() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(pg.fire_due(&name("acme"), t0() + secs(20), 100).await.unwrap().unwrap().started.len(), 1);
     assert_eq!(fired(&pg, "acme").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_takes_a_lane_only_while_no_pass_holds_one_or_waits_for_one() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let pg = one_lane(&db.url).await;
+    let acme = name("acme");
+    let pass = pg.lanes.acquire(&acme).await.unwrap();
+    let mut census = Box::pin(pg.lanes.acquire_when_quiet(&acme));
+    assert!(futures::poll!(census.as_mut()).is_pending(), "a pass holds the lane");
+    let mut next = Box::pin(pg.lanes.acquire(&acme));
+    assert!(futures::poll!(next.as_mut()).is_pending(), "the lane is held");
+    drop(pass);
+    // The waiting pass has the lane next, and the census still waits for it.
+    let next = next.await.unwrap();
+    assert!(futures::poll!(census.as_mut()).is_pending(), "a pass holds the lane again");
+    next.keep();
+    let mut lane = census.await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(lane.conn()).await.unwrap();
+    assert_eq!(one, 1);
+    lane.keep();
+    // With no pass about, background work has the lane without waiting for one.
+    pg.lanes.acquire_when_quiet(&acme).await.unwrap().keep();
 }

@@ -43,6 +43,11 @@ pub const TENANT: &[Migration] = &[
     (8, "audit_chain", include_str!("../../../migrations/postgres/tenant/0008_audit_chain.sql")),
     (9, "signing", include_str!("../../../migrations/postgres/tenant/0009_signing.sql")),
     (10, "secrets", include_str!("../../../migrations/postgres/tenant/0010_secrets.sql")),
+    (
+        11,
+        "tasks_without_key_check",
+        include_str!("../../../migrations/postgres/tenant/0011_tasks_without_key_check.sql"),
+    ),
 ];
 
 const MIGRATE_LOCK: i64 = crate::locks::MIGRATE;
@@ -240,14 +245,15 @@ mod tests {
         };
         pg.create_tenant(&new, &noted()).await.unwrap();
         assert!(pg.pending_migrations().await.unwrap().is_empty());
-        // Roll acme's schema back one step (the newest migration, 10), as an older binary
+        // Roll acme's schema back one step (the newest migration, 11), as an older binary
         // would have left it.
-        assert_eq!(super::latest(super::TENANT), 10, "roll back the newest tenant migration here");
+        assert_eq!(super::latest(super::TENANT), 11, "roll back the newest tenant migration here");
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "DROP TABLE tenant_acme.secrets, tenant_acme.secret_key;
-             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 10;
-             UPDATE tenants SET schema_version = 9 WHERE name = 'acme'",
+            "ALTER TABLE tenant_acme.execution_tasks ADD CONSTRAINT execution_tasks_execution_id_fkey
+                 FOREIGN KEY (execution_id) REFERENCES tenant_acme.executions (id) ON DELETE CASCADE;
+             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 11;
+             UPDATE tenants SET schema_version = 10 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await

@@ -229,3 +229,27 @@ async fn the_smallest_pool_makes_a_tenant_key_while_one_connection_is_taken() {
     pg.insert(&key, &noted()).await.expect("one free pooled connection is enough for a tenant's key");
     listening.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_deletes_an_executions_task_rows_though_no_key_ties_them_to_it() {
+    use cloacina_contract::executions::{secs, t0};
+    use cloacina_domain::ports::{ExecutionStore, TriggerStore};
+
+    use crate::lanes_tests::{name, with_trigger};
+
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let pg = PgDb::connect(&Secret::new(db.url.clone()), &PgSettings::default()).await.unwrap();
+    pg.migrate().await.unwrap();
+    with_trigger(&pg, "acme").await;
+    let acme = name("acme");
+    let pass = pg.fire_due(&acme, t0() + secs(10), 100).await.unwrap().unwrap();
+    let id = pass.started[0].execution;
+    pg.cancel_execution(&acme, id, t0() + secs(11), &noted()).await.unwrap();
+    let mut admin = cloacina_testpg::TestPg::shared().admin_of(&db.name).await;
+    let rows = "SELECT (SELECT count(*) FROM tenant_acme.execution_tasks), (SELECT count(*) FROM tenant_acme.execution_events)";
+    let (tasks, events): (i64, i64) = sqlx::query_as(rows).fetch_one(&mut admin).await.unwrap();
+    assert!(tasks > 0 && events > 0, "{tasks} tasks, {events} events");
+    assert_eq!(pg.prune_executions(&acme, t0() + secs(100)).await.unwrap(), 1);
+    let left: (i64, i64) = sqlx::query_as(rows).fetch_one(&mut admin).await.unwrap();
+    assert_eq!(left, (0, 0));
+}

@@ -65,6 +65,24 @@ macro_rules! words {
 words!(Catchup { Skip => "skip", Latest => "latest", All => "all" });
 words!(Overlap { Skip => "skip", Allow => "allow", BufferOne => "buffer_one", CancelOther => "cancel_other" });
 
+impl Overlap {
+    /// Whether a fire under this policy weighs the trigger's unfinished executions: every
+    /// policy does but `allow`, which starts alongside whatever runs. A store need not look
+    /// them up for the others.
+    pub fn weighs_unfinished(self) -> bool {
+        self != Self::Allow
+    }
+
+    /// The words of the policies that weigh the unfinished executions.
+    pub fn words_weighing_unfinished() -> Vec<&'static str> {
+        [Self::Skip, Self::Allow, Self::BufferOne, Self::CancelOther]
+            .into_iter()
+            .filter(|o| o.weighs_unfinished())
+            .map(Self::as_str)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +95,7 @@ mod tests {
         for w in Overlap::WORDS {
             assert_eq!(w.parse::<Overlap>().unwrap().as_str(), *w);
         }
+        assert_eq!(Overlap::words_weighing_unfinished(), ["skip", "buffer_one", "cancel_other"]);
         let e = "sometimes".parse::<Overlap>().unwrap_err();
         assert!(e.contains("buffer_one") && e.contains("cancel_other"), "{e}");
         assert_eq!(Catchup::default(), Catchup::Latest);

@@ -49,7 +49,10 @@ impl TriggerRecord {
     ///   `catchup` (`skip` none, `latest` the newest one, `all` each);
     /// - newer: fired;
     /// - a paused workflow: each such time is counted as skipped for the pause;
-    /// - then `overlap` against the unfinished executions (and those this pass starts).
+    /// - then `overlap` against the unfinished executions (and those this pass starts);
+    ///   `allow` does not weigh them ([`Overlap::weighs_unfinished`]): with it `unfinished`
+    ///   may be 0 whatever runs, and a fire left waiting by an earlier `buffer_one` starts
+    ///   at once.
     pub fn tick(&self, now: DateTime<Utc>, workflow_paused: bool, unfinished: u64) -> TickPlan {
         let mut t = self.clone();
         let mut counts = FireCounts::default();
@@ -111,7 +114,7 @@ impl TriggerRecord {
         let mut running = unfinished;
         let mut start = Vec::new();
         if let Some(b) = t.buffered_at
-            && running == 0
+            && (running == 0 || !t.def.overlap.weighs_unfinished())
         {
             t.buffered_at = None;
             start.push(Fire { scheduled_at: b, outcome: FireOutcome::Fired });

@@ -110,6 +110,21 @@ fn overlap_skip_skips_while_one_is_unfinished() {
 }
 
 #[test]
+fn allow_starts_a_fire_an_earlier_buffer_one_left_waiting_at_once_whatever_runs() {
+    let waiting = minutely(Catchup::Latest, Overlap::BufferOne).tick(at(10, 0, 1), false, 1).trigger;
+    assert_eq!(waiting.buffered_at, Some(at(10, 0, 0)));
+    let mut allow = waiting.clone();
+    allow.def.overlap = Overlap::Allow;
+    for unfinished in [0, 1] {
+        let plan = allow.tick(at(10, 0, 30), false, unfinished);
+        assert_eq!(started(&plan), [(at(10, 0, 0), FireOutcome::Fired)], "{unfinished} unfinished");
+        assert_eq!(plan.trigger.buffered_at, None);
+    }
+    let still = waiting.tick(at(10, 0, 30), false, 1);
+    assert_eq!((still.start.len(), still.trigger.buffered_at), (0, Some(at(10, 0, 0))), "buffer_one still waits");
+}
+
+#[test]
 fn overlap_buffer_one_keeps_the_newest_waiting_fire_and_starts_it_once_free() {
     let t = minutely(Catchup::Latest, Overlap::BufferOne);
     let first = t.tick(at(10, 0, 1), false, 1);

@@ -289,6 +289,7 @@ impl ExecutionStore for PgDb {
                  DELETE FROM executions WHERE finished_at IS NOT NULL AND finished_at < $1
                    AND status IN ('succeeded', 'failed', 'cancelled')
                  RETURNING id),
+             tasks AS (DELETE FROM execution_tasks WHERE execution_id IN (SELECT id FROM gone)),
              events AS (DELETE FROM execution_events WHERE execution_id IN (SELECT id FROM gone)),
              logs AS (DELETE FROM task_logs WHERE execution_id IN (SELECT id FROM gone))
              SELECT count(*) FROM gone",

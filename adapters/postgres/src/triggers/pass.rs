@@ -2,7 +2,8 @@
 //! tenant's lane (`crate::lanes`) and the same six round trips however many triggers are
 //! due. It enters the tenant (reading its `trigger_due` sequence as the login role first),
 //! reads the due rows locked `FOR UPDATE SKIP LOCKED` with their workflows, their versions in
-//! force (locked `FOR SHARE`) and their unfinished executions in one statement, lets the domain
+//! force (locked `FOR SHARE`) and, for the overlap policies that weigh them, their unfinished
+//! executions in one statement (a version's manifest only the first time), lets the domain
 //! decide ([`TriggerRecord::tick`], [`scheduled_executions`]), then stores every fired
 //! execution and writes the triggers back in another ([`statements`]), which ends the
 //! tenant's role, and settles the tenant's due time as the login role.
@@ -10,11 +11,13 @@
 //! Every statement names the tenant's schema: a lane's `search_path` is empty, so the plans
 //! of a tenant's statements survive from one pass to the next.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use cloacina_domain::TenantName;
 use cloacina_domain::execution::{Command, ExecutionId, NewExecution, TaskStatus};
 use cloacina_domain::ports::{FirePass, StartedFire, StoreError};
-use cloacina_domain::trigger::{StoredVersion, TriggerRecord, scheduled_executions};
+use cloacina_domain::trigger::{Overlap, StoredVersion, TriggerRecord, scheduled_executions};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use uuid::Uuid;
@@ -39,7 +42,8 @@ struct Due {
 /// A workflow as a pass needs it: paused, and the version in force.
 struct InForce {
     paused: bool,
-    version: StoredVersion,
+    /// Shared with the server's cache of versions: a pass never copies a manifest.
+    version: Arc<StoredVersion>,
 }
 
 pub(super) async fn fire_due(
@@ -69,10 +73,11 @@ pub(super) async fn fire_due(
     let rows = sqlx::query(AssertSqlSafe(statements::read(&schema)))
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(Overlap::words_weighing_unfinished())
         .fetch_all(&mut *tx)
         .await
         .map_err(translate)?;
-    let due = read_due(db, &rows)?;
+    let due = read_due(db, &mut tx, &schema, &rows).await?;
     let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
     // The tenant's least due time after the pass. Rows another pass holds are due no later
     // than they were: the least of all stays right whoever commits last.
@@ -99,9 +104,9 @@ pub(super) async fn fire_due(
 }
 
 /// The read's rows: the trigger's columns, then the workflow's `paused`, its package and
-/// version, the version's id and manifest, and the trigger's unfinished executions. A
-/// version's manifest is parsed once: versions never change, and the server remembers them.
-fn read_due(db: &PgDb, rows: &[PgRow]) -> Result<Vec<Due>, StoreError> {
+/// version, the version's id, and the trigger's unfinished executions. A version's manifest is
+/// read and parsed once: versions never change, and the server remembers them.
+async fn read_due(db: &PgDb, tx: &mut PgConnection, schema: &str, rows: &[PgRow]) -> Result<Vec<Due>, StoreError> {
     let mut due = Vec::with_capacity(rows.len());
     for row in rows {
         let t = trigger(row).map_err(translate)?;
@@ -111,15 +116,20 @@ fn read_due(db: &PgDb, rows: &[PgRow]) -> Result<Vec<Due>, StoreError> {
         let package: Option<String> = row.try_get(at + 1).map_err(get)?;
         let version: Option<String> = row.try_get(at + 2).map_err(get)?;
         let package_id: Option<Uuid> = row.try_get(at + 3).map_err(get)?;
-        let manifest: Option<String> = row.try_get(at + 4).map_err(get)?;
-        let unfinished: Vec<Uuid> = row.try_get(at + 5).map_err(get)?;
-        let in_force = match (paused, package, version, package_id, manifest) {
-            (Some(paused), Some(package), Some(version), Some(id), Some(manifest)) => {
+        let unfinished: Vec<Uuid> = row.try_get(at + 4).map_err(get)?;
+        let in_force = match (paused, package, version, package_id) {
+            (Some(paused), Some(package), Some(version), Some(id)) => {
                 let version = match db.versions.get(&id) {
                     Some(v) => v,
                     None => {
-                        let v =
-                            StoredVersion::read(&package, id, &version, &manifest).map_err(StoreError::Unexpected)?;
+                        let manifest: String = sqlx::query_scalar(AssertSqlSafe(statements::manifest(schema)))
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(translate)?;
+                        let v = Arc::new(
+                            StoredVersion::read(&package, id, &version, &manifest).map_err(StoreError::Unexpected)?,
+                        );
                         db.versions.insert(id, v.clone());
                         v
                     }

@@ -1,4 +1,4 @@
-//! The two statements of a trigger pass (`pass`), each naming the tenant's schema so that
+//! The statements of a trigger pass (`pass`), each naming the tenant's schema so that
 //! its plan survives on the tenant's lane: the read of the due triggers with all a decision
 //! needs, and the write of all the decision changed.
 
@@ -20,22 +20,31 @@ use crate::db::translate;
 pub(super) const TRIGGER_COLUMNS: usize = 22;
 
 /// The due triggers (at most `$2`, due by `$1`), locked `FOR UPDATE SKIP LOCKED`, each with its
-/// workflow's `paused`, package and version, that version's id and manifest (locked `FOR
-/// SHARE` against a concurrent delete until the pass commits), and the ids of the trigger's
-/// unfinished executions. `schema` is a quoted identifier.
+/// workflow's `paused`, package and version, and that version's id (locked `FOR SHARE` against
+/// a concurrent delete until the pass commits); and the ids of the trigger's unfinished
+/// executions when its overlap policy is one of `$3` (those that weigh them; the rest get an
+/// empty array). A version's manifest is read apart ([`manifest`]), only when the server has
+/// not parsed it yet. `schema` is a quoted identifier.
 pub(super) fn read(schema: &str) -> String {
     format!(
         "WITH due AS MATERIALIZED (
              SELECT {COLUMNS} FROM {schema}.triggers WHERE due_at <= $1 ORDER BY due_at LIMIT $2
              FOR UPDATE SKIP LOCKED)
-         SELECT due.*, w.paused, w.package_name, w.version, p.id, p.manifest,
-                ARRAY(SELECT e.id FROM {schema}.executions e
-                      WHERE e.trigger = due.name AND e.status IN ('pending', 'running'))
+         SELECT due.*, w.paused, w.package_name, w.version, p.id,
+                CASE WHEN due.overlap = ANY($3) THEN
+                    ARRAY(SELECT e.id FROM {schema}.executions e
+                          WHERE e.trigger = due.name AND e.status IN ('pending', 'running'))
+                ELSE '{{}}'::uuid[] END
          FROM due
          LEFT JOIN {schema}.workflows w ON w.name = due.workflow
-         LEFT JOIN LATERAL (SELECT id, manifest FROM {schema}.packages
+         LEFT JOIN LATERAL (SELECT id FROM {schema}.packages
                             WHERE name = w.package_name AND version = w.version FOR SHARE) p ON true"
     )
+}
+
+/// A package version's stored manifest, by id (`$1`).
+pub(super) fn manifest(schema: &str) -> String {
+    format!("SELECT manifest FROM {schema}.packages WHERE id = $1")
 }
 
 /// What the write stored: the executions whose fire key was new (another pass may have

@@ -228,6 +228,8 @@ impl ExecutionStore for SqliteDb {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let gone = "SELECT id FROM executions WHERE finished_at IS NOT NULL AND finished_at < ?1
                           AND status IN ('succeeded', 'failed', 'cancelled')";
+            // Tasks are deleted as PostgreSQL deletes them, not left to the key's cascade.
+            tx.execute(&format!("DELETE FROM execution_tasks WHERE execution_id IN ({gone})"), [ts(before)])?;
             tx.execute(&format!("DELETE FROM execution_events WHERE execution_id IN ({gone})"), [ts(before)])?;
             tx.execute(&format!("DELETE FROM task_logs WHERE execution_id IN ({gone})"), [ts(before)])?;
             let n = tx.execute(&format!("DELETE FROM executions WHERE id IN ({gone})"), [ts(before)])?;
