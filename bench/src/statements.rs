@@ -1,7 +1,8 @@
 //! Where PostgreSQL's time went, statement by statement, when the bench's cluster loads
 //! `pg_stat_statements` (`CLOACINA_TEST_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements
-//! -c pg_stat_statements.track_planning=on"`): reset before the measured minutes, printed after
-//! them. Without the library the report says how to get it and measures nothing.
+//! -c pg_stat_statements.track_planning=on -c pg_stat_statements.max=20000"`): reset before
+//! each measured minute and printed after its last fire. Without the library nothing is
+//! printed.
 
 use cloacina_testpg::TestPg;
 
@@ -46,4 +47,16 @@ pub async fn top(pg: &TestPg, db: &str, n: i64) -> anyhow::Result<Vec<String>> {
             format!("{calls:>8} calls {exec:>9.1} ms exec {plan:>8.1} ms plan {plans:>7} plans  {text}")
         })
         .collect())
+}
+
+/// How many autovacuum and autoanalyze runs have finished on `db`'s tables so far (the
+/// statistics lag up to a second behind).
+pub async fn vacuums(pg: &TestPg, db: &str) -> anyhow::Result<i64> {
+    let mut c = pg.admin_of(db).await;
+    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&mut c).await?;
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_all_tables",
+    )
+    .fetch_one(&mut c)
+    .await?)
 }
