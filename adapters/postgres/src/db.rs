@@ -67,8 +67,12 @@ pub(crate) struct TenantPlace {
 /// A pooled connection idle longer than this is checked before use.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
-/// How long a cached tenant place is trusted without a notification.
-const PLACE_TTL: Duration = Duration::from_secs(30);
+/// How long a cached tenant place is trusted without a notification. A place follows from the
+/// tenant's name (its schema and role names), so a cached one is never wrong while the
+/// tenant lives, and a pass that meets a deleted tenant's role gone forgets it; any tenant
+/// notification or a reconnect of the listener empties the cache. Longer than a minute: at
+/// 30 s, every minutely trigger pass of every tenant looked its place up again.
+const PLACE_TTL: Duration = Duration::from_secs(300);
 
 /// A handle to the PostgreSQL backend. Cheap to clone.
 #[derive(Clone)]

@@ -122,11 +122,19 @@ impl Lanes {
         }
     }
 
-    /// The tenant's lane for a trigger pass, connected, with its session's `search_path`
-    /// empty. Waits while another pass of the same lane runs.
-    pub(crate) async fn acquire(&self, tenant: &TenantName) -> Result<Lane<'_>, LaneError> {
+    /// Counts a pass as under way until the count is dropped: from its very start (a pass
+    /// looks up the tenant's place before it asks for a lane), so background work does not
+    /// slip in while the passes of a burst are between their steps.
+    pub(crate) fn pass_begins(&self) -> PassCount<'_> {
         self.passes.fetch_add(1, Ordering::AcqRel);
-        let pass = PassCount(self);
+        PassCount(self)
+    }
+
+    /// The tenant's lane for a trigger pass, connected, with its session's `search_path`
+    /// empty. Waits while another pass of the same lane runs; counts as a pass while it waits
+    /// and while it holds the lane.
+    pub(crate) async fn acquire(&self, tenant: &TenantName) -> Result<Lane<'_>, LaneError> {
+        let pass = self.pass_begins();
         let mut lane = self.lane(tenant).await?;
         lane.pass = Some(pass);
         Ok(lane)
@@ -195,7 +203,7 @@ pub(crate) struct Lane<'a> {
 }
 
 /// One pass counted in [`Lanes::passes`] until dropped.
-struct PassCount<'a>(&'a Lanes);
+pub(crate) struct PassCount<'a>(&'a Lanes);
 
 impl Drop for PassCount<'_> {
     fn drop(&mut self) {

@@ -52,6 +52,7 @@ pub(super) async fn fire_due(
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Option<FirePass>, StoreError> {
+    let _under_way = db.lanes.pass_begins();
     let Some(place) = db.place(tenant).await? else { return Ok(None) };
     let mut lane = db.lanes.acquire(tenant).await.map_err(LaneError::into_store)?;
     let mut tx = lane.conn().begin().await.map_err(translate)?;
