@@ -152,7 +152,7 @@ impl PgDb {
             triggers: Arc::new(tokio::sync::Notify::new()),
             bell: BellSlot::default(),
             reads: Reads::new(options.clone(), reads, settings.connect_timeout, settings.max_lifetime),
-            lanes: Lanes::new(options, lanes, settings.connect_timeout),
+            lanes: Lanes::new(options, lanes, settings.connect_timeout, crate::triggers::pass::session_statements()),
             versions: Arc::new(Cache::new(4096)),
             max_connections,
         })

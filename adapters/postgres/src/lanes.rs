@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use cloacina_domain::TenantName;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
 /// A lane idle longer than this is checked before use (as the shared pool does).
@@ -49,6 +49,8 @@ struct Open {
 /// The trigger-pass connections of one server.
 pub(crate) struct Lanes {
     options: PgConnectOptions,
+    /// Run on every new lane connection: its session's prepared statements.
+    session: Vec<String>,
     lanes: Box<[Mutex<Option<Open>>]>,
     connect_timeout: Duration,
     /// Passes waiting for a lane or holding one.
@@ -79,10 +81,16 @@ impl LaneError {
 }
 
 impl Lanes {
-    pub(crate) fn new(options: PgConnectOptions, count: usize, connect_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        options: PgConnectOptions,
+        count: usize,
+        connect_timeout: Duration,
+        session: Vec<String>,
+    ) -> Arc<Self> {
         let options = options.statement_cache_capacity(STATEMENTS).options([("plan_cache_mode", "force_generic_plan")]);
         let lanes = Arc::new(Self {
             options,
+            session,
             lanes: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
             connect_timeout,
             passes: AtomicUsize::new(0),
@@ -182,6 +190,9 @@ impl Lanes {
             .execute(&mut conn)
             .await
             .map_err(LaneError::Connect)?;
+        for statement in &self.session {
+            sqlx::raw_sql(AssertSqlSafe(statement.clone())).execute(&mut conn).await.map_err(LaneError::Connect)?;
+        }
         Ok(conn)
     }
 }

@@ -120,6 +120,8 @@ async fn a_lane_whose_connection_died_connects_again() {
 async fn background_work_takes_a_lane_only_while_no_pass_holds_one_or_waits_for_one() {
     let db = cloacina_testpg::TestPg::shared().database().await;
     let pg = one_lane(&db.url).await;
+    // A lane prepares its session's statements on the registry's tables as it connects.
+    pg.migrate().await.unwrap();
     let acme = name("acme");
     let pass = pg.lanes.acquire(&acme).await.unwrap();
     let mut census = Box::pin(pg.lanes.acquire_when_quiet(&acme));

@@ -3,4 +3,4 @@
 -- record) for every task row inserted, an eighth of a trigger pass's database time. Tasks
 -- are only ever inserted with their execution, in one statement, and pruning deletes them
 -- with it.
-ALTER TABLE execution_tasks DROP CONSTRAINT execution_tasks_execution_id_fkey;
+ALTER TABLE execution_tasks DROP CONSTRAINT IF EXISTS execution_tasks_execution_id_fkey;

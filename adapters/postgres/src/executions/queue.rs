@@ -67,30 +67,23 @@ pub(crate) fn wake_sql(table: DueTable, tenant: &TenantName, due: DateTime<Utc>)
 }
 
 /// A SQL string literal.
-pub(super) fn literal(text: &str) -> String {
+pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
 /// A `timestamptz` literal.
-pub(super) fn time_literal(at: DateTime<Utc>) -> String {
+pub(crate) fn time_literal(at: DateTime<Utc>) -> String {
     format!("'{}'::timestamptz", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
-/// [`settle_sql`] of `table`, [`wake_sql`] of the engine and the events bell as one prepared
-/// statement with parameters, for connections that keep their plans (the trigger lanes): on
-/// a pooled connection the literal forms are planned afresh each time anyway. Settles the
-/// tenant's row read at sequence `seq` to `due`, wakes the engine at `wake` if given, rings
-/// the events bell if `ring`. Must run as the login role, last.
-pub(crate) async fn settle_prepared(
-    tx: &mut PgConnection,
-    table: DueTable,
-    tenant: &TenantName,
-    seq: Option<i64>,
-    due: Option<DateTime<Utc>>,
-    wake: Option<DateTime<Utc>>,
-    ring: bool,
-) -> Result<(), StoreError> {
-    let sql = format!(
+/// [`settle_sql`] of `table`, [`wake_sql`] of the engine and the events bell as one statement
+/// with parameters, for connections that keep their plans (the trigger lanes prepare it once
+/// per session, `crate::triggers::pass::SESSION`): on a pooled connection the literal forms
+/// are planned afresh each time anyway. Settles the tenant's (`$1`) row read at sequence
+/// `$2` to `$3`, wakes the engine at `$4` if given, rings the events bell if `$5`. Must run
+/// as the login role, last.
+pub(crate) fn settle_statement(table: DueTable) -> String {
+    format!(
         "WITH settled AS (
              UPDATE {t} SET due_at = $3 WHERE tenant = $1 AND seq = $2 AND $3::timestamptz IS NOT NULL RETURNING 1),
          cleared AS (
@@ -111,17 +104,7 @@ pub(crate) async fn settle_prepared(
         work = DueTable::Work.table(),
         work_channel = literal(DueTable::Work.channel()),
         bell = literal(crate::listen::EVENTS_CHANNEL),
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(seq)
-        .bind(due)
-        .bind(wake)
-        .bind(ring)
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
-    Ok(())
+    )
 }
 
 impl PgDb {

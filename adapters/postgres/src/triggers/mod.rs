@@ -23,7 +23,7 @@ use crate::PgDb;
 use crate::db::translate;
 use crate::executions::queue::{DueTable, wake_in};
 
-mod pass;
+pub(crate) mod pass;
 mod statements;
 
 /// The channel a change to a tenant's triggers is announced on.

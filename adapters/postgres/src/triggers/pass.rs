@@ -1,5 +1,5 @@
 //! One scheduler pass over a tenant's due triggers on PostgreSQL: one transaction on the
-//! tenant's lane (`crate::lanes`) and the same six round trips however many triggers are
+//! tenant's lane (`crate::lanes`) and the same four round trips however many triggers are
 //! due. It enters the tenant (reading its `trigger_due` sequence as the login role first),
 //! reads the due rows locked `FOR UPDATE SKIP LOCKED` with their workflows, their versions in
 //! force (locked `FOR SHARE`) and, for the overlap policies that weigh them, their unfinished
@@ -19,7 +19,7 @@ use cloacina_domain::execution::{Command, ExecutionId, NewExecution, TaskStatus}
 use cloacina_domain::ports::{FirePass, StartedFire, StoreError};
 use cloacina_domain::trigger::{Overlap, StoredVersion, TriggerRecord, scheduled_executions};
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use super::statements::{self, Written};
@@ -27,7 +27,7 @@ use super::trigger;
 use crate::PgDb;
 use crate::db::{TenantPlace, ident, translate};
 use crate::executions::changes::transition;
-use crate::executions::queue::{DueTable, settle_prepared};
+use crate::executions::queue::{DueTable, literal, settle_statement, time_literal};
 use crate::lanes::LaneError;
 
 /// What the pass's read gives for one due trigger: the trigger, its workflow's state and
@@ -46,6 +46,23 @@ struct InForce {
     version: Arc<StoredVersion>,
 }
 
+/// The statements each lane prepares once for its session (`crate::lanes`), both on
+/// `public` tables alone: a pass sends them with its `BEGIN` and its `COMMIT` in one message
+/// each, so it is four round trips, not six.
+pub(crate) fn session_statements() -> Vec<String> {
+    vec![
+        // The tenant's `trigger_due` sequence, read as the login role in the statement that
+        // enters the tenant: its rights are checked as it starts, the role changes as it runs.
+        "PREPARE cloacina_enter(text, text) AS
+             SELECT (SELECT seq FROM public.trigger_due WHERE tenant = $1), set_config('role', $2, true)"
+            .to_owned(),
+        format!(
+            "PREPARE cloacina_settle(text, bigint, timestamptz, timestamptz, boolean) AS {}",
+            settle_statement(DueTable::Triggers)
+        ),
+    ]
+}
+
 pub(super) async fn fire_due(
     db: &PgDb,
     tenant: &TenantName,
@@ -55,21 +72,19 @@ pub(super) async fn fire_due(
     let _under_way = db.lanes.pass_begins();
     let Some(place) = db.place(tenant).await? else { return Ok(None) };
     let mut lane = db.lanes.acquire(tenant).await.map_err(LaneError::into_store)?;
-    let mut tx = lane.conn().begin().await.map_err(translate)?;
-    // The sequence first, before the pass's own reads: a change after this bumps it, and the
-    // pass's due time then yields to the change's. Read as the login role in the statement
-    // that enters the tenant: its rights are checked as it starts, the role changes as it runs.
-    let entered: Result<(Option<i64>, String), _> =
-        sqlx::query_as("SELECT (SELECT seq FROM public.trigger_due WHERE tenant = $1), set_config('role', $2, true)")
-            .bind(tenant.as_str())
-            .bind(&place.role)
-            .fetch_one(&mut *tx)
-            .await;
-    let seq = match entered {
-        Ok((seq, _)) => seq,
+    // The transaction is the lane's own: a pass that fails midway leaves the lane unkept, and
+    // its connection is closed with the transaction open (`Lane`). The sequence comes first,
+    // before the pass's own reads: a change after this bumps it, and the pass's due time
+    // then yields to the change's. The literals are a validated tenant name and a role name
+    // read from the registry.
+    let enter = format!("BEGIN; EXECUTE cloacina_enter({}, {})", literal(tenant.as_str()), literal(&place.role));
+    let entered = sqlx::raw_sql(AssertSqlSafe(enter)).fetch_all(lane.conn()).await;
+    let seq: Option<i64> = match entered {
+        Ok(rows) => rows.first().map(|r| r.try_get(0)).transpose().map_err(translate)?.flatten(),
         // The tenant's role is gone: so is the tenant (the lane's connection is closed).
         Err(e) => return db.forget_if_gone(tenant, e).map(|()| None),
     };
+    let tx = lane.conn();
     let schema = ident(&place.schema);
     let rows = sqlx::query(AssertSqlSafe(statements::read(&schema)))
         .bind(now)
@@ -78,7 +93,7 @@ pub(super) async fn fire_due(
         .fetch_all(&mut *tx)
         .await
         .map_err(translate)?;
-    let due = read_due(db, &mut tx, &schema, &rows).await?;
+    let due = read_due(db, tx, &schema, &rows).await?;
     let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
     // The tenant's least due time after the pass. Rows another pass holds are due no later
     // than they were: the least of all stays right whoever commits last.
@@ -89,17 +104,26 @@ pub(super) async fn fire_due(
             sqlx::query_as(AssertSqlSafe(sql)).fetch_one(&mut *tx).await;
         (false, next.map_err(translate)?.0)
     } else {
-        decide(&mut tx, &place, &schema, due, now, &mut out).await?
+        decide(tx, &place, &schema, due, now, &mut out).await?
     };
-    // As the login role (the last statement set it back), in one round trip: the engine's
-    // wake-up, the tenant's next trigger time (unless a change came since `seq` was read),
-    // and the bell.
+    // As the login role (the last statement set it back), in the round trip that commits:
+    // the engine's wake-up, the tenant's next trigger time (unless a change came since `seq`
+    // was read), and the bell.
     let wake = readied.then_some(now);
     let ring = !out.started.is_empty() || out.cancelled > 0;
-    if wake.is_some() || ring || seq.is_some() || next.is_some() {
-        settle_prepared(&mut tx, DueTable::Triggers, tenant, seq, next, wake, ring).await?;
-    }
-    tx.commit().await.map_err(translate)?;
+    let end = if wake.is_some() || ring || seq.is_some() || next.is_some() {
+        let time = |t: Option<DateTime<Utc>>| t.map_or_else(|| "NULL".to_owned(), time_literal);
+        format!(
+            "EXECUTE cloacina_settle({}, {}, {}, {}, {ring}); COMMIT",
+            literal(tenant.as_str()),
+            seq.map_or_else(|| "NULL".to_owned(), |s| s.to_string()),
+            time(next),
+            time(wake),
+        )
+    } else {
+        "COMMIT".to_owned()
+    };
+    sqlx::raw_sql(AssertSqlSafe(end)).execute(&mut *tx).await.map_err(translate)?;
     lane.keep();
     Ok(Some(out))
 }
