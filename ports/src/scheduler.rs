@@ -40,9 +40,17 @@ impl std::fmt::Debug for TriggerScheduler {
     }
 }
 
-impl TriggerScheduler {
+/// What a tenant's passes need, cloned into the task each runs in.
+#[derive(Clone)]
+struct Passes {
+    store: Arc<dyn TriggerStore>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<dyn Metrics>,
+}
+
+impl Passes {
     /// A tenant's passes until none is full, each deciding at the time it starts.
-    async fn tenant_passes(&self, tenant: &TenantName) -> Result<(), StoreError> {
+    async fn tenant(&self, tenant: &TenantName) -> Result<(), StoreError> {
         loop {
             let Some(pass) = self.store.fire_due(tenant, self.clock.now(), PASS_LIMIT).await? else { return Ok(()) };
             for outcome in FireOutcome::ALL {
@@ -61,7 +69,9 @@ impl TriggerScheduler {
             }
         }
     }
+}
 
+impl TriggerScheduler {
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
@@ -86,22 +96,38 @@ impl TriggerScheduler {
                 return Duration::from_secs(1);
             }
         };
+        // Each tenant's passes in a task of its own, so the server's share of a burst (the
+        // domain's decisions, encoding and decoding) runs on every worker thread, not on the
+        // one polling this scheduler.
+        let passes = Passes { store: self.store.clone(), clock: self.clock.clone(), metrics: self.metrics.clone() };
         let failed = std::sync::atomic::AtomicBool::new(false);
-        futures::stream::iter(&due.tenants)
-            .for_each_concurrent(self.concurrency.max(1), |tenant| {
-                let failed = &failed;
-                async move {
-                    if let Err(e) = self.tenant_passes(tenant).await {
-                        tracing::warn!(%tenant, error = %e, "trigger pass failed; trying again shortly");
-                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
+        let any_due = !due.tenants.is_empty();
+        futures::stream::iter(due.tenants)
+            .map(|tenant| {
+                let passes = passes.clone();
+                tokio::spawn(async move {
+                    let done = passes.tenant(&tenant).await;
+                    (tenant, done)
+                })
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .for_each(|joined| {
+                let error = match joined {
+                    Ok((_, Ok(()))) => None,
+                    Ok((tenant, Err(e))) => Some(format!("tenant {tenant}: {e}")),
+                    Err(e) => Some(format!("the pass's task ended: {e}")),
+                };
+                if let Some(error) = error {
+                    tracing::warn!(%error, "trigger pass failed; trying again shortly");
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
+                std::future::ready(())
             })
             .await;
         if failed.into_inner() {
             return Duration::from_secs(1);
         }
-        if !due.tenants.is_empty() {
+        if any_due {
             // Ask again at once: the passes set each tenant's next due time.
             return Duration::ZERO;
         }
