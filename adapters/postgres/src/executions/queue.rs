@@ -7,6 +7,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 
 use crate::PgDb;
 use crate::db::translate;
+use crate::tenant_scope::literal;
 
 use super::*;
 
@@ -66,11 +67,6 @@ pub(crate) fn wake_sql(table: DueTable, tenant: &TenantName, due: DateTime<Utc>)
     )
 }
 
-/// A SQL string literal.
-pub(crate) fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// A `timestamptz` literal.
 pub(crate) fn time_literal(at: DateTime<Utc>) -> String {
     format!("'{}'::timestamptz", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
@@ -78,10 +74,10 @@ pub(crate) fn time_literal(at: DateTime<Utc>) -> String {
 
 /// [`settle_sql`] of `table`, [`wake_sql`] of the engine and the events bell as one statement
 /// with parameters, for connections that keep their plans (the trigger lanes prepare it once
-/// per session, `crate::triggers::pass::SESSION`): on a pooled connection the literal forms
-/// are planned afresh each time anyway. Settles the tenant's (`$1`) row read at sequence
-/// `$2` to `$3`, wakes the engine at `$4` if given, rings the events bell if `$5`. Must run
-/// as the login role, last.
+/// per session, `crate::triggers::pass::session_statements`): on a pooled connection the
+/// literal forms are planned afresh each time anyway. Settles the tenant's (`$1`) row read at
+/// sequence `$2` to `$3`, wakes the engine at `$4` if given, rings the events bell if `$5`.
+/// Must run as the login role, last.
 pub(crate) fn settle_statement(table: DueTable) -> String {
     format!(
         "WITH settled AS (

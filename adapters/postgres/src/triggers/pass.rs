@@ -27,8 +27,9 @@ use super::trigger;
 use crate::PgDb;
 use crate::db::{TenantPlace, ident, translate};
 use crate::executions::changes::transition;
-use crate::executions::queue::{DueTable, literal, settle_statement, time_literal};
+use crate::executions::queue::{DueTable, settle_statement, time_literal};
 use crate::lanes::LaneError;
+use crate::tenant_scope::literal;
 
 /// What the pass's read gives for one due trigger: the trigger, its workflow's state and
 /// version in force (absent if the workflow or that version is gone), and its unfinished
