@@ -21,6 +21,7 @@
 //! returning it; the next pass on that lane connects afresh. A lane idle for
 //! [`IDLE_CLOSE`] is closed. Lanes are part of `--db-max-connections` (docs/postgres.md).
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -35,15 +36,60 @@ use tokio::sync::{Mutex, MutexGuard, Notify};
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// A lane idle longer than this is closed: past two minutes, no minutely schedule uses it.
 const IDLE_CLOSE: Duration = Duration::from_secs(150);
-/// Prepared statements a lane keeps: a pass uses five per tenant (six when it reads a version's
-/// manifest) and the census one, so this holds the plans of about 600 tenants a lane; past
-/// that the least recently used are closed and planned again.
+/// Statements a lane's driver keeps prepared (besides the passes' named ones, [`Named`]): a
+/// version's manifest read and the census, one each per tenant; past that the least
+/// recently used are closed and planned again.
 const STATEMENTS: usize = 4096;
+
+/// Tenants a lane's session prepares named statements for (a pass's read and write), past
+/// which the least recently used tenant's are deallocated.
+const NAMED_TENANTS: usize = 800;
 
 /// A lane's open connection.
 struct Open {
     conn: PgConnection,
     since: Instant,
+    named: Named,
+}
+
+/// The named statements a lane's session prepared, by the key of what they serve (a tenant's
+/// schema): each key has a number of its own, which names its statements.
+#[derive(Default)]
+pub(crate) struct Named {
+    /// Key → (number, last use).
+    keys: HashMap<String, (u32, u64)>,
+    next: u32,
+    uses: u64,
+}
+
+/// What [`Lane::named`] found.
+pub(crate) struct Naming {
+    /// The number naming the key's statements.
+    pub(crate) id: u32,
+    /// The session has not prepared them yet: prepare them before use.
+    pub(crate) new: bool,
+    /// Another key's number whose statements are to be deallocated first.
+    pub(crate) evicted: Option<u32>,
+}
+
+impl Named {
+    fn name(&mut self, key: &str) -> Naming {
+        self.uses += 1;
+        if let Some((id, used)) = self.keys.get_mut(key) {
+            *used = self.uses;
+            return Naming { id: *id, new: false, evicted: None };
+        }
+        let evicted = if self.keys.len() >= NAMED_TENANTS {
+            let oldest = self.keys.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
+            oldest.and_then(|k| self.keys.remove(&k)).map(|(id, _)| id)
+        } else {
+            None
+        };
+        let id = self.next;
+        self.next += 1;
+        self.keys.insert(key.to_owned(), (id, self.uses));
+        Naming { id, new: true, evicted }
+    }
 }
 
 /// The trigger-pass connections of one server.
@@ -87,7 +133,11 @@ impl Lanes {
         connect_timeout: Duration,
         session: Vec<String>,
     ) -> Arc<Self> {
-        let options = options.statement_cache_capacity(STATEMENTS).options([("plan_cache_mode", "force_generic_plan")]);
+        // Passes send literals in simple-protocol text (`crate::triggers::pass`): whatever the
+        // server's default, backslashes in a string literal are characters, not escapes.
+        let options = options
+            .statement_cache_capacity(STATEMENTS)
+            .options([("plan_cache_mode", "force_generic_plan"), ("standard_conforming_strings", "on")]);
         let lanes = Arc::new(Self {
             options,
             session,
@@ -166,17 +216,21 @@ impl Lanes {
         let mut slot = tokio::time::timeout(self.connect_timeout, slot.lock()).await.map_err(|_| LaneError::Busy)?;
         let kept = match slot.take() {
             Some(open) if open.since.elapsed() < IDLE_CLOSE => {
-                let mut conn = open.conn;
+                let Open { mut conn, since, named } = open;
                 // One that idled may have died with a database restart: connect afresh.
-                if open.since.elapsed() <= IDLE_BEFORE_PING || conn.ping().await.is_ok() { Some(conn) } else { None }
+                if since.elapsed() <= IDLE_BEFORE_PING || conn.ping().await.is_ok() {
+                    Some((conn, named))
+                } else {
+                    None
+                }
             }
             _ => None,
         };
-        let conn = match kept {
-            Some(conn) => conn,
-            None => self.connect().await?,
+        let (conn, named) = match kept {
+            Some(kept) => kept,
+            None => (self.connect().await?, Named::default()),
         };
-        Ok(Lane { slot, conn: Some(conn), pass: None })
+        Ok(Lane { slot, conn: Some(conn), named, pass: None })
     }
 
     async fn connect(&self) -> Result<PgConnection, LaneError> {
@@ -209,6 +263,7 @@ fn lane_of(tenant: &TenantName, lanes: usize) -> usize {
 pub(crate) struct Lane<'a> {
     slot: MutexGuard<'a, Option<Open>>,
     conn: Option<PgConnection>,
+    named: Named,
     /// A pass's count, given back when the lane is (after the slot's lock: fields drop in order).
     pass: Option<PassCount<'a>>,
 }
@@ -230,9 +285,16 @@ impl Lane<'_> {
         self.conn.as_mut().expect("a lane holds its connection until it is kept or dropped")
     }
 
+    /// The number naming `key`'s statements in this session, and whether they are yet to be
+    /// prepared (counted as prepared from now: if the pass fails, the lane is not kept).
+    pub(crate) fn named(&mut self, key: &str) -> Naming {
+        self.named.name(key)
+    }
+
     /// The pass went well: the connection stays open for the lane's next pass.
     pub(crate) fn keep(mut self) {
-        *self.slot = self.conn.take().map(|conn| Open { conn, since: Instant::now() });
+        let named = std::mem::take(&mut self.named);
+        *self.slot = self.conn.take().map(|conn| Open { conn, since: Instant::now(), named });
     }
 }
 

@@ -1,15 +1,19 @@
 //! One scheduler pass over a tenant's due triggers on PostgreSQL: one transaction on the
-//! tenant's lane (`crate::lanes`) and the same four round trips however many triggers are
-//! due. It enters the tenant (reading its `trigger_due` sequence as the login role first),
-//! reads the due rows locked `FOR UPDATE SKIP LOCKED` with their workflows, their versions in
-//! force (locked `FOR SHARE`) and, for the overlap policies that weigh them, their unfinished
-//! executions in one statement (a version's manifest only the first time), lets the domain
-//! decide ([`TriggerRecord::tick`], [`scheduled_executions`]), then stores every fired
-//! execution and writes the triggers back in another ([`statements`]), which ends the
-//! tenant's role, and settles the tenant's due time as the login role.
+//! tenant's lane (`crate::lanes`) and two round trips however many triggers are due. The
+//! first message begins, enters the tenant (reading its `trigger_due` sequence as the login
+//! role first) and reads the due rows locked `FOR UPDATE SKIP LOCKED` with their workflows,
+//! their versions in force (locked `FOR SHARE`) and, for the overlap policies that weigh
+//! them, their unfinished executions (a version's manifest is read apart, only the first
+//! time). The domain decides ([`TriggerRecord::tick`], [`scheduled_executions`]); the second
+//! message stores every fired execution and writes the triggers back in one statement
+//! ([`statements`]), which ends the tenant's role, settles the tenant's due time as the login
+//! role, and commits.
 //!
-//! Every statement names the tenant's schema: a lane's `search_path` is empty, so the plans
-//! of a tenant's statements survive from one pass to the next.
+//! Both messages are simple-protocol text, so several statements travel in one: the lane
+//! prepares each tenant's read and write by name the first time its session meets the tenant
+//! (`Lane::named`), and the write's data goes as one JSON literal. Every statement names the
+//! tenant's schema and a lane's `search_path` is empty, so the plans of a tenant's statements
+//! survive from one pass to the next.
 
 use std::sync::Arc;
 
@@ -22,7 +26,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
-use super::statements::{self, Written};
+use super::statements;
 use super::trigger;
 use crate::PgDb;
 use crate::db::{TenantPlace, ident, translate};
@@ -48,8 +52,7 @@ struct InForce {
 }
 
 /// The statements each lane prepares once for its session (`crate::lanes`), both on
-/// `public` tables alone: a pass sends them with its `BEGIN` and its `COMMIT` in one message
-/// each, so it is four round trips, not six.
+/// `public` tables alone: a pass sends them with its `BEGIN` and its `COMMIT`.
 pub(crate) fn session_statements() -> Vec<String> {
     vec![
         // The tenant's `trigger_due` sequence, read as the login role in the statement that
@@ -73,58 +76,69 @@ pub(super) async fn fire_due(
     let _under_way = db.lanes.pass_begins();
     let Some(place) = db.place(tenant).await? else { return Ok(None) };
     let mut lane = db.lanes.acquire(tenant).await.map_err(LaneError::into_store)?;
-    // The transaction is the lane's own: a pass that fails midway leaves the lane unkept, and
-    // its connection is closed with the transaction open (`Lane`). The sequence comes first,
-    // before the pass's own reads: a change after this bumps it, and the pass's due time
-    // then yields to the change's. The literals are a validated tenant name and a role name
-    // read from the registry.
-    let enter = format!("BEGIN; EXECUTE cloacina_enter({}, {})", literal(tenant.as_str()), literal(&place.role));
-    let entered = sqlx::raw_sql(AssertSqlSafe(enter)).fetch_all(lane.conn()).await;
-    let seq: Option<i64> = match entered {
-        Ok(rows) => rows.first().map(|r| r.try_get(0)).transpose().map_err(translate)?.flatten(),
-        // The tenant's role is gone: so is the tenant (the lane's connection is closed).
+    let schema = ident(&place.schema);
+    let naming = lane.named(&place.schema);
+    let id = naming.id;
+    // The first message. The transaction is the lane's own: a pass that fails midway leaves
+    // the lane unkept, and its connection is closed with the transaction open (`Lane`). The
+    // sequence comes first, before the pass's own reads: a change after this bumps it, and the
+    // pass's due time then yields to the change's. The tenant's statements are prepared as
+    // the tenant (the first time this session meets it), and the read follows. The literals
+    // are a validated tenant name, a role name read from the registry, and values we format.
+    let mut first = String::new();
+    if let Some(old) = naming.evicted {
+        first.push_str(&format!("DEALLOCATE cloacina_read_{old}; DEALLOCATE cloacina_write_{old}; "));
+    }
+    first.push_str(&format!("BEGIN; EXECUTE cloacina_enter({}, {}); ", literal(tenant.as_str()), literal(&place.role)));
+    if naming.new {
+        first.push_str(&format!(
+            "PREPARE cloacina_read_{id}(timestamptz, bigint, text[]) AS {}; PREPARE cloacina_write_{id}(jsonb) AS {}; ",
+            statements::read(&schema),
+            statements::write(&schema)
+        ));
+    }
+    let words: Vec<String> = Overlap::words_weighing_unfinished().into_iter().map(literal).collect();
+    first.push_str(&format!(
+        "EXECUTE cloacina_read_{id}({}, {}, ARRAY[{}]::text[])",
+        time_literal(now),
+        i64::try_from(limit).unwrap_or(i64::MAX),
+        words.join(", ")
+    ));
+    let rows = match sqlx::raw_sql(AssertSqlSafe(first)).fetch_all(lane.conn()).await {
+        Ok(rows) => rows,
+        // The tenant's role or schema is gone: so is the tenant (the lane's connection is closed).
         Err(e) => return db.forget_if_gone(tenant, e).map(|()| None),
     };
+    // The enter statement's row (two columns), then the read's.
+    let (entered, read) =
+        rows.split_first().ok_or_else(|| StoreError::Unexpected("a pass entered no tenant".into()))?;
+    let seq: Option<i64> = entered.try_get(0).map_err(translate)?;
     let tx = lane.conn();
-    let schema = ident(&place.schema);
-    let rows = sqlx::query(AssertSqlSafe(statements::read(&schema)))
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(Overlap::words_weighing_unfinished())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(translate)?;
-    let due = read_due(db, tx, &schema, &rows).await?;
+    let due = read_due(db, tx, &schema, read).await?;
     let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
-    // The tenant's least due time after the pass. Rows another pass holds are due no later
-    // than they were: the least of all stays right whoever commits last.
-    let (readied, next) = if due.is_empty() {
-        // The tenant's role ends with this statement, as with the write's.
-        let sql = format!("SELECT min(due_at), set_config('role', 'none', true) FROM {schema}.triggers");
-        let next: Result<(Option<DateTime<Utc>>, String), _> =
-            sqlx::query_as(AssertSqlSafe(sql)).fetch_one(&mut *tx).await;
-        (false, next.map_err(translate)?.0)
+    // The second message: the write (or, with nothing due, the tenant's least due time), which
+    // ends the tenant's role and leaves the tenant's next trigger time in `cloacina.next_due`;
+    // then, as the login role, the engine's wake-up, the tenant's next trigger time (unless a
+    // change came since `seq` was read) and the bell; and the commit.
+    let (write, readied) = if due.is_empty() {
+        (statements::nothing_due(&schema), false)
     } else {
-        decide(tx, &place, &schema, due, now, &mut out).await?
+        let (document, readied) = decide(tx, &place, due, now, &mut out).await?;
+        (format!("EXECUTE cloacina_write_{id}({})", literal(&document)), readied)
     };
-    // As the login role (the last statement set it back), in the round trip that commits:
-    // the engine's wake-up, the tenant's next trigger time (unless a change came since `seq`
-    // was read), and the bell.
-    let wake = readied.then_some(now);
     let ring = !out.started.is_empty() || out.cancelled > 0;
-    let end = if wake.is_some() || ring || seq.is_some() || next.is_some() {
-        let time = |t: Option<DateTime<Utc>>| t.map_or_else(|| "NULL".to_owned(), time_literal);
-        format!(
-            "EXECUTE cloacina_settle({}, {}, {}, {}, {ring}); COMMIT",
-            literal(tenant.as_str()),
-            seq.map_or_else(|| "NULL".to_owned(), |s| s.to_string()),
-            time(next),
-            time(wake),
-        )
-    } else {
-        "COMMIT".to_owned()
-    };
-    sqlx::raw_sql(AssertSqlSafe(end)).execute(&mut *tx).await.map_err(translate)?;
+    let second = format!(
+        "{write}; EXECUTE cloacina_settle({}, {}, nullif(current_setting('cloacina.next_due', true), '')::timestamptz, {}, {ring}); COMMIT",
+        literal(tenant.as_str()),
+        seq.map_or_else(|| "NULL".to_owned(), |s| s.to_string()),
+        if readied { time_literal(now) } else { "NULL".to_owned() },
+    );
+    let rows = sqlx::raw_sql(AssertSqlSafe(second)).fetch_all(&mut *tx).await.map_err(translate)?;
+    if !out.started.is_empty() {
+        // The write's row comes first: the ids it stored (a fire stored before is left out).
+        let stored: Vec<Uuid> = rows.first().map(|r| r.try_get(0)).transpose().map_err(translate)?.unwrap_or_default();
+        out.started.retain(|s| stored.contains(&s.execution.as_uuid()));
+    }
     lane.keep();
     Ok(Some(out))
 }
@@ -169,16 +183,16 @@ async fn read_due(db: &PgDb, tx: &mut PgConnection, schema: &str, rows: &[PgRow]
     Ok(due)
 }
 
-/// Decides and applies the locked due triggers; returns whether tasks were readied, and the
-/// tenant's least due time after the write-back (`None`: no trigger is due ever).
+/// Decides the locked due triggers and cancels what `cancel_other` cancels; returns the
+/// write's document ([`statements::document`]) and whether a fire readies tasks. Every fire
+/// decided counts as started in `out` until the write says which it stored.
 async fn decide(
     tx: &mut PgConnection,
     place: &TenantPlace,
-    schema: &str,
     due: Vec<Due>,
     now: DateTime<Utc>,
     out: &mut FirePass,
-) -> Result<(bool, Option<DateTime<Utc>>), StoreError> {
+) -> Result<(String, bool), StoreError> {
     let mut writes = Vec::with_capacity(due.len());
     let mut news: Vec<NewExecution> = Vec::new();
     let mut fired = Vec::new();
@@ -204,15 +218,12 @@ async fn decide(
         cancel_unfinished(tx, place, &cancel, now).await?;
         out.cancelled += cancel.len() as u64;
     }
-    let Written { stored, next } = statements::write(tx, schema, &news, &writes, now).await?;
     let mut readied = false;
     for ((at, fire), new) in fired.iter().zip(&news) {
-        if stored.contains(&new.id.as_uuid()) {
-            readied |= new.plan.start().status.contains(&TaskStatus::Ready);
-            out.started.push(StartedFire::new(&writes[*at], new.id, fire, now));
-        }
+        readied |= new.plan.start().status.contains(&TaskStatus::Ready);
+        out.started.push(StartedFire::new(&writes[*at], new.id, fire, now));
     }
-    Ok((readied, next))
+    Ok((statements::document(&news, &writes, now), readied))
 }
 
 /// Cancels executions of overlap `cancel_other` triggers through the engine's transition,
