@@ -78,6 +78,32 @@ async fn one_lane_serving_tenants_in_turn_fires_each_its_own_as_its_role_on_kept
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_naming_one_tenant_at_a_time_deallocates_the_others_statements_and_every_pass_still_fires() {
+    let db = cloacina_testpg::TestPg::shared().database().await;
+    let pg = one_lane(&db.url).await;
+    pg.migrate().await.unwrap();
+    pg.lanes.name_at_most(1);
+    for t in ["acme", "globex"] {
+        with_trigger(&pg, t).await;
+    }
+    for (t, s) in [("acme", 10), ("globex", 10), ("acme", 20), ("globex", 20), ("acme", 30)] {
+        let pass = pg.fire_due(&name(t), t0() + secs(s), 100).await.unwrap().unwrap();
+        assert_eq!(pass.started.len(), 1, "{t} at {s} s");
+    }
+    assert_eq!((fired(&pg, "acme").await, fired(&pg, "globex").await), (3, 2));
+    let mut lane = pg.lanes.acquire(&name("acme")).await.unwrap();
+    let named: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'cloacina_read_%' OR name LIKE 'cloacina_write_%'
+         ORDER BY name",
+    )
+    .fetch_all(lane.conn())
+    .await
+    .unwrap();
+    assert_eq!(named, ["cloacina_read_4", "cloacina_write_4"], "only the last tenant's, under its fifth number");
+    lane.keep();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_deleted_elsewhere_is_gone_for_its_lane_and_the_lane_serves_the_next() {
     let db = cloacina_testpg::TestPg::shared().database().await;
     let pg = one_lane(&db.url).await;

@@ -107,6 +107,7 @@ impl PgDb {
     pub(crate) fn forget_if_gone(&self, tenant: &TenantName, e: sqlx::Error) -> Result<(), StoreError> {
         if is_gone(&e) {
             self.forget_place(tenant);
+            self.lanes.forget(tenant);
             Ok(())
         } else {
             Err(translate(e))

@@ -344,6 +344,7 @@ impl PgDb {
         append(&mut tx, &audit.clone().with("revoked_keys", revoked)).await?;
         tx.commit().await.map_err(translate)?;
         self.forget_place(name);
+        self.lanes.forget(name);
         Ok(Some(TenantDeleted::Deleted { revoked_keys: revoked }))
     }
 }
