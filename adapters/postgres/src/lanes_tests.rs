@@ -74,6 +74,29 @@ async fn one_lane_serving_tenants_in_turn_fires_each_its_own_as_its_role_on_kept
     .unwrap();
     assert_eq!(plans.len(), 2, "acme's read and write: {plans:?}");
     assert!(plans.iter().all(|(_, generic, custom)| *generic == 3 && *custom == 0), "{plans:?}");
+    // Those plans scan none of the tables that grow with every fire: a pass costs the same
+    // whatever the tenant's history.
+    let role: String = sqlx::query_scalar("SELECT db_role FROM public.tenants WHERE name = 'acme'")
+        .fetch_one(lane.conn())
+        .await
+        .unwrap();
+    let explain = format!(
+        "BEGIN; SELECT set_config('role', '{role}', true);
+         EXPLAIN (COSTS OFF) EXECUTE cloacina_read_0(now(), 100, ARRAY['skip']);
+         EXPLAIN (COSTS OFF) EXECUTE cloacina_write_0('{{\"executions\": [], \"tasks\": [], \"events\": [], \"triggers\": []}}');
+         ROLLBACK"
+    );
+    let lines: Vec<String> = sqlx::raw_sql(sqlx::AssertSqlSafe(explain))
+        .fetch_all(lane.conn())
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| sqlx::Row::try_get::<String, _>(r, 0).ok())
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("Insert on executions")), "{lines:#?}");
+    for table in ["executions", "execution_tasks", "execution_events"] {
+        assert!(!lines.iter().any(|l| l.contains(&format!("Seq Scan on {table}"))), "{table}: {lines:#?}");
+    }
     lane.keep();
 }
 

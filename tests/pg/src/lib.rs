@@ -68,7 +68,7 @@ impl TestPg {
     pub fn shared() -> &'static TestPg {
         SHARED.get_or_init(|| match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => Self::external(url),
-            _ => Self::throwaway(),
+            _ => Self::throwaway(""),
         })
     }
 
@@ -78,7 +78,17 @@ impl TestPg {
     /// # Panics
     /// As [`TestPg::shared`].
     pub fn private() -> TestPg {
-        Self::throwaway()
+        Self::throwaway("")
+    }
+
+    /// [`TestPg::private`] started with `settings` (`-c name=value …`) after the suite's own
+    /// and before `CLOACINA_TEST_PG_OPTIONS`: for a benchmark that sizes its cluster as a
+    /// deployment of its scale would.
+    ///
+    /// # Panics
+    /// As [`TestPg::shared`].
+    pub fn private_with(settings: &str) -> TestPg {
+        Self::throwaway(settings)
     }
 
     fn external(url: String) -> Self {
@@ -86,7 +96,7 @@ impl TestPg {
         Self { host: opts.get_host().to_owned(), port: opts.get_port(), admin_url: url, cluster: None }
     }
 
-    fn throwaway() -> Self {
+    fn throwaway(settings: &str) -> Self {
         let bin = find_binaries();
         let root = std::env::temp_dir().join(format!(
             "cloacina-pg-{}-{}",
@@ -122,7 +132,7 @@ impl TestPg {
             let port = free_port();
             let options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB {}",
+                 -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB {settings} {}",
                 root.display(),
                 std::env::var("CLOACINA_TEST_PG_OPTIONS").unwrap_or_default()
             );
