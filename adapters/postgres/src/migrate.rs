@@ -48,6 +48,7 @@ pub const TENANT: &[Migration] = &[
         "tasks_without_key_check",
         include_str!("../../../migrations/postgres/tenant/0011_tasks_without_key_check.sql"),
     ),
+    (12, "triggers_hot", include_str!("../../../migrations/postgres/tenant/0012_triggers_hot.sql")),
 ];
 
 const MIGRATE_LOCK: i64 = crate::locks::MIGRATE;
@@ -245,15 +246,15 @@ mod tests {
         };
         pg.create_tenant(&new, &noted()).await.unwrap();
         assert!(pg.pending_migrations().await.unwrap().is_empty());
-        // Roll acme's schema back one step (the newest migration, 11), as an older binary
+        // Roll acme's schema back one step (the newest migration, 12), as an older binary
         // would have left it.
-        assert_eq!(super::latest(super::TENANT), 11, "roll back the newest tenant migration here");
+        assert_eq!(super::latest(super::TENANT), 12, "roll back the newest tenant migration here");
         let mut admin = cloacina_testpg::TestPg::shared().admin_of(&test_db.name).await;
         sqlx::raw_sql(
-            "ALTER TABLE tenant_acme.execution_tasks ADD CONSTRAINT execution_tasks_execution_id_fkey
-                 FOREIGN KEY (execution_id) REFERENCES tenant_acme.executions (id) ON DELETE CASCADE;
-             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 11;
-             UPDATE tenants SET schema_version = 10 WHERE name = 'acme'",
+            "CREATE INDEX triggers_due ON tenant_acme.triggers (due_at) WHERE due_at IS NOT NULL;
+             ALTER TABLE tenant_acme.triggers RESET (fillfactor);
+             DELETE FROM tenant_acme._cloacina_migrations WHERE version = 12;
+             UPDATE tenants SET schema_version = 11 WHERE name = 'acme'",
         )
         .execute(&mut admin)
         .await
@@ -262,6 +263,13 @@ mod tests {
         assert_eq!(pending.tenants, ["acme"]);
         let again = pg.migrate().await.unwrap();
         assert_eq!((again.control, again.tenant, again.tenants), (0, 1, 2));
+        let due_index: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'tenant_acme' AND indexname = 'triggers_due'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(due_index, 0, "a trigger's write-back touches no index of its due time");
         assert!(pg.pending_migrations().await.unwrap().is_empty());
         assert_eq!(pg.list_packages(&acme).await.unwrap(), Some(Vec::new()));
         let twice = pg.migrate().await.unwrap();
