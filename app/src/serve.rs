@@ -246,12 +246,11 @@ pub async fn run(globals: Globals, args: ServeArgs) -> anyhow::Result<()> {
         store: storage.clone(),
         clock: deps.clock.clone(),
         metrics: deps.metrics.clone(),
-        // Passes run on connections of their own (the lanes), one at a time a lane: four times
-        // as many passes as lanes keep every lane busy whichever lanes the due tenants come in
-        // on (with eight passes over four lanes, a lane had none waiting a tenth of the time).
-        // SQLite has one writer, so its passes go one at a time.
-        concurrency: match &backend {
-            Backend::Postgres(pg) => 4 * pg.trigger_lanes(),
+        // Passes run on connections of their own (the lanes), one at a time a lane; a second
+        // waits for each lane with its tenant looked up. SQLite has one writer, so its passes
+        // go one at a time.
+        per_lane: match &backend {
+            Backend::Postgres(_) => 2,
             Backend::Sqlite(_) => 1,
         },
         backstop: match &backend {

@@ -258,10 +258,13 @@ impl Lanes {
         self.lane(tenant).await
     }
 
+    /// The lane serving the tenant (the one serving fewest, the first time it is met).
+    pub(crate) fn lane_of(&self, tenant: &TenantName) -> usize {
+        self.shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lane_of(tenant, self.lanes.len())
+    }
+
     async fn lane(&self, tenant: &TenantName) -> Result<Lane<'_>, LaneError> {
-        let lane =
-            self.shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lane_of(tenant, self.lanes.len());
-        let slot = &self.lanes[lane];
+        let slot = &self.lanes[self.lane_of(tenant)];
         let mut slot = tokio::time::timeout(self.connect_timeout, slot.lock()).await.map_err(|_| LaneError::Busy)?;
         let kept = match slot.take() {
             Some(open) if open.since.elapsed() < IDLE_CLOSE => {

@@ -318,4 +318,9 @@ impl TriggerStore for SqliteDb {
     async fn wait_for_triggers(&self, max: Duration) {
         let _ = tokio::time::timeout(max, self.inner.triggers.notified()).await;
     }
+
+    /// One writer: every pass is on the one lane.
+    fn pass_lane(&self, _tenant: &TenantName) -> usize {
+        0
+    }
 }

@@ -106,4 +106,10 @@ pub trait TriggerStore: Send + Sync {
     /// Returns when triggers may have changed or come due (a wake-up from any replica), or
     /// after `max`.
     async fn wait_for_triggers(&self, max: std::time::Duration);
+
+    /// The lane the tenant's passes run on: passes on one lane run one after another (they
+    /// share a database connection), those on different lanes at once. The scheduler queues
+    /// each lane's tenants apart, so a lane running slow holds back only its own tenants. A
+    /// store without lanes answers 0 for every tenant. Cheap and answered from memory.
+    fn pass_lane(&self, tenant: &TenantName) -> usize;
 }

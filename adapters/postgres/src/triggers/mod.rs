@@ -255,4 +255,8 @@ impl TriggerStore for PgDb {
     async fn wait_for_triggers(&self, max: Duration) {
         let _ = tokio::time::timeout(max, self.triggers.notified()).await;
     }
+
+    fn pass_lane(&self, tenant: &TenantName) -> usize {
+        self.lanes.lane_of(tenant)
+    }
 }
