@@ -42,12 +42,46 @@ fn package(binary: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(std::fs::read(out)?)
 }
 
+/// What a PostgreSQL process is, for the CPU each kind takes.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A client's backend: the server's lanes and pool, the bench's own queries.
+    Connection,
+    /// The autovacuum launcher and its workers.
+    Autovacuum,
+    /// The postmaster, checkpointer, background and WAL writers and the rest.
+    Background,
+}
+
+/// CPU seconds of PostgreSQL's processes by [`Kind`].
+#[derive(Default, Clone, Copy)]
+struct PgCpu {
+    connections: f64,
+    autovacuum: f64,
+    background: f64,
+}
+
+impl PgCpu {
+    fn total(&self) -> f64 {
+        self.connections + self.autovacuum + self.background
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self {
+            connections: self.connections - earlier.connections,
+            autovacuum: self.autovacuum - earlier.autovacuum,
+            background: self.background - earlier.background,
+        }
+    }
+}
+
 /// The user + system CPU seconds so far of every PostgreSQL process on the machine (the bench's
-/// own cluster is the only one while it runs), from /proc. A backend that exited takes its
-/// share with it; the server's pooled connections live through the measured minutes.
-fn postgres_cpu_seconds() -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
-    let mut ticks = 0.0;
+/// own cluster is the only one while it runs), from /proc, by kind (the title a process sets
+/// in its command line). A process that exited takes its share with it: the server's
+/// connections live through the measured minutes, an autovacuum worker may not.
+fn postgres_cpu() -> PgCpu {
+    let mut cpu = PgCpu::default();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return cpu };
     for entry in entries.flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
         let Some((head, rest)) = stat.rsplit_once(')') else { continue };
@@ -56,9 +90,38 @@ fn postgres_cpu_seconds() -> f64 {
         }
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        ticks += field(11) + field(12);
+        let seconds = (field(11) + field(12)) / 100.0;
+        let title = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+        let kind = if title.starts_with("postgres: autovacuum") {
+            Kind::Autovacuum
+        } else if title.starts_with("postgres: ") && title.contains('(') {
+            // "postgres: user database host(port) state"
+            Kind::Connection
+        } else {
+            Kind::Background
+        };
+        match kind {
+            Kind::Connection => cpu.connections += seconds,
+            Kind::Autovacuum => cpu.autovacuum += seconds,
+            Kind::Background => cpu.background += seconds,
+        }
     }
-    ticks / 100.0
+    cpu
+}
+
+/// The time this machine takes for a fixed amount of single-threaded arithmetic, in ms: runs
+/// of the bench on one machine differ by what else shares its CPUs, and this shows by how much.
+fn machine_speed() -> f64 {
+    let started = Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..200_000_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = std::hint::black_box(x);
+    }
+    std::hint::black_box(x);
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
 async fn transactions(pg: &TestPg, db: &str) -> anyhow::Result<i64> {
@@ -158,7 +221,7 @@ struct Minute {
     /// When that scrape's answer arrived.
     answered: f64,
     /// CPU seconds PostgreSQL and the server spent until then.
-    pg_cpu: f64,
+    pg_cpu: PgCpu,
     server_cpu: f64,
 }
 
@@ -166,7 +229,7 @@ struct Minute {
 async fn minute(client: &reqwest::Client, server: &Running, expected: f64) -> anyhow::Result<Minute> {
     at_second(0).await;
     let t = Instant::now();
-    let (pg0, server0) = (postgres_cpu_seconds(), server.cpu_seconds());
+    let (pg0, server0) = (postgres_cpu(), server.cpu_seconds());
     let start = expected - (TENANTS * PER_TENANT) as f64;
     // Each scrape's time and the minute's fires it counted: lateness seen from outside.
     let mut seen = Vec::new();
@@ -179,7 +242,7 @@ async fn minute(client: &reqwest::Client, server: &Running, expected: f64) -> an
             return Ok(Minute {
                 counted_by: sent,
                 answered: t.elapsed().as_secs_f64(),
-                pg_cpu: postgres_cpu_seconds() - pg0,
+                pg_cpu: postgres_cpu().since(&pg0),
                 server_cpu: server.cpu_seconds() - server0,
             });
         }
@@ -237,7 +300,10 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let first = minute(&client, &server, before_first + (TENANTS * PER_TENANT) as f64).await?;
     println!(
         "B11: the first minute: fires counted by {:.2} s (answered {:.2} s); CPU PostgreSQL {:.2} s, server {:.2} s",
-        first.counted_by, first.answered, first.pg_cpu, first.server_cpu
+        first.counted_by,
+        first.answered,
+        first.pg_cpu.total(),
+        first.server_cpu
     );
     at_second(50).await;
     let (earlier, skipped) = lateness(&client, &server).await?;
@@ -249,15 +315,32 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     // The measured minutes' fires are those scheduled from the next whole minute on.
     let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let measured_from = ((unix / 60 + 1) * 60) as f64;
+    // The machine's speed before each measured minute (`machine_speed`).
+    let mut speed = Vec::new();
+    let mut last_vacuums = None;
     for _ in 0..o.minutes {
         let expected = skipped + ((burst.len() + 1) * TENANTS * PER_TENANT) as f64;
+        speed.push(tokio::task::spawn_blocking(machine_speed).await?);
         if statements {
             crate::statements::reset(&pg, &db.name).await?;
         }
-        let vacuums = crate::statements::vacuums(&pg, &db.name).await?;
+        let before = crate::statements::vacuums(&pg, &db.name).await?;
         let m = minute(&client, &server, expected).await?;
-        let vacuums = crate::statements::vacuums(&pg, &db.name).await? - vacuums;
-        println!("B11: autovacuum and autoanalyze runs finished from the minute's reset to its last fire: {vacuums}");
+        let after = crate::statements::vacuums(&pg, &db.name).await?;
+        // An autovacuum or autoanalyze of a table a pass reads or writes makes its lane plan the
+        // pass's statements again at the next burst.
+        if let Some(last) = last_vacuums {
+            println!(
+                "B11: autovacuum and autoanalyze runs finished between the last burst and this minute's reset: {}",
+                before - last
+            );
+        }
+        println!(
+            "B11: autovacuum and autoanalyze runs finished from the minute's reset to its last fire: {}; machine speed before it: {:.0} ms",
+            after - before,
+            speed.last().copied().unwrap_or(f64::NAN)
+        );
+        last_vacuums = Some(after);
         if statements {
             println!(
                 "B11: the statements that took PostgreSQL's time from the minute's start to its last fire (tenants' schemas as T):"
@@ -269,11 +352,15 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
         burst.push(m.counted_by);
         burst_cpu.push((m.pg_cpu, m.server_cpu));
         println!(
-            "B11: minute {}: fires counted by {:.2} s (answered {:.2} s); CPU PostgreSQL {:.2} s, server {:.2} s",
+            "B11: minute {}: fires counted by {:.2} s (answered {:.2} s); CPU PostgreSQL {:.2} s (connections {:.2}, \
+             autovacuum {:.2}, background {:.2}), server {:.2} s",
             burst.len(),
             m.counted_by,
             m.answered,
-            m.pg_cpu,
+            m.pg_cpu.total(),
+            m.pg_cpu.connections,
+            m.pg_cpu.autovacuum,
+            m.pg_cpu.background,
             m.server_cpu
         );
         // Nothing is due until the next minute: the idle window is what is left of it.
@@ -300,7 +387,10 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let pg_cpu = median(burst_cpu.iter().map(|c| c.0).collect());
+    let (speed_min, speed_max) =
+        (speed.iter().copied().fold(f64::INFINITY, f64::min), speed.iter().copied().fold(0.0, f64::max));
+    let pg_cpu = median(burst_cpu.iter().map(|c| c.0.total()).collect());
+    let pg_autovacuum = median(burst_cpu.iter().map(|c| c.0.autovacuum).collect());
     let server_cpu = median(burst_cpu.iter().map(|c| c.1).collect());
     let (tps_idle, cpu_idle) = if idle_after.is_empty() {
         (f64::NAN, f64::NAN)
@@ -335,11 +425,16 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
         ),
         format!(
             "| the first minute after the start (every plan made afresh): fires counted by; CPU PostgreSQL, the server | {:.1} s; {:.2} s, {:.2} s | — |",
-            first.counted_by, first.pg_cpu, first.server_cpu
+            first.counted_by,
+            first.pg_cpu.total(),
+            first.server_cpu
         ),
         format!(
-            "| CPU a minute's fires took (median minute): PostgreSQL, the server | {pg_cpu:.2} s ({:.2} ms a tenant pass), {server_cpu:.2} s | — |",
+            "| CPU a minute's fires took (median minute): PostgreSQL (of which autovacuum), the server | {pg_cpu:.2} s ({pg_autovacuum:.2} s; {:.2} ms a tenant pass), {server_cpu:.2} s | — |",
             pg_cpu * 1000.0 / TENANTS as f64
+        ),
+        format!(
+            "| the machine: 200 million xorshift steps on one thread, before each measured minute (slower when its CPUs are shared) | {speed_min:.0}-{speed_max:.0} ms | — |"
         ),
         format!("| database transactions/s while nothing is due: 0 triggers → {} | {tps_before:.2} → {tps_idle:.2} | independent of the trigger count |", TENANTS * PER_TENANT),
         format!("| server CPU while nothing is due: 0 triggers → {} | {cpu_before:.2} % → {cpu_idle:.2} % | independent of the trigger count |", TENANTS * PER_TENANT),

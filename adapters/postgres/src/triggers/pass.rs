@@ -74,7 +74,11 @@ pub(super) async fn fire_due(
     limit: usize,
 ) -> Result<Option<FirePass>, StoreError> {
     let _under_way = db.lanes.pass_begins();
-    let Some(place) = db.place(tenant).await? else { return Ok(None) };
+    let Some(place) = db.place(tenant).await? else {
+        // Gone: the lane the scheduler asked for (`TriggerStore::pass_lane`) serves it no more.
+        db.lanes.forget(tenant);
+        return Ok(None);
+    };
     let mut lane = db.lanes.acquire(tenant).await.map_err(LaneError::into_store)?;
     let schema = ident(&place.schema);
     let naming = lane.named(&place.schema);
