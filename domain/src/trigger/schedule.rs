@@ -1,6 +1,7 @@
 //! A cron schedule and its due times in a time zone.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
@@ -10,7 +11,9 @@ use chrono_tz::Tz;
 #[derive(Clone)]
 pub struct CronExpr {
     text: String,
-    parsed: croner::Cron,
+    /// Shared with the memory of parsed expressions: a parsed pattern is a dozen allocations,
+    /// and every trigger row a pass reads, and every record it decides, holds one.
+    parsed: Arc<croner::Cron>,
 }
 
 impl CronExpr {
@@ -25,7 +28,7 @@ impl CronExpr {
         if let Some(parsed) = parsed_before(text) {
             return Ok(Self { text: text.to_owned(), parsed });
         }
-        let parsed: croner::Cron = text.parse().map_err(|e: croner::errors::CronError| e.to_string())?;
+        let parsed: Arc<croner::Cron> = Arc::new(text.parse().map_err(|e: croner::errors::CronError| e.to_string())?);
         remember(text, &parsed);
         Ok(Self { text: text.to_owned(), parsed })
     }
@@ -85,14 +88,14 @@ fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
 /// The most parsed expressions remembered; past it the memory starts afresh.
 const REMEMBERED: usize = 4096;
 
-static PARSED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, croner::Cron>>> =
+static PARSED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Arc<croner::Cron>>>> =
     std::sync::LazyLock::new(Default::default);
 
-fn parsed_before(text: &str) -> Option<croner::Cron> {
+fn parsed_before(text: &str) -> Option<Arc<croner::Cron>> {
     PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(text).cloned()
 }
 
-fn remember(text: &str, parsed: &croner::Cron) {
+fn remember(text: &str, parsed: &Arc<croner::Cron>) {
     let mut memory = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if memory.len() >= REMEMBERED {
         memory.clear();

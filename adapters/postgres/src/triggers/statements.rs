@@ -4,7 +4,7 @@
 //! (with its one parameter, [`document`]).
 
 use chrono::{DateTime, Utc};
-use cloacina_domain::execution::{EventDraft, NewExecution, TaskStatus};
+use cloacina_domain::execution::{EventDraft, NewExecution, Plan, TaskStatus};
 use cloacina_domain::trigger::TriggerRecord;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -115,6 +115,15 @@ pub(super) fn nothing_due(schema: &str) -> String {
 /// [`write`]'s parameter: the executions, their task rows and `created` events, and the
 /// trigger rows, as one JSON document.
 pub(super) fn document(news: &[NewExecution], writes: &[TriggerRecord], now: DateTime<Utc>) -> String {
+    // A workflow's fires in one pass share its version's plan (`execution_for`): each
+    // distinct plan is made into JSON once.
+    let mut plans: Vec<(&Plan, Value)> = Vec::new();
+    for n in news {
+        if !plans.iter().any(|(plan, _)| **plan == n.plan) {
+            plans.push((&n.plan, n.plan.to_json()));
+        }
+    }
+    let plan_of = |n: &NewExecution| plans.iter().find(|(plan, _)| **plan == n.plan).map(|(_, json)| json);
     let executions = news
         .iter()
         .map(|n| Execution {
@@ -122,7 +131,7 @@ pub(super) fn document(news: &[NewExecution], writes: &[TriggerRecord], now: Dat
             workflow: &n.workflow,
             package_id: n.package_id,
             version: &n.package_version,
-            plan: n.plan.to_json(),
+            plan: plan_of(n),
             context: &n.context,
             origin: &n.origin,
             key: n.idempotency_key.as_deref(),
@@ -174,7 +183,7 @@ struct Execution<'a> {
     workflow: &'a str,
     package_id: Uuid,
     version: &'a str,
-    plan: Value,
+    plan: Option<&'a Value>,
     context: &'a Map<String, Value>,
     origin: &'a str,
     key: Option<&'a str>,
