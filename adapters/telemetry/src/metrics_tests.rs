@@ -102,7 +102,7 @@ fn trigger_fires_lateness_leadership_and_prunes_appear_in_the_exposition() {
     assert!(text.contains(r#"cloacina_trigger_fires_total{outcome="fired"} 2"#), "{text}");
     assert!(text.contains(r#"cloacina_trigger_fires_total{outcome="missed"} 5"#), "{text}");
     assert!(!text.contains("skipped_paused"), "no count, no series: {text}");
-    for (le, n) in [("0.1", 0), ("0.25", 1), ("0.75", 1), ("1", 2), ("1.5", 3)] {
+    for (le, n) in [("0.1", 0), ("0.25", 1), ("0.75", 1), ("1", 2), ("1.25", 3), ("1.5", 3)] {
         let line = format!("cloacina_trigger_fire_lateness_seconds_bucket{{le=\"{le}\"}} {n}\n");
         assert!(text.contains(&line), "{line}: {text}");
     }
