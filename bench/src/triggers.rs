@@ -42,22 +42,14 @@ fn package(binary: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(std::fs::read(out)?)
 }
 
-/// What a PostgreSQL process is, for the CPU each kind takes.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// A client's backend: the server's lanes and pool, the bench's own queries.
-    Connection,
-    /// The autovacuum launcher and its workers.
-    Autovacuum,
-    /// The postmaster, checkpointer, background and WAL writers and the rest.
-    Background,
-}
-
-/// CPU seconds of PostgreSQL's processes by [`Kind`].
+/// CPU seconds of PostgreSQL's processes by kind.
 #[derive(Default, Clone, Copy)]
 struct PgCpu {
+    /// Clients' backends: the server's lanes and pool, the bench's own queries.
     connections: f64,
+    /// The autovacuum launcher and its workers.
     autovacuum: f64,
+    /// The postmaster, checkpointer, background and WAL writers and the rest.
     background: f64,
 }
 
@@ -93,18 +85,14 @@ fn postgres_cpu() -> PgCpu {
         let seconds = (field(11) + field(12)) / 100.0;
         let title = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
         let kind = if title.starts_with("postgres: autovacuum") {
-            Kind::Autovacuum
+            &mut cpu.autovacuum
         } else if title.starts_with("postgres: ") && title.contains('(') {
             // "postgres: user database host(port) state"
-            Kind::Connection
+            &mut cpu.connections
         } else {
-            Kind::Background
+            &mut cpu.background
         };
-        match kind {
-            Kind::Connection => cpu.connections += seconds,
-            Kind::Autovacuum => cpu.autovacuum += seconds,
-            Kind::Background => cpu.background += seconds,
-        }
+        *kind += seconds;
     }
     cpu
 }

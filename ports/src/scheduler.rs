@@ -131,13 +131,7 @@ impl TriggerScheduler {
                 })
                 .buffer_unordered(per_lane)
                 .for_each(move |joined| {
-                    let error = match joined {
-                        Ok((_, Ok(()))) => None,
-                        Ok((tenant, Err(e))) => Some(format!("tenant {tenant}: {e}")),
-                        Err(e) => Some(format!("the pass's task ended: {e}")),
-                    };
-                    if let Some(error) = error {
-                        tracing::warn!(%error, "trigger pass failed; trying again shortly");
+                    if !succeeded(joined) {
                         failed.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     std::future::ready(())
@@ -156,6 +150,17 @@ impl TriggerScheduler {
             None => self.backstop,
         }
     }
+}
+
+/// Whether a tenant's passes ended well; logs why not.
+fn succeeded(joined: Result<(TenantName, Result<(), StoreError>), tokio::task::JoinError>) -> bool {
+    let error = match joined {
+        Ok((_, Ok(()))) => return true,
+        Ok((tenant, Err(e))) => format!("tenant {tenant}: {e}"),
+        Err(e) => format!("the pass's task ended: {e}"),
+    };
+    tracing::warn!(%error, "trigger pass failed; trying again shortly");
+    false
 }
 
 #[cfg(test)]

@@ -116,22 +116,26 @@ pub(super) fn nothing_due(schema: &str) -> String {
 /// trigger rows, as one JSON document.
 pub(super) fn document(news: &[NewExecution], writes: &[TriggerRecord], now: DateTime<Utc>) -> String {
     // A workflow's fires in one pass share its version's plan (`execution_for`): each
-    // distinct plan is made into JSON once.
+    // distinct plan is made into JSON once, and each execution names its own by position.
     let mut plans: Vec<(&Plan, Value)> = Vec::new();
-    for n in news {
-        if !plans.iter().any(|(plan, _)| **plan == n.plan) {
-            plans.push((&n.plan, n.plan.to_json()));
-        }
-    }
-    let plan_of = |n: &NewExecution| plans.iter().find(|(plan, _)| **plan == n.plan).map(|(_, json)| json);
+    let plan_of: Vec<usize> = news
+        .iter()
+        .map(|n| {
+            plans.iter().position(|(plan, _)| **plan == n.plan).unwrap_or_else(|| {
+                plans.push((&n.plan, n.plan.to_json()));
+                plans.len() - 1
+            })
+        })
+        .collect();
     let executions = news
         .iter()
-        .map(|n| Execution {
+        .zip(&plan_of)
+        .map(|(n, &plan)| Execution {
             id: n.id.as_uuid(),
             workflow: &n.workflow,
             package_id: n.package_id,
             version: &n.package_version,
-            plan: plan_of(n),
+            plan: &plans[plan].1,
             context: &n.context,
             origin: &n.origin,
             key: n.idempotency_key.as_deref(),
@@ -183,7 +187,7 @@ struct Execution<'a> {
     workflow: &'a str,
     package_id: Uuid,
     version: &'a str,
-    plan: Option<&'a Value>,
+    plan: &'a Value,
     context: &'a Map<String, Value>,
     origin: &'a str,
     key: Option<&'a str>,
