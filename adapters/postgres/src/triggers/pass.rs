@@ -1,19 +1,20 @@
 //! One scheduler pass over a tenant's due triggers on PostgreSQL: one transaction on the
-//! tenant's lane (`crate::lanes`) and two round trips however many triggers are due. The
+//! tenant's lane (`crate::lanes`) and three round trips however many triggers are due. The
 //! first message begins, enters the tenant (reading its `trigger_due` sequence as the login
 //! role first) and reads the due rows locked `FOR UPDATE SKIP LOCKED` with their workflows,
 //! their versions in force (locked `FOR SHARE`) and, for the overlap policies that weigh
 //! them, their unfinished executions (a version's manifest is read apart, only the first
-//! time). The domain decides ([`TriggerRecord::tick`], [`scheduled_executions`]); the second
-//! message stores every fired execution and writes the triggers back in one statement
-//! ([`statements`]), which ends the tenant's role, settles the tenant's due time as the login
-//! role, and commits.
+//! time). The domain decides ([`TriggerRecord::tick`], [`scheduled_executions`]); the write
+//! stores every fired execution and writes the triggers back in one statement
+//! ([`statements::write`]), which ends the tenant's role; the third message settles the
+//! tenant's due time as the login role, and commits.
 //!
-//! Both messages are simple-protocol text, so several statements travel in one: the lane
-//! prepares each tenant's read and write by name the first time its session meets the tenant
-//! (`Lane::named`), and the write's data goes as one JSON literal. Every statement names the
-//! tenant's schema and a lane's `search_path` is empty, so the plans of a tenant's statements
-//! survive from one pass to the next.
+//! The first and third messages are simple-protocol text, so several statements travel in
+//! one: the lane prepares each tenant's read by name the first time its session meets the
+//! tenant (`Lane::named`). The write goes over the extended protocol with its data bound as
+//! binary arrays, prepared once per lane by the driver's statement cache. Every statement
+//! names the tenant's schema and a lane's `search_path` is empty, so the plans of a tenant's
+//! statements survive from one pass to the next.
 
 use std::sync::Arc;
 
@@ -91,14 +92,13 @@ pub(super) async fn fire_due(
     // are a validated tenant name, a role name read from the registry, and values we format.
     let mut first = String::new();
     if let Some(old) = naming.evicted {
-        first.push_str(&format!("DEALLOCATE cloacina_read_{old}; DEALLOCATE cloacina_write_{old}; "));
+        first.push_str(&format!("DEALLOCATE cloacina_read_{old}; "));
     }
     first.push_str(&format!("BEGIN; EXECUTE cloacina_enter({}, {}); ", literal(tenant.as_str()), literal(&place.role)));
     if naming.new {
         first.push_str(&format!(
-            "PREPARE cloacina_read_{id}(timestamptz, bigint, text[]) AS {}; PREPARE cloacina_write_{id}(jsonb) AS {}; ",
-            statements::read(&schema),
-            statements::write(&schema)
+            "PREPARE cloacina_read_{id}(timestamptz, bigint, text[]) AS {}; ",
+            statements::read(&schema)
         ));
     }
     let words: Vec<String> = Overlap::words_weighing_unfinished().into_iter().map(literal).collect();
@@ -120,29 +120,29 @@ pub(super) async fn fire_due(
     let tx = lane.conn();
     let due = read_due(db, tx, &schema, read).await?;
     let mut out = FirePass { triggers: due.len(), ..FirePass::default() };
-    // The second message: the write (or, with nothing due, the tenant's least due time), which
-    // ends the tenant's role and leaves the tenant's next trigger time in `cloacina.next_due`;
-    // then, as the login role, the engine's wake-up, the tenant's next trigger time (unless a
-    // change came since `seq` was read) and the bell; and the commit.
-    let (write, readied) = if due.is_empty() {
-        (statements::nothing_due(&schema), false)
+    // The write (or, with nothing due, the tenant's least due time), which ends the tenant's
+    // role and leaves the tenant's next trigger time in `cloacina.next_due`; then, as the
+    // login role, the engine's wake-up, the tenant's next trigger time (unless a change came
+    // since `seq` was read) and the bell; and the commit.
+    let (before, readied) = if due.is_empty() {
+        (format!("{}; ", statements::nothing_due(&schema)), false)
     } else {
-        let (document, readied) = decide(tx, &place, due, now, &mut out).await?;
-        (format!("EXECUTE cloacina_write_{id}({})", literal(&document)), readied)
+        let (news, writes, readied) = decide(tx, &place, due, now, &mut out).await?;
+        let args = statements::WriteArgs::new(&news, &writes, now);
+        let row = args.bind(statements::write(&schema)).fetch_one(&mut *tx).await.map_err(translate)?;
+        // The ids it stored (a fire stored before is left out).
+        let stored: Vec<Uuid> = row.try_get(0).map_err(translate)?;
+        out.started.retain(|s| stored.contains(&s.execution.as_uuid()));
+        (String::new(), readied)
     };
     let ring = !out.started.is_empty() || out.cancelled > 0;
-    let second = format!(
-        "{write}; EXECUTE cloacina_settle({}, {}, nullif(current_setting('cloacina.next_due', true), '')::timestamptz, {}, {ring}); COMMIT",
+    let last = format!(
+        "{before}EXECUTE cloacina_settle({}, {}, nullif(current_setting('cloacina.next_due', true), '')::timestamptz, {}, {ring}); COMMIT",
         literal(tenant.as_str()),
         seq.map_or_else(|| "NULL".to_owned(), |s| s.to_string()),
         if readied { time_literal(now) } else { "NULL".to_owned() },
     );
-    let rows = sqlx::raw_sql(AssertSqlSafe(second)).fetch_all(&mut *tx).await.map_err(translate)?;
-    if !out.started.is_empty() {
-        // The write's row comes first: the ids it stored (a fire stored before is left out).
-        let stored: Vec<Uuid> = rows.first().map(|r| r.try_get(0)).transpose().map_err(translate)?.unwrap_or_default();
-        out.started.retain(|s| stored.contains(&s.execution.as_uuid()));
-    }
+    sqlx::raw_sql(AssertSqlSafe(last)).execute(&mut *tx).await.map_err(translate)?;
     lane.keep();
     Ok(Some(out))
 }
@@ -188,15 +188,15 @@ async fn read_due(db: &PgDb, tx: &mut PgConnection, schema: &str, rows: &[PgRow]
 }
 
 /// Decides the locked due triggers and cancels what `cancel_other` cancels; returns the
-/// write's document ([`statements::document`]) and whether a fire readies tasks. Every fire
-/// decided counts as started in `out` until the write says which it stored.
+/// executions to store, the triggers to write back, and whether a fire readies tasks. Every
+/// fire decided counts as started in `out` until the write says which it stored.
 async fn decide(
     tx: &mut PgConnection,
     place: &TenantPlace,
     due: Vec<Due>,
     now: DateTime<Utc>,
     out: &mut FirePass,
-) -> Result<(String, bool), StoreError> {
+) -> Result<(Vec<NewExecution>, Vec<TriggerRecord>, bool), StoreError> {
     let mut writes = Vec::with_capacity(due.len());
     let mut news: Vec<NewExecution> = Vec::new();
     let mut fired = Vec::new();
@@ -227,7 +227,7 @@ async fn decide(
         readied |= new.plan.start().status.contains(&TaskStatus::Ready);
         out.started.push(StartedFire::new(&writes[*at], new.id, fire, now));
     }
-    Ok((statements::document(&news, &writes, now), readied))
+    Ok((news, writes, readied))
 }
 
 /// Cancels executions of overlap `cancel_other` triggers through the engine's transition,
