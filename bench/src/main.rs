@@ -1,7 +1,7 @@
 //! Cloacina's benchmarks (docs/benchmarks.md). Run on demand, never in CI:
 //!
 //! ```text
-//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b10] [b11] [b12] [b13] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N] [--minutes N]
+//! cargo run --release -p cloacina-bench -- [b1] [b2] [b3] [b4] [b5] [b6] [b7] [b8] [b9] [b10] [b11] [b11p] [b12] [b13] [b1pg] [--seconds N] [--runs N] [--connections N] [--pool N] [--minutes N]
 //! ```
 //!
 //! The bench builds the release `cloacinactl`, starts it on a free port in a throwaway home,
@@ -19,6 +19,7 @@
 //! - [`engine`]: B3 (engine on PostgreSQL against pgbench), B5 (noisy neighbour), B9 (engine on SQLite).
 //! - [`sandbox`]: B10, what the task sandbox adds to an attempt.
 //! - [`triggers`]: B11, 10,000 minutely cron triggers over 1,000 tenants on PostgreSQL.
+//! - [`trigger_passes`]: B11p, what one trigger pass costs on PostgreSQL, pass after pass.
 //! - [`live`]: B12, live sockets: latency on one replica and across two, 1,000 sockets.
 //! - [`limits`]: B13, request rate limits: one key's flood against another key's reads.
 
@@ -32,6 +33,7 @@ mod procs;
 mod report;
 mod sandbox;
 mod statements;
+mod trigger_passes;
 mod triggers;
 
 use std::time::Duration;
@@ -77,12 +79,11 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--connections" => o.connections = usize::try_from(number("--connections")?)?,
             "--pool" => o.pool = u32::try_from(number("--pool")?)?,
             "--minutes" => o.minutes = usize::try_from(number("--minutes")?)?,
-            "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" | "b3" | "b5" | "b7" | "b9" | "b10" | "b11" | "b12" | "b13" => {
-                o.cases.push(a.clone())
-            }
+            "b1" | "b2" | "b6" | "b8" | "b1pg" | "b4" | "b3" | "b5" | "b7" | "b9" | "b10" | "b11" | "b11p" | "b12"
+            | "b13" => o.cases.push(a.clone()),
             other => {
                 bail!(
-                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b12 b13 b1pg --seconds N --runs N --connections N --pool N --minutes N"
+                    "unknown argument {other}: expected b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b11p b12 b13 b1pg --seconds N --runs N --connections N --pool N --minutes N"
                 )
             }
         }
@@ -110,6 +111,7 @@ async fn run(options: Options, args: Vec<String>) -> anyhow::Result<()> {
             "b7" => vec![cases::b7(&binary, &options).await?],
             "b10" => vec![sandbox::b10(&options).await?],
             "b11" => vec![triggers::b11(&binary, &options).await?],
+            "b11p" => vec![trigger_passes::b11p(&options).await?],
             "b12" => vec![live::b12(&binary, &options).await?],
             "b13" => vec![limits::b13(&binary, &options).await?],
             _ => unreachable!("parse accepts only known cases"),

@@ -21,7 +21,7 @@ const PER_TENANT: usize = 10;
 /// triggers fire every minute (their passes revisit some 300-500 MB of pages a minute). The
 /// test suite's 32 MB would have every pass read and write its pages through the kernel: a
 /// tenth more database CPU a pass in the runs of 2026-12-07 (docs/benchmarks.md).
-const SETTINGS: &str = "-c shared_buffers=1GB";
+pub(crate) const SETTINGS: &str = "-c shared_buffers=1GB";
 
 fn package(binary: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
     let src = dir.join("src");
@@ -44,7 +44,7 @@ fn package(binary: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// CPU seconds of PostgreSQL's processes by kind.
 #[derive(Default, Clone, Copy)]
-struct PgCpu {
+pub(crate) struct PgCpu {
     /// Clients' backends: the server's lanes and pool, the bench's own queries.
     connections: f64,
     /// The autovacuum launcher and its workers.
@@ -54,11 +54,11 @@ struct PgCpu {
 }
 
 impl PgCpu {
-    fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         self.connections + self.autovacuum + self.background
     }
 
-    fn since(&self, earlier: &Self) -> Self {
+    pub(crate) fn since(&self, earlier: &Self) -> Self {
         Self {
             connections: self.connections - earlier.connections,
             autovacuum: self.autovacuum - earlier.autovacuum,
@@ -71,7 +71,7 @@ impl PgCpu {
 /// own cluster is the only one while it runs), from /proc, by kind (the title a process sets
 /// in its command line). A process that exited takes its share with it: the server's
 /// connections live through the measured minutes, an autovacuum worker may not.
-fn postgres_cpu() -> PgCpu {
+pub(crate) fn postgres_cpu() -> PgCpu {
     let mut cpu = PgCpu::default();
     let Ok(entries) = std::fs::read_dir("/proc") else { return cpu };
     for entry in entries.flatten() {
