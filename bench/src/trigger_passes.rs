@@ -100,6 +100,7 @@ pub async fn b11p(_: &Options) -> anyhow::Result<String> {
         "|---|---|---|---|---|".into(),
     ];
     let mut pg_per_pass = Vec::new();
+    let statements = crate::statements::enable(&pg, &db.name).await?;
     // Round 0 prepares every statement and opens every relation: shown, not counted.
     for round in 0..=ROUNDS {
         let now = t0() + chrono::Duration::seconds(i64::try_from(round)? + 1);
@@ -122,6 +123,13 @@ pub async fn b11p(_: &Options) -> anyhow::Result<String> {
         ));
         if round > 0 {
             pg_per_pass.push(pg_ms);
+        } else if statements {
+            crate::statements::reset(&pg, &db.name).await?;
+        }
+    }
+    if statements {
+        for line in crate::statements::top(&pg, &db.name, 8).await? {
+            println!("B11p: {line}");
         }
     }
     pg_per_pass.sort_by(f64::total_cmp);
