@@ -1,7 +1,7 @@
 //! The statements of a trigger pass (`pass`), each naming the tenant's schema so that
-//! its plan survives on the tenant's lane, where the pass prepares them by name: the read of
-//! the due triggers with all a decision needs, and the write of all the decision changed
-//! (with its parameters, [`WriteArgs`]).
+//! its plan survives on the tenant's lane: the read of the due triggers with all a decision
+//! needs (prepared by name by the pass), and the write of all the decision changed (prepared
+//! by the driver, with its parameters bound by [`WriteArgs`]).
 
 use chrono::{DateTime, Utc};
 use cloacina_domain::execution::{EventDraft, NewExecution, Plan, TaskStatus};
