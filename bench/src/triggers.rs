@@ -2,7 +2,9 @@
 //! off, so only scheduling is measured). Fire lateness (scheduled time → the pass that created
 //! the execution committed) comes from the server's own histogram over several whole minutes;
 //! the idle cost (database transactions per second, server CPU) is measured between the
-//! minute's fires, and compared with the same 1,000 tenants before any trigger existed.
+//! minute's fires, and compared with the same 1,000 tenants before any trigger existed; once
+//! before the triggers and once after the last minute measured, autovacuum is paused for the
+//! window, which leaves the servers' own transactions.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -130,6 +132,26 @@ async fn idle(pg: &TestPg, db: &str, server: &Running, window: Duration) -> anyh
     let (t1, c1) = (transactions(pg, db).await?, server.cpu_seconds());
     let w = window.as_secs_f64();
     Ok(((t1 - t0) as f64 / w, (c1 - c0) / w * 100.0))
+}
+
+/// [`idle`] with autovacuum paused for the window (off in the configuration, reloaded, its
+/// workers stopped; back on after): after a burst of writes the database's own upkeep runs
+/// whatever the scheduler does, and its transactions are most of what the database counts
+/// while nothing is due. What is left is the servers' own work.
+async fn quiet(pg: &TestPg, db: &str, server: &Running, window: Duration) -> anyhow::Result<(f64, f64)> {
+    let mut c = pg.admin().await;
+    for sql in [
+        "ALTER SYSTEM SET autovacuum = off",
+        "SELECT pg_reload_conf()",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
+    ] {
+        sqlx::query(sql).execute(&mut c).await?;
+    }
+    let measured = idle(pg, db, server, window).await;
+    for sql in ["ALTER SYSTEM RESET autovacuum", "SELECT pg_reload_conf()"] {
+        sqlx::query(sql).execute(&mut c).await?;
+    }
+    measured
 }
 
 /// From the database, each measured fire's scheduled time to the start of the pass that
@@ -265,6 +287,7 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     }
     println!("B11: {TENANTS} tenants in {:.1} s", started.elapsed().as_secs_f64());
     let (tps_before, cpu_before) = idle(&pg, &db.name, &server, Duration::from_secs(20)).await?;
+    let (quiet_before, _) = quiet(&pg, &db.name, &server, Duration::from_secs(20)).await?;
 
     let started = Instant::now();
     for i in 0..TENANTS {
@@ -297,6 +320,7 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
     let (earlier, skipped) = lateness(&client, &server).await?;
     let statements = crate::statements::enable(&pg, &db.name).await?;
     let mut idle_after = Vec::new();
+    let mut quiet_after = f64::NAN;
     let mut burst = Vec::new();
     // CPU seconds each minute's fires took: PostgreSQL's, the server's.
     let mut burst_cpu = Vec::new();
@@ -353,8 +377,14 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
         );
         // Nothing is due until the next minute: the idle window is what is left of it.
         let left = 60.0 - (m.answered + 12.0 + 2.0);
+        // After the last minute's burst, the window is a quiet one (autovacuum paused).
         if left >= 5.0 {
-            idle_after.push(idle(&pg, &db.name, &server, Duration::from_secs_f64(left)).await?);
+            let window = Duration::from_secs_f64(left);
+            if burst.len() == o.minutes {
+                quiet_after = quiet(&pg, &db.name, &server, window).await?.0;
+            } else {
+                idle_after.push(idle(&pg, &db.name, &server, window).await?);
+            }
         }
     }
     let (buckets, total) = lateness(&client, &server).await?;
@@ -425,6 +455,7 @@ pub async fn b11(binary: &Path, o: &Options) -> anyhow::Result<String> {
             "| the machine: 200 million xorshift steps on one thread, before each measured minute (slower when its CPUs are shared) | {speed_min:.0}-{speed_max:.0} ms | — |"
         ),
         format!("| database transactions/s while nothing is due: 0 triggers → {} | {tps_before:.2} → {tps_idle:.2} | independent of the trigger count |", TENANTS * PER_TENANT),
+        format!("| the same with autovacuum paused for the window (the servers' own transactions): 0 triggers → {} | {quiet_before:.2} → {quiet_after:.2} | independent of the trigger count |", TENANTS * PER_TENANT),
         format!("| server CPU while nothing is due: 0 triggers → {} | {cpu_before:.2} % → {cpu_idle:.2} % | independent of the trigger count |", TENANTS * PER_TENANT),
     ]
     .join("\n"))
