@@ -51,14 +51,7 @@ impl Running {
 
     /// User + system CPU seconds so far, from /proc.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are fields 14 and 15 of the line (in clock ticks, 100 a second on
-        // Linux): indices 11 and 12 counting the state, field 3, as 0.
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_seconds_of(&std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default())
     }
 
     fn status_mib(&self, field: &str) -> f64 {
@@ -164,4 +157,15 @@ pub fn serve_ceiling() -> anyhow::Result<()> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// User + system CPU seconds of a process, from its `/proc/<pid>/stat` line (0 if unreadable).
+pub fn cpu_seconds_of(stat: &str) -> f64 {
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line (in clock ticks, 100 a second on
+    // Linux): indices 11 and 12 counting the state, field 3, as 0.
+    (ticks(11) + ticks(12)) / 100.0
 }

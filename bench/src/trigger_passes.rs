@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use chrono::{DateTime, TimeZone as _, Utc};
-use cloacina_domain::audit::{AuditAction, AuditEntry, RequestOrigin};
-use cloacina_domain::package::{Manifest, NewPackage};
+use chrono::Utc;
+use cloacina_contract::executions::t0;
+use cloacina_contract::noted;
+use cloacina_contract::triggers::package;
 use cloacina_domain::ports::{PackageStore, TenantStore, TriggerStore};
 use cloacina_domain::tenant::NewTenant;
 use cloacina_domain::{Secret, TenantName};
@@ -24,51 +25,16 @@ const TENANTS: usize = 200;
 const PER_TENANT: usize = 10;
 const ROUNDS: usize = 7;
 
-fn noted() -> AuditEntry {
-    AuditEntry::new(
-        Utc::now(),
-        None,
-        Some(TenantName::public()),
-        AuditAction::KeyCreate,
-        "bench",
-        RequestOrigin::default(),
-    )
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).single().expect("a valid time")
-}
-
-fn package(dir: &std::path::Path, i: usize) -> anyhow::Result<NewPackage> {
-    let mut text = String::from(
-        "[package]\nname = \"each\"\nversion = \"1.0.0\"\n[[workflow]]\nname = \"tick\"\n[[workflow.task]]\nid = \"one\"\ncommand = [\"true\"]\n",
-    );
-    for t in 0..PER_TENANT {
-        text.push_str(&format!(
-            "[[workflow.trigger]]\nname = \"every-second-{t}\"\ncron = \"* * * * * *\"\noverlap = \"allow\"\n"
-        ));
-    }
-    let archive = dir.join(format!("archive-{i}"));
-    std::fs::write(&archive, b"archive")?;
-    Ok(NewPackage {
-        id: uuid::Uuid::new_v4(),
-        manifest: Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?,
-        manifest_text: text,
-        archive,
-        size_bytes: 7,
-        content_hash: format!("each-{i}"),
-        uploaded_at: t0(),
-        uploaded_by: None,
-        signature: None,
-    })
+/// Ten triggers every second, each starting the package's one-task workflow.
+fn triggers() -> Vec<String> {
+    (0..PER_TENANT)
+        .map(|t| format!("name = \"every-second-{t}\"\ncron = \"* * * * * *\"\noverlap = \"allow\""))
+        .collect()
 }
 
 /// This process's user + system CPU seconds so far.
 fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (field(11) + field(12)) / 100.0
+    crate::procs::cpu_seconds_of(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 
 pub async fn b11p(_: &Options) -> anyhow::Result<String> {
@@ -77,7 +43,8 @@ pub async fn b11p(_: &Options) -> anyhow::Result<String> {
     let store =
         PgDb::connect(&Secret::new(&db.url), &PgSettings { max_connections: 4, ..PgSettings::default() }).await?;
     store.migrate().await?;
-    let dir = tempfile::tempdir()?;
+    let triggers = triggers();
+    let triggers: Vec<&str> = triggers.iter().map(String::as_str).collect();
     let mut names = Vec::new();
     for i in 0..TENANTS {
         let name = TenantName::parse(&format!("t{i:04}")).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -88,7 +55,10 @@ pub async fn b11p(_: &Options) -> anyhow::Result<String> {
             created_at: Utc::now(),
         };
         store.create_tenant(&tenant, &noted()).await?;
-        store.store_package(&name, &package(dir.path(), i)?, &noted()).await?.context("the tenant is gone")?;
+        store
+            .store_package(&name, &package("each", "1.0.0", &triggers), &noted())
+            .await?
+            .context("the tenant is gone")?;
         names.push(name);
     }
     let mut lines = vec![

@@ -78,13 +78,10 @@ pub(crate) fn postgres_cpu() -> PgCpu {
     let Ok(entries) = std::fs::read_dir("/proc") else { return cpu };
     for entry in entries.flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        if !head.ends_with("(postgres") {
+        if !stat.rsplit_once(')').is_some_and(|(head, _)| head.ends_with("(postgres")) {
             continue;
         }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let seconds = (field(11) + field(12)) / 100.0;
+        let seconds = crate::procs::cpu_seconds_of(&stat);
         let title = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
         let kind = if title.starts_with("postgres: autovacuum") {
             &mut cpu.autovacuum
